@@ -1,0 +1,8 @@
+//! SCSI wire formats (SPC-4 / SBC-3 / SAM-5): sense data, status codes, CDB field
+//! decoding and the encoders for the data a target returns. Pure functions over bytes:
+//! no I/O and no state, so every piece is unit-testable and fuzzable.
+
+pub mod sense;
+pub mod status;
+
+pub use sense::{FieldPointer, Sense};

@@ -1,0 +1,9 @@
+//! The SCST target core (spec/scst.md sections 4.1, 5.1, 5.2): devices, targets, LUN
+//! tables and security groups, sessions and their tgt_devs, unit attentions, task sets
+//! and task management. It never sees a PDU, a socket or a login key.
+
+pub mod cmd;
+pub mod device;
+
+pub use cmd::{Cdb, Cmd, ExecMode, Response, TaskAttr};
+pub use device::{CmdCtx, Device};
