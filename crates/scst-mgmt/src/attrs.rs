@@ -1,0 +1,719 @@
+//! What scst-rs knows about attributes, as data (spec sections 2.3-2.9, 6.6).
+//!
+//! For every level of the management tree that scst.conf can configure there is a lookup
+//! function returning an [`AttrInfo`]: how a value is checked, whether the attribute is
+//! writable, whether it is a creation parameter (`add_device`/`add_target` `k=v;`), a key
+//! attribute (★, saved by write_config) and whether it is dynamic / multi-valued
+//! (`add_attribute`). The layer applying a configuration uses the same data to decide what
+//! goes into `add_device` and what is written afterwards.
+//!
+//! Runtime-only entries (statistics, counters, links) are not listed; read-only ones that
+//! people tend to copy into a config are, so that validation can say "read-only" rather than
+//! "unknown".
+
+/// How an attribute may be accessed after the object exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    ReadOnly,
+    ReadWrite,
+    /// An action (e.g. `resync_size`), never part of a configuration.
+    WriteOnly,
+}
+
+/// The shape of a valid value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueKind {
+    /// `0` or `1`.
+    Bool,
+    /// Decimal or `0x` hex integer within `min..=max`.
+    Int { min: i64, max: i64 },
+    /// A power of two within `min..=max` (block sizes).
+    PowerOfTwo { min: i64, max: i64 },
+    /// One of the listed words, compared exactly.
+    Enum(&'static [&'static str]),
+    /// One of the listed words, compared ignoring ASCII case.
+    EnumNoCase(&'static [&'static str]),
+    /// `|`-separated combination of the listed words (`dif_mode`).
+    Flags(&'static [&'static str]),
+    /// `auto`, `this_group_only`, `never` or a group number > 0.
+    IoGrouping,
+    /// iSCSI CHAP account `"<name> <secret>"`, secret at least 12 bytes (spec 6.5).
+    ChapAccount,
+    /// Anything.
+    Text,
+}
+
+/// Static facts about one attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttrInfo {
+    pub name: &'static str,
+    pub kind: ValueKind,
+    pub access: Access,
+    /// Accepted as a creation parameter (`add_device`, `add_target`, LUN `add ... k=v`).
+    /// Read-only attributes can only be set this way.
+    pub creation: bool,
+    /// Key attribute (★): saved by write_config even at its default value.
+    pub key: bool,
+    /// Added/removed with `add_attribute`/`add_target_attribute` rather than written.
+    pub dynamic: bool,
+    /// May occur several times (multi-instance, e.g. `IncomingUser`).
+    pub multi: bool,
+}
+
+impl AttrInfo {
+    const fn new(name: &'static str, kind: ValueKind, access: Access) -> Self {
+        AttrInfo {
+            name,
+            kind,
+            access,
+            creation: false,
+            key: false,
+            dynamic: false,
+            multi: false,
+        }
+    }
+    const fn creation(mut self) -> Self {
+        self.creation = true;
+        self
+    }
+    const fn key(mut self) -> Self {
+        self.key = true;
+        self
+    }
+    /// Dynamic attribute; `multi` says whether several instances may exist.
+    const fn dynamic(mut self, multi: bool) -> Self {
+        self.dynamic = true;
+        self.multi = multi;
+        self
+    }
+
+    /// Whether a configuration file may set it at all.
+    pub fn configurable(&self) -> bool {
+        self.creation || self.dynamic || self.access == Access::ReadWrite
+    }
+
+    /// Check a value; the error text completes "attribute 'x' ...".
+    pub fn check_value(&self, value: &str) -> Result<(), String> {
+        check_kind(self.kind, value)
+    }
+}
+
+fn check_kind(kind: ValueKind, value: &str) -> Result<(), String> {
+    match kind {
+        ValueKind::Text => Ok(()),
+        ValueKind::Bool => match value {
+            "0" | "1" => Ok(()),
+            _ => Err("must be 0 or 1".into()),
+        },
+        ValueKind::Int { min, max } => match parse_int(value) {
+            Some(n) if (min..=max).contains(&n) => Ok(()),
+            _ => Err(format!("must be a number in {min}..{max}")),
+        },
+        ValueKind::PowerOfTwo { min, max } => match parse_int(value) {
+            Some(n) if (min..=max).contains(&n) && (n as u64).is_power_of_two() => Ok(()),
+            _ => Err(format!("must be a power of two in {min}..{max}")),
+        },
+        ValueKind::Enum(words) => {
+            if words.contains(&value) {
+                Ok(())
+            } else {
+                Err(format!("must be one of {}", words.join(", ")))
+            }
+        }
+        ValueKind::EnumNoCase(words) => {
+            if words.iter().any(|w| w.eq_ignore_ascii_case(value)) {
+                Ok(())
+            } else {
+                Err(format!("must be one of {}", words.join(", ")))
+            }
+        }
+        ValueKind::Flags(words) => {
+            if value.split('|').all(|part| words.contains(&part.trim())) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "must be a '|'-separated list of {}",
+                    words.join(", ")
+                ))
+            }
+        }
+        ValueKind::IoGrouping => {
+            let ok = matches!(value, "auto" | "this_group_only" | "never")
+                || parse_int(value).is_some_and(|n| n > 0);
+            if ok {
+                Ok(())
+            } else {
+                Err("must be auto, this_group_only, never or a group number > 0".into())
+            }
+        }
+        ValueKind::ChapAccount => {
+            let mut words = value.split_whitespace();
+            match (words.next(), words.next(), words.next()) {
+                (Some(_), Some(secret), None) if secret.len() >= MIN_CHAP_SECRET => Ok(()),
+                (Some(_), Some(_), None) => Err(format!(
+                    "has a CHAP secret shorter than {MIN_CHAP_SECRET} bytes"
+                )),
+                _ => Err("must be \"<user name> <secret>\"".into()),
+            }
+        }
+    }
+}
+
+/// iscsi-scst refuses shorter CHAP secrets.
+pub const MIN_CHAP_SECRET: usize = 12;
+
+/// Decimal or `0x` hex, optionally negative. `None` on anything else or overflow.
+pub fn parse_int(text: &str) -> Option<i64> {
+    let (neg, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let magnitude = match digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
+        Some(hex) if !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            i64::from_str_radix(hex, 16).ok()?
+        }
+        Some(_) => return None,
+        None if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => {
+            digits.parse::<i64>().ok()?
+        }
+        None => return None,
+    };
+    Some(if neg { -magnitude } else { magnitude })
+}
+
+use Access::{ReadOnly as RO, ReadWrite as RW, WriteOnly as WO};
+use ValueKind::*;
+
+const fn int(min: i64, max: i64) -> ValueKind {
+    Int { min, max }
+}
+
+const U16: ValueKind = int(0, 65535);
+const U32: ValueKind = int(0, u32::MAX as i64);
+const I32: ValueKind = int(i32::MIN as i64, i32::MAX as i64);
+const SIZE: ValueKind = int(0, i64::MAX);
+/// iSCSI data segment / burst lengths: 512 up to the 24-bit RFC 7143 maximum.
+const SEG_LEN: ValueKind = int(512, (1 << 24) - 1);
+const YES_NO: ValueKind = Enum(&["Yes", "No"]);
+const DIGEST: ValueKind = EnumNoCase(&["None", "CRC32C", "CRC32C,None", "None,CRC32C"]);
+const ADDR_METHOD: ValueKind = EnumNoCase(&["PERIPHERAL", "FLAT", "LUN"]);
+
+fn find(table: &[AttrInfo], name: &str) -> Option<AttrInfo> {
+    table.iter().find(|a| a.name == name).copied()
+}
+
+// ---------------------------------------------------------------------------------------
+// Root (spec 2.3)
+
+const ROOT: &[AttrInfo] = &[
+    AttrInfo::new("setup_id", U32, RW).key(),
+    AttrInfo::new("threads", int(1, 4096), RW),
+    AttrInfo::new("poll_us", U32, RW),
+    AttrInfo::new("suspend", I32, RW),
+    AttrInfo::new("max_tasklet_cmd", U32, RW),
+    AttrInfo::new("measure_latency", Bool, RW),
+    AttrInfo::new("async_lun_replace", Bool, RW),
+    AttrInfo::new("force_global_sgv_pool", Bool, RW),
+    AttrInfo::new("trace_level", Text, RW),
+    AttrInfo::new("cluster_name", Text, RW).key(),
+    AttrInfo::new("version", Text, RO),
+    AttrInfo::new("trace_cmds", Text, RO),
+    AttrInfo::new("trace_mcmds", Text, RO),
+    AttrInfo::new("last_sysfs_mgmt_res", Text, RO),
+];
+
+/// Root attribute (`/sys/kernel/scst_tgt/<name>`).
+pub fn root_attr(name: &str) -> Option<AttrInfo> {
+    find(ROOT, name)
+}
+
+// ---------------------------------------------------------------------------------------
+// Handlers and devices (spec 2.4, 2.5)
+
+/// Dev handlers scst-rs implements.
+pub const SUPPORTED_HANDLERS: &[&str] =
+    &["vcdrom", "vdisk_blockio", "vdisk_fileio", "vdisk_nullio"];
+
+/// SCST handlers that exist but scst-rs does not implement (pass-through and scst_user).
+pub const UNSUPPORTED_HANDLERS: &[&str] = &[
+    "dev_cdrom",
+    "dev_changer",
+    "dev_disk",
+    "dev_disk_perf",
+    "dev_modisk",
+    "dev_modisk_perf",
+    "dev_processor",
+    "dev_raid",
+    "dev_tape",
+    "dev_tape_perf",
+    "scst_user",
+];
+
+/// Target drivers scst-rs implements.
+pub const SUPPORTED_DRIVERS: &[&str] = &["iscsi"];
+
+/// SCST target drivers that exist but scst-rs does not implement.
+pub const UNSUPPORTED_DRIVERS: &[&str] = &[
+    "copy_manager",
+    "fcst",
+    "ib_srpt",
+    "isert_scst",
+    "qla2x00t",
+    "qla2x00tgt",
+    "scst_local",
+];
+
+/// Whether a handler/driver name is implemented, known from SCST, or unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Support {
+    Supported,
+    /// Exists in SCST, not (yet) in scst-rs.
+    NotSupported,
+    Unknown,
+}
+
+fn support(name: &str, supported: &[&str], unsupported: &[&str]) -> Support {
+    if supported.contains(&name) {
+        Support::Supported
+    } else if unsupported.contains(&name) {
+        Support::NotSupported
+    } else {
+        Support::Unknown
+    }
+}
+
+pub fn handler_support(handler: &str) -> Support {
+    support(handler, SUPPORTED_HANDLERS, UNSUPPORTED_HANDLERS)
+}
+
+pub fn driver_support(driver: &str) -> Support {
+    support(driver, SUPPORTED_DRIVERS, UNSUPPORTED_DRIVERS)
+}
+
+// Handler bit masks for the vdisk table (the f/b/n/c columns of spec 2.5).
+const F: u8 = 1;
+const B: u8 = 2;
+const N: u8 = 4;
+const C: u8 = 8;
+const FB: u8 = F | B;
+const FBN: u8 = F | B | N;
+const ALL: u8 = F | B | N | C;
+
+fn vdisk_mask(handler: &str) -> Option<u8> {
+    Some(match handler {
+        "vdisk_fileio" => F,
+        "vdisk_blockio" => B,
+        "vdisk_nullio" => N,
+        "vcdrom" => C,
+        _ => return None,
+    })
+}
+
+/// Handler directory attributes. `pr_dump_dir` is dev_disk's in SCST; scst-rs offers it on
+/// its disk-type vdisk handlers, which are the ones that keep PR state.
+const HANDLER_ATTRS: &[(u8, AttrInfo)] = &[
+    (ALL, AttrInfo::new("trace_level", Text, RW)),
+    (FBN, AttrInfo::new("pr_dump_dir", Text, RW)),
+    (ALL, AttrInfo::new("type", Text, RO)),
+];
+
+/// Handler-level attribute (`handlers/<handler>/<name>`).
+pub fn handler_attr(handler: &str, name: &str) -> Option<AttrInfo> {
+    let mask = vdisk_mask(handler)?;
+    HANDLER_ATTRS
+        .iter()
+        .find(|(m, a)| m & mask != 0 && a.name == name)
+        .map(|(_, a)| *a)
+}
+
+/// vdisk device attributes. An attribute whose access differs between handlers has one row
+/// per variant; the first row matching the handler wins.
+const VDISK_ATTRS: &[(u8, AttrInfo)] = &[
+    (FB, AttrInfo::new("filename", Text, RO).creation().key()),
+    // vcdrom: filename is how media is inserted (empty = eject), not a creation param.
+    (C, AttrInfo::new("filename", Text, RW).key()),
+    (
+        FBN,
+        AttrInfo::new(
+            "blocksize",
+            PowerOfTwo {
+                min: 512,
+                max: 1 << 16,
+            },
+            RO,
+        )
+        .creation()
+        .key(),
+    ),
+    (N, AttrInfo::new("size", SIZE, RW).creation()),
+    (B, AttrInfo::new("size", SIZE, RW)),
+    (F | C, AttrInfo::new("size", SIZE, RO)),
+    (N, AttrInfo::new("size_mb", SIZE, RW).creation()),
+    (B, AttrInfo::new("size_mb", SIZE, RW)),
+    (F | C, AttrInfo::new("size_mb", SIZE, RO)),
+    (FB, AttrInfo::new("resync_size", Text, WO)),
+    (FB, AttrInfo::new("sync", Text, WO)),
+    (FBN, AttrInfo::new("read_only", Bool, RO).creation().key()),
+    (
+        FB,
+        AttrInfo::new("write_through", Bool, RO).creation().key(),
+    ),
+    (FB, AttrInfo::new("nv_cache", Bool, RO).creation().key()),
+    (F, AttrInfo::new("o_direct", Bool, RO).creation()),
+    (F, AttrInfo::new("async", Bool, RW).creation()),
+    (
+        FB,
+        AttrInfo::new("thin_provisioned", Bool, RO).creation().key(),
+    ),
+    (
+        FB,
+        AttrInfo::new("gen_tp_soft_threshold_reached_UA", Text, WO),
+    ),
+    (FBN, AttrInfo::new("rotational", Bool, RO).creation()),
+    (FBN, AttrInfo::new("removable", Bool, RO).creation()),
+    (ALL, AttrInfo::new("tst", Bool, RO).creation()),
+    (FBN, AttrInfo::new("opt_trans_len", U32, RW)),
+    (FB, AttrInfo::new("lb_per_pb_exp", Bool, RW)),
+    (FB, AttrInfo::new("expl_alua", Bool, RW)),
+    (FB, AttrInfo::new("active", Bool, RW).creation()),
+    (FB, AttrInfo::new("bind_alua_state", Bool, RW).creation()),
+    (
+        FBN,
+        AttrInfo::new("cluster_mode", Bool, RW).creation().key(),
+    ),
+    (N, AttrInfo::new("dummy", Bool, RO).creation()),
+    (N, AttrInfo::new("read_zero", Bool, RW)),
+    (ALL, AttrInfo::new("t10_vend_id", Text, RW)),
+    (ALL, AttrInfo::new("prod_id", Text, RW).key()),
+    (ALL, AttrInfo::new("prod_rev_lvl", Text, RW)),
+    (FBN, AttrInfo::new("t10_dev_id", Text, RW).creation().key()),
+    (C, AttrInfo::new("t10_dev_id", Text, RW).key()),
+    (ALL, AttrInfo::new("vend_specific_id", Text, RW)),
+    (ALL, AttrInfo::new("usn", Text, RW)),
+    (ALL, AttrInfo::new("eui64_id", Text, RW)),
+    (ALL, AttrInfo::new("naa_id", Text, RW)),
+    (ALL, AttrInfo::new("scsi_device_name", Text, RW)),
+    (ALL, AttrInfo::new("inq_vend_specific", Text, RW)),
+    (
+        FBN,
+        AttrInfo::new(
+            "dif_mode",
+            Flags(&["tgt", "scst", "dev_check", "dev_store"]),
+            RO,
+        )
+        .creation(),
+    ),
+    (FBN, AttrInfo::new("dif_type", int(0, 3), RO).creation()),
+    (FBN, AttrInfo::new("dif_static_app_tag", U16, RW).creation()),
+    (FB, AttrInfo::new("dif_filename", Text, RO).creation()),
+    (
+        FBN,
+        AttrInfo::new("numa_node_id", int(-1, 4095), RO).creation(),
+    ),
+];
+
+/// Core device attributes every device has (spec 2.5, first table), consulted after the
+/// handler's own table.
+const CORE_DEVICE_ATTRS: &[AttrInfo] = &[
+    AttrInfo::new("max_tgt_dev_commands", int(1, 65535), RW),
+    AttrInfo::new("numa_node_id", int(-1, 4095), RW),
+    AttrInfo::new("threads_num", I32, RW),
+    AttrInfo::new("threads_pool_type", Enum(&["per_initiator", "shared"]), RW),
+    AttrInfo::new("pr_file_name", Text, RW),
+    AttrInfo::new("type", Text, RO),
+    AttrInfo::new("pr_state", Text, RO),
+];
+
+/// Device attribute (`devices/<dev>/<name>`) for a device of `handler`.
+pub fn device_attr(handler: &str, name: &str) -> Option<AttrInfo> {
+    let mask = vdisk_mask(handler)?;
+    VDISK_ATTRS
+        .iter()
+        .find(|(m, a)| m & mask != 0 && a.name == name)
+        .map(|(_, a)| *a)
+        .or_else(|| find(CORE_DEVICE_ATTRS, name))
+}
+
+/// Every attribute a device of `handler` has (handler-specific first, then core ones);
+/// empty for handlers scst-rs does not implement. Useful for help texts and
+/// `-list_hnd_attr`.
+pub fn device_attrs(handler: &str) -> Vec<AttrInfo> {
+    let Some(mask) = vdisk_mask(handler) else {
+        return Vec::new();
+    };
+    let mut out: Vec<AttrInfo> = Vec::new();
+    let rows = VDISK_ATTRS
+        .iter()
+        .filter(|(m, _)| m & mask != 0)
+        .map(|(_, a)| *a)
+        .chain(CORE_DEVICE_ATTRS.iter().copied());
+    for a in rows {
+        if !out.iter().any(|o| o.name == a.name) {
+            out.push(a);
+        }
+    }
+    out
+}
+
+/// Creation parameters `add_device` accepts for `handler` (spec 2.4).
+pub fn creation_params(handler: &str) -> Vec<&'static str> {
+    device_attrs(handler)
+        .into_iter()
+        .filter(|a| a.creation)
+        .map(|a| a.name)
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Target drivers, targets, groups, LUNs (spec 2.6, 2.7, 6.6)
+
+const ISCSI_DRIVER: &[AttrInfo] = &[
+    AttrInfo::new("enabled", Bool, RW).key(),
+    AttrInfo::new("IncomingUser", ChapAccount, RW).dynamic(true),
+    AttrInfo::new("OutgoingUser", ChapAccount, RW).dynamic(false),
+    AttrInfo::new("iSNSServer", Text, RW).key(),
+    AttrInfo::new("isns_entity_name", Text, RW),
+    AttrInfo::new("internal_portal", Text, RW),
+    AttrInfo::new("link_local", Bool, RW),
+    AttrInfo::new("trace_level", Text, RW),
+    AttrInfo::new("open_state", Text, RO),
+    AttrInfo::new("version", Text, RO),
+];
+
+/// Target-driver attribute (`targets/<driver>/<name>`).
+pub fn driver_attr(driver: &str, name: &str) -> Option<AttrInfo> {
+    match driver {
+        "iscsi" => find(ISCSI_DRIVER, name),
+        _ => None,
+    }
+}
+
+/// Attributes every target has, whatever its driver (spec 2.7).
+const CORE_TARGET: &[AttrInfo] = &[
+    AttrInfo::new("enabled", Bool, RW).key(),
+    AttrInfo::new("rel_tgt_id", int(1, 65535), RW).key(),
+    AttrInfo::new("addr_method", ADDR_METHOD, RW),
+    AttrInfo::new("io_grouping_type", IoGrouping, RW),
+    AttrInfo::new("black_hole", int(0, 4), RW),
+    AttrInfo::new("cpu_mask", Text, RW),
+    AttrInfo::new("comment", Text, RW),
+    AttrInfo::new("forward_src", Bool, RW),
+    AttrInfo::new("forward_dst", Bool, RW),
+    AttrInfo::new("forwarding", Bool, RW),
+    AttrInfo::new("aen_disabled", Bool, RW),
+    AttrInfo::new("sg_tablesize", Text, RO),
+    AttrInfo::new("hw_target", Text, RO),
+    AttrInfo::new("dif_capabilities", Text, RO),
+];
+
+/// iSCSI target attributes (spec 6.6); session keys are also `add_target` parameters.
+const ISCSI_TARGET: &[AttrInfo] = &[
+    AttrInfo::new("tid", Text, RO),
+    AttrInfo::new("alias", Text, RW),
+    AttrInfo::new("redirect", Text, RW),
+    AttrInfo::new("per_portal_acl", Bool, RW),
+    AttrInfo::new("IncomingUser", ChapAccount, RW).dynamic(true),
+    AttrInfo::new("OutgoingUser", ChapAccount, RW).dynamic(false),
+    AttrInfo::new("allowed_portal", Text, RW).dynamic(true),
+    AttrInfo::new("InitialR2T", YES_NO, RW).creation(),
+    AttrInfo::new("ImmediateData", YES_NO, RW).creation(),
+    AttrInfo::new("MaxRecvDataSegmentLength", SEG_LEN, RW)
+        .creation()
+        .key(),
+    AttrInfo::new("MaxXmitDataSegmentLength", SEG_LEN, RW).creation(),
+    AttrInfo::new("MaxBurstLength", SEG_LEN, RW)
+        .creation()
+        .key(),
+    AttrInfo::new("FirstBurstLength", SEG_LEN, RW)
+        .creation()
+        .key(),
+    AttrInfo::new("MaxOutstandingR2T", int(1, 65535), RW).creation(),
+    AttrInfo::new("HeaderDigest", DIGEST, RW).creation().key(),
+    AttrInfo::new("DataDigest", DIGEST, RW).creation().key(),
+    AttrInfo::new("QueuedCommands", int(1, 2048), RW)
+        .creation()
+        .key(),
+    AttrInfo::new("RspTimeout", int(2, 65535), RW).creation(),
+    AttrInfo::new("NopInInterval", U16, RW).creation(),
+    AttrInfo::new("NopInTimeout", int(2, 65535), RW).creation(),
+    AttrInfo::new("MaxSessions", U16, RW).creation(),
+];
+
+/// Target attribute (`targets/<driver>/<target>/<name>`): the driver's own, then core.
+pub fn target_attr(driver: &str, name: &str) -> Option<AttrInfo> {
+    let own = match driver {
+        "iscsi" => find(ISCSI_TARGET, name),
+        _ => None,
+    };
+    own.or_else(|| find(CORE_TARGET, name))
+}
+
+const CORE_GROUP: &[AttrInfo] = &[
+    AttrInfo::new("addr_method", ADDR_METHOD, RW),
+    AttrInfo::new("io_grouping_type", IoGrouping, RW),
+    AttrInfo::new("black_hole", int(0, 4), RW),
+    AttrInfo::new("cpu_mask", Text, RW),
+];
+
+const ISCSI_GROUP: &[AttrInfo] = &[AttrInfo::new("per_sess_dedicated_tgt_threads", Bool, RW)];
+
+/// Security group attribute (`targets/<driver>/<target>/ini_groups/<group>/<name>`).
+pub fn group_attr(driver: &str, name: &str) -> Option<AttrInfo> {
+    let own = match driver {
+        "iscsi" => find(ISCSI_GROUP, name),
+        _ => None,
+    };
+    own.or_else(|| find(CORE_GROUP, name))
+}
+
+const LUN: &[AttrInfo] = &[AttrInfo::new("read_only", Bool, RO).creation().key()];
+
+/// LUN attribute (`.../luns/<n>/<name>`), set as a parameter of the LUN `add` command.
+pub fn lun_attr(name: &str) -> Option<AttrInfo> {
+    find(LUN, name)
+}
+
+// ---------------------------------------------------------------------------------------
+// ALUA (spec 2.9)
+
+/// Device groups have no attributes of their own (only `devices/` and `target_groups/`).
+pub fn device_group_attr(_name: &str) -> Option<AttrInfo> {
+    None
+}
+
+/// The `device_groups/` directory (scst.conf `ALUA { }`) has no attributes scst-rs knows.
+pub fn alua_attr(_name: &str) -> Option<AttrInfo> {
+    None
+}
+
+const TARGET_GROUP: &[AttrInfo] = &[
+    AttrInfo::new("group_id", U16, RW).key(),
+    AttrInfo::new("preferred", Bool, RW),
+    AttrInfo::new(
+        "state",
+        Enum(&[
+            "active",
+            "nonoptimized",
+            "standby",
+            "unavailable",
+            "offline",
+            "transitioning",
+        ]),
+        RW,
+    )
+    .key(),
+    AttrInfo::new("comment", Text, RW),
+];
+
+/// Target group attribute (`device_groups/<dg>/target_groups/<tg>/<name>`).
+pub fn target_group_attr(name: &str) -> Option<AttrInfo> {
+    find(TARGET_GROUP, name)
+}
+
+const TARGET_GROUP_TARGET: &[AttrInfo] = &[AttrInfo::new("rel_tgt_id", int(1, 65535), RW).key()];
+
+/// Attribute of a target inside a target group (`.../target_groups/<tg>/<target>/<name>`).
+pub fn tg_target_attr(name: &str) -> Option<AttrInfo> {
+    find(TARGET_GROUP_TARGET, name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn int_parsing() {
+        assert_eq!(parse_int("0x0a01"), Some(0xa01));
+        assert_eq!(parse_int("42"), Some(42));
+        assert_eq!(parse_int("-1"), Some(-1));
+        assert_eq!(parse_int("+1"), None);
+        assert_eq!(parse_int("0x"), None);
+        assert_eq!(parse_int(""), None);
+        assert_eq!(parse_int("1e3"), None);
+        assert_eq!(parse_int("99999999999999999999"), None);
+    }
+
+    #[test]
+    fn per_handler_differences() {
+        let fio = device_attr("vdisk_fileio", "filename").unwrap();
+        assert!(fio.creation && fio.access == Access::ReadOnly && fio.key);
+        let cd = device_attr("vcdrom", "filename").unwrap();
+        assert!(!cd.creation && cd.access == Access::ReadWrite);
+        assert!(device_attr("vdisk_blockio", "o_direct").is_none());
+        assert!(device_attr("vdisk_nullio", "dummy").unwrap().creation);
+        assert!(device_attr("vdisk_fileio", "dummy").is_none());
+        assert!(device_attr("vdisk_nullio", "size").unwrap().creation);
+        assert!(!device_attr("vdisk_fileio", "size").unwrap().configurable());
+        assert!(device_attr("vdisk_fileio", "threads_num").is_some());
+        assert!(device_attr("dev_disk", "filename").is_none());
+        assert_eq!(creation_params("vcdrom"), ["tst"]);
+        let nullio = creation_params("vdisk_nullio");
+        for p in [
+            "blocksize",
+            "dummy",
+            "size",
+            "size_mb",
+            "tst",
+            "t10_dev_id",
+            "numa_node_id",
+        ] {
+            assert!(nullio.contains(&p), "{p}");
+        }
+        assert!(!creation_params("vdisk_blockio").contains(&"async"));
+    }
+
+    #[test]
+    fn value_kinds() {
+        let bs = device_attr("vdisk_fileio", "blocksize").unwrap();
+        assert!(bs.check_value("4096").is_ok());
+        assert!(bs.check_value("4000").is_err());
+        assert!(bs.check_value("256").is_err());
+        let b = lun_attr("read_only").unwrap();
+        assert!(b.check_value("1").is_ok());
+        assert_eq!(b.check_value("yes").unwrap_err(), "must be 0 or 1");
+        let am = target_attr("iscsi", "addr_method").unwrap();
+        assert!(am.check_value("flat").is_ok());
+        let d = target_attr("iscsi", "HeaderDigest").unwrap();
+        assert!(d.check_value("CRC32C,None").is_ok());
+        assert!(d.check_value("MD5").is_err());
+        let dm = device_attr("vdisk_fileio", "dif_mode").unwrap();
+        assert!(dm.check_value("tgt|dev_check").is_ok());
+        assert!(dm.check_value("tgt|bogus").is_err());
+        let io = group_attr("iscsi", "io_grouping_type").unwrap();
+        assert!(io.check_value("auto").is_ok() && io.check_value("3").is_ok());
+        assert!(io.check_value("0").is_err());
+        assert!(root_attr("setup_id").unwrap().check_value("0x0a01").is_ok());
+        let chap = driver_attr("iscsi", "IncomingUser").unwrap();
+        assert!(chap.check_value("joe 123456789012").is_ok());
+        assert_eq!(
+            chap.check_value("joe short").unwrap_err(),
+            "has a CHAP secret shorter than 12 bytes"
+        );
+        assert!(chap.check_value("joe").is_err());
+        assert!(chap.check_value("a b c").is_err());
+    }
+
+    #[test]
+    fn levels() {
+        assert!(driver_attr("iscsi", "IncomingUser").unwrap().multi);
+        assert!(!driver_attr("iscsi", "OutgoingUser").unwrap().multi);
+        assert!(target_attr("iscsi", "allowed_portal").unwrap().dynamic);
+        assert!(target_attr("iscsi", "rel_tgt_id").is_some());
+        assert!(target_attr("qla2x00t", "rel_tgt_id").is_some());
+        assert!(target_attr("qla2x00t", "alias").is_none());
+        assert!(group_attr("iscsi", "per_sess_dedicated_tgt_threads").is_some());
+        assert!(handler_attr("vdisk_fileio", "pr_dump_dir").is_some());
+        assert!(handler_attr("vcdrom", "pr_dump_dir").is_none());
+        assert!(target_group_attr("state")
+            .unwrap()
+            .check_value("standby")
+            .is_ok());
+        assert!(tg_target_attr("rel_tgt_id").is_some());
+        assert_eq!(driver_support("scst_local"), Support::NotSupported);
+        assert_eq!(handler_support("vdisk_fileio"), Support::Supported);
+        assert_eq!(handler_support("vdisk"), Support::Unknown);
+    }
+}
