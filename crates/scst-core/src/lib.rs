@@ -4,6 +4,18 @@
 
 pub mod cmd;
 pub mod device;
+pub mod error;
+pub mod iopool;
+pub mod pattern;
+pub mod registry;
+pub mod session;
+pub mod target;
+pub mod taskset;
 
 pub use cmd::{Cdb, Cmd, ExecMode, Response, TaskAttr};
 pub use device::{CmdCtx, Device};
+pub use error::MgmtError;
+pub use registry::{DeviceEntry, Scst};
+pub use session::{Route, Session, SessionEvents, TgtDev, TmfStatus};
+pub use target::{Acl, IniGroup, LunEntry, LunSet, Target};
+pub use taskset::TaskSet;

@@ -1,0 +1,334 @@
+//! Sessions (I_T nexuses) and tgt_devs (I_T_L nexuses): LUN translation, unit
+//! attentions, the commands the core answers itself, and task management effects that
+//! reach across sessions (spec/scst.md 4.1, 4.2, 5.1, 5.2).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+use scsi_wire::lun::encode_lun;
+use scsi_wire::Sense;
+
+use crate::cmd::{Cmd, ExecMode, Response};
+use crate::device::CmdCtx;
+use crate::registry::DeviceEntry;
+use crate::target::Target;
+
+const INQUIRY: u8 = 0x12;
+const REQUEST_SENSE: u8 = 0x03;
+const REPORT_LUNS: u8 = 0xA0;
+
+/// How the core reaches a session's transport for effects that originate elsewhere
+/// (another initiator's LUN RESET, a management force_close).
+pub trait SessionEvents: Send + Sync {
+    /// Abort this session's tasks on `device` without responding to them: another nexus
+    /// reset or cleared the task set.
+    fn abort_device_tasks(&self, device: &Arc<DeviceEntry>);
+    /// Drop the session's connections (force_close, reinstatement, target removal).
+    fn close(&self);
+}
+
+/// One session's view of one LUN (SCST's `struct scst_tgt_dev`).
+pub struct TgtDev {
+    pub lun: u64,
+    pub device: Arc<DeviceEntry>,
+    pub read_only: bool,
+    session: Weak<Session>,
+    /// Pending unit attentions, oldest first. `ua_pending` mirrors non-emptiness so the
+    /// per-command check is one atomic load.
+    ua: Mutex<VecDeque<Sense>>,
+    ua_pending: AtomicBool,
+}
+
+/// Upper bound on queued UAs per nexus; beyond it the oldest are dropped (SCST caps too).
+const MAX_QUEUED_UAS: usize = 16;
+
+impl TgtDev {
+    pub fn queue_ua(&self, sense: Sense) {
+        let mut q = self.ua.lock();
+        if q.contains(&sense) {
+            return;
+        }
+        if q.len() >= MAX_QUEUED_UAS {
+            q.pop_front();
+        }
+        q.push_back(sense);
+        self.ua_pending.store(true, Ordering::Release);
+    }
+
+    /// Queue a UA ahead of the others (I_T NEXUS LOSS OCCURRED is reported first).
+    pub fn queue_ua_first(&self, sense: Sense) {
+        let mut q = self.ua.lock();
+        q.retain(|s| *s != sense);
+        q.push_front(sense);
+        self.ua_pending.store(true, Ordering::Release);
+    }
+
+    pub fn take_ua(&self) -> Option<Sense> {
+        if !self.ua_pending.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut q = self.ua.lock();
+        let s = q.pop_front();
+        self.ua_pending.store(!q.is_empty(), Ordering::Release);
+        s
+    }
+
+    pub fn clear_ua(&self, sense: Sense) {
+        let mut q = self.ua.lock();
+        q.retain(|s| *s != sense);
+        self.ua_pending.store(!q.is_empty(), Ordering::Release);
+    }
+
+    pub fn has_ua(&self) -> bool {
+        self.ua_pending.load(Ordering::Acquire)
+    }
+
+    pub fn session(&self) -> Option<Arc<Session>> {
+        self.session.upgrade()
+    }
+}
+
+/// The LUNs a session sees, sorted by LUN number.
+#[derive(Default)]
+pub struct LunTable {
+    pub entries: Vec<Arc<TgtDev>>,
+}
+
+impl LunTable {
+    pub fn get(&self, lun: u64) -> Option<&Arc<TgtDev>> {
+        self.entries.binary_search_by_key(&lun, |t| t.lun).ok().map(|i| &self.entries[i])
+    }
+}
+
+/// Where a command goes after the core's checks.
+pub enum Route {
+    /// The core answered (unknown LUN, pending UA, REPORT LUNS, REQUEST SENSE).
+    Done(Response),
+    /// Execute on this nexus's device.
+    Device(Arc<TgtDev>),
+}
+
+/// Task management outcomes (SAM-5 7.x, iSCSI TMF response codes map onto these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TmfStatus {
+    Complete,
+    TaskNotExist,
+    LunNotExist,
+    NotSupported,
+    Rejected,
+}
+
+pub struct Session {
+    pub id: u64,
+    pub target: Arc<Target>,
+    pub initiator_name: String,
+    /// Name of the initiator group the session was bound to, if any.
+    pub group: Option<String>,
+    luns: ArcSwap<LunTable>,
+    events: Arc<dyn SessionEvents>,
+}
+
+impl Session {
+    pub(crate) fn new(
+        id: u64,
+        target: Arc<Target>,
+        initiator: &str,
+        events: Arc<dyn SessionEvents>,
+    ) -> Arc<Session> {
+        let (set, group) = {
+            let acl = target.acl.lock();
+            let (set, group) = acl.lookup(initiator);
+            (set.clone(), group.map(|g| g.name.clone()))
+        };
+        Arc::new_cyclic(|me: &Weak<Session>| {
+            let entries = set
+                .luns
+                .iter()
+                .map(|(&lun, e)| {
+                    let td = Arc::new(TgtDev {
+                        lun,
+                        device: e.device.clone(),
+                        read_only: e.read_only,
+                        session: me.clone(),
+                        ua: Mutex::new(VecDeque::from([Sense::UA_POWER_ON_RESET])),
+                        ua_pending: AtomicBool::new(true),
+                    });
+                    e.device.tgt_devs.lock().push(Arc::downgrade(&td));
+                    td
+                })
+                .collect();
+            Session {
+                id,
+                target,
+                initiator_name: initiator.to_string(),
+                group,
+                luns: ArcSwap::from_pointee(LunTable { entries }),
+                events,
+            }
+        })
+    }
+
+    pub fn luns(&self) -> arc_swap::Guard<Arc<LunTable>> {
+        self.luns.load()
+    }
+
+    pub fn events(&self) -> &Arc<dyn SessionEvents> {
+        &self.events
+    }
+
+    /// LUN translation and the checks that come before execution (spec 4.1 steps 1-3).
+    pub fn route(&self, cmd: &Cmd) -> Route {
+        let table = self.luns.load();
+        let op = cmd.cdb.opcode();
+        let Some(td) = table.get(cmd.lun) else {
+            return Route::Done(self.unknown_lun(cmd, &table));
+        };
+        match op {
+            REPORT_LUNS => {
+                td.clear_ua(Sense::UA_REPORTED_LUNS_DATA_CHANGED);
+                return Route::Done(self.report_luns(cmd, &table));
+            }
+            REQUEST_SENSE => return Route::Done(request_sense(cmd, td.take_ua())),
+            INQUIRY => {}
+            _ => {
+                if let Some(ua) = td.take_ua() {
+                    let mut r = Response::check(ua);
+                    r.descriptor_sense = td.device.dev.descriptor_sense();
+                    return Route::Done(r);
+                }
+            }
+        }
+        Route::Device(td.clone())
+    }
+
+    /// Run a routed command on its device. `None`: the device would block in Inline mode.
+    pub fn execute(&self, td: &TgtDev, cmd: &mut Cmd, mode: ExecMode) -> Option<Response> {
+        let ctx = CmdCtx {
+            target_name: &self.target.name,
+            rel_tgt_id: self.target.rel_tgt_id(),
+            initiator_name: &self.initiator_name,
+            lun_read_only: td.read_only,
+        };
+        let mut r = td.device.dev.execute(&ctx, cmd, mode)?;
+        if r.sense.is_some() {
+            r.descriptor_sense = td.device.dev.descriptor_sense();
+        }
+        Some(r)
+    }
+
+    /// Commands to a LUN this session does not have (spec 4.1 step 1).
+    fn unknown_lun(&self, cmd: &Cmd, table: &LunTable) -> Response {
+        let cdb = &cmd.cdb;
+        match cdb.opcode() {
+            INQUIRY if cdb.len() >= 5 && cdb[1] & 0x03 == 0 => {
+                let alloc = u16::from_be_bytes([cdb[3], cdb[4]]) as usize;
+                let mut d = vec![0u8; 36];
+                d[0] = 0x7F; // peripheral qualifier 3: no LU at this LUN; type 1Fh
+                d[2] = 0x06; // SPC-4
+                d[3] = 0x12; // NormACA=0, HiSup=1, response data format 2
+                d[4] = 31;
+                d[8..16].copy_from_slice(b"SCST_FIO");
+                d[16..32].copy_from_slice(b"Virtual LUN     ");
+                Response::data_alloc(d, alloc)
+            }
+            REPORT_LUNS => self.report_luns(cmd, table),
+            REQUEST_SENSE => {
+                let desc = cdb.len() > 1 && cdb[1] & 1 != 0;
+                let alloc = cdb.get(4).copied().unwrap_or(0) as usize;
+                Response::data_alloc(Sense::LUN_NOT_SUPPORTED.encode(desc), alloc)
+            }
+            _ => Response::check(Sense::LUN_NOT_SUPPORTED),
+        }
+    }
+
+    /// REPORT LUNS (SPC-4 6.33) over the session's real LUN set.
+    fn report_luns(&self, cmd: &Cmd, table: &LunTable) -> Response {
+        let cdb = &cmd.cdb;
+        if cdb.len() < 12 {
+            return Response::check(Sense::invalid_field_in_cdb(0, None));
+        }
+        let alloc = u32::from_be_bytes([cdb[6], cdb[7], cdb[8], cdb[9]]) as usize;
+        if alloc < 16 {
+            return Response::check(Sense::invalid_field_in_cdb(6, None));
+        }
+        let luns: Vec<u64> = match cdb[2] {
+            0x00 | 0x02 => table.entries.iter().map(|t| t.lun).collect(),
+            // Well-known LUNs only: we have none.
+            0x01 => Vec::new(),
+            _ => return Response::check(Sense::invalid_field_in_cdb(2, None)),
+        };
+        let method = *self.target.addr_method.lock();
+        let mut d = Vec::with_capacity(8 + 8 * luns.len());
+        d.extend_from_slice(&((luns.len() * 8) as u32).to_be_bytes());
+        d.extend_from_slice(&[0; 4]);
+        for lun in luns {
+            d.extend_from_slice(&encode_lun(lun, method));
+        }
+        Response::data_alloc(d, alloc)
+    }
+
+    /// LOGICAL UNIT RESET (spec 5.2): the device restores its defaults, every nexus of
+    /// the device gets POWER ON/RESET, and other sessions abort their tasks on it. The
+    /// caller aborts this session's own tasks on the LUN.
+    pub fn lun_reset(&self, lun: u64) -> Result<Arc<DeviceEntry>, TmfStatus> {
+        let table = self.luns.load();
+        let td = table.get(lun).ok_or(TmfStatus::LunNotExist)?;
+        let dev = td.device.clone();
+        dev.dev.reset();
+        for other in dev.tgt_devs() {
+            other.queue_ua(Sense::UA_POWER_ON_RESET);
+            if let Some(s) = other.session() {
+                if s.id != self.id {
+                    s.events.abort_device_tasks(&dev);
+                }
+            }
+        }
+        Ok(dev)
+    }
+
+    /// CLEAR TASK SET (spec 5.2): abort the LUN's tasks of every session; the others are
+    /// told with COMMANDS CLEARED BY ANOTHER INITIATOR. The caller aborts its own.
+    pub fn clear_task_set(&self, lun: u64) -> Result<Arc<DeviceEntry>, TmfStatus> {
+        let table = self.luns.load();
+        let td = table.get(lun).ok_or(TmfStatus::LunNotExist)?;
+        let dev = td.device.clone();
+        for other in dev.tgt_devs() {
+            if let Some(s) = other.session() {
+                if s.id != self.id {
+                    other.queue_ua(Sense::UA_COMMANDS_CLEARED_BY_ANOTHER_INITIATOR);
+                    s.events.abort_device_tasks(&dev);
+                }
+            }
+        }
+        Ok(dev)
+    }
+
+    /// TARGET WARM RESET: a LUN RESET on every LUN of the session's set.
+    pub fn target_reset(&self) -> Vec<Arc<DeviceEntry>> {
+        let luns: Vec<u64> = self.luns.load().entries.iter().map(|t| t.lun).collect();
+        luns.into_iter().filter_map(|l| self.lun_reset(l).ok()).collect()
+    }
+
+    /// I_T nexus loss (session reinstatement): the new nexus learns of it first.
+    pub fn queue_nexus_loss(&self) {
+        for td in &self.luns.load().entries {
+            td.queue_ua_first(Sense::UA_I_T_NEXUS_LOSS);
+        }
+    }
+}
+
+/// REQUEST SENSE (SPC-4 6.39): a pending UA is returned as data and cleared; otherwise
+/// NO SENSE.
+fn request_sense(cmd: &Cmd, ua: Option<Sense>) -> Response {
+    let cdb = &cmd.cdb;
+    if cdb.len() < 6 {
+        return Response::check(Sense::invalid_field_in_cdb(0, None));
+    }
+    let desc = cdb[1] & 1 != 0;
+    let alloc = cdb[4] as usize;
+    let sense = ua.unwrap_or(Sense::new(0, 0, 0));
+    Response::data_alloc(sense.encode(desc), alloc)
+}
