@@ -2,7 +2,13 @@
 //! decoding and the encoders for the data a target returns. Pure functions over bytes:
 //! no I/O and no state, so every piece is unit-testable and fuzzable.
 
+pub mod cdb;
+pub mod inquiry;
+pub mod lun;
+pub mod mode;
 pub mod sense;
 pub mod status;
 
+pub use cdb::{opcode, PageControl};
+pub use lun::{decode_lun, encode_lun, AddrMethod};
 pub use sense::{FieldPointer, Sense};

@@ -1,0 +1,520 @@
+//! Command-level tests of the vdisk handlers through the `Device` interface.
+
+use crate::create_device;
+use scsi_wire::sense::key;
+use scsi_wire::{status, Sense};
+use scst_core::{Cdb, Cmd, CmdCtx, Device, ExecMode, Response, TaskAttr};
+use std::sync::Arc;
+
+const CTX: CmdCtx<'static> = CmdCtx {
+    target_name: "iqn.t",
+    rel_tgt_id: 3,
+    initiator_name: "iqn.i",
+    lun_read_only: false,
+};
+const RO_CTX: CmdCtx<'static> = CmdCtx {
+    lun_read_only: true,
+    ..CTX
+};
+
+fn cmd(cdb: &[u8], data_out: Vec<u8>) -> Cmd {
+    Cmd {
+        cdb: Cdb::new(cdb).unwrap(),
+        lun: 0,
+        tag: 1,
+        attr: TaskAttr::Simple,
+        data_out,
+        expected_in: 1 << 20,
+    }
+}
+
+fn run_ctx(d: &Arc<dyn Device>, ctx: &CmdCtx<'_>, cdb: &[u8], data_out: Vec<u8>) -> Response {
+    d.execute(ctx, &mut cmd(cdb, data_out), ExecMode::Blocking)
+        .expect("Blocking mode always completes")
+}
+
+fn run(d: &Arc<dyn Device>, cdb: &[u8], data_out: Vec<u8>) -> Response {
+    run_ctx(d, &CTX, cdb, data_out)
+}
+
+fn inline(d: &Arc<dyn Device>, cdb: &[u8], data_out: Vec<u8>) -> Option<Response> {
+    d.execute(&CTX, &mut cmd(cdb, data_out), ExecMode::Inline)
+}
+
+#[track_caller]
+fn good(r: &Response) {
+    assert_eq!((r.status, r.sense), (status::GOOD, None));
+}
+
+#[track_caller]
+fn sense(r: &Response) -> Sense {
+    assert_eq!(r.status, status::CHECK_CONDITION);
+    r.sense.expect("CHECK CONDITION carries sense")
+}
+
+fn attrs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// A fileio device over a zeroed temp file of `blocks` 512-byte blocks.
+fn fileio(blocks: u64, extra: &[(&str, &str)]) -> (tempfile::NamedTempFile, Arc<dyn Device>) {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    f.as_file().set_len(blocks * 512).unwrap();
+    let mut a = attrs(&[("filename", f.path().to_str().unwrap())]);
+    a.extend(attrs(extra));
+    let d = create_device("vdisk_fileio", "disk1", &a, 0).unwrap();
+    (f, d)
+}
+
+fn nullio(extra: &[(&str, &str)]) -> Arc<dyn Device> {
+    create_device("vdisk_nullio", "null1", &attrs(extra), 0).unwrap()
+}
+
+fn rw10(op: u8, lba: u32, blocks: u16, flags: u8) -> [u8; 10] {
+    let mut c = [0u8; 10];
+    c[0] = op;
+    c[1] = flags;
+    c[2..6].copy_from_slice(&lba.to_be_bytes());
+    c[7..9].copy_from_slice(&blocks.to_be_bytes());
+    c
+}
+
+fn rw16(op: u8, lba: u64, blocks: u32, flags: u8) -> [u8; 16] {
+    let mut c = [0u8; 16];
+    c[0] = op;
+    c[1] = flags;
+    c[2..10].copy_from_slice(&lba.to_be_bytes());
+    c[10..14].copy_from_slice(&blocks.to_be_bytes());
+    c
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+const READ_10: u8 = 0x28;
+const WRITE_10: u8 = 0x2A;
+const READ_16: u8 = 0x88;
+const WRITE_16: u8 = 0x8A;
+const VERIFY_10: u8 = 0x2F;
+const WRITE_VERIFY_10: u8 = 0x2E;
+const FUA: u8 = 0x08;
+
+#[test]
+fn fileio_round_trips_every_cdb_size() {
+    let (_f, d) = fileio(1024, &[]);
+    let data = pattern(4 * 512, 1);
+    good(&run(&d, &rw10(WRITE_10, 10, 4, 0), data.clone()));
+    let r = run(&d, &rw10(READ_10, 10, 4, 0), vec![]);
+    good(&r);
+    assert!(r.data == data);
+    // WRITE(6)/READ(6): 21-bit LBA.
+    let d6 = pattern(512, 2);
+    good(&run(&d, &[0x0A, 0, 0, 20, 1, 0], d6.clone()));
+    assert!(run(&d, &[0x08, 0, 0, 20, 1, 0], vec![]).data == d6);
+    // WRITE(12)/READ(12).
+    let d12 = pattern(1024, 3);
+    good(&run(
+        &d,
+        &[0xAA, 0, 0, 0, 0, 30, 0, 0, 0, 2, 0, 0],
+        d12.clone(),
+    ));
+    assert!(run(&d, &[0xA8, 0, 0, 0, 0, 30, 0, 0, 0, 2, 0, 0], vec![]).data == d12);
+    // WRITE(16) with FUA/READ(16).
+    let d16 = pattern(512, 4);
+    good(&run(&d, &rw16(WRITE_16, 1023, 1, FUA), d16.clone()));
+    assert!(run(&d, &rw16(READ_16, 1023, 1, 0), vec![]).data == d16);
+    // Inline read: from the page cache or deferred, never wrong.
+    if let Some(r) = inline(&d, &rw10(READ_10, 10, 4, 0), vec![]) {
+        good(&r);
+        assert!(r.data == data);
+    }
+}
+
+#[test]
+fn range_errors_and_zero_length() {
+    let (_f, d) = fileio(100, &[]);
+    assert_eq!(
+        sense(&run(&d, &rw10(READ_10, 99, 2, 0), vec![])),
+        Sense::LBA_OUT_OF_RANGE
+    );
+    assert_eq!(
+        sense(&run(&d, &rw10(WRITE_10, 100, 1, 0), vec![0; 512])),
+        Sense::LBA_OUT_OF_RANGE
+    );
+    // Overflowing LBA + length.
+    assert_eq!(
+        sense(&run(&d, &rw16(READ_16, u64::MAX, 2, 0), vec![])),
+        Sense::LBA_OUT_OF_RANGE
+    );
+    // Zero blocks: no data, GOOD, but the LBA is still range checked.
+    let r = run(&d, &rw10(READ_10, 100, 0, 0), vec![]);
+    good(&r);
+    assert!(r.data.is_empty());
+    good(&run(&d, &rw10(WRITE_10, 5, 0, 0), vec![]));
+    assert_eq!(
+        sense(&run(&d, &rw10(READ_10, 101, 0, 0), vec![])),
+        Sense::LBA_OUT_OF_RANGE
+    );
+    // READ(6) length 0 means 256 blocks: beyond this 100-block disk.
+    assert_eq!(
+        sense(&run(&d, &[0x08, 0, 0, 0, 0, 0], vec![])),
+        Sense::LBA_OUT_OF_RANGE
+    );
+}
+
+#[test]
+fn cdb_field_errors() {
+    let (_f, d) = fileio(100, &[]);
+    // RDPROTECT without T10-PI.
+    assert_eq!(
+        sense(&run(&d, &rw10(READ_10, 0, 1, 0x20), vec![])),
+        Sense::invalid_field_in_cdb(1, Some(7))
+    );
+    // BYTCHK 2 is reserved.
+    assert_eq!(
+        sense(&run(&d, &rw10(VERIFY_10, 0, 1, 0x04), vec![])),
+        Sense::invalid_field_in_cdb(1, Some(2))
+    );
+    // Data-out shorter than the transfer length.
+    assert_eq!(
+        sense(&run(&d, &rw10(WRITE_10, 0, 2, 0), vec![0; 512])),
+        Sense::invalid_field_in_cdb(7, None)
+    );
+    // Truncated CDB.
+    assert_eq!(sense(&run(&d, &[READ_10, 0, 0], vec![])).asc, 0x24);
+    // Unknown opcode, log pages.
+    assert_eq!(
+        sense(&run(&d, &[0xC5, 0, 0, 0, 0, 0], vec![])),
+        Sense::INVALID_OPCODE
+    );
+    assert_eq!(
+        sense(&run(&d, &[0x4D, 0, 0x40, 0, 0, 0, 0, 0, 255, 0], vec![])).asc,
+        0x24
+    );
+    assert_eq!(
+        sense(&run(&d, &[0x41, 0, 0, 0, 0, 0, 0, 0, 1, 0], vec![])),
+        Sense::INVALID_OPCODE
+    );
+}
+
+#[test]
+fn transfer_length_limit_bounds_allocation() {
+    let d = nullio(&[]);
+    // 2^32-1 blocks fits in 2.5 TiB but not in one buffer.
+    let r = run(&d, &rw16(READ_16, 0, u32::MAX, 0), vec![]);
+    assert_eq!(sense(&r), Sense::invalid_field_in_cdb(10, None));
+    good(&run(&d, &rw16(READ_16, 0, 16384, 0), vec![]));
+}
+
+#[test]
+fn read_only_lun_and_device() {
+    let (_f, d) = fileio(100, &[]);
+    let w = rw10(WRITE_10, 0, 1, 0);
+    assert_eq!(
+        sense(&run_ctx(&d, &RO_CTX, &w, vec![0; 512])),
+        Sense::WRITE_PROTECTED
+    );
+    assert_eq!(
+        sense(&run_ctx(
+            &d,
+            &RO_CTX,
+            &rw10(WRITE_VERIFY_10, 0, 1, 0),
+            vec![0; 512]
+        ))
+        .key,
+        key::DATA_PROTECT
+    );
+    good(&run_ctx(&d, &RO_CTX, &rw10(READ_10, 0, 1, 0), vec![]));
+    // WP bit in MODE SENSE for the read-only LUN only.
+    assert_eq!(
+        run_ctx(&d, &RO_CTX, &[0x1A, 0x08, 0x3F, 0, 255, 0], vec![]).data[2] & 0x80,
+        0x80
+    );
+    assert_eq!(
+        run(&d, &[0x1A, 0x08, 0x3F, 0, 255, 0], vec![]).data[2],
+        0x10
+    );
+
+    let (_f2, ro) = fileio(100, &[("read_only", "1")]);
+    assert_eq!(sense(&run(&ro, &w, vec![0; 512])), Sense::WRITE_PROTECTED);
+    good(&run(&ro, &rw10(READ_10, 0, 1, 0), vec![]));
+}
+
+#[test]
+fn fua_and_write_cache_modes() {
+    let (_f, d) = fileio(100, &[]);
+    // A FUA write needs stable storage: never inline.
+    assert!(inline(&d, &rw10(WRITE_10, 0, 1, FUA), vec![1; 512]).is_none());
+    good(&run(&d, &rw10(WRITE_10, 0, 1, FUA), vec![1; 512]));
+    // write_through: WCE=0, every write is stable.
+    let (_f2, wt) = fileio(100, &[("write_through", "1")]);
+    assert!(inline(&wt, &rw10(WRITE_10, 0, 1, 0), vec![1; 512]).is_none());
+    let caching = run(&wt, &[0x1A, 0x08, 0x08, 0, 255, 0], vec![]).data;
+    assert_eq!(caching[4 + 2] & 0x04, 0);
+    good(&run(&wt, &rw10(WRITE_10, 0, 1, 0), vec![2; 512]));
+    // nv_cache: FUA and SYNCHRONIZE CACHE cost nothing; SYNC CACHE completes inline.
+    let (_f3, nv) = fileio(100, &[("nv_cache", "1")]);
+    good(&inline(&nv, &[0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0], vec![]).unwrap());
+    good(&run(&nv, &rw10(WRITE_10, 0, 1, FUA), vec![3; 512]));
+}
+
+#[test]
+fn synchronize_cache() {
+    let (_f, d) = fileio(100, &[]);
+    let sc10 = [0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    assert!(inline(&d, &sc10, vec![]).is_none());
+    good(&run(&d, &sc10, vec![]));
+    let mut sc16 = [0u8; 16];
+    sc16[0] = 0x91;
+    sc16[9] = 99;
+    sc16[13] = 1;
+    good(&run(&d, &sc16, vec![]));
+    sc16[13] = 2;
+    assert_eq!(sense(&run(&d, &sc16, vec![])), Sense::LBA_OUT_OF_RANGE);
+}
+
+#[test]
+fn verify_and_write_and_verify() {
+    let (_f, d) = fileio(100, &[]);
+    let data = pattern(3 * 512, 9);
+    good(&run(&d, &rw10(WRITE_10, 4, 3, 0), data.clone()));
+    // BYTCHK=0: medium check only.
+    good(&run(&d, &rw10(VERIFY_10, 0, 100, 0), vec![]));
+    // BYTCHK=1: compare.
+    good(&run(&d, &rw10(VERIFY_10, 4, 3, 0x02), data.clone()));
+    let mut bad = data.clone();
+    bad[700] ^= 0xFF;
+    let s = sense(&run(&d, &rw10(VERIFY_10, 4, 3, 0x02), bad));
+    assert_eq!(s, Sense::MISCOMPARE.with_information(700));
+    // BYTCHK=3: one block compared against each block.
+    good(&run(&d, &rw10(VERIFY_10, 50, 4, 0x06), vec![0; 512]));
+    let s = sense(&run(&d, &rw10(VERIFY_10, 3, 2, 0x06), vec![0; 512]));
+    assert_eq!((s.key, s.information), (key::MISCOMPARE, Some(512)));
+    // WRITE AND VERIFY.
+    let d2 = pattern(1024, 7);
+    good(&run(&d, &rw10(WRITE_VERIFY_10, 60, 2, 0x02), d2.clone()));
+    assert!(run(&d, &rw10(READ_10, 60, 2, 0), vec![]).data == d2);
+    assert!(inline(&d, &rw10(WRITE_VERIFY_10, 60, 2, 0), d2).is_none());
+}
+
+#[test]
+fn inquiry_standard_and_vpd() {
+    let (_f, d) = fileio(2048, &[("prod_id", "PROD"), ("rotational", "0")]);
+    let std = run(&d, &[0x12, 0, 0, 0, 255, 0], vec![]).data;
+    assert_eq!((std[0], std[2]), (0, 6));
+    assert_eq!(&std[8..16], b"SCST_FIO");
+    assert_eq!(&std[16..32], b"PROD            ");
+    assert_eq!(&std[32..36], b"3110");
+    // Allocation length honoured.
+    assert_eq!(run(&d, &[0x12, 0, 0, 0, 5, 0], vec![]).data.len(), 5);
+    // Field errors.
+    assert_eq!(
+        sense(&run(&d, &[0x12, 0x02, 0, 0, 255, 0], vec![])),
+        Sense::invalid_field_in_cdb(1, Some(1))
+    );
+    assert_eq!(
+        sense(&run(&d, &[0x12, 0, 0x80, 0, 255, 0], vec![])),
+        Sense::invalid_field_in_cdb(2, None)
+    );
+    assert_eq!(
+        sense(&run(&d, &[0x12, 1, 0xC0, 0, 255, 0], vec![])),
+        Sense::invalid_field_in_cdb(2, None)
+    );
+    let vpd = |p: u8| run(&d, &[0x12, 1, p, 0, 255, 0], vec![]).data;
+    assert_eq!(&vpd(0x00)[4..], &[0x00, 0x80, 0x83, 0x86, 0xB0, 0xB1]);
+    let usn = format!("{:x}", crate::gen_dev_id_num("disk1", 0));
+    assert_eq!(&vpd(0x80)[4..], usn.as_bytes());
+    let id = vpd(0x83);
+    let t10 = format!("SCST_FIO{usn}-disk1");
+    assert_eq!(&id[8..8 + t10.len()], t10.as_bytes());
+    let rtp = 8 + t10.len();
+    assert_eq!(&id[rtp..rtp + 8], &[0x01, 0x14, 0, 4, 0, 0, 0, 3]);
+    let b0 = vpd(0xB0);
+    assert_eq!(u32::from_be_bytes(b0[8..12].try_into().unwrap()), 16384);
+    assert_eq!(u32::from_be_bytes(b0[12..16].try_into().unwrap()), 1024);
+    assert_eq!(&vpd(0xB1)[4..6], &[0, 1]);
+    assert_eq!(vpd(0x86)[6], 1);
+    // Dummy nullio: LU not present.
+    let dummy = nullio(&[("dummy", "1")]);
+    assert_eq!(run(&dummy, &[0x12, 0, 0, 0, 255, 0], vec![]).data[0], 0x3F);
+}
+
+#[test]
+fn read_capacity() {
+    let (_f, d) = fileio(2048, &[]);
+    let r = run(&d, &[0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0], vec![]);
+    assert_eq!(r.data, vec![0, 0, 0x07, 0xFF, 0, 0, 2, 0]);
+    assert_eq!(
+        sense(&run(&d, &[0x25, 0, 0, 0, 0, 1, 0, 0, 0, 0], vec![])),
+        Sense::invalid_field_in_cdb(2, None)
+    );
+    good(&run(&d, &[0x25, 0, 0, 0, 0, 1, 0, 0, 1, 0], vec![]));
+    let mut c = [0u8; 16];
+    c[0] = 0x9E;
+    c[1] = 0x10;
+    c[13] = 32;
+    let r = run(&d, &c, vec![]).data;
+    assert_eq!(r.len(), 32);
+    assert_eq!(u64::from_be_bytes(r[..8].try_into().unwrap()), 2047);
+    assert_eq!((r[13], r[14]), (3, 0)); // 8 logical blocks per 4096-byte physical block
+    c[13] = 12;
+    assert_eq!(run(&d, &c, vec![]).data.len(), 12);
+    c[1] = 0x12; // GET LBA STATUS
+    assert_eq!(sense(&run(&d, &c, vec![])).asc, 0x24);
+    // 2.5 TiB nullio: READ CAPACITY(10) saturates.
+    let n = nullio(&[]);
+    assert_eq!(
+        &run(&n, &[0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0], vec![]).data[..4],
+        &[0xFF; 4]
+    );
+}
+
+#[test]
+fn mode_select_changes_wce_and_d_sense() {
+    let (_f, d) = fileio(100, &[]);
+    assert!(!d.descriptor_sense());
+    // Current caching page via MODE SENSE(10), no block descriptor.
+    let ms10 = [0x5A, 0x08, 0x08, 0, 0, 0, 0, 0, 255, 0];
+    let cur = run(&d, &ms10, vec![]).data;
+    assert_eq!(cur[8 + 2] & 0x04, 0x04);
+    // Echo it back with WCE cleared via MODE SELECT(10).
+    let mut list = vec![0u8; 8];
+    let mut pg = cur[8..].to_vec();
+    pg[2] &= !0x04;
+    list.extend_from_slice(&pg);
+    let sel = [0x55, 0x10, 0, 0, 0, 0, 0, 0, list.len() as u8, 0];
+    good(&run(&d, &sel, list));
+    assert_eq!(run(&d, &ms10, vec![]).data[8 + 2] & 0x04, 0);
+    // Now plain writes are stable: not inline.
+    assert!(inline(&d, &rw10(WRITE_10, 0, 1, 0), vec![0; 512]).is_none());
+    // D_SENSE through the control page.
+    let ctl = run(&d, &[0x1A, 0x08, 0x0A, 0, 255, 0], vec![]).data;
+    let mut list = vec![0u8; 4];
+    let mut pg = ctl[4..].to_vec();
+    pg[2] |= 0x04;
+    list.extend_from_slice(&pg);
+    good(&run(&d, &[0x15, 0x10, 0, 0, list.len() as u8, 0], list));
+    assert!(d.descriptor_sense());
+    d.reset();
+    assert!(!d.descriptor_sense());
+    assert_eq!(run(&d, &ms10, vec![]).data[8 + 2] & 0x04, 0x04);
+    // SWP makes the medium write protected.
+    let mut list = vec![0u8; 4];
+    let mut pg = ctl[4..].to_vec();
+    pg[4] |= 0x08;
+    list.extend_from_slice(&pg);
+    good(&run(&d, &[0x15, 0x10, 0, 0, list.len() as u8, 0], list));
+    let s = sense(&run(&d, &rw10(WRITE_10, 0, 1, 0), vec![0; 512]));
+    assert_eq!((s.key, s.asc, s.ascq), (key::DATA_PROTECT, 0x27, 0x02));
+}
+
+#[test]
+fn misc_commands() {
+    let (_f, d) = fileio(100, &[]);
+    good(&inline(&d, &[0, 0, 0, 0, 0, 0], vec![]).unwrap());
+    good(&run(&d, &[0x1D, 0, 0, 0, 0, 0], vec![]));
+    good(&run(&d, &[0x1B, 0, 0, 0, 1, 0], vec![]));
+    assert!(inline(&d, &[0x1B, 0, 0, 0, 1, 0], vec![]).is_none());
+    good(&run(&d, &[0x1E, 0, 0, 0, 1, 0], vec![]));
+    let rs = run(&d, &[0x03, 0, 0, 0, 18, 0], vec![]).data;
+    assert_eq!((rs[0], rs[2], rs.len()), (0x70, 0, 18));
+    assert_eq!(run(&d, &[0x03, 1, 0, 0, 18, 0], vec![]).data[0], 0x72);
+}
+
+#[test]
+fn nullio_is_inline() {
+    let d = nullio(&[("size_mb", "1")]);
+    let r = inline(&d, &rw10(READ_10, 0, 8, 0), vec![]).unwrap();
+    good(&r);
+    assert!(r.data.iter().all(|&b| b == 0) && r.data.len() == 4096);
+    good(&inline(&d, &rw10(WRITE_10, 0, 1, FUA), vec![1; 512]).unwrap());
+    good(&inline(&d, &rw10(VERIFY_10, 0, 1, 0x02), vec![1; 512]).unwrap());
+    good(&inline(&d, &[0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0], vec![]).unwrap());
+    assert_eq!(
+        sense(&inline(&d, &rw10(READ_10, 2048, 1, 0), vec![]).unwrap()),
+        Sense::LBA_OUT_OF_RANGE
+    );
+}
+
+#[test]
+fn blockio_round_trip() {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    f.as_file().set_len(1 << 20).unwrap();
+    let a = attrs(&[
+        ("filename", f.path().to_str().unwrap()),
+        ("blocksize", "4096"),
+    ]);
+    let d = create_device("vdisk_blockio", "b1", &a, 0).unwrap();
+    let data = pattern(8192, 5);
+    assert!(inline(&d, &rw10(WRITE_10, 2, 2, 0), data.clone()).is_none());
+    good(&run(&d, &rw10(WRITE_10, 2, 2, 0), data.clone()));
+    assert!(inline(&d, &rw10(READ_10, 2, 2, 0), vec![]).is_none());
+    assert!(run(&d, &rw10(READ_10, 2, 2, 0), vec![]).data == data);
+    assert_eq!(
+        &run(&d, &[0x12, 0, 0, 0, 36, 0], vec![]).data[8..16],
+        b"SCST_BIO"
+    );
+    let cap = run(&d, &[0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0], vec![]).data;
+    assert_eq!(cap, vec![0, 0, 0, 255, 0, 0, 0x10, 0]);
+}
+
+#[test]
+fn attributes_and_keys() {
+    let (f, d) = fileio(2048, &[("nv_cache", "1"), ("usn", "SER1")]);
+    let a = d.attributes();
+    let get = |k: &str| a.iter().find(|(n, _, _)| n == k).cloned().unwrap();
+    assert_eq!(
+        get("filename"),
+        ("filename".into(), f.path().to_str().unwrap().into(), true)
+    );
+    assert_eq!(get("nv_cache"), ("nv_cache".into(), "1".into(), true));
+    assert_eq!(get("usn"), ("usn".into(), "SER1".into(), true));
+    assert_eq!(
+        get("size"),
+        ("size".into(), (2048 * 512).to_string(), false)
+    );
+    assert_eq!(get("size_mb").1, "1");
+    assert_eq!(get("blocksize"), ("blocksize".into(), "512".into(), false));
+    assert_eq!(get("t10_vend_id").1, "SCST_FIO");
+    assert!(d.flush().is_ok());
+}
+
+/// Arbitrary CDBs and data-out never panic, whatever the opcode.
+#[test]
+fn random_cdbs_never_panic() {
+    let (_f, d) = fileio(64, &[]);
+    let n = nullio(&[("size_mb", "1")]);
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for i in 0..20_000u32 {
+        let len = 1 + (next() % 32) as usize;
+        let mut cdb: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        cdb[0] = (i % 256) as u8;
+        // Keep transfer sizes small so the test stays fast.
+        if len > 4 && next() % 2 == 0 {
+            for b in cdb.iter_mut().skip(2) {
+                *b &= 0x01;
+            }
+        }
+        let data: Vec<u8> = (0..(next() % 1100) as usize)
+            .map(|_| next() as u8)
+            .collect();
+        for dev in [&d, &n] {
+            let _ = dev.execute(&CTX, &mut cmd(&cdb, data.clone()), ExecMode::Inline);
+            let r = dev.execute(&CTX, &mut cmd(&cdb, data.clone()), ExecMode::Blocking);
+            assert!(r.is_some());
+        }
+        d.reset();
+    }
+}
