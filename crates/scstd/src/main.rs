@@ -1,1 +1,18 @@
-fn main() {}
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args = match scstd::Args::parse(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("scstd: {e}\n\n{}", scstd::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    match scstd::run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("scstd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,782 @@
+//! The full-feature phase of one normal-session connection (RFC 7143 ERL 0): SCSI
+//! commands with immediate, unsolicited and R2T-solicited data, Data-In with status
+//! folded into the last PDU, the CmdSN window, NOP keep-alive, task management and
+//! logout. One tokio task owns the connection; commands that may block run on the
+//! core's I/O pool and come back through a channel, so no lock guards the connection.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use iscsi_wire::pdu::{self, reject_reason, tmf_function, tmf_response, Residual, TargetSn};
+use iscsi_wire::bhs::task_attr;
+use iscsi_wire::{Bhs, Opcode, RESERVED_TAG};
+use scsi_wire::{status, Sense};
+use scst_core::{Cdb, Cmd, DeviceEntry, ExecMode, Response, Route, Session, TaskAttr, TaskSet, TgtDev};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use crate::io::{Pdu, PduReader, PduWriter, RecvError};
+use crate::params::ConnParams;
+
+/// Largest Expected Data Transfer Length we buffer for one write. Block Limits
+/// advertise 8 MiB transfers; this leaves room without letting one PDU claim gigabytes.
+const MAX_WRITE_BUFFER: u32 = 64 << 20;
+
+/// Messages from outside the connection task.
+pub enum ConnEvent {
+    /// Another nexus reset or cleared a device's task set: drop our tasks on it.
+    AbortDevice(Arc<DeviceEntry>),
+    /// Close the connection (reinstatement, force_close, shutdown).
+    Close,
+}
+
+/// A command finished on an I/O thread.
+struct Completion {
+    itt: u32,
+    resp: Response,
+}
+
+/// Where a task is in its life.
+enum Phase {
+    /// Collecting write data; the command is not yet in its task set.
+    ReceivingData(Cmd),
+    /// Waiting in its task set behind an ORDERED task.
+    Held(Cmd),
+    /// Executing (inline or on an I/O thread).
+    Running,
+}
+
+struct Task {
+    lun: u64,
+    lun_raw: [u8; 8],
+    attr: TaskAttr,
+    edtl: u32,
+    read: bool,
+    write: bool,
+    /// Admitted to its task set (which must hear of its completion).
+    in_task_set: bool,
+    phase: Phase,
+    /// Data-out bytes received so far.
+    received: u32,
+    /// The initiator will send no more unsolicited data.
+    unsolicited_done: bool,
+    /// Next offset to request with an R2T, and R2Ts outstanding: (TTT, end offset).
+    next_r2t_offset: u32,
+    r2ts: Vec<(u32, u32)>,
+    r2t_sn: u32,
+    /// A data digest failed for this command's data: fail it once the data is in.
+    crc_error: bool,
+    aborted: bool,
+    device: Option<Arc<DeviceEntry>>,
+}
+
+/// A task management response waiting for aborted tasks to finish executing.
+struct PendingTmf {
+    itt: u32,
+    waiting: Vec<u32>,
+}
+
+pub struct Conn {
+    session: Arc<Session>,
+    p: ConnParams,
+    stat_sn: u32,
+    exp_cmd_sn: u32,
+    tasks: HashMap<u32, Task>,
+    task_sets: HashMap<u64, TaskSet<u32>>,
+    pending_tmfs: Vec<PendingTmf>,
+    next_ttt: u32,
+    done_tx: mpsc::UnboundedSender<Completion>,
+    out: PduWriter,
+    /// Outstanding target NOP-In ping: (TTT, when sent).
+    nop_outstanding: Option<(u32, tokio::time::Instant)>,
+    logged_out: bool,
+}
+
+impl Conn {
+    fn sn(&self) -> TargetSn {
+        // The window shrinks by the commands we hold so that a fast initiator cannot
+        // make us queue without bound.
+        let free = self.p.queued_commands.saturating_sub(self.tasks.len() as u32);
+        TargetSn {
+            stat_sn: self.stat_sn,
+            exp_cmd_sn: self.exp_cmd_sn,
+            max_cmd_sn: self.exp_cmd_sn.wrapping_add(free).wrapping_sub(1),
+        }
+    }
+
+    /// TargetSn for a PDU that carries status: StatSN advances.
+    fn sn_advance(&mut self) -> TargetSn {
+        let sn = self.sn();
+        self.stat_sn = self.stat_sn.wrapping_add(1);
+        sn
+    }
+
+    fn reject(&mut self, reason: u8, bhs: &Bhs) {
+        let sn = self.sn_advance();
+        let r = pdu::reject(reason, 0, sn);
+        self.out.push(r, Some(Bytes::copy_from_slice(&bhs.0)));
+    }
+
+    // ---------------------------------------------------------------- receive side
+
+    fn handle_pdu(&mut self, pdu: Pdu) -> Result<(), String> {
+        let op = pdu.bhs.opcode();
+        match op {
+            Some(Opcode::ScsiCommand) => self.on_scsi_command(pdu),
+            Some(Opcode::DataOut) => self.on_data_out(pdu),
+            Some(Opcode::NopOut) => self.on_nop_out(pdu),
+            Some(Opcode::TaskMgmtRequest) => {
+                self.on_tmf(pdu);
+                Ok(())
+            }
+            Some(Opcode::LogoutRequest) => {
+                self.on_logout(pdu);
+                Ok(())
+            }
+            Some(Opcode::TextRequest) => {
+                self.on_text(pdu);
+                Ok(())
+            }
+            Some(Opcode::Snack) => {
+                // ERL 0: no SNACK support.
+                self.reject(reject_reason::COMMAND_NOT_SUPPORTED, &pdu.bhs);
+                Ok(())
+            }
+            Some(Opcode::LoginRequest) => {
+                self.reject(reject_reason::PROTOCOL_ERROR, &pdu.bhs);
+                Ok(())
+            }
+            _ => {
+                if pdu.bhs.opcode().is_some_and(|o| !o.is_initiator()) {
+                    // A target opcode from the initiator is a protocol error.
+                    self.reject(reject_reason::PROTOCOL_ERROR, &pdu.bhs);
+                } else {
+                    self.reject(reject_reason::COMMAND_NOT_SUPPORTED, &pdu.bhs);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// CmdSN rules (RFC 7143 4.2.2.1). Returns false when the PDU must be ignored.
+    fn accept_cmd_sn(&mut self, bhs: &Bhs) -> bool {
+        let cmd_sn = bhs.cmd_sn();
+        if bhs.immediate() {
+            return true;
+        }
+        if cmd_sn != self.exp_cmd_sn {
+            log::debug!(
+                "{}: CmdSN {cmd_sn} outside the window (expected {}): ignored",
+                self.session.initiator_name,
+                self.exp_cmd_sn
+            );
+            return false;
+        }
+        let max = self.sn().max_cmd_sn;
+        if sn_gt(cmd_sn, max) {
+            log::debug!("{}: CmdSN {cmd_sn} beyond MaxCmdSN {max}: ignored", self.session.initiator_name);
+            return false;
+        }
+        self.exp_cmd_sn = self.exp_cmd_sn.wrapping_add(1);
+        true
+    }
+
+    fn on_scsi_command(&mut self, pdu: Pdu) -> Result<(), String> {
+        let bhs = pdu.bhs;
+        if !self.accept_cmd_sn(&bhs) {
+            return Ok(());
+        }
+        let itt = bhs.itt();
+        if itt == RESERVED_TAG || self.tasks.contains_key(&itt) {
+            self.reject(reject_reason::INVALID_PDU_FIELD, &bhs);
+            return Ok(());
+        }
+        let (read, write) = (bhs.read_bit(), bhs.write_bit());
+        let edtl = bhs.exp_data_transfer_len();
+        let lun_raw = bhs.lun();
+        let lun = scsi_wire::lun::decode_lun(lun_raw);
+        let attr = match bhs.task_attr() {
+            task_attr::ORDERED => TaskAttr::Ordered,
+            task_attr::HEAD_OF_QUEUE => TaskAttr::HeadOfQueue,
+            task_attr::ACA => TaskAttr::Aca,
+            _ => TaskAttr::Simple,
+        };
+        // The CDB: 16 bytes in the BHS, more in an extended-CDB AHS.
+        let cdb = match iscsi_wire::frame::extended_cdb(&pdu.ahs) {
+            Ok(Some(tail)) => {
+                let mut v = bhs.cdb().to_vec();
+                v.extend_from_slice(tail);
+                Cdb::new(&v)
+            }
+            Ok(None) => Cdb::new(bhs.cdb()),
+            Err(_) => None,
+        };
+        let Some(cdb) = cdb else {
+            self.reject(reject_reason::INVALID_PDU_FIELD, &bhs);
+            return Ok(());
+        };
+        let imm = pdu.data.len() as u32;
+        if (read && write)
+            || (!write && imm > 0)
+            || imm > edtl
+            || (imm > 0 && !self.p.immediate_data)
+            || imm > self.p.first_burst_length
+        {
+            // Bidirectional commands are unsupported; data with a non-write, or more
+            // immediate data than announced, is a malformed PDU.
+            if read && write {
+                let sn_resp = Response::check(Sense::invalid_field_in_cdb(0, None));
+                self.tasks.insert(itt, self.new_task(lun, lun_raw, attr, edtl, false));
+                self.finish(itt, sn_resp);
+            } else {
+                self.reject(reject_reason::PROTOCOL_ERROR, &bhs);
+            }
+            return Ok(());
+        }
+        if write && edtl > MAX_WRITE_BUFFER {
+            self.tasks.insert(itt, self.new_task(lun, lun_raw, attr, edtl, false));
+            self.finish(itt, Response::check(Sense::invalid_field_in_cdb(0, None)));
+            return Ok(());
+        }
+        let mut data_out = Vec::new();
+        if write && edtl > 0 {
+            data_out = vec![0u8; edtl as usize];
+            data_out[..imm as usize].copy_from_slice(&pdu.data);
+        }
+        let cmd = Cmd { cdb, lun, tag: itt as u64, attr, data_out, expected_in: if read { edtl } else { 0 } };
+        let mut task = self.new_task(lun, lun_raw, attr, edtl, read);
+        task.write = write;
+        task.crc_error = !pdu.data_digest_ok;
+        task.received = imm;
+        // Unsolicited data ends with the command itself (F bit), or when InitialR2T=Yes.
+        task.unsolicited_done = !write || bhs.final_bit() || self.p.initial_r2t;
+        let unsolicited_limit = if self.p.initial_r2t { imm } else { edtl.min(self.p.first_burst_length) };
+        task.next_r2t_offset = if task.unsolicited_done { imm } else { unsolicited_limit };
+        task.phase = Phase::ReceivingData(cmd);
+        self.tasks.insert(itt, task);
+        self.data_progress(itt);
+        Ok(())
+    }
+
+    fn new_task(&self, lun: u64, lun_raw: [u8; 8], attr: TaskAttr, edtl: u32, read: bool) -> Task {
+        Task {
+            lun,
+            lun_raw,
+            attr,
+            edtl,
+            read,
+            write: false,
+            in_task_set: false,
+            phase: Phase::Running,
+            received: 0,
+            unsolicited_done: true,
+            next_r2t_offset: 0,
+            r2ts: Vec::new(),
+            r2t_sn: 0,
+            crc_error: false,
+            aborted: false,
+            device: None,
+        }
+    }
+
+    fn on_data_out(&mut self, pdu: Pdu) -> Result<(), String> {
+        let bhs = pdu.bhs;
+        let itt = bhs.itt();
+        let first_burst = self.p.first_burst_length;
+        let Some(task) = self.tasks.get_mut(&itt) else {
+            // Data for a task we already finished or aborted: nothing to do.
+            return Ok(());
+        };
+        let Phase::ReceivingData(cmd) = &mut task.phase else {
+            return Ok(());
+        };
+        let off = bhs.buffer_offset() as u64;
+        let len = pdu.data.len() as u64;
+        let ttt = bhs.ttt();
+        let in_range = off + len <= cmd.data_out.len() as u64;
+        let unsolicited_ok = ttt != RESERVED_TAG || (!task.unsolicited_done && off + len <= first_burst as u64);
+        let r2t = (ttt != RESERVED_TAG).then(|| task.r2ts.iter().position(|(t, _)| *t == ttt)).flatten();
+        if !in_range || !unsolicited_ok || (ttt != RESERVED_TAG && r2t.is_none()) {
+            self.reject(reject_reason::PROTOCOL_ERROR, &bhs);
+            return Ok(());
+        }
+        cmd.data_out[off as usize..(off + len) as usize].copy_from_slice(&pdu.data);
+        task.received = task.received.saturating_add(len as u32);
+        task.crc_error |= !pdu.data_digest_ok;
+        if bhs.final_bit() {
+            match r2t {
+                Some(i) => {
+                    task.r2ts.swap_remove(i);
+                }
+                None => {
+                    // The initiator may stop short of FirstBurstLength; solicit the
+                    // rest from where its unsolicited data ended.
+                    task.unsolicited_done = true;
+                    task.next_r2t_offset = task.received;
+                }
+            }
+        }
+        self.data_progress(itt);
+        Ok(())
+    }
+
+    /// After data arrived: start the command when all is in, else ask for more.
+    fn data_progress(&mut self, itt: u32) {
+        let (max_burst, max_r2t) = (self.p.max_burst_length, self.p.max_outstanding_r2t);
+        let mut new_r2ts = Vec::new();
+        let Some(task) = self.tasks.get_mut(&itt) else { return };
+        if !task.write || task.received >= task.edtl {
+            let Phase::ReceivingData(cmd) = std::mem::replace(&mut task.phase, Phase::Running) else {
+                return;
+            };
+            if task.crc_error {
+                self.finish(itt, Response::check(Sense::CRC_ERROR));
+                return;
+            }
+            self.admit(itt, cmd);
+            return;
+        }
+        if !task.unsolicited_done {
+            return;
+        }
+        while task.r2ts.len() < max_r2t as usize && task.next_r2t_offset < task.edtl {
+            let off = task.next_r2t_offset;
+            let len = (task.edtl - off).min(max_burst);
+            let ttt = self.next_ttt;
+            self.next_ttt = self.next_ttt.wrapping_add(1);
+            if self.next_ttt == RESERVED_TAG {
+                self.next_ttt = 0;
+            }
+            task.r2ts.push((ttt, off + len));
+            task.next_r2t_offset += len;
+            new_r2ts.push((task.lun_raw, ttt, task.r2t_sn, off, len));
+            task.r2t_sn += 1;
+        }
+        for (lun, ttt, r2t_sn, off, len) in new_r2ts {
+            let b = pdu::r2t(lun, itt, ttt, r2t_sn, off, len, self.sn());
+            self.out.push(b, None);
+        }
+    }
+
+    /// Enter the task set; run now if ordering allows.
+    fn admit(&mut self, itt: u32, cmd: Cmd) {
+        let Some(task) = self.tasks.get_mut(&itt) else { return };
+        let ts = self.task_sets.entry(task.lun).or_default();
+        task.in_task_set = true;
+        match ts.admit(task.attr, itt) {
+            Some(_) => self.dispatch(itt, cmd),
+            None => task.phase = Phase::Held(cmd),
+        }
+    }
+
+    /// Route through the core and execute: inline when the device can, else on the
+    /// I/O pool.
+    fn dispatch(&mut self, itt: u32, mut cmd: Cmd) {
+        let td: Arc<TgtDev> = match self.session.route(&cmd) {
+            Route::Done(resp) => {
+                self.finish(itt, resp);
+                return;
+            }
+            Route::Device(td) => td,
+        };
+        if let Some(t) = self.tasks.get_mut(&itt) {
+            t.device = Some(td.device.clone());
+            t.phase = Phase::Running;
+        }
+        if let Some(resp) = self.session.execute(&td, &mut cmd, ExecMode::Inline) {
+            self.finish(itt, resp);
+            return;
+        }
+        let session = self.session.clone();
+        let done = self.done_tx.clone();
+        self.p.scst.io_pool.spawn(move || {
+            let resp = session
+                .execute(&td, &mut cmd, ExecMode::Blocking)
+                .unwrap_or_else(|| Response::check(Sense::INTERNAL_FAILURE));
+            // The connection may be gone; then nobody wants the result.
+            let _ = done.send(Completion { itt, resp });
+        });
+    }
+
+    /// A task is done: release its task-set successors, answer it unless aborted, and
+    /// answer task management requests that waited for it.
+    fn finish(&mut self, itt: u32, resp: Response) {
+        let Some(task) = self.tasks.remove(&itt) else { return };
+        if let Some(ts) = self.task_sets.get_mut(&task.lun).filter(|_| task.in_task_set) {
+            let ready = ts.complete(task.attr);
+            for r in ready {
+                if let Some(Phase::Held(cmd)) =
+                    self.tasks.get_mut(&r).map(|t| std::mem::replace(&mut t.phase, Phase::Running))
+                {
+                    self.dispatch(r, cmd);
+                }
+            }
+        }
+        if !task.aborted {
+            self.send_response(itt, &task, resp);
+        }
+        self.tmf_task_done(itt);
+    }
+
+    fn send_response(&mut self, itt: u32, task: &Task, resp: Response) {
+        let produced = resp.data.len() as u32;
+        // Data-In carries at most what the initiator expects; the rest is a residual.
+        let send = if task.read { produced.min(task.edtl) } else { 0 };
+        let residual = if task.read {
+            Residual::compute(task.edtl, produced)
+        } else if produced > 0 {
+            Residual::Overflow(produced)
+        } else {
+            Residual::compute(task.edtl, task.edtl.min(task.received))
+        };
+        let good = resp.status == status::GOOD && resp.sense.is_none();
+        let mut data_sn = 0u32;
+        if send > 0 {
+            let data = Bytes::from(resp.data);
+            let seg = self.p.max_xmit_data_segment_length.max(512);
+            let burst = self.p.max_burst_length.max(seg);
+            let mut off = 0u32;
+            while off < send {
+                let n = (send - off).min(seg);
+                let last = off + n == send;
+                // F closes each MaxBurstLength sequence (RFC 7143 11.7.1).
+                let burst_end = (off + n) % burst == 0;
+                let with_status = last && good;
+                let sn = if with_status { self.sn_advance() } else { self.sn() };
+                let b = pdu::data_in(&pdu::DataIn {
+                    lun: task.lun_raw,
+                    itt,
+                    data_sn,
+                    buffer_offset: off,
+                    data_len: n,
+                    final_pdu: last || burst_end,
+                    status: with_status.then_some(resp.status),
+                    residual,
+                    sn,
+                });
+                self.out.push(b, Some(data.slice(off as usize..(off + n) as usize)));
+                data_sn += 1;
+                off += n;
+            }
+            if good {
+                return;
+            }
+        }
+        let sense = resp.sense.map(|s| s.encode(resp.descriptor_sense));
+        let mut seg = Vec::new();
+        if let Some(s) = &sense {
+            pdu::encode_sense_segment(s, &mut seg);
+        }
+        let sn = self.sn_advance();
+        let b = pdu::scsi_response(
+            itt,
+            pdu::scsi_response::COMMAND_COMPLETED,
+            resp.status,
+            residual,
+            data_sn,
+            sn,
+            seg.len() as u32,
+        );
+        self.out.push(b, (!seg.is_empty()).then(|| Bytes::from(seg)));
+    }
+
+    fn on_nop_out(&mut self, pdu: Pdu) -> Result<(), String> {
+        let bhs = pdu.bhs;
+        if bhs.ttt() != RESERVED_TAG {
+            // The answer to our ping.
+            if self.nop_outstanding.is_some_and(|(t, _)| t == bhs.ttt()) {
+                self.nop_outstanding = None;
+            }
+            return Ok(());
+        }
+        if !self.accept_cmd_sn(&bhs) {
+            return Ok(());
+        }
+        if bhs.itt() == RESERVED_TAG {
+            // A NOP-Out that wants no answer.
+            return Ok(());
+        }
+        let sn = self.sn_advance();
+        let b = pdu::nop_in(bhs.lun(), bhs.itt(), RESERVED_TAG, sn, pdu.data.len() as u32);
+        self.out.push(b, Some(pdu.data));
+        Ok(())
+    }
+
+    fn on_logout(&mut self, pdu: Pdu) {
+        let bhs = pdu.bhs;
+        if !bhs.immediate() && bhs.cmd_sn() == self.exp_cmd_sn {
+            self.exp_cmd_sn = self.exp_cmd_sn.wrapping_add(1);
+        }
+        // Every reason closes the one connection of the session (MC/S unsupported).
+        let sn = self.sn_advance();
+        let b = pdu::logout_response(bhs.itt(), pdu::logout_response::SUCCESS, 0, 0, sn);
+        self.out.push(b, None);
+        self.logged_out = true;
+    }
+
+    fn on_text(&mut self, pdu: Pdu) {
+        let bhs = pdu.bhs;
+        if !self.accept_cmd_sn(&bhs) {
+            return;
+        }
+        // Full-feature sessions may ask SendTargets too; answer with what discovery
+        // would show this initiator.
+        let keys = iscsi_wire::parse_text(&pdu.data).unwrap_or_default();
+        let mut out = Vec::new();
+        if let Some((_, v)) = keys.iter().find(|(k, _)| k == "SendTargets") {
+            out = crate::discovery::send_targets(&self.p.driver, v, &self.session.initiator_name, self.p.local_addr);
+        }
+        let data = iscsi_wire::encode_text(&out);
+        let sn = self.sn_advance();
+        let b = pdu::text_response(true, false, bhs.lun(), bhs.itt(), RESERVED_TAG, sn, data.len() as u32);
+        self.out.push(b, Some(Bytes::from(data)));
+    }
+
+    // ---------------------------------------------------------------- task management
+
+    fn on_tmf(&mut self, pdu: Pdu) {
+        let bhs = pdu.bhs;
+        if !self.accept_cmd_sn(&bhs) {
+            return;
+        }
+        let lun = scsi_wire::lun::decode_lun(bhs.lun());
+        let func = bhs.tmf_function();
+        let lun_known = self.session.luns().get(lun).is_some();
+        let mut waiting = Vec::new();
+        let response = match func {
+            tmf_function::ABORT_TASK => {
+                let rtt = bhs.ref_task_tag();
+                match self.tasks.get(&rtt) {
+                    Some(t) if t.lun == lun => {
+                        self.abort_task(rtt, &mut waiting);
+                        tmf_response::COMPLETE
+                    }
+                    Some(_) => tmf_response::TASK_DOES_NOT_EXIST,
+                    // Already answered, or never received but inside the window (RFC
+                    // 7143 11.5.1): either way nothing is left to abort.
+                    None if sn_lt(bhs.ref_cmd_sn(), bhs.cmd_sn()) || bhs.ref_cmd_sn() == bhs.cmd_sn() => {
+                        tmf_response::COMPLETE
+                    }
+                    None => tmf_response::TASK_DOES_NOT_EXIST,
+                }
+            }
+            tmf_function::ABORT_TASK_SET | tmf_function::CLEAR_TASK_SET if !lun_known => {
+                tmf_response::LUN_DOES_NOT_EXIST
+            }
+            tmf_function::ABORT_TASK_SET => {
+                self.abort_where(|t| t.lun == lun, &mut waiting);
+                tmf_response::COMPLETE
+            }
+            tmf_function::CLEAR_TASK_SET => {
+                let _ = self.session.clear_task_set(lun);
+                self.abort_where(|t| t.lun == lun, &mut waiting);
+                tmf_response::COMPLETE
+            }
+            tmf_function::CLEAR_ACA => tmf_response::COMPLETE,
+            tmf_function::LOGICAL_UNIT_RESET => match self.session.lun_reset(lun) {
+                Ok(dev) => {
+                    self.abort_where(|t| t.device.as_ref().is_some_and(|d| Arc::ptr_eq(d, &dev)) || t.lun == lun, &mut waiting);
+                    tmf_response::COMPLETE
+                }
+                Err(_) => tmf_response::LUN_DOES_NOT_EXIST,
+            },
+            tmf_function::TARGET_WARM_RESET | tmf_function::TARGET_COLD_RESET => {
+                self.session.target_reset();
+                self.abort_where(|_| true, &mut waiting);
+                if func == tmf_function::TARGET_COLD_RESET {
+                    // Cold reset drops the connection after the response.
+                    self.logged_out = true;
+                }
+                tmf_response::COMPLETE
+            }
+            tmf_function::TASK_REASSIGN => tmf_response::ALLEGIANCE_REASSIGNMENT_UNSUPPORTED,
+            _ => tmf_response::NOT_SUPPORTED,
+        };
+        if waiting.is_empty() || response != tmf_response::COMPLETE {
+            let sn = self.sn_advance();
+            self.out.push(pdu::tmf_response(bhs.itt(), response, sn), None);
+        } else {
+            self.pending_tmfs.push(PendingTmf { itt: bhs.itt(), waiting });
+        }
+    }
+
+    fn abort_where(&mut self, pred: impl Fn(&Task) -> bool, waiting: &mut Vec<u32>) {
+        let itts: Vec<u32> = self.tasks.iter().filter(|(_, t)| pred(t)).map(|(i, _)| *i).collect();
+        for itt in itts {
+            self.abort_task(itt, waiting);
+        }
+    }
+
+    /// Abort one task: not yet running -> gone now; running -> its result is dropped
+    /// when it completes, and `waiting` records it so the TMF answers after that.
+    fn abort_task(&mut self, itt: u32, waiting: &mut Vec<u32>) {
+        let Some(task) = self.tasks.get_mut(&itt) else { return };
+        task.aborted = true;
+        match task.phase {
+            Phase::Running => waiting.push(itt),
+            Phase::Held(_) => {
+                let lun = task.lun;
+                self.tasks.remove(&itt);
+                if let Some(ts) = self.task_sets.get_mut(&lun) {
+                    ts.remove_held(|t| *t == itt);
+                }
+            }
+            Phase::ReceivingData(_) => {
+                self.tasks.remove(&itt);
+            }
+        }
+    }
+
+    fn tmf_task_done(&mut self, itt: u32) {
+        let mut ready = Vec::new();
+        for p in &mut self.pending_tmfs {
+            p.waiting.retain(|w| *w != itt);
+            if p.waiting.is_empty() {
+                ready.push(p.itt);
+            }
+        }
+        if ready.is_empty() {
+            return;
+        }
+        self.pending_tmfs.retain(|p| !p.waiting.is_empty());
+        for tmf_itt in ready {
+            let sn = self.sn_advance();
+            self.out.push(pdu::tmf_response(tmf_itt, tmf_response::COMPLETE, sn), None);
+        }
+    }
+
+    fn on_event(&mut self, ev: ConnEvent) -> bool {
+        match ev {
+            ConnEvent::AbortDevice(dev) => {
+                let mut waiting = Vec::new();
+                self.abort_where(|t| t.device.as_ref().is_some_and(|d| Arc::ptr_eq(d, &dev)), &mut waiting);
+                true
+            }
+            ConnEvent::Close => false,
+        }
+    }
+
+    fn running_tasks(&self) -> usize {
+        self.tasks.values().filter(|t| matches!(t.phase, Phase::Running)).count()
+    }
+}
+
+/// Serial number arithmetic (RFC 1982) for 32-bit sequence numbers.
+fn sn_lt(a: u32, b: u32) -> bool {
+    a != b && (b.wrapping_sub(a) as i32) > 0
+}
+
+fn sn_gt(a: u32, b: u32) -> bool {
+    sn_lt(b, a)
+}
+
+/// Run the full-feature phase until logout, close or a connection error.
+pub async fn run(
+    mut stream: TcpStream,
+    mut reader: PduReader,
+    session: Arc<Session>,
+    p: ConnParams,
+    stat_sn: u32,
+    exp_cmd_sn: u32,
+    mut events: mpsc::UnboundedReceiver<ConnEvent>,
+) {
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+    let mut out = PduWriter::default();
+    out.header_digest = p.header_digest;
+    out.data_digest = p.data_digest;
+    reader.header_digest = p.header_digest;
+    reader.data_digest = p.data_digest;
+    let nop_interval = p.nop_in_interval;
+    let nop_timeout = p.nop_in_timeout;
+    let name = session.initiator_name.clone();
+    let mut c = Conn {
+        session,
+        p,
+        stat_sn,
+        exp_cmd_sn,
+        tasks: HashMap::new(),
+        task_sets: HashMap::new(),
+        pending_tmfs: Vec::new(),
+        next_ttt: 1,
+        done_tx,
+        out,
+        nop_outstanding: None,
+        logged_out: false,
+    };
+    let (mut rd, mut wr) = stream.split();
+    let mut nop_timer = tokio::time::interval(nop_interval.unwrap_or(Duration::from_secs(3600)));
+    nop_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    nop_timer.reset();
+    let mut idle = true;
+    let why: String = 'conn: loop {
+        // Everything already received, then everything already completed, then one
+        // flush for all the responses that produced.
+        loop {
+            match reader.next_buffered() {
+                Ok(Some(pdu)) => {
+                    idle = false;
+                    if let Err(e) = c.handle_pdu(pdu) {
+                        break 'conn e;
+                    }
+                    if c.out.queued_bytes() > 4 << 20 {
+                        if let Err(e) = c.out.flush(&mut wr).await {
+                            break 'conn format!("send: {e}");
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => break 'conn format!("receive: {e}"),
+            }
+        }
+        while let Ok(done) = done_rx.try_recv() {
+            c.finish(done.itt, done.resp);
+        }
+        if !c.out.is_empty() {
+            if let Err(e) = c.out.flush(&mut wr).await {
+                break 'conn format!("send: {e}");
+            }
+        }
+        if c.logged_out {
+            break 'conn "logout".to_string();
+        }
+        tokio::select! {
+            r = reader.fill(&mut rd) => match r {
+                Ok(()) => {}
+                Err(RecvError::Closed) => break 'conn "closed by the initiator".to_string(),
+                Err(e) => break 'conn format!("receive: {e}"),
+            },
+            Some(done) = done_rx.recv() => c.finish(done.itt, done.resp),
+            ev = events.recv() => match ev {
+                Some(ev) => if !c.on_event(ev) { break 'conn "closed by the target".to_string() },
+                None => break 'conn "closed by the target".to_string(),
+            },
+            _ = nop_timer.tick(), if nop_interval.is_some() => {
+                if let Some((_, sent)) = c.nop_outstanding {
+                    if sent.elapsed() >= nop_timeout {
+                        break 'conn "no answer to NOP-In".to_string();
+                    }
+                } else if idle {
+                    let ttt = c.next_ttt;
+                    c.next_ttt = c.next_ttt.wrapping_add(1).max(1);
+                    c.nop_outstanding = Some((ttt, tokio::time::Instant::now()));
+                    let b = pdu::nop_in([0; 8], RESERVED_TAG, ttt, c.sn(), 0);
+                    c.out.push(b, None);
+                }
+                idle = true;
+            }
+        }
+    };
+    log::info!("{name}: connection ended: {why}");
+    // Commands still on I/O threads hold buffers and device references; wait for them
+    // so that the session's teardown happens after its last command.
+    while c.running_tasks() > 0 {
+        match tokio::time::timeout(Duration::from_secs(30), done_rx.recv()).await {
+            Ok(Some(done)) => {
+                c.tasks.remove(&done.itt);
+            }
+            _ => break,
+        }
+    }
+}

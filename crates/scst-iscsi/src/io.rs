@@ -1,0 +1,165 @@
+//! Framed PDU I/O over one TCP connection: a reader that parses as many PDUs as one
+//! socket read delivered, and a writer that batches outgoing PDUs into vectored writes
+//! without copying their data segments.
+
+use std::io::IoSlice;
+
+use bytes::{Bytes, BytesMut};
+use iscsi_wire::Bhs;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// One received PDU. `data` is a zero-copy view into the receive buffer.
+#[derive(Debug)]
+pub struct Pdu {
+    pub bhs: Bhs,
+    pub ahs: Bytes,
+    pub data: Bytes,
+    /// False when the data digest did not match: the connection survives, the command
+    /// the data belongs to does not.
+    pub data_digest_ok: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecvError {
+    #[error("connection closed")]
+    Closed,
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("protocol: {0}")]
+    Protocol(#[from] iscsi_wire::WireError),
+}
+
+pub struct PduReader {
+    buf: BytesMut,
+    pub header_digest: bool,
+    pub data_digest: bool,
+    /// Our MaxRecvDataSegmentLength: longer data segments are a protocol error.
+    pub max_data: u32,
+}
+
+impl PduReader {
+    pub fn new(max_data: u32) -> PduReader {
+        PduReader { buf: BytesMut::with_capacity(256 * 1024), header_digest: false, data_digest: false, max_data }
+    }
+
+    /// A complete PDU from what is already buffered, if any.
+    pub fn next_buffered(&mut self) -> Result<Option<Pdu>, RecvError> {
+        let digests = iscsi_wire::Digests { header: self.header_digest, data: self.data_digest };
+        let Some(f) = iscsi_wire::parse_frame(&self.buf, digests, self.max_data)? else {
+            return Ok(None);
+        };
+        let mut frame = self.buf.split_to(f.total_len).freeze();
+        let data = frame.slice(f.data.clone());
+        let ahs = frame.slice(f.ahs.clone());
+        frame.clear();
+        Ok(Some(Pdu { bhs: f.bhs, ahs, data, data_digest_ok: f.data_digest_ok }))
+    }
+
+    /// Read more bytes from the socket. Cancel safe: a cancelled read loses nothing.
+    pub async fn fill<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> Result<(), RecvError> {
+        if self.buf.capacity() - self.buf.len() < 64 * 1024 {
+            self.buf.reserve(256 * 1024);
+        }
+        let n = r.read_buf(&mut self.buf).await?;
+        if n == 0 {
+            return Err(RecvError::Closed);
+        }
+        Ok(())
+    }
+
+    /// Read until one PDU is complete (login phase, where nothing else happens).
+    pub async fn recv<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> Result<Pdu, RecvError> {
+        loop {
+            if let Some(p) = self.next_buffered()? {
+                return Ok(p);
+            }
+            self.fill(r).await?;
+        }
+    }
+}
+
+/// A data segment to send: owned bytes, possibly a sub-range of a larger buffer shared
+/// by several Data-In PDUs.
+struct Segment {
+    buf: Bytes,
+}
+
+struct OutPdu {
+    header: [u8; iscsi_wire::frame::MAX_ENCODED_HEADER],
+    header_len: usize,
+    data: Option<Segment>,
+    /// Padding to a 4-byte boundary plus the data digest.
+    trailer: [u8; 8],
+    trailer_len: usize,
+}
+
+/// Outgoing PDUs queued until the next flush.
+pub struct PduWriter {
+    queue: Vec<OutPdu>,
+    queued_bytes: usize,
+    pub header_digest: bool,
+    pub data_digest: bool,
+}
+
+impl Default for PduWriter {
+    fn default() -> Self {
+        PduWriter { queue: Vec::with_capacity(64), queued_bytes: 0, header_digest: false, data_digest: false }
+    }
+}
+
+impl PduWriter {
+    /// Queue a PDU; its DataSegmentLength is set from `data`.
+    pub fn push(&mut self, mut bhs: Bhs, data: Option<Bytes>) {
+        let len = data.as_ref().map_or(0, |d| d.len());
+        bhs.set_data_segment_len(len as u32);
+        let (header, header_len) = iscsi_wire::encode_header(&bhs, self.header_digest);
+        let (trailer, trailer_len) = match &data {
+            Some(d) => iscsi_wire::data_trailer(d, self.data_digest),
+            None => ([0u8; 8], 0),
+        };
+        self.queued_bytes += header_len + len + trailer_len;
+        self.queue.push(OutPdu {
+            header,
+            header_len,
+            data: data.filter(|d| !d.is_empty()).map(|buf| Segment { buf }),
+            trailer,
+            trailer_len,
+        });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
+    /// Write everything queued, with as few syscalls as the socket allows.
+    pub async fn flush<W: AsyncWrite + Unpin>(&mut self, w: &mut W) -> std::io::Result<()> {
+        // Gather slices; skip what earlier partial writes already sent.
+        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(self.queue.len() * 3);
+        for p in &self.queue {
+            slices.push(IoSlice::new(&p.header[..p.header_len]));
+            if let Some(d) = &p.data {
+                slices.push(IoSlice::new(&d.buf));
+            }
+            if p.trailer_len > 0 {
+                slices.push(IoSlice::new(&p.trailer[..p.trailer_len]));
+            }
+        }
+        let mut bufs: &mut [IoSlice<'_>] = &mut slices;
+        while !bufs.is_empty() {
+            let n = w.write_vectored(bufs).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            IoSlice::advance_slices(&mut bufs, n);
+        }
+        w.flush().await?;
+        drop(slices);
+        self.queue.clear();
+        self.queued_bytes = 0;
+        Ok(())
+    }
+}

@@ -1,0 +1,372 @@
+//! The login phase (RFC 7143 6, spec/scst.md 6.4): security and operational stages,
+//! the checks SCST makes before admitting a normal session, session reinstatement, and
+//! then the hand-over to the full-feature phase (normal or discovery).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use iscsi_wire::negotiate::{Digest, Negotiator};
+use iscsi_wire::pdu::{self, login_status, LoginResponse, TargetSn};
+use iscsi_wire::{Opcode, Stage};
+use scst_core::Target;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+
+use crate::conn::{self, ConnEvent};
+use crate::io::{PduReader, PduWriter};
+use crate::params::{self, ConnParams};
+use crate::{EventSink, IscsiDriver, SessionHandle, SessionKey};
+
+/// Login PDUs carry at most the RFC default data segment (8192) until negotiated.
+const LOGIN_MAX_DATA: u32 = 8192;
+/// Longest a login may take across all its PDUs.
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Cap on accumulated login text (C bit continuation) against memory abuse.
+const MAX_LOGIN_TEXT: usize = 64 * 1024;
+
+struct Failure {
+    status: (u8, u8),
+    why: String,
+}
+
+fn fail(status: (u8, u8), why: impl Into<String>) -> Failure {
+    Failure { status, why: why.into() }
+}
+
+/// What a successful login produced.
+struct LoggedIn {
+    discovery: bool,
+    initiator: String,
+    target: Option<Arc<Target>>,
+    isid: [u8; 6],
+    tsih: u16,
+    negotiated: iscsi_wire::negotiate::SessionParams,
+    stat_sn: u32,
+    exp_cmd_sn: u32,
+}
+
+pub(crate) async fn serve_connection(driver: Arc<IscsiDriver>, mut stream: TcpStream) {
+    let local_addr = match stream.local_addr() {
+        Ok(a) => a,
+        Err(_) => return,
+    };
+    let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let mut reader = PduReader::new(LOGIN_MAX_DATA);
+    let mut out = PduWriter::default();
+    let li = match tokio::time::timeout(LOGIN_TIMEOUT, login(&driver, &mut stream, &mut reader, &mut out)).await {
+        Ok(Ok(li)) => li,
+        Ok(Err(why)) => {
+            log::info!("login from {peer} failed: {why}");
+            return;
+        }
+        Err(_) => {
+            log::info!("login from {peer} timed out");
+            return;
+        }
+    };
+    let p = &li.negotiated;
+    let target = li.target.clone();
+    let nop = target.as_ref().map_or(params::DEFAULT_NOP_IN_INTERVAL, |t| {
+        params::target_num(t, "NopInInterval", params::DEFAULT_NOP_IN_INTERVAL)
+    });
+    let cp = ConnParams {
+        scst: driver.scst().clone(),
+        driver: driver.clone(),
+        local_addr,
+        header_digest: p.header_digest == Digest::Crc32c,
+        data_digest: p.data_digest == Digest::Crc32c,
+        max_recv_data_segment_length: p.max_recv_data_segment_length,
+        max_xmit_data_segment_length: p.max_xmit_data_segment_length,
+        max_burst_length: p.max_burst_length,
+        first_burst_length: p.first_burst_length,
+        initial_r2t: p.initial_r2t,
+        immediate_data: p.immediate_data,
+        max_outstanding_r2t: p.max_outstanding_r2t.max(1),
+        queued_commands: target.as_ref().map_or(params::DEFAULT_QUEUED_COMMANDS, |t| {
+            params::target_num(t, "QueuedCommands", params::DEFAULT_QUEUED_COMMANDS)
+        }),
+        nop_in_interval: (nop > 0).then(|| Duration::from_secs(nop as u64)),
+        nop_in_timeout: Duration::from_secs(target.as_ref().map_or(params::DEFAULT_NOP_IN_TIMEOUT, |t| {
+            params::target_num(t, "NopInTimeout", params::DEFAULT_NOP_IN_TIMEOUT)
+        }) as u64),
+    };
+    reader.max_data = cp.max_recv_data_segment_length;
+    if li.discovery {
+        crate::discovery::run(stream, reader, cp, &li.initiator, li.stat_sn, li.exp_cmd_sn).await;
+        return;
+    }
+    let Some(target) = target else { return };
+    let key = SessionKey { initiator: li.initiator.to_ascii_lowercase(), isid: li.isid, target: target.name.clone() };
+
+    // Session reinstatement: the old session with this ISID goes first (RFC 7143 6.3.5).
+    let old = driver.sessions.lock().remove(&key);
+    let reinstated = old.is_some();
+    if let Some(old) = old {
+        log::info!("{}: reinstating session (TSIH {})", li.initiator, old.tsih);
+        let _ = old.events.send(ConnEvent::Close);
+        let mut done = old.done;
+        let _ = tokio::time::timeout(Duration::from_secs(10), done.wait_for(|d| *d)).await;
+    }
+    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+    let (done_tx, done_rx) = watch::channel(false);
+    let session = driver.scst().register_session(&target, &li.initiator, Arc::new(EventSink(ev_tx.clone())));
+    if reinstated {
+        session.queue_nexus_loss();
+    }
+    driver.sessions.lock().insert(key.clone(), SessionHandle { tsih: li.tsih, events: ev_tx, done: done_rx });
+    log::info!(
+        "{}: session TSIH {} to {} (group {})",
+        li.initiator,
+        li.tsih,
+        target.name,
+        session.group.as_deref().unwrap_or("default")
+    );
+    conn::run(stream, reader, session, cp, li.stat_sn, li.exp_cmd_sn, ev_rx).await;
+    {
+        let mut s = driver.sessions.lock();
+        if s.get(&key).is_some_and(|h| h.tsih == li.tsih) {
+            s.remove(&key);
+        }
+    }
+    let _ = done_tx.send(true);
+}
+
+struct State {
+    isid: [u8; 6],
+    tsih: u16,
+    cid: u16,
+    itt: u32,
+    stat_sn: u32,
+    exp_cmd_sn: u32,
+    initiator: Option<String>,
+    discovery: bool,
+    target: Option<Arc<Target>>,
+    neg: Option<Negotiator>,
+    text: Vec<u8>,
+    sent_tpgt: bool,
+}
+
+impl State {
+    fn sn(&self) -> TargetSn {
+        TargetSn { stat_sn: self.stat_sn, exp_cmd_sn: self.exp_cmd_sn, max_cmd_sn: self.exp_cmd_sn }
+    }
+}
+
+async fn login(
+    driver: &Arc<IscsiDriver>,
+    stream: &mut TcpStream,
+    reader: &mut PduReader,
+    out: &mut PduWriter,
+) -> Result<LoggedIn, String> {
+    let mut st: Option<State> = None;
+    loop {
+        let pdu = reader.recv(stream).await.map_err(|e| e.to_string())?;
+        let bhs = pdu.bhs;
+        if bhs.opcode() != Some(Opcode::LoginRequest) {
+            return Err(format!("expected a Login Request, got opcode {:#x}", bhs.opcode_raw()));
+        }
+        let s = st.get_or_insert_with(|| State {
+            isid: bhs.isid(),
+            tsih: bhs.tsih(),
+            cid: bhs.cid(),
+            itt: bhs.itt(),
+            stat_sn: bhs.exp_stat_sn(),
+            exp_cmd_sn: bhs.cmd_sn(),
+            initiator: None,
+            discovery: false,
+            target: None,
+            neg: None,
+            text: Vec::new(),
+            sent_tpgt: false,
+        });
+        s.itt = bhs.itt();
+        let csg = bhs.csg();
+        let (transit, nsg) = (bhs.transit(), bhs.nsg());
+        let step = step(driver, s, &bhs, &pdu.data);
+        let (keys, status, done) = match step {
+            Ok(Step::Continue) => (Vec::new(), login_status::SUCCESS, false),
+            Ok(Step::Keys(keys)) => {
+                let done = transit && nsg == Stage::FullFeature;
+                (keys, login_status::SUCCESS, done)
+            }
+            Err(f) => {
+                let resp = LoginResponse {
+                    transit: false,
+                    cont: false,
+                    csg,
+                    nsg: csg,
+                    isid: s.isid,
+                    tsih: 0,
+                    itt: s.itt,
+                    status: f.status,
+                    sn: s.sn(),
+                    data_len: 0,
+                };
+                out.push(pdu::login_response(&resp), None);
+                let _ = out.flush(stream).await;
+                return Err(f.why);
+            }
+        };
+        // Hold the transit while target offers await the initiator's answers.
+        let awaiting = s.neg.as_ref().is_some_and(|n| n.awaiting_replies());
+        let transit = transit && !awaiting;
+        let done = done && transit;
+        if done && !s.discovery && s.tsih == 0 {
+            s.tsih = driver.alloc_tsih();
+        }
+        let data = iscsi_wire::encode_text(&keys);
+        let resp = LoginResponse {
+            transit,
+            cont: false,
+            csg,
+            nsg: if transit { nsg } else { csg },
+            isid: s.isid,
+            tsih: if done { s.tsih } else { 0 },
+            itt: s.itt,
+            status,
+            sn: s.sn(),
+            data_len: data.len() as u32,
+        };
+        s.stat_sn = s.stat_sn.wrapping_add(1);
+        out.push(pdu::login_response(&resp), Some(Bytes::from(data)));
+        out.flush(stream).await.map_err(|e| format!("send: {e}"))?;
+        if done {
+            let neg = s.neg.take().ok_or("login finished without negotiation")?;
+            return Ok(LoggedIn {
+                discovery: s.discovery,
+                initiator: s.initiator.clone().unwrap_or_default(),
+                target: s.target.clone(),
+                isid: s.isid,
+                tsih: s.tsih,
+                negotiated: neg.params(),
+                stat_sn: s.stat_sn,
+                exp_cmd_sn: s.exp_cmd_sn,
+            });
+        }
+    }
+}
+
+enum Step {
+    /// More text follows (C bit): answer with an empty response.
+    Continue,
+    /// The response keys.
+    Keys(Vec<(String, String)>),
+}
+
+/// One login request: checks, key processing, the response keys.
+fn step(driver: &IscsiDriver, s: &mut State, bhs: &iscsi_wire::Bhs, data: &[u8]) -> Result<Step, Failure> {
+    if bhs.version_min() > pdu::ISCSI_VERSION {
+        return Err(fail(login_status::UNSUPPORTED_VERSION, "unsupported iSCSI version"));
+    }
+    if bhs.isid() != s.isid || bhs.tsih() != s.tsih || bhs.cid() != s.cid {
+        return Err(fail(login_status::INITIATOR_ERROR, "ISID/TSIH/CID changed during login"));
+    }
+    let (csg, nsg, transit) = (bhs.csg(), bhs.nsg(), bhs.transit());
+    let stage_ok = match csg {
+        Stage::SecurityNegotiation => !transit || matches!(nsg, Stage::LoginOperational | Stage::FullFeature),
+        Stage::LoginOperational => !transit || nsg == Stage::FullFeature,
+        _ => false,
+    };
+    if !stage_ok {
+        return Err(fail(login_status::INITIATOR_ERROR, "invalid login stage transition"));
+    }
+    if s.text.len() + data.len() > MAX_LOGIN_TEXT {
+        return Err(fail(login_status::INITIATOR_ERROR, "login text too long"));
+    }
+    s.text.extend_from_slice(data);
+    if bhs.continue_bit() {
+        if transit {
+            return Err(fail(login_status::INITIATOR_ERROR, "C and T bits both set"));
+        }
+        return Ok(Step::Continue);
+    }
+    let text = std::mem::take(&mut s.text);
+    let pairs = iscsi_wire::parse_text(&text)
+        .map_err(|e| fail(login_status::INITIATOR_ERROR, format!("malformed login text: {e}")))?;
+    let mut out: Vec<(String, String)> = Vec::new();
+
+    if s.neg.is_none() {
+        // The first request names the initiator, the session type and the target.
+        let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let initiator = get("InitiatorName")
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| fail(login_status::MISSING_PARAMETER, "no InitiatorName"))?;
+        s.discovery = match get("SessionType").as_deref() {
+            None | Some("Normal") => false,
+            Some("Discovery") => true,
+            Some(other) => {
+                return Err(fail(login_status::SESSION_TYPE_NOT_SUPPORTED, format!("SessionType {other}")))
+            }
+        };
+        if !driver.enabled() || driver.shutting_down() {
+            return Err(fail(login_status::SERVICE_UNAVAILABLE, "the iscsi target driver is disabled"));
+        }
+        if !s.discovery {
+            let name = get("TargetName")
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| fail(login_status::MISSING_PARAMETER, format!("{initiator}: no TargetName")))?;
+            let target = driver
+                .scst()
+                .target("iscsi", &name)
+                .ok_or_else(|| fail(login_status::NOT_FOUND, format!("{initiator}: no target {name}")))?;
+            if !target.enabled() {
+                return Err(fail(login_status::SERVICE_UNAVAILABLE, format!("target {name} is disabled")));
+            }
+            if !target.initiator_has_luns(&initiator) {
+                return Err(fail(login_status::NOT_FOUND, format!("{initiator} has no LUNs on {name}")));
+            }
+            if s.tsih != 0 && !driver.sessions.lock().values().any(|h| h.tsih == s.tsih) {
+                return Err(fail(login_status::SESSION_DOES_NOT_EXIST, format!("no session with TSIH {}", s.tsih)));
+            }
+            let max_sessions = params::target_num(&target, "MaxSessions", 0);
+            if max_sessions > 0 && target.sessions().len() as u32 >= max_sessions && s.tsih == 0 {
+                return Err(fail(login_status::OUT_OF_RESOURCES, format!("target {name}: MaxSessions reached")));
+            }
+            s.target = Some(target);
+        }
+        s.initiator = Some(initiator);
+        s.neg = Some(Negotiator::new(params::local_params(s.target.as_deref()), s.discovery));
+    }
+
+    // Keys the login state machine itself handles.
+    for (k, v) in &pairs {
+        match k.as_str() {
+            "AuthMethod" => {
+                if bhs.csg() != Stage::SecurityNegotiation {
+                    return Err(fail(login_status::INITIATOR_ERROR, "AuthMethod outside the security stage"));
+                }
+                if v.split(',').any(|m| m.trim() == "None") {
+                    out.push((k.clone(), "None".into()));
+                } else {
+                    return Err(fail(
+                        login_status::AUTHENTICATION_FAILURE,
+                        format!("AuthMethod {v}: only None is available on this target"),
+                    ));
+                }
+            }
+            n if n.starts_with("CHAP_") => {
+                return Err(fail(login_status::AUTHENTICATION_FAILURE, "CHAP is not configured"));
+            }
+            _ => {}
+        }
+    }
+    // TargetPortalGroupTag goes in the first response of a normal session (RFC 7143 13.9).
+    if !s.sent_tpgt && !s.discovery {
+        s.sent_tpgt = true;
+        out.push(("TargetPortalGroupTag".into(), "1".into()));
+        if let Some(alias) = s.target.as_ref().and_then(|t| t.attr("alias")).filter(|a| !a.is_empty()) {
+            out.push(("TargetAlias".into(), alias));
+        }
+    }
+    let neg = s.neg.as_mut().expect("negotiator created above");
+    let replies = neg
+        .process(&pairs)
+        .map_err(|e| fail(login_status::INITIATOR_ERROR, format!("negotiation: {e}")))?;
+    out.extend(replies);
+    // Declarations go out once we are in (or leaving for) the operational stage.
+    if bhs.csg() == Stage::LoginOperational || (transit && nsg != Stage::SecurityNegotiation) {
+        out.extend(neg.target_declarations());
+    }
+    Ok(Step::Keys(out))
+}

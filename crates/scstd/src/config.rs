@@ -1,0 +1,162 @@
+//! Applying a parsed scst.conf to the core, in scstadmin's order (spec/scst.md 3.4):
+//! devices, then targets with their LUNs and groups, then enabling targets and drivers.
+//! Every error names the config line and the object.
+
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Result};
+use scst_core::{IniGroup, Scst};
+use scst_mgmt::conf::{Attr, ScstConf};
+
+/// The global I/O thread count: the root `threads` attribute, else SCST's fileio default.
+pub fn io_threads(conf: &ScstConf) -> usize {
+    conf.attrs
+        .iter()
+        .rev()
+        .find(|a| a.name == "threads")
+        .and_then(|a| a.value.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(8)
+}
+
+fn parse_num(a: &Attr, what: &str) -> Result<u64> {
+    let v = a.value.trim();
+    let n = match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => v.parse(),
+    };
+    n.map_err(|_| anyhow!("line {}: {what}: '{}' is not a number", a.line, a.value))
+}
+
+fn parse_bool(a: &Attr, what: &str) -> Result<bool> {
+    match a.value.trim() {
+        "0" => Ok(false),
+        "1" => Ok(true),
+        v => bail!("line {}: {what}: {} must be 0 or 1, not '{v}'", a.line, a.name),
+    }
+}
+
+/// Build devices and targets from `conf`. Returns the iSCSI target driver, configured
+/// but not yet listening.
+pub fn apply_config(scst: &Arc<Scst>, conf: &ScstConf) -> Result<Arc<scst_iscsi::IscsiDriver>> {
+    scst_mgmt::validate(conf)?;
+    let mut setup_id = 0u64;
+    for a in &conf.attrs {
+        match a.name.as_str() {
+            "setup_id" => setup_id = parse_num(a, "setup_id")? & 0xffff_ffff,
+            // Known root attributes without an effect in this daemon yet are accepted
+            // (validation already rejected unknown ones).
+            _ => log::debug!("root attribute {} = {} accepted", a.name, a.value),
+        }
+    }
+
+    for h in &conf.handlers {
+        for d in &h.devices {
+            let attrs: Vec<(String, String)> =
+                d.attrs.iter().map(|a| (a.name.clone(), a.value.clone())).collect();
+            let dev = scst_vdisk::create_device(&h.name, &d.name, &attrs, setup_id)
+                .map_err(|e| anyhow!("line {}: {e}", d.line))?;
+            scst.add_device(dev).map_err(|e| anyhow!("line {}: {e}", d.line))?;
+        }
+    }
+
+    if let Some(dg) = conf.device_groups.first() {
+        bail!("line {}: DEVICE_GROUP {}: ALUA device groups are not supported yet", dg.line, dg.name);
+    }
+
+    let iscsi = scst_iscsi::IscsiDriver::new(scst.clone());
+    let mut enable_targets = Vec::new();
+    let mut enable_driver = false;
+    for drv in &conf.drivers {
+        if drv.name != "iscsi" {
+            bail!("line {}: TARGET_DRIVER {}: only the iscsi target driver is supported", drv.line, drv.name);
+        }
+        for a in &drv.attrs {
+            match a.name.as_str() {
+                "enabled" => enable_driver = parse_bool(a, "TARGET_DRIVER iscsi")?,
+                _ => iscsi
+                    .set_driver_attr(&a.name, &a.value)
+                    .map_err(|e| anyhow!("line {}: TARGET_DRIVER iscsi: {e}", a.line))?,
+            }
+        }
+        for t in &drv.targets {
+            let what = format!("TARGET {}", t.name);
+            if t.hw_target {
+                bail!("line {}: {what}: HW_TARGET is not possible with the iscsi driver", t.line);
+            }
+            let rel = t.attrs.iter().rev().find(|a| a.name == "rel_tgt_id");
+            let rel = match rel {
+                Some(a) => {
+                    let n = parse_num(a, &what)?;
+                    Some(u16::try_from(n).ok().filter(|n| *n > 0).ok_or_else(|| {
+                        anyhow!("line {}: {what}: rel_tgt_id must be 1..65535", a.line)
+                    })?)
+                }
+                None => None,
+            };
+            let target = scst.add_target("iscsi", &t.name, rel).map_err(|e| anyhow!("line {}: {e}", t.line))?;
+            for a in &t.attrs {
+                match a.name.as_str() {
+                    "rel_tgt_id" => {}
+                    "enabled" => {
+                        if parse_bool(a, &what)? {
+                            enable_targets.push(target.clone());
+                        }
+                    }
+                    "addr_method" => {
+                        *target.addr_method.lock() = parse_addr_method(a, &what)?;
+                    }
+                    _ => {
+                        scst_iscsi::validate_target_attr(&a.name, &a.value)
+                            .map_err(|e| anyhow!("line {}: {what}: {e}", a.line))?;
+                        target.attrs.lock().push((a.name.clone(), a.value.clone()));
+                    }
+                }
+            }
+            for l in &t.luns {
+                let ro = lun_read_only(&l.attrs, &what)?;
+                scst.add_lun(&target, None, l.lun as u64, &l.device, ro)
+                    .map_err(|e| anyhow!("line {}: {what}: LUN {}: {e}", l.line, l.lun))?;
+            }
+            for g in &t.groups {
+                let mut group = IniGroup { name: g.name.clone(), ..IniGroup::default() };
+                for a in &g.attrs {
+                    if a.name == "addr_method" {
+                        group.addr_method = Some(parse_addr_method(a, &what)?);
+                    }
+                }
+                group.initiators = g.initiators.iter().map(|i| i.pattern.clone()).collect();
+                target.acl.lock().groups.push(group);
+                for l in &g.luns {
+                    let ro = lun_read_only(&l.attrs, &what)?;
+                    scst.add_lun(&target, Some(&g.name), l.lun as u64, &l.device, ro).map_err(|e| {
+                        anyhow!("line {}: {what}: GROUP {}: LUN {}: {e}", l.line, g.name, l.lun)
+                    })?;
+                }
+            }
+        }
+    }
+    // ACLs first, then targets, then the driver (spec 2.6).
+    for t in enable_targets {
+        t.set_enabled(true);
+    }
+    iscsi.set_enabled(enable_driver);
+    Ok(iscsi)
+}
+
+fn lun_read_only(attrs: &[Attr], what: &str) -> Result<bool> {
+    let mut ro = false;
+    for a in attrs {
+        match a.name.as_str() {
+            "read_only" => ro = parse_bool(a, what)?,
+            other => bail!("line {}: {what}: unknown LUN attribute '{other}'", a.line),
+        }
+    }
+    Ok(ro)
+}
+
+fn parse_addr_method(a: &Attr, what: &str) -> Result<scsi_wire::lun::AddrMethod> {
+    scsi_wire::lun::AddrMethod::from_name(&a.value).ok_or_else(|| {
+        anyhow!("line {}: {what}: addr_method must be PERIPHERAL, FLAT or LUN, not '{}'", a.line, a.value)
+    })
+}

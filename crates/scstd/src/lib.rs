@@ -1,0 +1,114 @@
+//! The scstd daemon: argument parsing, logging, signals and the runtime around the
+//! core, the dev handlers and the iSCSI target driver. `main` is a thin wrapper over
+//! [`run`] so that tests can start the daemon in-process as well as as a binary.
+
+mod config;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use scst_core::Scst;
+
+pub use config::apply_config;
+
+pub const USAGE: &str = "usage: scstd --config FILE [--listen ADDR:PORT]... [--io-threads N]
+
+  --config FILE       scst.conf to load (SCST's grammar)
+  --listen ADDR:PORT  iSCSI portal to listen on (repeatable; default 0.0.0.0:3260)
+  --io-threads N      threads for blocking storage I/O (default: the config's
+                      'threads' attribute, else 8)
+
+Runs in the foreground, logs to stderr (RUST_LOG=debug for more), exits on SIGTERM/SIGINT.";
+
+#[derive(Debug, Clone)]
+pub struct Args {
+    pub config: PathBuf,
+    pub listen: Vec<SocketAddr>,
+    pub io_threads: Option<usize>,
+}
+
+impl Args {
+    pub fn parse(mut it: impl Iterator<Item = String>) -> anyhow::Result<Args> {
+        let mut config = None;
+        let mut listen = Vec::new();
+        let mut io_threads = None;
+        while let Some(a) = it.next() {
+            let mut value = |name: &str| it.next().with_context(|| format!("{name} needs a value"));
+            match a.as_str() {
+                "--config" | "-c" => config = Some(PathBuf::from(value("--config")?)),
+                "--listen" | "-l" => {
+                    let v = value("--listen")?;
+                    listen.push(v.parse().with_context(|| {
+                        format!("--listen '{v}': expected ADDR:PORT, e.g. 127.0.0.1:3260")
+                    })?);
+                }
+                "--io-threads" => {
+                    let v = value("--io-threads")?;
+                    io_threads = Some(v.parse().ok().filter(|n| *n > 0).with_context(|| {
+                        format!("--io-threads '{v}': expected a positive number")
+                    })?);
+                }
+                "-h" | "--help" => bail!("help requested"),
+                other => bail!("unknown argument '{other}'"),
+            }
+        }
+        let config = config.context("--config FILE is required")?;
+        if listen.is_empty() {
+            listen.push("0.0.0.0:3260".parse().expect("valid default portal"));
+        }
+        Ok(Args { config, listen, io_threads })
+    }
+}
+
+/// Load the configuration, serve until SIGTERM/SIGINT, then drain and flush.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .target(env_logger::Target::Stderr)
+        .try_init();
+    let text = std::fs::read_to_string(&args.config)
+        .with_context(|| format!("cannot read config {}", args.config.display()))?;
+    let conf = scst_mgmt::conf::parse(&text)
+        .with_context(|| format!("config {}", args.config.display()))?;
+    let threads = args.io_threads.unwrap_or_else(|| config::io_threads(&conf));
+    let scst = Scst::new(threads);
+    let iscsi = apply_config(&scst, &conf)
+        .with_context(|| format!("config {}", args.config.display()))?;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("scstd-net")
+        .build()
+        .context("cannot start the runtime")?;
+    rt.block_on(serve(scst.clone(), iscsi, args.listen))?;
+    scst.flush_all();
+    log::info!("scstd stopped");
+    Ok(())
+}
+
+async fn serve(
+    scst: Arc<Scst>,
+    iscsi: Arc<scst_iscsi::IscsiDriver>,
+    portals: Vec<SocketAddr>,
+) -> anyhow::Result<()> {
+    let mut listeners = Vec::new();
+    for p in &portals {
+        let l = tokio::net::TcpListener::bind(p)
+            .await
+            .with_context(|| format!("cannot listen on {p}"))?;
+        log::info!("iSCSI portal listening on {}", l.local_addr()?);
+        listeners.push(l);
+    }
+    for l in listeners {
+        tokio::spawn(iscsi.clone().serve(l));
+    }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => log::info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => log::info!("SIGINT: shutting down"),
+    }
+    iscsi.shutdown().await;
+    drop(scst);
+    Ok(())
+}

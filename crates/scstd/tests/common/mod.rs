@@ -1,0 +1,111 @@
+//! Starting and stopping a real scstd binary for end-to-end tests.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub const IQN: &str = "iqn.2026-11.rs.scst:test";
+pub const INITIATOR: &str = "iqn.2026-11.rs.scst:initiator";
+
+pub struct Daemon {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    /// stderr lines, collected by a thread, for diagnostics.
+    log: mpsc::Receiver<String>,
+}
+
+impl Daemon {
+    /// Start scstd with `conf` on an ephemeral loopback port and wait for its portal.
+    pub fn start(conf: &Path) -> Daemon {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_scstd"))
+            .arg("--config")
+            .arg(conf)
+            .args(["--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn scstd");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut seen = Vec::new();
+        loop {
+            match rx.recv_timeout(Duration::from_secs(20)) {
+                Ok(line) => {
+                    if let Some(a) = line.split("portal listening on ").nth(1) {
+                        let addr = a.trim().parse().expect("portal address");
+                        return Daemon { child: Some(child), addr, log: rx };
+                    }
+                    seen.push(line);
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("scstd did not start; its output:\n{}", seen.join("\n"));
+                }
+            }
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
+    /// SIGTERM and wait; returns the exit status code.
+    pub fn stop(mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = child.wait().ok()?;
+        status.code()
+    }
+
+    /// Everything scstd logged so far.
+    pub fn log(&self) -> String {
+        self.log.try_iter().collect::<Vec<_>>().join("\n")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A scratch directory with a backing file of `size` bytes and a config exporting it
+/// as LUN 0 of [`IQN`] through vdisk_fileio.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub conf: PathBuf,
+    pub disk: PathBuf,
+}
+
+pub fn fileio_fixture(size: u64, extra_device_attrs: &str) -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let disk = dir.path().join("disk.img");
+    std::fs::File::create(&disk).and_then(|f| f.set_len(size)).expect("backing file");
+    let conf = dir.path().join("scst.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "HANDLER vdisk_fileio {{\n\tDEVICE disk1 {{\n\t\tfilename {}\n{extra_device_attrs}\t}}\n}}\n\
+             TARGET_DRIVER iscsi {{\n\tenabled 1\n\tTARGET {IQN} {{\n\t\tLUN 0 disk1\n\t\tenabled 1\n\t}}\n}}\n",
+            disk.display()
+        ),
+    )
+    .expect("config");
+    Fixture { dir, conf, disk }
+}
