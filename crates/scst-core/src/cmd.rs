@@ -79,6 +79,8 @@ pub struct Response {
     pub data: Vec<u8>,
     /// Encode sense in descriptor format (control mode page D_SENSE); set by the core.
     pub descriptor_sense: bool,
+    /// Data-out bytes the CDB called for (see `Device::data_out_len`); set by the core.
+    pub data_out_len: Option<u32>,
 }
 
 impl Response {

@@ -24,6 +24,13 @@ pub trait Device: Send + Sync + 'static {
     fn scsi_type(&self) -> u8;
     /// Execute one command that passed the core's checks. See [`ExecMode`].
     fn execute(&self, ctx: &CmdCtx<'_>, cmd: &mut Cmd, mode: ExecMode) -> Option<Response>;
+    /// How many data-out bytes this CDB transfers (e.g. blocks x block size for a
+    /// WRITE, the parameter list length for MODE SELECT), or None when the command has
+    /// no data-out. The core sizes the command's buffer to it and the transport reports
+    /// the difference from its expected length as a residual (SPC-4, RFC 7143 11.4.5).
+    fn data_out_len(&self, _cdb: &[u8]) -> Option<u32> {
+        None
+    }
     /// Control mode page D_SENSE: report sense in descriptor format.
     fn descriptor_sense(&self) -> bool {
         false

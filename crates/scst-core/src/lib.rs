@@ -16,6 +16,6 @@ pub use cmd::{Cdb, Cmd, ExecMode, Response, TaskAttr};
 pub use device::{CmdCtx, Device};
 pub use error::MgmtError;
 pub use registry::{DeviceEntry, Scst};
-pub use session::{Route, Session, SessionEvents, TgtDev, TmfStatus};
+pub use session::{Route, Session, SessionEvents, TgtDev, TmfStatus, TransportId};
 pub use target::{Acl, IniGroup, LunEntry, LunSet, Target};
 pub use taskset::TaskSet;

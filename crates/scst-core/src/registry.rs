@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 use crate::device::Device;
 use crate::error::MgmtError;
 use crate::iopool::IoPool;
-use crate::session::{Session, SessionEvents, TgtDev};
+use crate::session::{Session, SessionEvents, TgtDev, TransportId};
 use crate::target::{LunEntry, Target};
 
 /// A registered device: the dev handler's object plus what the core keeps per device.
@@ -163,11 +163,11 @@ impl Scst {
     pub fn register_session(
         &self,
         target: &Arc<Target>,
-        initiator: &str,
+        transport_id: TransportId,
         events: Arc<dyn SessionEvents>,
     ) -> Arc<Session> {
         let id = self.next_session_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let session = Session::new(id, target.clone(), initiator, events);
+        let session = Session::new(id, target.clone(), transport_id, events);
         target.sessions.lock().push(Arc::downgrade(&session));
         session
     }

@@ -42,6 +42,10 @@ pub struct TgtDev {
     ua_pending: AtomicBool,
 }
 
+/// Largest data-out buffer one command may ask for; beyond it the CDB is refused
+/// rather than allocated.
+const MAX_DATA_OUT: u32 = 64 << 20;
+
 /// Upper bound on queued UAs per nexus; beyond it the oldest are dropped (SCST caps too).
 const MAX_QUEUED_UAS: usize = 16;
 
@@ -121,10 +125,32 @@ pub enum TmfStatus {
     Rejected,
 }
 
+/// The initiator port of an I_T nexus (SPC-4 7.6.4 TransportID). For iSCSI the
+/// port is the initiator name plus the session's ISID.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TransportId {
+    pub name: String,
+    pub isid: Option<[u8; 6]>,
+}
+
+impl TransportId {
+    /// The iSCSI initiator port name, `<name>,i,0x<isid>` (RFC 7143 4.4.3).
+    pub fn port_name(&self) -> String {
+        match self.isid {
+            Some(i) => format!(
+                "{},i,0x{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
+                self.name, i[0], i[1], i[2], i[3], i[4], i[5]
+            ),
+            None => self.name.clone(),
+        }
+    }
+}
+
 pub struct Session {
     pub id: u64,
     pub target: Arc<Target>,
     pub initiator_name: String,
+    pub transport_id: TransportId,
     /// Name of the initiator group the session was bound to, if any.
     pub group: Option<String>,
     luns: ArcSwap<LunTable>,
@@ -135,9 +161,10 @@ impl Session {
     pub(crate) fn new(
         id: u64,
         target: Arc<Target>,
-        initiator: &str,
+        transport_id: TransportId,
         events: Arc<dyn SessionEvents>,
     ) -> Arc<Session> {
+        let initiator = transport_id.name.as_str();
         let (set, group) = {
             let acl = target.acl.lock();
             let (set, group) = acl.lookup(initiator);
@@ -165,6 +192,7 @@ impl Session {
                 target,
                 initiator_name: initiator.to_string(),
                 group,
+                transport_id: transport_id.clone(),
                 luns: ArcSwap::from_pointee(LunTable { entries }),
                 events,
             }
@@ -206,6 +234,17 @@ impl Session {
 
     /// Run a routed command on its device. `None`: the device would block in Inline mode.
     pub fn execute(&self, td: &TgtDev, cmd: &mut Cmd, mode: ExecMode) -> Option<Response> {
+        // Size the data-out buffer to what the CDB transfers: missing bytes read as
+        // zeros, extra bytes are ignored; the transport reports the difference.
+        let data_out_len = td.device.dev.data_out_len(&cmd.cdb);
+        if let Some(n) = data_out_len {
+            if n > MAX_DATA_OUT {
+                return Some(Response::check(Sense::invalid_field_in_cdb(0, None)));
+            }
+            if cmd.data_out.len() != n as usize {
+                cmd.data_out.resize(n as usize, 0);
+            }
+        }
         let ctx = CmdCtx {
             target_name: &self.target.name,
             rel_tgt_id: self.target.rel_tgt_id(),
@@ -213,6 +252,7 @@ impl Session {
             lun_read_only: td.read_only,
         };
         let mut r = td.device.dev.execute(&ctx, cmd, mode)?;
+        r.data_out_len = data_out_len;
         if r.sense.is_some() {
             r.descriptor_sense = td.device.dev.descriptor_sense();
         }

@@ -62,9 +62,12 @@ struct Task {
     received: u32,
     /// The initiator will send no more unsolicited data.
     unsolicited_done: bool,
-    /// Next offset to request with an R2T, and R2Ts outstanding: (TTT, end offset).
+    /// Next offset to request with an R2T, and R2Ts outstanding: (TTT, end offset,
+    /// DataSN expected next in that sequence).
     next_r2t_offset: u32,
-    r2ts: Vec<(u32, u32)>,
+    r2ts: Vec<(u32, u32, u32)>,
+    /// DataSN expected next in the unsolicited sequence.
+    unsolicited_data_sn: u32,
     r2t_sn: u32,
     /// A data digest failed for this command's data: fail it once the data is in.
     crc_error: bool,
@@ -274,6 +277,7 @@ impl Conn {
             unsolicited_done: true,
             next_r2t_offset: 0,
             r2ts: Vec::new(),
+            unsolicited_data_sn: 0,
             r2t_sn: 0,
             crc_error: false,
             aborted: false,
@@ -297,11 +301,21 @@ impl Conn {
         let ttt = bhs.ttt();
         let in_range = off + len <= cmd.data_out.len() as u64;
         let unsolicited_ok = ttt != RESERVED_TAG || (!task.unsolicited_done && off + len <= first_burst as u64);
-        let r2t = (ttt != RESERVED_TAG).then(|| task.r2ts.iter().position(|(t, _)| *t == ttt)).flatten();
+        let r2t = (ttt != RESERVED_TAG).then(|| task.r2ts.iter().position(|(t, _, _)| *t == ttt)).flatten();
         if !in_range || !unsolicited_ok || (ttt != RESERVED_TAG && r2t.is_none()) {
             self.reject(reject_reason::PROTOCOL_ERROR, &bhs);
             return Ok(());
         }
+        // ERL 0 has no way to recover a lost or reordered Data-Out: a DataSN out of
+        // sequence is a protocol error that ends the connection (RFC 7143 7.1.1).
+        let expected_sn = match r2t {
+            Some(i) => &mut task.r2ts[i].2,
+            None => &mut task.unsolicited_data_sn,
+        };
+        if bhs.data_sn() != *expected_sn {
+            return Err(format!("Data-Out DataSN {} where {} was expected", bhs.data_sn(), expected_sn));
+        }
+        *expected_sn += 1;
         cmd.data_out[off as usize..(off + len) as usize].copy_from_slice(&pdu.data);
         task.received = task.received.saturating_add(len as u32);
         task.crc_error |= !pdu.data_digest_ok;
@@ -349,7 +363,7 @@ impl Conn {
             if self.next_ttt == RESERVED_TAG {
                 self.next_ttt = 0;
             }
-            task.r2ts.push((ttt, off + len));
+            task.r2ts.push((ttt, off + len, 0));
             task.next_r2t_offset += len;
             new_r2ts.push((task.lun_raw, ttt, task.r2t_sn, off, len));
             task.r2t_sn += 1;
@@ -428,8 +442,10 @@ impl Conn {
             Residual::compute(task.edtl, produced)
         } else if produced > 0 {
             Residual::Overflow(produced)
+        } else if let Some(needed) = resp.data_out_len {
+            Residual::compute(task.edtl, needed)
         } else {
-            Residual::compute(task.edtl, task.edtl.min(task.received))
+            Residual::None
         };
         let good = resp.status == status::GOOD && resp.sense.is_none();
         let mut data_sn = 0u32;

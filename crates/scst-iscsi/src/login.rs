@@ -9,7 +9,7 @@ use bytes::Bytes;
 use iscsi_wire::negotiate::{Digest, Negotiator};
 use iscsi_wire::pdu::{self, login_status, LoginResponse, TargetSn};
 use iscsi_wire::{Opcode, Stage};
-use scst_core::Target;
+use scst_core::{Target, TransportId};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
@@ -110,7 +110,8 @@ pub(crate) async fn serve_connection(driver: Arc<IscsiDriver>, mut stream: TcpSt
     }
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
     let (done_tx, done_rx) = watch::channel(false);
-    let session = driver.scst().register_session(&target, &li.initiator, Arc::new(EventSink(ev_tx.clone())));
+    let tid = TransportId { name: li.initiator.clone(), isid: Some(li.isid) };
+    let session = driver.scst().register_session(&target, tid, Arc::new(EventSink(ev_tx.clone())));
     if reinstated {
         session.queue_nexus_loss();
     }
