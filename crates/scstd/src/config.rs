@@ -32,7 +32,11 @@ fn parse_bool(a: &Attr, what: &str) -> Result<bool> {
     match a.value.trim() {
         "0" => Ok(false),
         "1" => Ok(true),
-        v => bail!("line {}: {what}: {} must be 0 or 1, not '{v}'", a.line, a.name),
+        v => bail!(
+            "line {}: {what}: {} must be 0 or 1, not '{v}'",
+            a.line,
+            a.name
+        ),
     }
 }
 
@@ -52,16 +56,24 @@ pub fn apply_config(scst: &Arc<Scst>, conf: &ScstConf) -> Result<Arc<scst_iscsi:
 
     for h in &conf.handlers {
         for d in &h.devices {
-            let attrs: Vec<(String, String)> =
-                d.attrs.iter().map(|a| (a.name.clone(), a.value.clone())).collect();
+            let attrs: Vec<(String, String)> = d
+                .attrs
+                .iter()
+                .map(|a| (a.name.clone(), a.value.clone()))
+                .collect();
             let dev = scst_vdisk::create_device(&h.name, &d.name, &attrs, setup_id)
                 .map_err(|e| anyhow!("line {}: {e}", d.line))?;
-            scst.add_device(dev).map_err(|e| anyhow!("line {}: {e}", d.line))?;
+            scst.add_device(dev)
+                .map_err(|e| anyhow!("line {}: {e}", d.line))?;
         }
     }
 
     if let Some(dg) = conf.device_groups.first() {
-        bail!("line {}: DEVICE_GROUP {}: ALUA device groups are not supported yet", dg.line, dg.name);
+        bail!(
+            "line {}: DEVICE_GROUP {}: ALUA device groups are not supported yet",
+            dg.line,
+            dg.name
+        );
     }
 
     let iscsi = scst_iscsi::IscsiDriver::new(scst.clone());
@@ -69,7 +81,11 @@ pub fn apply_config(scst: &Arc<Scst>, conf: &ScstConf) -> Result<Arc<scst_iscsi:
     let mut enable_driver = false;
     for drv in &conf.drivers {
         if drv.name != "iscsi" {
-            bail!("line {}: TARGET_DRIVER {}: only the iscsi target driver is supported", drv.line, drv.name);
+            bail!(
+                "line {}: TARGET_DRIVER {}: only the iscsi target driver is supported",
+                drv.line,
+                drv.name
+            );
         }
         for a in &drv.attrs {
             match a.name.as_str() {
@@ -82,7 +98,10 @@ pub fn apply_config(scst: &Arc<Scst>, conf: &ScstConf) -> Result<Arc<scst_iscsi:
         for t in &drv.targets {
             let what = format!("TARGET {}", t.name);
             if t.hw_target {
-                bail!("line {}: {what}: HW_TARGET is not possible with the iscsi driver", t.line);
+                bail!(
+                    "line {}: {what}: HW_TARGET is not possible with the iscsi driver",
+                    t.line
+                );
             }
             let rel = t.attrs.iter().rev().find(|a| a.name == "rel_tgt_id");
             let rel = match rel {
@@ -94,7 +113,9 @@ pub fn apply_config(scst: &Arc<Scst>, conf: &ScstConf) -> Result<Arc<scst_iscsi:
                 }
                 None => None,
             };
-            let target = scst.add_target("iscsi", &t.name, rel).map_err(|e| anyhow!("line {}: {e}", t.line))?;
+            let target = scst
+                .add_target("iscsi", &t.name, rel)
+                .map_err(|e| anyhow!("line {}: {e}", t.line))?;
             for a in &t.attrs {
                 match a.name.as_str() {
                     "rel_tgt_id" => {}
@@ -119,7 +140,10 @@ pub fn apply_config(scst: &Arc<Scst>, conf: &ScstConf) -> Result<Arc<scst_iscsi:
                     .map_err(|e| anyhow!("line {}: {what}: LUN {}: {e}", l.line, l.lun))?;
             }
             for g in &t.groups {
-                let mut group = IniGroup { name: g.name.clone(), ..IniGroup::default() };
+                let mut group = IniGroup {
+                    name: g.name.clone(),
+                    ..IniGroup::default()
+                };
                 for a in &g.attrs {
                     if a.name == "addr_method" {
                         group.addr_method = Some(parse_addr_method(a, &what)?);
@@ -129,9 +153,15 @@ pub fn apply_config(scst: &Arc<Scst>, conf: &ScstConf) -> Result<Arc<scst_iscsi:
                 target.acl.lock().groups.push(group);
                 for l in &g.luns {
                     let ro = lun_read_only(&l.attrs, &what)?;
-                    scst.add_lun(&target, Some(&g.name), l.lun as u64, &l.device, ro).map_err(|e| {
-                        anyhow!("line {}: {what}: GROUP {}: LUN {}: {e}", l.line, g.name, l.lun)
-                    })?;
+                    scst.add_lun(&target, Some(&g.name), l.lun as u64, &l.device, ro)
+                        .map_err(|e| {
+                            anyhow!(
+                                "line {}: {what}: GROUP {}: LUN {}: {e}",
+                                l.line,
+                                g.name,
+                                l.lun
+                            )
+                        })?;
                 }
             }
         }
@@ -157,6 +187,10 @@ fn lun_read_only(attrs: &[Attr], what: &str) -> Result<bool> {
 
 fn parse_addr_method(a: &Attr, what: &str) -> Result<scsi_wire::lun::AddrMethod> {
     scsi_wire::lun::AddrMethod::from_name(&a.value).ok_or_else(|| {
-        anyhow!("line {}: {what}: addr_method must be PERIPHERAL, FLAT or LUN, not '{}'", a.line, a.value)
+        anyhow!(
+            "line {}: {what}: addr_method must be PERIPHERAL, FLAT or LUN, not '{}'",
+            a.line,
+            a.value
+        )
     })
 }

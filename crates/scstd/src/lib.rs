@@ -58,7 +58,11 @@ impl Args {
         if listen.is_empty() {
             listen.push("0.0.0.0:3260".parse().expect("valid default portal"));
         }
-        Ok(Args { config, listen, io_threads })
+        Ok(Args {
+            config,
+            listen,
+            io_threads,
+        })
     }
 }
 
@@ -73,8 +77,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("config {}", args.config.display()))?;
     let threads = args.io_threads.unwrap_or_else(|| config::io_threads(&conf));
     let scst = Scst::new(threads);
-    let iscsi = apply_config(&scst, &conf)
-        .with_context(|| format!("config {}", args.config.display()))?;
+    let iscsi =
+        apply_config(&scst, &conf).with_context(|| format!("config {}", args.config.display()))?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

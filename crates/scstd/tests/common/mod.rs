@@ -45,7 +45,11 @@ impl Daemon {
                 Ok(line) => {
                     if let Some(a) = line.split("portal listening on ").nth(1) {
                         let addr = a.trim().parse().expect("portal address");
-                        return Daemon { child: Some(child), addr, log: rx };
+                        return Daemon {
+                            child: Some(child),
+                            addr,
+                            log: rx,
+                        };
                     }
                     seen.push(line);
                 }
@@ -58,7 +62,9 @@ impl Daemon {
     }
 
     pub fn is_running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
     }
 
     /// SIGTERM and wait; returns the exit status code.
@@ -96,7 +102,9 @@ pub struct Fixture {
 pub fn fileio_fixture(size: u64, extra_device_attrs: &str) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let disk = dir.path().join("disk.img");
-    std::fs::File::create(&disk).and_then(|f| f.set_len(size)).expect("backing file");
+    std::fs::File::create(&disk)
+        .and_then(|f| f.set_len(size))
+        .expect("backing file");
     let conf = dir.path().join("scst.conf");
     std::fs::write(
         &conf,
