@@ -51,6 +51,9 @@ pub struct StdInquiry {
     pub removable: bool,
     /// NormACA (only when the transport fakes ACA support).
     pub norm_aca: bool,
+    /// HiSup: LUNs use the hierarchical addressing model of SAM (every LUN format we
+    /// report is one of its forms).
+    pub hierarchical_luns: bool,
     /// TPGS (2 bits): 1 implicit ALUA, 2 explicit, 3 both.
     pub tpgs: u8,
     /// 3PC: third-party copy (EXTENDED COPY) supported.
@@ -85,7 +88,8 @@ pub fn standard_inquiry(id: &InquiryIdentity, p: &StdInquiry) -> Vec<u8> {
         b[1] = 0x80;
     }
     b[2] = 0x06; // SPC-4
-    b[3] = 0x02 | if p.norm_aca { 0x20 } else { 0 }; // response data format 2
+    let hisup = if p.hierarchical_luns { 0x10 } else { 0 };
+    b[3] = 0x02 | hisup | if p.norm_aca { 0x20 } else { 0 }; // response data format 2
     b[4] = (len - 5) as u8;
     b[5] = ((p.tpgs & 0x03) << 4)
         | if p.third_party_copy { 0x08 } else { 0 }
@@ -247,6 +251,23 @@ pub struct BlockLimits {
     /// UNMAP GRANULARITY ALIGNMENT, with UGAVALID set when present.
     pub unmap_granularity_alignment: Option<u32>,
     pub max_write_same_len: u64,
+    /// SBC-4 atomic writes (WRITE ATOMIC(16)); all zero when unsupported.
+    pub atomic: AtomicLimits,
+}
+
+/// The atomic write fields of VPD B0h (SBC-4 6.6.4), in logical blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AtomicLimits {
+    /// MAXIMUM ATOMIC TRANSFER LENGTH (0: WRITE ATOMIC not supported).
+    pub max_transfer_len: u32,
+    /// ATOMIC ALIGNMENT: the LBA of an atomic write is a multiple of this (0: any).
+    pub alignment: u32,
+    /// ATOMIC TRANSFER LENGTH GRANULARITY: the length is a multiple of this (0: any).
+    pub granularity: u32,
+    /// MAXIMUM ATOMIC TRANSFER LENGTH WITH ATOMIC BOUNDARY.
+    pub max_transfer_len_with_boundary: u32,
+    /// MAXIMUM ATOMIC BOUNDARY SIZE.
+    pub max_boundary_size: u32,
 }
 
 pub fn vpd_block_limits(periph: u8, l: &BlockLimits) -> Vec<u8> {
@@ -264,6 +285,12 @@ pub fn vpd_block_limits(periph: u8, l: &BlockLimits) -> Vec<u8> {
         b[28..32].copy_from_slice(&((a & 0x7FFF_FFFF) | 0x8000_0000).to_be_bytes());
     }
     b[32..40].copy_from_slice(&l.max_write_same_len.to_be_bytes());
+    let a = &l.atomic;
+    b[40..44].copy_from_slice(&a.max_transfer_len.to_be_bytes());
+    b[44..48].copy_from_slice(&a.alignment.to_be_bytes());
+    b[48..52].copy_from_slice(&a.granularity.to_be_bytes());
+    b[52..56].copy_from_slice(&a.max_transfer_len_with_boundary.to_be_bytes());
+    b[56..60].copy_from_slice(&a.max_boundary_size.to_be_bytes());
     vpd_page(periph, 0xB0, &b)
 }
 
@@ -331,6 +358,7 @@ mod tests {
     fn standard_data() {
         let p = StdInquiry {
             removable: true,
+            hierarchical_luns: true,
             tpgs: 1,
             versions: vec![
                 version::SAM_4,
@@ -343,7 +371,7 @@ mod tests {
         let b = standard_inquiry(&ident(), &p);
         assert_eq!(b.len(), 66);
         assert_eq!(b[4] as usize, b.len() - 5);
-        assert_eq!((b[0], b[1], b[2], b[3]), (0, 0x80, 6, 2));
+        assert_eq!((b[0], b[1], b[2], b[3]), (0, 0x80, 6, 0x12));
         assert_eq!(b[5], 0x10);
         assert_eq!((b[6], b[7]), (0x10, 0x02));
         assert_eq!(&b[8..16], b"SCST_FIO");
@@ -421,6 +449,13 @@ mod tests {
                 max_xfer_len: 16384,
                 opt_xfer_len: 1024,
                 max_write_same_len: 0x80000,
+                atomic: AtomicLimits {
+                    max_transfer_len: 16384,
+                    alignment: 8,
+                    granularity: 8,
+                    max_transfer_len_with_boundary: 16384,
+                    max_boundary_size: 16384,
+                },
                 ..Default::default()
             },
         );
@@ -429,6 +464,10 @@ mod tests {
         assert_eq!(&l[8..12], &16384u32.to_be_bytes());
         assert_eq!(&l[12..16], &1024u32.to_be_bytes());
         assert_eq!(&l[36..44], &0x80000u64.to_be_bytes());
+        assert_eq!(&l[44..48], &16384u32.to_be_bytes());
+        assert_eq!(&l[48..52], &8u32.to_be_bytes());
+        assert_eq!(&l[52..56], &8u32.to_be_bytes());
+        assert_eq!(&l[56..64], &[0, 0, 0x40, 0, 0, 0, 0x40, 0]);
         let r = vpd_block_characteristics(0, 15000);
         assert_eq!(&r[4..6], &15000u16.to_be_bytes());
     }

@@ -2,10 +2,15 @@
 //! decoding and the encoders for the data a target returns. Pure functions over bytes:
 //! no I/O and no state, so every piece is unit-testable and fuzzable.
 
+pub mod atomic;
 pub mod cdb;
 pub mod inquiry;
 pub mod lun;
 pub mod mode;
+pub mod pr;
+pub mod provisioning;
+pub mod rsoc;
+pub mod sbc;
 pub mod sense;
 pub mod status;
 

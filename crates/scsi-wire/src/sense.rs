@@ -39,7 +39,14 @@ pub struct Sense {
 
 impl Sense {
     pub const fn new(key: u8, asc: u8, ascq: u8) -> Sense {
-        Sense { key, asc, ascq, information: None, field: None, progress: None }
+        Sense {
+            key,
+            asc,
+            ascq,
+            information: None,
+            field: None,
+            progress: None,
+        }
     }
 
     pub const fn with_information(mut self, info: u64) -> Sense {
@@ -50,14 +57,22 @@ impl Sense {
     /// ILLEGAL REQUEST / INVALID FIELD IN CDB with the field pointer on `byte` (and `bit`).
     pub const fn invalid_field_in_cdb(byte: u16, bit: Option<u8>) -> Sense {
         let mut s = Sense::new(key::ILLEGAL_REQUEST, 0x24, 0x00);
-        s.field = Some(FieldPointer { in_cdb: true, byte, bit });
+        s.field = Some(FieldPointer {
+            in_cdb: true,
+            byte,
+            bit,
+        });
         s
     }
 
     /// ILLEGAL REQUEST / INVALID FIELD IN PARAMETER LIST with the field pointer.
     pub const fn invalid_field_in_param(byte: u16, bit: Option<u8>) -> Sense {
         let mut s = Sense::new(key::ILLEGAL_REQUEST, 0x26, 0x00);
-        s.field = Some(FieldPointer { in_cdb: false, byte, bit });
+        s.field = Some(FieldPointer {
+            in_cdb: false,
+            byte,
+            bit,
+        });
         s
     }
 
@@ -207,7 +222,11 @@ impl Sense {
         let value = u16::from_be_bytes([sks[1], sks[2]]);
         if self.key == key::ILLEGAL_REQUEST {
             let bit = (sks[0] & 0x08 != 0).then_some(sks[0] & 0x07);
-            self.field = Some(FieldPointer { in_cdb: sks[0] & 0x40 != 0, byte: value, bit });
+            self.field = Some(FieldPointer {
+                in_cdb: sks[0] & 0x40 != 0,
+                byte: value,
+                bit,
+            });
         } else {
             self.progress = Some(value);
         }

@@ -7,6 +7,7 @@
 //! Every operation takes the [`ExecMode`]: in `Inline` mode it must not block and returns
 //! `None` when it would, so that the core re-runs the command on an I/O thread.
 
+use crate::fsalloc::{self, Extent};
 use scst_core::ExecMode;
 use std::alloc::{self, Layout};
 use std::cell::RefCell;
@@ -30,6 +31,23 @@ pub trait Backend: Send + Sync + 'static {
     /// No medium behind it: reads are zeros and verification always succeeds.
     fn is_null(&self) -> bool {
         false
+    }
+    /// Deallocate `len` bytes at `off` (UNMAP, WRITE SAME with UNMAP): afterwards they
+    /// read back as zeros. `stable`: the deallocation survives a crash on return.
+    fn deallocate(&self, _off: u64, _len: u64, _stable: bool, _mode: ExecMode) -> IoOutcome {
+        Some(Ok(()))
+    }
+    /// Allocation state of the bytes from `off` up to at most `limit` (GET LBA STATUS).
+    /// By default everything is mapped.
+    fn extent(&self, _off: u64, limit: u64, _mode: ExecMode) -> Option<io::Result<Extent>> {
+        Some(Ok(Extent {
+            mapped: true,
+            end: limit,
+        }))
+    }
+    /// Hint that `len` bytes at `off` will be read soon (PRE-FETCH).
+    fn prefetch(&self, _off: u64, _len: u64, _mode: ExecMode) -> IoOutcome {
+        Some(Ok(()))
     }
 }
 
@@ -329,6 +347,74 @@ impl Backend for FileBackend {
             ExecMode::Inline => None,
             ExecMode::Blocking => Some(self.file.sync_data()),
         }
+    }
+
+    fn deallocate(&self, off: u64, len: u64, stable: bool, mode: ExecMode) -> IoOutcome {
+        if mode == ExecMode::Inline {
+            return None;
+        }
+        Some(self.deallocate_blocking(off, len, stable))
+    }
+
+    fn extent(&self, off: u64, limit: u64, mode: ExecMode) -> Option<io::Result<Extent>> {
+        // SEEK_DATA/SEEK_HOLE walk filesystem metadata, which may need I/O.
+        match mode {
+            ExecMode::Inline => None,
+            ExecMode::Blocking => Some(fsalloc::extent_at(&self.file, off, limit)),
+        }
+    }
+
+    fn prefetch(&self, off: u64, len: u64, mode: ExecMode) -> IoOutcome {
+        // O_DIRECT reads bypass the page cache: filling it would be wasted work.
+        if self.direct {
+            return Some(Ok(()));
+        }
+        match mode {
+            ExecMode::Inline => None,
+            ExecMode::Blocking => Some(fsalloc::will_need(&self.file, off, len)),
+        }
+    }
+}
+
+impl FileBackend {
+    /// Punch a hole (regular files; on block devices the kernel zeroes and unmaps).
+    /// Where hole punching is unsupported, block devices fall back to BLKDISCARD and
+    /// files to writing zeros, so that deallocated blocks still read back as zeros on
+    /// files (LBPRZ).
+    fn deallocate_blocking(&self, off: u64, len: u64, stable: bool) -> io::Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        match fsalloc::punch_hole(&self.file, off, len) {
+            Ok(()) => {}
+            Err(e) if is_unsupported(&e) => {
+                if fsalloc::is_block_device(&self.file) {
+                    fsalloc::discard(&self.file, off, len)?;
+                } else {
+                    self.write_zeros(off, len, stable)?;
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        if stable {
+            self.file.sync_data()?;
+        }
+        Ok(())
+    }
+
+    /// Write `len` zero bytes at `off` through the normal write path, in chunks.
+    fn write_zeros(&self, off: u64, len: u64, stable: bool) -> io::Result<()> {
+        let zeros = vec![0u8; BOUNCE_CHUNK.min(usize::try_from(len).unwrap_or(BOUNCE_CHUNK))];
+        let mut done = 0u64;
+        while done < len {
+            let n = (len - done).min(zeros.len() as u64) as usize;
+            match self.write(&zeros[..n], off + done, stable, ExecMode::Blocking) {
+                Some(r) => r?,
+                None => return Err(io::ErrorKind::WouldBlock.into()),
+            }
+            done += n as u64;
+        }
+        Ok(())
     }
 }
 

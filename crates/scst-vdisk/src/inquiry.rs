@@ -10,12 +10,10 @@ use scsi_wire::inquiry::{
 use scsi_wire::Sense;
 use scst_core::CmdCtx;
 
-/// VPD pages a disk reports, ascending.
+/// VPD pages a disk reports, ascending (+ B2h when thin provisioned).
 const VPD_PAGES: [u8; 6] = [0x00, 0x80, 0x83, 0x86, 0xB0, 0xB1];
 /// Physical block size assumed for files (and block devices, until we ask them).
 const PHYSICAL_BLOCK: u32 = 4096;
-/// MAXIMUM WRITE SAME LENGTH / MAXIMUM UNMAP are 0 until WRITE SAME and UNMAP exist.
-const MAX_COMPARE_AND_WRITE: u8 = 255;
 
 pub fn rotation_rate(cfg: &VdiskConfig) -> u16 {
     if cfg.rotational {
@@ -50,6 +48,10 @@ pub fn inquiry<B: Backend>(d: &Vdisk<B>, ctx: &CmdCtx<'_>, cdb: &[u8]) -> Result
             qualifier: pq >> 5,
             device_type: pq & 0x1F,
             removable: d.cfg.removable,
+            // Our LUN formats (peripheral / flat) are SAM hierarchical ones; the core's
+            // answer for unknown LUNs sets HiSup too.
+            hierarchical_luns: true,
+            // No EXTENDED COPY yet.
             third_party_copy: false,
             versions: vec![
                 version::SAM_4,
@@ -62,7 +64,13 @@ pub fn inquiry<B: Backend>(d: &Vdisk<B>, ctx: &CmdCtx<'_>, cdb: &[u8]) -> Result
         wire::standard_inquiry(&d.cfg.identity, &p)
     } else {
         match c.page {
-            0x00 => wire::vpd_supported_pages(pq, &VPD_PAGES),
+            0x00 => {
+                let mut pages = VPD_PAGES.to_vec();
+                if d.thin() {
+                    pages.push(0xB2);
+                }
+                wire::vpd_supported_pages(pq, &pages)
+            }
             0x80 => wire::vpd_unit_serial(pq, &d.cfg.identity.usn),
             0x83 => {
                 let ports = PortIds {
@@ -81,6 +89,7 @@ pub fn inquiry<B: Backend>(d: &Vdisk<B>, ctx: &CmdCtx<'_>, cdb: &[u8]) -> Result
             }
             0xB0 => wire::vpd_block_limits(pq, &block_limits(d)),
             0xB1 => wire::vpd_block_characteristics(pq, rotation_rate(&d.cfg)),
+            0xB2 if d.thin() => d.vpd_provisioning(pq),
             _ => return Err(Sense::invalid_field_in_cdb(2, None)),
         }
     };
@@ -91,25 +100,38 @@ pub fn inquiry<B: Backend>(d: &Vdisk<B>, ctx: &CmdCtx<'_>, cdb: &[u8]) -> Result
 fn block_limits<B: Backend>(d: &Vdisk<B>) -> BlockLimits {
     let bs = d.block_size();
     let max = d.max_xfer_blocks();
-    BlockLimits {
+    let mut l = BlockLimits {
         wsnz: true,
-        max_compare_and_write: MAX_COMPARE_AND_WRITE,
+        // At most 255: the NUMBER OF LOGICAL BLOCKS field is one byte.
+        max_compare_and_write: d.max_compare_and_write().min(255) as u8,
         opt_xfer_granularity: (PHYSICAL_BLOCK / bs).max(1) as u16,
         max_xfer_len: max,
         opt_xfer_len: (d.cfg.opt_trans_len / bs).min(max),
+        atomic: d.atomic_limits(),
         ..Default::default()
+    };
+    d.provisioning_limits(&mut l, PHYSICAL_BLOCK);
+    l
+}
+
+/// LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT (READ CAPACITY(16)); also the unit of
+/// atomic writes.
+pub(crate) fn lb_per_pb_exp<B: Backend>(d: &Vdisk<B>) -> u8 {
+    let bs = d.block_size();
+    if d.cfg.handler != Handler::Nullio && d.cfg.lb_per_pb_exp && bs < PHYSICAL_BLOCK {
+        (PHYSICAL_BLOCK / bs).trailing_zeros() as u8
+    } else {
+        0
     }
 }
 
 pub fn read_capacity_16<B: Backend>(d: &Vdisk<B>) -> [u8; 32] {
     let bs = d.block_size();
-    let exp = if d.cfg.handler != Handler::Nullio && d.cfg.lb_per_pb_exp && bs < PHYSICAL_BLOCK {
-        (PHYSICAL_BLOCK / bs).trailing_zeros() as u8
-    } else {
-        0
-    };
     let c = Capacity16 {
-        lb_per_pb_exp: exp,
+        lb_per_pb_exp: lb_per_pb_exp(d),
+        // Deallocation punches holes, which read back as zeros.
+        lbpme: d.thin(),
+        lbprz: d.thin(),
         ..Default::default()
     };
     wire::read_capacity_16(d.nblocks, bs, &c)

@@ -7,12 +7,21 @@
 //! - `mode`: mode page state, MODE SENSE / MODE SELECT.
 //! - `inquiry`: INQUIRY, VPD pages, READ CAPACITY.
 
+#[cfg(test)]
+mod atomic_tests;
 mod backend;
 mod config;
+mod data_out;
 #[cfg(test)]
 mod device_tests;
+mod fsalloc;
 mod inquiry;
 mod mode;
+mod prefetch;
+mod provisioning;
+#[cfg(test)]
+mod provisioning_tests;
+mod rangelock;
 mod sbc;
 
 pub use config::{gen_dev_id_num, Handler, NULLIO_DEFAULT_SIZE};

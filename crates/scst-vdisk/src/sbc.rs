@@ -8,7 +8,9 @@ use crate::backend::{Backend, IoOutcome};
 use crate::config::{Handler, VdiskConfig};
 use crate::inquiry;
 use crate::mode::{ModeGeometry, ModeState};
+use crate::rangelock::RangeLock;
 use scsi_wire::cdb::{self, decode_rw, decode_sync_cache, opcode, RwCdb, RwKind};
+use scsi_wire::sbc::opcode as sbc_op;
 use scsi_wire::sense::key;
 use scsi_wire::Sense;
 use scst_core::{Cmd, CmdCtx, Device, ExecMode, Response};
@@ -22,7 +24,12 @@ const VERIFY_CHUNK: usize = 1 << 20;
 /// DATA PROTECT / LOGICAL UNIT SOFTWARE WRITE PROTECTED (control page SWP).
 const SOFTWARE_WRITE_PROTECTED: Sense = Sense::new(key::DATA_PROTECT, 0x27, 0x02);
 
-type CmdResult = Result<Option<Response>, Sense>;
+pub(crate) type CmdResult = Result<Option<Response>, Sense>;
+
+// COMPARE AND WRITE, ORWRITE, WRITE ATOMIC; the supported-command table and the
+// MAINTENANCE IN reports built from it.
+mod atomic;
+pub(crate) mod opcodes;
 
 /// A vdisk device: configuration, capacity, mode state and its backend.
 pub struct Vdisk<B: Backend> {
@@ -32,8 +39,12 @@ pub struct Vdisk<B: Backend> {
     pub(crate) size: u64,
     pub(crate) nblocks: u64,
     /// log2(block size).
-    shift: u32,
+    pub(crate) shift: u32,
     pub(crate) mode: ModeState,
+    /// LBA range lock: shared by reads and writes, exclusive for the commands that
+    /// must be indivisible (COMPARE AND WRITE, ORWRITE, WRITE ATOMIC). Every path that
+    /// modifies the medium takes it.
+    pub(crate) ranges: RangeLock,
 }
 
 fn good() -> CmdResult {
@@ -48,7 +59,7 @@ fn read_error(_: &io::Error) -> Sense {
     Sense::READ_ERROR
 }
 
-fn write_error(e: &io::Error) -> Sense {
+pub(crate) fn write_error(e: &io::Error) -> Sense {
     match e.raw_os_error() {
         Some(libc::ENOSPC) | Some(libc::EDQUOT) => Sense::SPACE_ALLOCATION_FAILED,
         Some(libc::EROFS) => Sense::WRITE_PROTECTED,
@@ -61,6 +72,7 @@ impl<B: Backend> Vdisk<B> {
         let shift = cfg.block_size.trailing_zeros();
         Vdisk {
             mode: ModeState::new(cfg.write_through, cfg.nv_cache, cfg.tst),
+            ranges: RangeLock::new(),
             nblocks: size >> shift,
             shift,
             size,
@@ -78,7 +90,7 @@ impl<B: Backend> Vdisk<B> {
     }
 
     /// Why a medium write must be refused, if it must.
-    fn write_protect(&self, ctx: &CmdCtx<'_>) -> Option<Sense> {
+    pub(crate) fn write_protect(&self, ctx: &CmdCtx<'_>) -> Option<Sense> {
         if ctx.lun_read_only || self.cfg.read_only {
             Some(Sense::WRITE_PROTECTED)
         } else if self.mode.swp() {
@@ -88,7 +100,7 @@ impl<B: Backend> Vdisk<B> {
         }
     }
 
-    fn check_range(&self, lba: u64, blocks: u64) -> Result<(), Sense> {
+    pub(crate) fn check_range(&self, lba: u64, blocks: u64) -> Result<(), Sense> {
         match lba.checked_add(blocks) {
             Some(end) if end <= self.nblocks => Ok(()),
             _ => Err(Sense::LBA_OUT_OF_RANGE),
@@ -97,7 +109,7 @@ impl<B: Backend> Vdisk<B> {
 
     /// Turn a backend outcome into `Ok(true)` (done), `Ok(false)` (would block) or the
     /// mapped sense, logging real I/O errors once here.
-    fn io(
+    pub(crate) fn io(
         &self,
         what: &str,
         off: u64,
@@ -144,6 +156,12 @@ impl<B: Backend> Vdisk<B> {
         if rw.blocks == 0 {
             return good();
         }
+        let Some(_range) = self
+            .ranges
+            .shared(rw.lba, rw.blocks as u64, mode == ExecMode::Blocking)
+        else {
+            return Ok(None);
+        };
         let off = rw.lba << self.shift;
         // vec![0; n] is calloc: fresh pages are already zero, so this costs no memset
         // for large reads, and nullio returns zeros without doing anything.
@@ -168,16 +186,26 @@ impl<B: Backend> Vdisk<B> {
         if rw.blocks == 0 {
             return good();
         }
-        let len = (rw.blocks as usize) << self.shift;
-        // The transport delivers the whole data-out; less means a broken initiator.
-        let buf = data_out
-            .get(..len)
-            .ok_or(Sense::invalid_field_in_cdb(rw.len_offset, None))?;
+        // An initiator may send less than the CDB asks (its expected length was
+        // shorter; the transport reports the residual): write the whole blocks that
+        // arrived and nothing else, so no block is written with data it never sent.
+        let len =
+            ((rw.blocks as usize) << self.shift).min(data_out.len() >> self.shift << self.shift);
+        if len == 0 {
+            return good();
+        }
+        let buf = &data_out[..len];
         let off = rw.lba << self.shift;
         if rw.kind == RwKind::WriteAndVerify && mode == ExecMode::Inline && !self.backend.is_null()
         {
             return Ok(None);
         }
+        let Some(_range) = self
+            .ranges
+            .shared(rw.lba, rw.blocks as u64, mode == ExecMode::Blocking)
+        else {
+            return Ok(None);
+        };
         let stable = !self.cfg.nv_cache && (rw.fua || !self.mode.wce());
         if !self.io(
             "write",
@@ -273,7 +301,7 @@ impl<B: Backend> Vdisk<B> {
         data(scsi_wire::inquiry::read_capacity_10(self.nblocks, self.block_size()).to_vec())
     }
 
-    fn service_action_in(&self, cdb: &[u8]) -> CmdResult {
+    fn service_action_in(&self, cdb: &[u8], mode: ExecMode) -> CmdResult {
         use scsi_wire::cdb::service_action;
         match cdb::u8_at(cdb, 1)? & 0x1F {
             service_action::READ_CAPACITY_16 => {
@@ -287,6 +315,7 @@ impl<B: Backend> Vdisk<B> {
                 d.truncate(alloc);
                 data(d)
             }
+            service_action::GET_LBA_STATUS => self.get_lba_status(cdb, mode),
             _ => Err(Sense::invalid_field_in_cdb(1, Some(4))),
         }
     }
@@ -323,7 +352,7 @@ impl<B: Backend> Vdisk<B> {
             TEST_UNIT_READY | SEND_DIAGNOSTIC => good(),
             INQUIRY => data(inquiry::inquiry(self, ctx, cdb)?),
             READ_CAPACITY_10 => self.read_capacity_10(cdb),
-            SERVICE_ACTION_IN_16 => self.service_action_in(cdb),
+            SERVICE_ACTION_IN_16 => self.service_action_in(cdb, mode),
             MODE_SENSE_6 | MODE_SENSE_10 => data(self.mode.mode_sense(cdb, &self.geometry(ctx))?),
             MODE_SELECT_6 | MODE_SELECT_10 => {
                 self.mode
@@ -337,6 +366,20 @@ impl<B: Backend> Vdisk<B> {
                 good()
             }
             REQUEST_SENSE => self.request_sense(cdb),
+            // Indivisible read-modify-writes and writes (sbc/atomic.rs).
+            COMPARE_AND_WRITE => self.compare_and_write(ctx, cdb, &cmd.data_out, mode),
+            scsi_wire::atomic::opcode::ORWRITE_16 => self.orwrite(ctx, cdb, &cmd.data_out, mode),
+            scsi_wire::atomic::opcode::WRITE_ATOMIC_16 => {
+                self.write_atomic(ctx, cdb, &cmd.data_out, mode)
+            }
+            // REPORT SUPPORTED OPERATION CODES / TASK MANAGEMENT FUNCTIONS (sbc/opcodes.rs).
+            MAINTENANCE_IN => self.maintenance_in(cdb),
+            // Thin provisioning and WRITE SAME (provisioning.rs).
+            WRITE_SAME_10 | WRITE_SAME_16 => self.write_same(ctx, cdb, &cmd.data_out, mode),
+            UNMAP => self.unmap(ctx, cdb, &cmd.data_out, mode),
+            // PRE-FETCH and READ DEFECT DATA (prefetch.rs).
+            sbc_op::PRE_FETCH_10 | sbc_op::PRE_FETCH_16 => self.pre_fetch(cdb, mode),
+            sbc_op::READ_DEFECT_DATA_10 | sbc_op::READ_DEFECT_DATA_12 => self.read_defect_data(cdb),
             // No log pages.
             LOG_SELECT | LOG_SENSE => Err(Sense::invalid_field_in_cdb(2, None)),
             _ => Err(Sense::INVALID_OPCODE),
@@ -366,6 +409,10 @@ impl<B: Backend> Device for Vdisk<B> {
             Ok(r) => r,
             Err(s) => Some(Response::check(s)),
         }
+    }
+
+    fn data_out_len(&self, cdb: &[u8]) -> Option<u32> {
+        crate::data_out::data_out_len(cdb, self.block_size())
     }
 
     fn descriptor_sense(&self) -> bool {
