@@ -30,7 +30,10 @@ impl Cdb {
         }
         let mut bytes = [0u8; Cdb::MAX];
         bytes[..b.len()].copy_from_slice(b);
-        Some(Cdb { bytes, len: b.len() as u8 })
+        Some(Cdb {
+            bytes,
+            len: b.len() as u8,
+        })
     }
 
     pub fn opcode(&self) -> u8 {
@@ -89,7 +92,10 @@ impl Response {
     }
 
     pub fn data(data: Vec<u8>) -> Response {
-        Response { data, ..Response::default() }
+        Response {
+            data,
+            ..Response::default()
+        }
     }
 
     /// Data with the SCSI allocation-length rule applied: never more than `alloc_len`.
@@ -99,16 +105,25 @@ impl Response {
     }
 
     pub fn check(sense: Sense) -> Response {
-        Response { status: status::CHECK_CONDITION, sense: Some(sense), ..Response::default() }
+        Response {
+            status: status::CHECK_CONDITION,
+            sense: Some(sense),
+            ..Response::default()
+        }
     }
 
     pub fn status(status: u8) -> Response {
-        Response { status, ..Response::default() }
+        Response {
+            status,
+            ..Response::default()
+        }
     }
 
     /// Sense bytes in the format the device asked for, or empty.
     pub fn sense_bytes(&self) -> Vec<u8> {
-        self.sense.map(|s| s.encode(self.descriptor_sense)).unwrap_or_default()
+        self.sense
+            .map(|s| s.encode(self.descriptor_sense))
+            .unwrap_or_default()
     }
 }
 

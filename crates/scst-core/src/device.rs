@@ -26,8 +26,9 @@ pub trait Device: Send + Sync + 'static {
     fn execute(&self, ctx: &CmdCtx<'_>, cmd: &mut Cmd, mode: ExecMode) -> Option<Response>;
     /// How many data-out bytes this CDB transfers (e.g. blocks x block size for a
     /// WRITE, the parameter list length for MODE SELECT), or None when the command has
-    /// no data-out. The core sizes the command's buffer to it and the transport reports
-    /// the difference from its expected length as a residual (SPC-4, RFC 7143 11.4.5).
+    /// no data-out. The transport reports the difference from its expected length as a
+    /// residual (RFC 7143 11.4.5); `Cmd::data_out` holds what the initiator really sent,
+    /// which may be less or more.
     fn data_out_len(&self, _cdb: &[u8]) -> Option<u32> {
         None
     }

@@ -8,7 +8,11 @@ pub enum MgmtError {
     #[error("{kind} '{name}' already exists")]
     Exists { kind: &'static str, name: String },
     #[error("{kind} '{name}' is in use: {why}")]
-    Busy { kind: &'static str, name: String, why: String },
+    Busy {
+        kind: &'static str,
+        name: String,
+        why: String,
+    },
     #[error("{0}")]
     Invalid(String),
 }

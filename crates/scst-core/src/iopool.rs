@@ -26,7 +26,10 @@ impl IoPool {
                     .expect("spawn I/O thread")
             })
             .collect();
-        IoPool { tx: Some(tx), threads }
+        IoPool {
+            tx: Some(tx),
+            threads,
+        }
     }
 
     pub fn spawn(&self, job: impl FnOnce() + Send + 'static) {

@@ -37,8 +37,14 @@ mod tests {
 
     #[test]
     fn wildcards_and_negation() {
-        assert!(matches("iqn.1998-01.com.vmware:esx0?-*", "iqn.1998-01.com.vmware:esx01-abc"));
-        assert!(!matches("iqn.1998-01.com.vmware:esx0?-*", "iqn.1998-01.com.vmware:esx1-abc"));
+        assert!(matches(
+            "iqn.1998-01.com.vmware:esx0?-*",
+            "iqn.1998-01.com.vmware:esx01-abc"
+        ));
+        assert!(!matches(
+            "iqn.1998-01.com.vmware:esx0?-*",
+            "iqn.1998-01.com.vmware:esx1-abc"
+        ));
         assert!(matches("IQN.*", "iqn.x"));
         assert!(matches("!iqn.a*", "iqn.b"));
         assert!(!matches("!iqn.a*", "iqn.abc"));

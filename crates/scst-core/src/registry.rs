@@ -10,6 +10,7 @@ use parking_lot::Mutex;
 use crate::device::Device;
 use crate::error::MgmtError;
 use crate::iopool::IoPool;
+use crate::reservation::Reservations;
 use crate::session::{Session, SessionEvents, TgtDev, TransportId};
 use crate::target::{LunEntry, Target};
 
@@ -19,6 +20,11 @@ pub struct DeviceEntry {
     /// Every I_T_L nexus (tgt_dev) of this device, for unit attentions and resets that
     /// reach all initiators.
     pub(crate) tgt_devs: Mutex<Vec<Weak<TgtDev>>>,
+    /// SPC-2 and persistent reservations (spec 5.3), checked on every command.
+    pub(crate) resv: Reservations,
+    /// The core instance, to find the target ports exporting the device (PR ALL_TG_PT,
+    /// REGISTER AND MOVE).
+    scst: Weak<Scst>,
 }
 
 impl DeviceEntry {
@@ -31,6 +37,32 @@ impl DeviceEntry {
         let mut v = self.tgt_devs.lock();
         v.retain(|w| w.strong_count() > 0);
         v.iter().filter_map(Weak::upgrade).collect()
+    }
+
+    /// Relative target port ids of the targets exporting this device in any LUN set.
+    pub fn target_ports(&self) -> Vec<u16> {
+        let Some(scst) = self.scst.upgrade() else {
+            return Vec::new();
+        };
+        let targets: Vec<Arc<Target>> = scst.registry.lock().targets.values().cloned().collect();
+        let me = self as *const DeviceEntry;
+        let mut ports: Vec<u16> = targets
+            .iter()
+            .filter(|t| {
+                let acl = t.acl.lock();
+                std::iter::once(&acl.default_luns)
+                    .chain(acl.groups.iter().map(|g| &g.luns))
+                    .any(|set| {
+                        set.luns
+                            .values()
+                            .any(|e| std::ptr::eq(Arc::as_ptr(&e.device), me))
+                    })
+            })
+            .map(|t| t.rel_tgt_id())
+            .collect();
+        ports.sort_unstable();
+        ports.dedup();
+        ports
     }
 
     /// Queue a unit attention on every nexus of the device.
@@ -50,6 +82,8 @@ struct Registry {
 
 /// The SCST core instance.
 pub struct Scst {
+    /// Handed to devices so they can reach the registry (`DeviceEntry::target_ports`).
+    me: Weak<Scst>,
     registry: Mutex<Registry>,
     pub io_pool: IoPool,
     next_session_id: std::sync::atomic::AtomicU64,
@@ -57,7 +91,8 @@ pub struct Scst {
 
 impl Scst {
     pub fn new(io_threads: usize) -> Arc<Scst> {
-        Arc::new(Scst {
+        Arc::new_cyclic(|me| Scst {
+            me: me.clone(),
             registry: Mutex::new(Registry::default()),
             io_pool: IoPool::new(io_threads),
             next_session_id: std::sync::atomic::AtomicU64::new(1),
@@ -68,9 +103,17 @@ impl Scst {
         let mut r = self.registry.lock();
         let name = dev.name().to_string();
         if r.devices.contains_key(&name) {
-            return Err(MgmtError::Exists { kind: "device", name });
+            return Err(MgmtError::Exists {
+                kind: "device",
+                name,
+            });
         }
-        let entry = Arc::new(DeviceEntry { dev, tgt_devs: Mutex::new(Vec::new()) });
+        let entry = Arc::new(DeviceEntry {
+            dev,
+            tgt_devs: Mutex::new(Vec::new()),
+            resv: Reservations::default(),
+            scst: self.me.clone(),
+        });
         r.devices.insert(name, entry.clone());
         Ok(entry)
     }
@@ -81,7 +124,10 @@ impl Scst {
             .devices
             .get(name)
             .cloned()
-            .ok_or_else(|| MgmtError::NotFound { kind: "device", name: name.to_string() })
+            .ok_or_else(|| MgmtError::NotFound {
+                kind: "device",
+                name: name.to_string(),
+            })
     }
 
     pub fn devices(&self) -> Vec<Arc<DeviceEntry>> {
@@ -98,13 +144,18 @@ impl Scst {
         let mut r = self.registry.lock();
         let key = (driver.to_string(), name.to_string());
         if r.targets.contains_key(&key) {
-            return Err(MgmtError::Exists { kind: "target", name: name.to_string() });
+            return Err(MgmtError::Exists {
+                kind: "target",
+                name: name.to_string(),
+            });
         }
         let used: Vec<u16> = r.targets.values().map(|t| t.rel_tgt_id()).collect();
         let id = match rel_tgt_id {
-            Some(0) => return Err(MgmtError::Invalid(format!(
-                "target '{name}': rel_tgt_id must be 1..65535"
-            ))),
+            Some(0) => {
+                return Err(MgmtError::Invalid(format!(
+                    "target '{name}': rel_tgt_id must be 1..65535"
+                )))
+            }
             Some(id) if used.contains(&id) => {
                 return Err(MgmtError::Invalid(format!(
                     "target '{name}': rel_tgt_id {id} is already used by another target"
@@ -122,7 +173,11 @@ impl Scst {
 
     pub fn set_rel_tgt_id(&self, target: &Target, id: u16) -> Result<(), MgmtError> {
         let r = self.registry.lock();
-        if id == 0 || r.targets.values().any(|t| t.name != target.name && t.rel_tgt_id() == id) {
+        if id == 0
+            || r.targets
+                .values()
+                .any(|t| t.name != target.name && t.rel_tgt_id() == id)
+        {
             return Err(MgmtError::Invalid(format!(
                 "target '{}': rel_tgt_id {id} is invalid or already used",
                 target.name
@@ -133,11 +188,21 @@ impl Scst {
     }
 
     pub fn target(&self, driver: &str, name: &str) -> Option<Arc<Target>> {
-        self.registry.lock().targets.get(&(driver.to_string(), name.to_string())).cloned()
+        self.registry
+            .lock()
+            .targets
+            .get(&(driver.to_string(), name.to_string()))
+            .cloned()
     }
 
     pub fn targets(&self, driver: &str) -> Vec<Arc<Target>> {
-        self.registry.lock().targets.values().filter(|t| t.driver == driver).cloned().collect()
+        self.registry
+            .lock()
+            .targets
+            .values()
+            .filter(|t| t.driver == driver)
+            .cloned()
+            .collect()
     }
 
     /// Add a LUN to a target's default set (`group` None) or to an initiator group.
@@ -166,7 +231,9 @@ impl Scst {
         transport_id: TransportId,
         events: Arc<dyn SessionEvents>,
     ) -> Arc<Session> {
-        let id = self.next_session_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = self
+            .next_session_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let session = Session::new(id, target.clone(), transport_id, events);
         target.sessions.lock().push(Arc::downgrade(&session));
         session

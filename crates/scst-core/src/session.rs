@@ -42,10 +42,6 @@ pub struct TgtDev {
     ua_pending: AtomicBool,
 }
 
-/// Largest data-out buffer one command may ask for; beyond it the CDB is refused
-/// rather than allocated.
-const MAX_DATA_OUT: u32 = 64 << 20;
-
 /// Upper bound on queued UAs per nexus; beyond it the oldest are dropped (SCST caps too).
 const MAX_QUEUED_UAS: usize = 16;
 
@@ -103,7 +99,10 @@ pub struct LunTable {
 
 impl LunTable {
     pub fn get(&self, lun: u64) -> Option<&Arc<TgtDev>> {
-        self.entries.binary_search_by_key(&lun, |t| t.lun).ok().map(|i| &self.entries[i])
+        self.entries
+            .binary_search_by_key(&lun, |t| t.lun)
+            .ok()
+            .map(|i| &self.entries[i])
     }
 }
 
@@ -229,22 +228,20 @@ impl Session {
                 }
             }
         }
+        // SPC-2 and PR conflicts; RESERVE/RELEASE/PR IN/PR OUT are answered here.
+        if let Some(r) = crate::reservation::route(self, td, cmd) {
+            return Route::Done(r);
+        }
         Route::Device(td.clone())
     }
 
     /// Run a routed command on its device. `None`: the device would block in Inline mode.
     pub fn execute(&self, td: &TgtDev, cmd: &mut Cmd, mode: ExecMode) -> Option<Response> {
-        // Size the data-out buffer to what the CDB transfers: missing bytes read as
-        // zeros, extra bytes are ignored; the transport reports the difference.
+        // What the CDB transfers, for the transport's residual. The data-out buffer
+        // stays as the initiator sent it: a device writes only what it received (SBC
+        // lets a short transfer write the whole blocks that arrived) and can tell a
+        // wrong parameter-list size apart from a right one.
         let data_out_len = td.device.dev.data_out_len(&cmd.cdb);
-        if let Some(n) = data_out_len {
-            if n > MAX_DATA_OUT {
-                return Some(Response::check(Sense::invalid_field_in_cdb(0, None)));
-            }
-            if cmd.data_out.len() != n as usize {
-                cmd.data_out.resize(n as usize, 0);
-            }
-        }
         let ctx = CmdCtx {
             target_name: &self.target.name,
             rel_tgt_id: self.target.rel_tgt_id(),
@@ -318,6 +315,7 @@ impl Session {
         let td = table.get(lun).ok_or(TmfStatus::LunNotExist)?;
         let dev = td.device.clone();
         dev.dev.reset();
+        dev.resv.clear_spc2();
         for other in dev.tgt_devs() {
             other.queue_ua(Sense::UA_POWER_ON_RESET);
             if let Some(s) = other.session() {
@@ -349,7 +347,18 @@ impl Session {
     /// TARGET WARM RESET: a LUN RESET on every LUN of the session's set.
     pub fn target_reset(&self) -> Vec<Arc<DeviceEntry>> {
         let luns: Vec<u64> = self.luns.load().entries.iter().map(|t| t.lun).collect();
-        luns.into_iter().filter_map(|l| self.lun_reset(l).ok()).collect()
+        luns.into_iter()
+            .filter_map(|l| self.lun_reset(l).ok())
+            .collect()
+    }
+
+    /// The session (I_T nexus) is going away: drop the SPC-2 reservations it holds (spec
+    /// 5.3.1). The transport must call this when the session ends for any reason
+    /// (logout, connection loss, reinstatement of its ISID, force_close) so another
+    /// initiator can reserve at once; `Drop` calls it too, as a safety net for
+    /// references that outlive the connection. Idempotent. PR registrations survive.
+    pub fn unregister(&self) {
+        crate::reservation::session_gone(self);
     }
 
     /// I_T nexus loss (session reinstatement): the new nexus learns of it first.
@@ -357,6 +366,12 @@ impl Session {
         for td in &self.luns.load().entries {
             td.queue_ua_first(Sense::UA_I_T_NEXUS_LOSS);
         }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.unregister();
     }
 }
 

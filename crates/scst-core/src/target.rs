@@ -30,10 +30,15 @@ pub struct LunSet {
 impl LunSet {
     pub fn add(&mut self, lun: u64, entry: LunEntry) -> Result<(), MgmtError> {
         if lun > MAX_LUN {
-            return Err(MgmtError::Invalid(format!("LUN {lun} is out of range 0..{MAX_LUN}")));
+            return Err(MgmtError::Invalid(format!(
+                "LUN {lun} is out of range 0..{MAX_LUN}"
+            )));
         }
         if self.luns.contains_key(&lun) {
-            return Err(MgmtError::Exists { kind: "LUN", name: lun.to_string() });
+            return Err(MgmtError::Exists {
+                kind: "LUN",
+                name: lun.to_string(),
+            });
         }
         self.luns.insert(lun, entry);
         Ok(())
@@ -72,7 +77,10 @@ impl Acl {
         self.groups
             .iter_mut()
             .find(|g| g.name == name)
-            .ok_or_else(|| MgmtError::NotFound { kind: "group", name: name.to_string() })
+            .ok_or_else(|| MgmtError::NotFound {
+                kind: "group",
+                name: name.to_string(),
+            })
     }
 }
 
@@ -121,12 +129,22 @@ impl Target {
 
     /// The last value of a driver attribute.
     pub fn attr(&self, name: &str) -> Option<String> {
-        self.attrs.lock().iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+        self.attrs
+            .lock()
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
     }
 
     /// Every value of a multi-valued driver attribute.
     pub fn attr_values(&self, name: &str) -> Vec<String> {
-        self.attrs.lock().iter().filter(|(n, _)| n == name).map(|(_, v)| v.clone()).collect()
+        self.attrs
+            .lock()
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .collect()
     }
 
     /// Whether an initiator would be given any LUN (SCST hides targets, and refuses

@@ -20,7 +20,11 @@ pub struct TaskSet<T> {
 
 impl<T> Default for TaskSet<T> {
     fn default() -> Self {
-        TaskSet { running: 0, ordered_running: false, held: VecDeque::new() }
+        TaskSet {
+            running: 0,
+            ordered_running: false,
+            held: VecDeque::new(),
+        }
     }
 }
 

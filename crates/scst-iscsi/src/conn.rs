@@ -9,11 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use iscsi_wire::pdu::{self, reject_reason, tmf_function, tmf_response, Residual, TargetSn};
 use iscsi_wire::bhs::task_attr;
+use iscsi_wire::pdu::{self, reject_reason, tmf_function, tmf_response, Residual, TargetSn};
 use iscsi_wire::{Bhs, Opcode, RESERVED_TAG};
 use scsi_wire::{status, Sense};
-use scst_core::{Cdb, Cmd, DeviceEntry, ExecMode, Response, Route, Session, TaskAttr, TaskSet, TgtDev};
+use scst_core::{
+    Cdb, Cmd, DeviceEntry, ExecMode, Response, Route, Session, TaskAttr, TaskSet, TgtDev,
+};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
@@ -101,7 +103,10 @@ impl Conn {
     fn sn(&self) -> TargetSn {
         // The window shrinks by the commands we hold so that a fast initiator cannot
         // make us queue without bound.
-        let free = self.p.queued_commands.saturating_sub(self.tasks.len() as u32);
+        let free = self
+            .p
+            .queued_commands
+            .saturating_sub(self.tasks.len() as u32);
         TargetSn {
             stat_sn: self.stat_sn,
             exp_cmd_sn: self.exp_cmd_sn,
@@ -179,7 +184,10 @@ impl Conn {
         }
         let max = self.sn().max_cmd_sn;
         if sn_gt(cmd_sn, max) {
-            log::debug!("{}: CmdSN {cmd_sn} beyond MaxCmdSN {max}: ignored", self.session.initiator_name);
+            log::debug!(
+                "{}: CmdSN {cmd_sn} beyond MaxCmdSN {max}: ignored",
+                self.session.initiator_name
+            );
             return false;
         }
         self.exp_cmd_sn = self.exp_cmd_sn.wrapping_add(1);
@@ -231,7 +239,8 @@ impl Conn {
             // immediate data than announced, is a malformed PDU.
             if read && write {
                 let sn_resp = Response::check(Sense::invalid_field_in_cdb(0, None));
-                self.tasks.insert(itt, self.new_task(lun, lun_raw, attr, edtl, false));
+                self.tasks
+                    .insert(itt, self.new_task(lun, lun_raw, attr, edtl, false));
                 self.finish(itt, sn_resp);
             } else {
                 self.reject(reject_reason::PROTOCOL_ERROR, &bhs);
@@ -239,7 +248,8 @@ impl Conn {
             return Ok(());
         }
         if write && edtl > MAX_WRITE_BUFFER {
-            self.tasks.insert(itt, self.new_task(lun, lun_raw, attr, edtl, false));
+            self.tasks
+                .insert(itt, self.new_task(lun, lun_raw, attr, edtl, false));
             self.finish(itt, Response::check(Sense::invalid_field_in_cdb(0, None)));
             return Ok(());
         }
@@ -248,15 +258,30 @@ impl Conn {
             data_out = vec![0u8; edtl as usize];
             data_out[..imm as usize].copy_from_slice(&pdu.data);
         }
-        let cmd = Cmd { cdb, lun, tag: itt as u64, attr, data_out, expected_in: if read { edtl } else { 0 } };
+        let cmd = Cmd {
+            cdb,
+            lun,
+            tag: itt as u64,
+            attr,
+            data_out,
+            expected_in: if read { edtl } else { 0 },
+        };
         let mut task = self.new_task(lun, lun_raw, attr, edtl, read);
         task.write = write;
         task.crc_error = !pdu.data_digest_ok;
         task.received = imm;
         // Unsolicited data ends with the command itself (F bit), or when InitialR2T=Yes.
         task.unsolicited_done = !write || bhs.final_bit() || self.p.initial_r2t;
-        let unsolicited_limit = if self.p.initial_r2t { imm } else { edtl.min(self.p.first_burst_length) };
-        task.next_r2t_offset = if task.unsolicited_done { imm } else { unsolicited_limit };
+        let unsolicited_limit = if self.p.initial_r2t {
+            imm
+        } else {
+            edtl.min(self.p.first_burst_length)
+        };
+        task.next_r2t_offset = if task.unsolicited_done {
+            imm
+        } else {
+            unsolicited_limit
+        };
         task.phase = Phase::ReceivingData(cmd);
         self.tasks.insert(itt, task);
         self.data_progress(itt);
@@ -300,8 +325,11 @@ impl Conn {
         let len = pdu.data.len() as u64;
         let ttt = bhs.ttt();
         let in_range = off + len <= cmd.data_out.len() as u64;
-        let unsolicited_ok = ttt != RESERVED_TAG || (!task.unsolicited_done && off + len <= first_burst as u64);
-        let r2t = (ttt != RESERVED_TAG).then(|| task.r2ts.iter().position(|(t, _, _)| *t == ttt)).flatten();
+        let unsolicited_ok =
+            ttt != RESERVED_TAG || (!task.unsolicited_done && off + len <= first_burst as u64);
+        let r2t = (ttt != RESERVED_TAG)
+            .then(|| task.r2ts.iter().position(|(t, _, _)| *t == ttt))
+            .flatten();
         if !in_range || !unsolicited_ok || (ttt != RESERVED_TAG && r2t.is_none()) {
             self.reject(reject_reason::PROTOCOL_ERROR, &bhs);
             return Ok(());
@@ -313,7 +341,11 @@ impl Conn {
             None => &mut task.unsolicited_data_sn,
         };
         if bhs.data_sn() != *expected_sn {
-            return Err(format!("Data-Out DataSN {} where {} was expected", bhs.data_sn(), expected_sn));
+            return Err(format!(
+                "Data-Out DataSN {} where {} was expected",
+                bhs.data_sn(),
+                expected_sn
+            ));
         }
         *expected_sn += 1;
         cmd.data_out[off as usize..(off + len) as usize].copy_from_slice(&pdu.data);
@@ -340,9 +372,12 @@ impl Conn {
     fn data_progress(&mut self, itt: u32) {
         let (max_burst, max_r2t) = (self.p.max_burst_length, self.p.max_outstanding_r2t);
         let mut new_r2ts = Vec::new();
-        let Some(task) = self.tasks.get_mut(&itt) else { return };
+        let Some(task) = self.tasks.get_mut(&itt) else {
+            return;
+        };
         if !task.write || task.received >= task.edtl {
-            let Phase::ReceivingData(cmd) = std::mem::replace(&mut task.phase, Phase::Running) else {
+            let Phase::ReceivingData(cmd) = std::mem::replace(&mut task.phase, Phase::Running)
+            else {
                 return;
             };
             if task.crc_error {
@@ -376,7 +411,9 @@ impl Conn {
 
     /// Enter the task set; run now if ordering allows.
     fn admit(&mut self, itt: u32, cmd: Cmd) {
-        let Some(task) = self.tasks.get_mut(&itt) else { return };
+        let Some(task) = self.tasks.get_mut(&itt) else {
+            return;
+        };
         let ts = self.task_sets.entry(task.lun).or_default();
         task.in_task_set = true;
         match ts.admit(task.attr, itt) {
@@ -417,12 +454,20 @@ impl Conn {
     /// A task is done: release its task-set successors, answer it unless aborted, and
     /// answer task management requests that waited for it.
     fn finish(&mut self, itt: u32, resp: Response) {
-        let Some(task) = self.tasks.remove(&itt) else { return };
-        if let Some(ts) = self.task_sets.get_mut(&task.lun).filter(|_| task.in_task_set) {
+        let Some(task) = self.tasks.remove(&itt) else {
+            return;
+        };
+        if let Some(ts) = self
+            .task_sets
+            .get_mut(&task.lun)
+            .filter(|_| task.in_task_set)
+        {
             let ready = ts.complete(task.attr);
             for r in ready {
-                if let Some(Phase::Held(cmd)) =
-                    self.tasks.get_mut(&r).map(|t| std::mem::replace(&mut t.phase, Phase::Running))
+                if let Some(Phase::Held(cmd)) = self
+                    .tasks
+                    .get_mut(&r)
+                    .map(|t| std::mem::replace(&mut t.phase, Phase::Running))
                 {
                     self.dispatch(r, cmd);
                 }
@@ -437,7 +482,11 @@ impl Conn {
     fn send_response(&mut self, itt: u32, task: &Task, resp: Response) {
         let produced = resp.data.len() as u32;
         // Data-In carries at most what the initiator expects; the rest is a residual.
-        let send = if task.read { produced.min(task.edtl) } else { 0 };
+        let send = if task.read {
+            produced.min(task.edtl)
+        } else {
+            0
+        };
         let residual = if task.read {
             Residual::compute(task.edtl, produced)
         } else if produced > 0 {
@@ -460,7 +509,11 @@ impl Conn {
                 // F closes each MaxBurstLength sequence (RFC 7143 11.7.1).
                 let burst_end = (off + n) % burst == 0;
                 let with_status = last && good;
-                let sn = if with_status { self.sn_advance() } else { self.sn() };
+                let sn = if with_status {
+                    self.sn_advance()
+                } else {
+                    self.sn()
+                };
                 let b = pdu::data_in(&pdu::DataIn {
                     lun: task.lun_raw,
                     itt,
@@ -472,7 +525,8 @@ impl Conn {
                     residual,
                     sn,
                 });
-                self.out.push(b, Some(data.slice(off as usize..(off + n) as usize)));
+                self.out
+                    .push(b, Some(data.slice(off as usize..(off + n) as usize)));
                 data_sn += 1;
                 off += n;
             }
@@ -495,7 +549,8 @@ impl Conn {
             sn,
             seg.len() as u32,
         );
-        self.out.push(b, (!seg.is_empty()).then(|| Bytes::from(seg)));
+        self.out
+            .push(b, (!seg.is_empty()).then(|| Bytes::from(seg)));
     }
 
     fn on_nop_out(&mut self, pdu: Pdu) -> Result<(), String> {
@@ -515,7 +570,13 @@ impl Conn {
             return Ok(());
         }
         let sn = self.sn_advance();
-        let b = pdu::nop_in(bhs.lun(), bhs.itt(), RESERVED_TAG, sn, pdu.data.len() as u32);
+        let b = pdu::nop_in(
+            bhs.lun(),
+            bhs.itt(),
+            RESERVED_TAG,
+            sn,
+            pdu.data.len() as u32,
+        );
         self.out.push(b, Some(pdu.data));
         Ok(())
     }
@@ -542,11 +603,24 @@ impl Conn {
         let keys = iscsi_wire::parse_text(&pdu.data).unwrap_or_default();
         let mut out = Vec::new();
         if let Some((_, v)) = keys.iter().find(|(k, _)| k == "SendTargets") {
-            out = crate::discovery::send_targets(&self.p.driver, v, &self.session.initiator_name, self.p.local_addr);
+            out = crate::discovery::send_targets(
+                &self.p.driver,
+                v,
+                &self.session.initiator_name,
+                self.p.local_addr,
+            );
         }
         let data = iscsi_wire::encode_text(&out);
         let sn = self.sn_advance();
-        let b = pdu::text_response(true, false, bhs.lun(), bhs.itt(), RESERVED_TAG, sn, data.len() as u32);
+        let b = pdu::text_response(
+            true,
+            false,
+            bhs.lun(),
+            bhs.itt(),
+            RESERVED_TAG,
+            sn,
+            data.len() as u32,
+        );
         self.out.push(b, Some(Bytes::from(data)));
     }
 
@@ -572,7 +646,9 @@ impl Conn {
                     Some(_) => tmf_response::TASK_DOES_NOT_EXIST,
                     // Already answered, or never received but inside the window (RFC
                     // 7143 11.5.1): either way nothing is left to abort.
-                    None if sn_lt(bhs.ref_cmd_sn(), bhs.cmd_sn()) || bhs.ref_cmd_sn() == bhs.cmd_sn() => {
+                    None if sn_lt(bhs.ref_cmd_sn(), bhs.cmd_sn())
+                        || bhs.ref_cmd_sn() == bhs.cmd_sn() =>
+                    {
                         tmf_response::COMPLETE
                     }
                     None => tmf_response::TASK_DOES_NOT_EXIST,
@@ -593,7 +669,10 @@ impl Conn {
             tmf_function::CLEAR_ACA => tmf_response::COMPLETE,
             tmf_function::LOGICAL_UNIT_RESET => match self.session.lun_reset(lun) {
                 Ok(dev) => {
-                    self.abort_where(|t| t.device.as_ref().is_some_and(|d| Arc::ptr_eq(d, &dev)) || t.lun == lun, &mut waiting);
+                    self.abort_where(
+                        |t| t.device.as_ref().is_some_and(|d| Arc::ptr_eq(d, &dev)) || t.lun == lun,
+                        &mut waiting,
+                    );
                     tmf_response::COMPLETE
                 }
                 Err(_) => tmf_response::LUN_DOES_NOT_EXIST,
@@ -612,14 +691,23 @@ impl Conn {
         };
         if waiting.is_empty() || response != tmf_response::COMPLETE {
             let sn = self.sn_advance();
-            self.out.push(pdu::tmf_response(bhs.itt(), response, sn), None);
+            self.out
+                .push(pdu::tmf_response(bhs.itt(), response, sn), None);
         } else {
-            self.pending_tmfs.push(PendingTmf { itt: bhs.itt(), waiting });
+            self.pending_tmfs.push(PendingTmf {
+                itt: bhs.itt(),
+                waiting,
+            });
         }
     }
 
     fn abort_where(&mut self, pred: impl Fn(&Task) -> bool, waiting: &mut Vec<u32>) {
-        let itts: Vec<u32> = self.tasks.iter().filter(|(_, t)| pred(t)).map(|(i, _)| *i).collect();
+        let itts: Vec<u32> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| pred(t))
+            .map(|(i, _)| *i)
+            .collect();
         for itt in itts {
             self.abort_task(itt, waiting);
         }
@@ -628,7 +716,9 @@ impl Conn {
     /// Abort one task: not yet running -> gone now; running -> its result is dropped
     /// when it completes, and `waiting` records it so the TMF answers after that.
     fn abort_task(&mut self, itt: u32, waiting: &mut Vec<u32>) {
-        let Some(task) = self.tasks.get_mut(&itt) else { return };
+        let Some(task) = self.tasks.get_mut(&itt) else {
+            return;
+        };
         task.aborted = true;
         match task.phase {
             Phase::Running => waiting.push(itt),
@@ -659,7 +749,8 @@ impl Conn {
         self.pending_tmfs.retain(|p| !p.waiting.is_empty());
         for tmf_itt in ready {
             let sn = self.sn_advance();
-            self.out.push(pdu::tmf_response(tmf_itt, tmf_response::COMPLETE, sn), None);
+            self.out
+                .push(pdu::tmf_response(tmf_itt, tmf_response::COMPLETE, sn), None);
         }
     }
 
@@ -667,7 +758,10 @@ impl Conn {
         match ev {
             ConnEvent::AbortDevice(dev) => {
                 let mut waiting = Vec::new();
-                self.abort_where(|t| t.device.as_ref().is_some_and(|d| Arc::ptr_eq(d, &dev)), &mut waiting);
+                self.abort_where(
+                    |t| t.device.as_ref().is_some_and(|d| Arc::ptr_eq(d, &dev)),
+                    &mut waiting,
+                );
                 true
             }
             ConnEvent::Close => false,
@@ -675,7 +769,10 @@ impl Conn {
     }
 
     fn running_tasks(&self) -> usize {
-        self.tasks.values().filter(|t| matches!(t.phase, Phase::Running)).count()
+        self.tasks
+            .values()
+            .filter(|t| matches!(t.phase, Phase::Running))
+            .count()
     }
 }
 

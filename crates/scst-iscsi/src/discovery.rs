@@ -70,7 +70,11 @@ pub(crate) async fn run(
             exp_cmd_sn = exp_cmd_sn.wrapping_add(1);
         }
         let mut sn = || {
-            let s = TargetSn { stat_sn, exp_cmd_sn, max_cmd_sn: exp_cmd_sn.wrapping_add(31) };
+            let s = TargetSn {
+                stat_sn,
+                exp_cmd_sn,
+                max_cmd_sn: exp_cmd_sn.wrapping_add(31),
+            };
             stat_sn = stat_sn.wrapping_add(1);
             s
         };
@@ -90,7 +94,11 @@ pub(crate) async fn run(
                 };
                 let max = p.max_xmit_data_segment_length.max(512) as usize;
                 let more = body.len() > max;
-                let rest = if more { body.split_off(max) } else { Vec::new() };
+                let rest = if more {
+                    body.split_off(max)
+                } else {
+                    Vec::new()
+                };
                 let ttt = if more {
                     next_ttt = next_ttt.wrapping_add(1).max(1);
                     pending = Some((next_ttt, rest));
@@ -98,16 +106,33 @@ pub(crate) async fn run(
                 } else {
                     RESERVED_TAG
                 };
-                let b = pdu::text_response(!more, more, bhs.lun(), bhs.itt(), ttt, sn(), body.len() as u32);
+                let b = pdu::text_response(
+                    !more,
+                    more,
+                    bhs.lun(),
+                    bhs.itt(),
+                    ttt,
+                    sn(),
+                    body.len() as u32,
+                );
                 out.push(b, Some(Bytes::from(body)));
             }
             Some(Opcode::NopOut) if bhs.itt() != RESERVED_TAG => {
-                let b = pdu::nop_in(bhs.lun(), bhs.itt(), RESERVED_TAG, sn(), pdu.data.len() as u32);
+                let b = pdu::nop_in(
+                    bhs.lun(),
+                    bhs.itt(),
+                    RESERVED_TAG,
+                    sn(),
+                    pdu.data.len() as u32,
+                );
                 out.push(b, Some(pdu.data));
             }
             Some(Opcode::NopOut) => {}
             Some(Opcode::LogoutRequest) => {
-                out.push(pdu::logout_response(bhs.itt(), pdu::logout_response::SUCCESS, 0, 0, sn()), None);
+                out.push(
+                    pdu::logout_response(bhs.itt(), pdu::logout_response::SUCCESS, 0, 0, sn()),
+                    None,
+                );
                 logout = true;
             }
             _ => {

@@ -39,12 +39,20 @@ pub struct PduReader {
 
 impl PduReader {
     pub fn new(max_data: u32) -> PduReader {
-        PduReader { buf: BytesMut::with_capacity(256 * 1024), header_digest: false, data_digest: false, max_data }
+        PduReader {
+            buf: BytesMut::with_capacity(256 * 1024),
+            header_digest: false,
+            data_digest: false,
+            max_data,
+        }
     }
 
     /// A complete PDU from what is already buffered, if any.
     pub fn next_buffered(&mut self) -> Result<Option<Pdu>, RecvError> {
-        let digests = iscsi_wire::Digests { header: self.header_digest, data: self.data_digest };
+        let digests = iscsi_wire::Digests {
+            header: self.header_digest,
+            data: self.data_digest,
+        };
         let Some(f) = iscsi_wire::parse_frame(&self.buf, digests, self.max_data)? else {
             return Ok(None);
         };
@@ -52,7 +60,12 @@ impl PduReader {
         let data = frame.slice(f.data.clone());
         let ahs = frame.slice(f.ahs.clone());
         frame.clear();
-        Ok(Some(Pdu { bhs: f.bhs, ahs, data, data_digest_ok: f.data_digest_ok }))
+        Ok(Some(Pdu {
+            bhs: f.bhs,
+            ahs,
+            data,
+            data_digest_ok: f.data_digest_ok,
+        }))
     }
 
     /// Read more bytes from the socket. Cancel safe: a cancelled read loses nothing.
@@ -103,7 +116,12 @@ pub struct PduWriter {
 
 impl Default for PduWriter {
     fn default() -> Self {
-        PduWriter { queue: Vec::with_capacity(64), queued_bytes: 0, header_digest: false, data_digest: false }
+        PduWriter {
+            queue: Vec::with_capacity(64),
+            queued_bytes: 0,
+            header_digest: false,
+            data_digest: false,
+        }
     }
 }
 

@@ -99,7 +99,9 @@ impl IscsiDriver {
             }
             _ => return Err(format!("unknown attribute '{name}'")),
         }
-        self.attrs.lock().push((name.to_string(), value.to_string()));
+        self.attrs
+            .lock()
+            .push((name.to_string(), value.to_string()));
         Ok(())
     }
 
@@ -155,7 +157,10 @@ impl IscsiDriver {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        log::warn!("shutdown: {} connections still open", self.active_conns.load(Ordering::Acquire));
+        log::warn!(
+            "shutdown: {} connections still open",
+            self.active_conns.load(Ordering::Acquire)
+        );
     }
 
     pub(crate) fn shutting_down(&self) -> bool {

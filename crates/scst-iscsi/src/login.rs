@@ -31,7 +31,10 @@ struct Failure {
 }
 
 fn fail(status: (u8, u8), why: impl Into<String>) -> Failure {
-    Failure { status, why: why.into() }
+    Failure {
+        status,
+        why: why.into(),
+    }
 }
 
 /// What a successful login produced.
@@ -51,10 +54,18 @@ pub(crate) async fn serve_connection(driver: Arc<IscsiDriver>, mut stream: TcpSt
         Ok(a) => a,
         Err(_) => return,
     };
-    let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     let mut reader = PduReader::new(LOGIN_MAX_DATA);
     let mut out = PduWriter::default();
-    let li = match tokio::time::timeout(LOGIN_TIMEOUT, login(&driver, &mut stream, &mut reader, &mut out)).await {
+    let li = match tokio::time::timeout(
+        LOGIN_TIMEOUT,
+        login(&driver, &mut stream, &mut reader, &mut out),
+    )
+    .await
+    {
         Ok(Ok(li)) => li,
         Ok(Err(why)) => {
             log::info!("login from {peer} failed: {why}");
@@ -67,9 +78,11 @@ pub(crate) async fn serve_connection(driver: Arc<IscsiDriver>, mut stream: TcpSt
     };
     let p = &li.negotiated;
     let target = li.target.clone();
-    let nop = target.as_ref().map_or(params::DEFAULT_NOP_IN_INTERVAL, |t| {
-        params::target_num(t, "NopInInterval", params::DEFAULT_NOP_IN_INTERVAL)
-    });
+    let nop = target
+        .as_ref()
+        .map_or(params::DEFAULT_NOP_IN_INTERVAL, |t| {
+            params::target_num(t, "NopInInterval", params::DEFAULT_NOP_IN_INTERVAL)
+        });
     let cp = ConnParams {
         scst: driver.scst().clone(),
         driver: driver.clone(),
@@ -83,13 +96,17 @@ pub(crate) async fn serve_connection(driver: Arc<IscsiDriver>, mut stream: TcpSt
         initial_r2t: p.initial_r2t,
         immediate_data: p.immediate_data,
         max_outstanding_r2t: p.max_outstanding_r2t.max(1),
-        queued_commands: target.as_ref().map_or(params::DEFAULT_QUEUED_COMMANDS, |t| {
-            params::target_num(t, "QueuedCommands", params::DEFAULT_QUEUED_COMMANDS)
-        }),
+        queued_commands: target
+            .as_ref()
+            .map_or(params::DEFAULT_QUEUED_COMMANDS, |t| {
+                params::target_num(t, "QueuedCommands", params::DEFAULT_QUEUED_COMMANDS)
+            }),
         nop_in_interval: (nop > 0).then(|| Duration::from_secs(nop as u64)),
-        nop_in_timeout: Duration::from_secs(target.as_ref().map_or(params::DEFAULT_NOP_IN_TIMEOUT, |t| {
-            params::target_num(t, "NopInTimeout", params::DEFAULT_NOP_IN_TIMEOUT)
-        }) as u64),
+        nop_in_timeout: Duration::from_secs(
+            target.as_ref().map_or(params::DEFAULT_NOP_IN_TIMEOUT, |t| {
+                params::target_num(t, "NopInTimeout", params::DEFAULT_NOP_IN_TIMEOUT)
+            }) as u64,
+        ),
     };
     reader.max_data = cp.max_recv_data_segment_length;
     if li.discovery {
@@ -97,7 +114,11 @@ pub(crate) async fn serve_connection(driver: Arc<IscsiDriver>, mut stream: TcpSt
         return;
     }
     let Some(target) = target else { return };
-    let key = SessionKey { initiator: li.initiator.to_ascii_lowercase(), isid: li.isid, target: target.name.clone() };
+    let key = SessionKey {
+        initiator: li.initiator.to_ascii_lowercase(),
+        isid: li.isid,
+        target: target.name.clone(),
+    };
 
     // Session reinstatement: the old session with this ISID goes first (RFC 7143 6.3.5).
     let old = driver.sessions.lock().remove(&key);
@@ -110,12 +131,24 @@ pub(crate) async fn serve_connection(driver: Arc<IscsiDriver>, mut stream: TcpSt
     }
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
     let (done_tx, done_rx) = watch::channel(false);
-    let tid = TransportId { name: li.initiator.clone(), isid: Some(li.isid) };
-    let session = driver.scst().register_session(&target, tid, Arc::new(EventSink(ev_tx.clone())));
+    let tid = TransportId {
+        name: li.initiator.clone(),
+        isid: Some(li.isid),
+    };
+    let session = driver
+        .scst()
+        .register_session(&target, tid, Arc::new(EventSink(ev_tx.clone())));
     if reinstated {
         session.queue_nexus_loss();
     }
-    driver.sessions.lock().insert(key.clone(), SessionHandle { tsih: li.tsih, events: ev_tx, done: done_rx });
+    driver.sessions.lock().insert(
+        key.clone(),
+        SessionHandle {
+            tsih: li.tsih,
+            events: ev_tx,
+            done: done_rx,
+        },
+    );
     log::info!(
         "{}: session TSIH {} to {} (group {})",
         li.initiator,
@@ -123,7 +156,18 @@ pub(crate) async fn serve_connection(driver: Arc<IscsiDriver>, mut stream: TcpSt
         target.name,
         session.group.as_deref().unwrap_or("default")
     );
-    conn::run(stream, reader, session, cp, li.stat_sn, li.exp_cmd_sn, ev_rx).await;
+    conn::run(
+        stream,
+        reader,
+        session.clone(),
+        cp,
+        li.stat_sn,
+        li.exp_cmd_sn,
+        ev_rx,
+    )
+    .await;
+    // I_T nexus loss: the session's SPC-2 reservation goes with it.
+    session.unregister();
     {
         let mut s = driver.sessions.lock();
         if s.get(&key).is_some_and(|h| h.tsih == li.tsih) {
@@ -150,7 +194,11 @@ struct State {
 
 impl State {
     fn sn(&self) -> TargetSn {
-        TargetSn { stat_sn: self.stat_sn, exp_cmd_sn: self.exp_cmd_sn, max_cmd_sn: self.exp_cmd_sn }
+        TargetSn {
+            stat_sn: self.stat_sn,
+            exp_cmd_sn: self.exp_cmd_sn,
+            max_cmd_sn: self.exp_cmd_sn,
+        }
     }
 }
 
@@ -165,7 +213,10 @@ async fn login(
         let pdu = reader.recv(stream).await.map_err(|e| e.to_string())?;
         let bhs = pdu.bhs;
         if bhs.opcode() != Some(Opcode::LoginRequest) {
-            return Err(format!("expected a Login Request, got opcode {:#x}", bhs.opcode_raw()));
+            return Err(format!(
+                "expected a Login Request, got opcode {:#x}",
+                bhs.opcode_raw()
+            ));
         }
         let s = st.get_or_insert_with(|| State {
             isid: bhs.isid(),
@@ -256,21 +307,37 @@ enum Step {
 }
 
 /// One login request: checks, key processing, the response keys.
-fn step(driver: &IscsiDriver, s: &mut State, bhs: &iscsi_wire::Bhs, data: &[u8]) -> Result<Step, Failure> {
+fn step(
+    driver: &IscsiDriver,
+    s: &mut State,
+    bhs: &iscsi_wire::Bhs,
+    data: &[u8],
+) -> Result<Step, Failure> {
     if bhs.version_min() > pdu::ISCSI_VERSION {
-        return Err(fail(login_status::UNSUPPORTED_VERSION, "unsupported iSCSI version"));
+        return Err(fail(
+            login_status::UNSUPPORTED_VERSION,
+            "unsupported iSCSI version",
+        ));
     }
     if bhs.isid() != s.isid || bhs.tsih() != s.tsih || bhs.cid() != s.cid {
-        return Err(fail(login_status::INITIATOR_ERROR, "ISID/TSIH/CID changed during login"));
+        return Err(fail(
+            login_status::INITIATOR_ERROR,
+            "ISID/TSIH/CID changed during login",
+        ));
     }
     let (csg, nsg, transit) = (bhs.csg(), bhs.nsg(), bhs.transit());
     let stage_ok = match csg {
-        Stage::SecurityNegotiation => !transit || matches!(nsg, Stage::LoginOperational | Stage::FullFeature),
+        Stage::SecurityNegotiation => {
+            !transit || matches!(nsg, Stage::LoginOperational | Stage::FullFeature)
+        }
         Stage::LoginOperational => !transit || nsg == Stage::FullFeature,
         _ => false,
     };
     if !stage_ok {
-        return Err(fail(login_status::INITIATOR_ERROR, "invalid login stage transition"));
+        return Err(fail(
+            login_status::INITIATOR_ERROR,
+            "invalid login stage transition",
+        ));
     }
     if s.text.len() + data.len() > MAX_LOGIN_TEXT {
         return Err(fail(login_status::INITIATOR_ERROR, "login text too long"));
@@ -283,8 +350,12 @@ fn step(driver: &IscsiDriver, s: &mut State, bhs: &iscsi_wire::Bhs, data: &[u8])
         return Ok(Step::Continue);
     }
     let text = std::mem::take(&mut s.text);
-    let pairs = iscsi_wire::parse_text(&text)
-        .map_err(|e| fail(login_status::INITIATOR_ERROR, format!("malformed login text: {e}")))?;
+    let pairs = iscsi_wire::parse_text(&text).map_err(|e| {
+        fail(
+            login_status::INITIATOR_ERROR,
+            format!("malformed login text: {e}"),
+        )
+    })?;
     let mut out: Vec<(String, String)> = Vec::new();
 
     if s.neg.is_none() {
@@ -297,37 +368,63 @@ fn step(driver: &IscsiDriver, s: &mut State, bhs: &iscsi_wire::Bhs, data: &[u8])
             None | Some("Normal") => false,
             Some("Discovery") => true,
             Some(other) => {
-                return Err(fail(login_status::SESSION_TYPE_NOT_SUPPORTED, format!("SessionType {other}")))
+                return Err(fail(
+                    login_status::SESSION_TYPE_NOT_SUPPORTED,
+                    format!("SessionType {other}"),
+                ))
             }
         };
         if !driver.enabled() || driver.shutting_down() {
-            return Err(fail(login_status::SERVICE_UNAVAILABLE, "the iscsi target driver is disabled"));
+            return Err(fail(
+                login_status::SERVICE_UNAVAILABLE,
+                "the iscsi target driver is disabled",
+            ));
         }
         if !s.discovery {
-            let name = get("TargetName")
-                .filter(|n| !n.is_empty())
-                .ok_or_else(|| fail(login_status::MISSING_PARAMETER, format!("{initiator}: no TargetName")))?;
-            let target = driver
-                .scst()
-                .target("iscsi", &name)
-                .ok_or_else(|| fail(login_status::NOT_FOUND, format!("{initiator}: no target {name}")))?;
+            let name = get("TargetName").filter(|n| !n.is_empty()).ok_or_else(|| {
+                fail(
+                    login_status::MISSING_PARAMETER,
+                    format!("{initiator}: no TargetName"),
+                )
+            })?;
+            let target = driver.scst().target("iscsi", &name).ok_or_else(|| {
+                fail(
+                    login_status::NOT_FOUND,
+                    format!("{initiator}: no target {name}"),
+                )
+            })?;
             if !target.enabled() {
-                return Err(fail(login_status::SERVICE_UNAVAILABLE, format!("target {name} is disabled")));
+                return Err(fail(
+                    login_status::SERVICE_UNAVAILABLE,
+                    format!("target {name} is disabled"),
+                ));
             }
             if !target.initiator_has_luns(&initiator) {
-                return Err(fail(login_status::NOT_FOUND, format!("{initiator} has no LUNs on {name}")));
+                return Err(fail(
+                    login_status::NOT_FOUND,
+                    format!("{initiator} has no LUNs on {name}"),
+                ));
             }
             if s.tsih != 0 && !driver.sessions.lock().values().any(|h| h.tsih == s.tsih) {
-                return Err(fail(login_status::SESSION_DOES_NOT_EXIST, format!("no session with TSIH {}", s.tsih)));
+                return Err(fail(
+                    login_status::SESSION_DOES_NOT_EXIST,
+                    format!("no session with TSIH {}", s.tsih),
+                ));
             }
             let max_sessions = params::target_num(&target, "MaxSessions", 0);
             if max_sessions > 0 && target.sessions().len() as u32 >= max_sessions && s.tsih == 0 {
-                return Err(fail(login_status::OUT_OF_RESOURCES, format!("target {name}: MaxSessions reached")));
+                return Err(fail(
+                    login_status::OUT_OF_RESOURCES,
+                    format!("target {name}: MaxSessions reached"),
+                ));
             }
             s.target = Some(target);
         }
         s.initiator = Some(initiator);
-        s.neg = Some(Negotiator::new(params::local_params(s.target.as_deref()), s.discovery));
+        s.neg = Some(Negotiator::new(
+            params::local_params(s.target.as_deref()),
+            s.discovery,
+        ));
     }
 
     // Keys the login state machine itself handles.
@@ -335,7 +432,10 @@ fn step(driver: &IscsiDriver, s: &mut State, bhs: &iscsi_wire::Bhs, data: &[u8])
         match k.as_str() {
             "AuthMethod" => {
                 if bhs.csg() != Stage::SecurityNegotiation {
-                    return Err(fail(login_status::INITIATOR_ERROR, "AuthMethod outside the security stage"));
+                    return Err(fail(
+                        login_status::INITIATOR_ERROR,
+                        "AuthMethod outside the security stage",
+                    ));
                 }
                 if v.split(',').any(|m| m.trim() == "None") {
                     out.push((k.clone(), "None".into()));
@@ -347,7 +447,10 @@ fn step(driver: &IscsiDriver, s: &mut State, bhs: &iscsi_wire::Bhs, data: &[u8])
                 }
             }
             n if n.starts_with("CHAP_") => {
-                return Err(fail(login_status::AUTHENTICATION_FAILURE, "CHAP is not configured"));
+                return Err(fail(
+                    login_status::AUTHENTICATION_FAILURE,
+                    "CHAP is not configured",
+                ));
             }
             _ => {}
         }
@@ -356,7 +459,12 @@ fn step(driver: &IscsiDriver, s: &mut State, bhs: &iscsi_wire::Bhs, data: &[u8])
     if !s.sent_tpgt && !s.discovery {
         s.sent_tpgt = true;
         out.push(("TargetPortalGroupTag".into(), "1".into()));
-        if let Some(alias) = s.target.as_ref().and_then(|t| t.attr("alias")).filter(|a| !a.is_empty()) {
+        if let Some(alias) = s
+            .target
+            .as_ref()
+            .and_then(|t| t.attr("alias"))
+            .filter(|a| !a.is_empty())
+        {
             out.push(("TargetAlias".into(), alias));
         }
     }

@@ -71,7 +71,9 @@ fn chap_account(name: &str, v: &str) -> Result<(), String> {
     let mut it = v.split_whitespace();
     match (it.next(), it.next(), it.next()) {
         (Some(_), Some(secret), None) if secret.len() >= 12 => Ok(()),
-        (Some(_), Some(_), None) => Err(format!("{name}: the CHAP secret must be at least 12 characters")),
+        (Some(_), Some(_), None) => Err(format!(
+            "{name}: the CHAP secret must be at least 12 characters"
+        )),
         _ => Err(format!("{name}: expected \"<user> <secret>\"")),
     }
 }
@@ -81,9 +83,10 @@ pub fn validate_target_attr(name: &str, v: &str) -> Result<(), String> {
     const MAX_LEN: u64 = 16 << 20;
     match name {
         "InitialR2T" | "ImmediateData" => yes_no(name, v),
-        "MaxRecvDataSegmentLength" | "MaxXmitDataSegmentLength" | "MaxBurstLength" | "FirstBurstLength" => {
-            num(name, v, 512, MAX_LEN)
-        }
+        "MaxRecvDataSegmentLength"
+        | "MaxXmitDataSegmentLength"
+        | "MaxBurstLength"
+        | "FirstBurstLength" => num(name, v, 512, MAX_LEN),
         "MaxOutstandingR2T" => num(name, v, 1, 65535),
         "HeaderDigest" | "DataDigest" => digest_list(name, v),
         "QueuedCommands" => num(name, v, 1, 2048),
@@ -92,14 +95,18 @@ pub fn validate_target_attr(name: &str, v: &str) -> Result<(), String> {
         "per_portal_acl" | "forward_src" | "forward_dst" | "aen_disabled" => bool01(name, v),
         "black_hole" => num(name, v, 0, 4),
         "IncomingUser" | "OutgoingUser" => chap_account(name, v),
-        "alias" | "redirect" | "allowed_portal" | "comment" | "cpu_mask" | "io_grouping_type" => Ok(()),
+        "alias" | "redirect" | "allowed_portal" | "comment" | "cpu_mask" | "io_grouping_type" => {
+            Ok(())
+        }
         _ => Err(format!("unknown attribute '{name}'")),
     }
 }
 
 /// A target attribute as a number, or its default.
 pub fn target_num(t: &Target, name: &str, default: u32) -> u32 {
-    t.attr(name).and_then(|v| v.trim().parse().ok()).unwrap_or(default)
+    t.attr(name)
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
 }
 
 /// The target's side of the operational negotiation, from its attributes (spec 6.2).
@@ -110,8 +117,16 @@ pub fn local_params(t: Option<&Target>) -> iscsi_wire::negotiate::LocalParams {
     let yes = |name: &str, d: bool| t.attr(name).map_or(d, |v| v == "Yes");
     l.initial_r2t = yes("InitialR2T", l.initial_r2t);
     l.immediate_data = yes("ImmediateData", l.immediate_data);
-    l.max_recv_data_segment_length = target_num(t, "MaxRecvDataSegmentLength", l.max_recv_data_segment_length);
-    l.max_xmit_data_segment_length = target_num(t, "MaxXmitDataSegmentLength", l.max_xmit_data_segment_length);
+    l.max_recv_data_segment_length = target_num(
+        t,
+        "MaxRecvDataSegmentLength",
+        l.max_recv_data_segment_length,
+    );
+    l.max_xmit_data_segment_length = target_num(
+        t,
+        "MaxXmitDataSegmentLength",
+        l.max_xmit_data_segment_length,
+    );
     l.max_burst_length = target_num(t, "MaxBurstLength", l.max_burst_length);
     l.first_burst_length = target_num(t, "FirstBurstLength", l.first_burst_length);
     l.max_outstanding_r2t = target_num(t, "MaxOutstandingR2T", l.max_outstanding_r2t);
