@@ -26,6 +26,9 @@ use crate::params::ConnParams;
 /// advertise 8 MiB transfers; this leaves room without letting one PDU claim gigabytes.
 const MAX_WRITE_BUFFER: u32 = 64 << 20;
 
+/// ABORTED COMMAND / DATA PHASE ERROR: the command's data transfer went wrong.
+const DATA_PHASE_ERROR: Sense = Sense::new(scsi_wire::sense::key::ABORTED_COMMAND, 0x4B, 0x00);
+
 /// Messages from outside the connection task.
 pub enum ConnEvent {
     /// Another nexus reset or cleared a device's task set: drop our tasks on it.
@@ -334,18 +337,22 @@ impl Conn {
             self.reject(reject_reason::PROTOCOL_ERROR, &bhs);
             return Ok(());
         }
-        // ERL 0 has no way to recover a lost or reordered Data-Out: a DataSN out of
-        // sequence is a protocol error that ends the connection (RFC 7143 7.1.1).
+        // ERL 0 cannot recover a lost or reordered Data-Out, but the damage is this
+        // command's alone: it fails with DATA PHASE ERROR and the rest of its data is
+        // ignored, while the connection and the other commands carry on.
         let expected_sn = match r2t {
             Some(i) => &mut task.r2ts[i].2,
             None => &mut task.unsolicited_data_sn,
         };
         if bhs.data_sn() != *expected_sn {
-            return Err(format!(
-                "Data-Out DataSN {} where {} was expected",
+            log::info!(
+                "{}: Data-Out DataSN {} where {} was expected: command failed",
+                self.session.initiator_name,
                 bhs.data_sn(),
                 expected_sn
-            ));
+            );
+            self.finish(itt, Response::check(DATA_PHASE_ERROR));
+            return Ok(());
         }
         *expected_sn += 1;
         cmd.data_out[off as usize..(off + len) as usize].copy_from_slice(&pdu.data);

@@ -25,9 +25,11 @@ const MAX_WRITE_SAME_BYTES: u64 = 256 << 20;
 /// Largest total range one UNMAP may deallocate (spec 4.4: 256 MiB for files),
 /// reported as MAXIMUM UNMAP LBA COUNT.
 const MAX_UNMAP_BYTES: u64 = 256 << 20;
-/// MAXIMUM UNMAP BLOCK DESCRIPTOR COUNT: no limit of our own; the 16-bit parameter
-/// list length bounds a list to 4095 descriptors anyway.
-const MAX_UNMAP_DESCRIPTORS: u32 = u32::MAX;
+/// MAXIMUM UNMAP BLOCK DESCRIPTOR COUNT: the most UNMAP's 16-bit parameter list
+/// length can carry ((65535 - 8) / 16). A finite value, unlike "unlimited"
+/// (0xFFFFFFFF), also reads right in initiators that keep the field in a signed int,
+/// as libiscsi's tests do.
+const MAX_UNMAP_DESCRIPTORS: u32 = 4095;
 /// Bytes written per call while repeating a WRITE SAME block, so that a long range
 /// never needs a buffer of its own size.
 const WRITE_SAME_CHUNK: usize = 1 << 20;

@@ -17,8 +17,10 @@ use scst_core::{Cmd, CmdCtx, Device, ExecMode, Response};
 use std::io;
 
 /// Largest transfer one command may ask for (VPD B0 MAXIMUM TRANSFER LENGTH): bounds
-/// the buffer a single CDB can make us allocate.
-pub const MAX_XFER_BYTES: u64 = 8 << 20;
+/// the buffer a single CDB can make us allocate. 32 MiB lets initiators that zero or
+/// copy in 65536-block (512-byte) units, as libiscsi's WRITE SAME tests do, work in
+/// one command; OPTIMAL TRANSFER LENGTH still steers normal I/O to 512 KiB.
+pub const MAX_XFER_BYTES: u64 = 32 << 20;
 /// Chunk size for reading back long VERIFY ranges.
 const VERIFY_CHUNK: usize = 1 << 20;
 /// DATA PROTECT / LOGICAL UNIT SOFTWARE WRITE PROTECTED (control page SWP).

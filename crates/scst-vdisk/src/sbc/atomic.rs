@@ -115,11 +115,13 @@ impl<B: Backend> Vdisk<B> {
         if c.blocks > self.max_compare_and_write() {
             return Err(Sense::invalid_field_in_cdb(field::CAW_BLOCKS, None));
         }
+        let len = (c.blocks as usize) << self.shift;
+        // The size check comes first: a count that wrapped to 0 in the one-byte field
+        // still arrives with data, and must fail rather than succeed as a no-op.
+        let data = Self::data_out_prefix(data_out, 2 * len, field::CAW_BLOCKS)?;
         if c.blocks == 0 {
             return Ok(Some(Response::good()));
         }
-        let len = (c.blocks as usize) << self.shift;
-        let data = Self::data_out_prefix(data_out, 2 * len, field::CAW_BLOCKS)?;
         let (expected, new) = data.split_at(len);
         if mode == ExecMode::Inline {
             return Ok(None);
