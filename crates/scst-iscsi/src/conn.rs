@@ -514,7 +514,7 @@ impl Conn {
                 let n = (send - off).min(seg);
                 let last = off + n == send;
                 // F closes each MaxBurstLength sequence (RFC 7143 11.7.1).
-                let burst_end = (off + n) % burst == 0;
+                let burst_end = (off + n).is_multiple_of(burst);
                 let with_status = last && good;
                 let sn = if with_status {
                     self.sn_advance()

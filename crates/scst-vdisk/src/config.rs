@@ -208,7 +208,7 @@ fn parse_hex_id(
         return Ok(None);
     }
     let bad = || VdiskError::invalid(dev, attr, format!("'{v}' is not hex of {allowed:?} bytes"));
-    if s.len() % 2 != 0 || !allowed.contains(&(s.len() / 2)) {
+    if !s.len().is_multiple_of(2) || !allowed.contains(&(s.len() / 2)) {
         return Err(bad());
     }
     (0..s.len())
@@ -411,7 +411,7 @@ impl VdiskConfig {
         if handler != Handler::Nullio && c.filename.is_none() {
             return Err(VdiskError::invalid(name, "filename", "required".into()));
         }
-        if c.opt_trans_len % c.block_size != 0 {
+        if !c.opt_trans_len.is_multiple_of(c.block_size) {
             return Err(VdiskError::invalid(
                 name,
                 "opt_trans_len",

@@ -55,6 +55,7 @@ impl Daemon {
                 }
                 Err(_) => {
                     let _ = child.kill();
+                    let _ = child.wait();
                     panic!("scstd did not start; its output:\n{}", seen.join("\n"));
                 }
             }
