@@ -343,7 +343,10 @@ fn write_atomic_limits_and_checks() {
     good(&b0);
     let b = &b0.data;
     let max = be32_at(b, 44);
-    assert_eq!(max, 16384, "8 MiB of 512-byte blocks");
+    assert_eq!(
+        max, 65528,
+        "WRITE ATOMIC(16)'s 16-bit length, in whole 8-block units"
+    );
     assert!(max <= be32_at(b, 8), "<= MAXIMUM TRANSFER LENGTH");
     assert_eq!((be32_at(b, 48), be32_at(b, 52)), (8, 8));
     assert_eq!((be32_at(b, 56), be32_at(b, 60)), (max, max));
@@ -378,13 +381,14 @@ fn write_atomic_limits_and_checks() {
         sense(&run(&d, &write_atomic(0, 4, 0, 0), vec![0; 2048])),
         Sense::invalid_field_in_cdb(12, None)
     );
-    let (_g, big) = fileio(40000, 512, &[]);
+    // Past the maximum (65528 blocks) in length, and in boundary size.
+    let (_g, big) = fileio(70000, 512, &[]);
     assert_eq!(
-        sense(&run(&big, &write_atomic(0, 16392, 0, 0), vec![])),
+        sense(&run(&big, &write_atomic(0, 65535, 0, 0), vec![])),
         Sense::invalid_field_in_cdb(12, None)
     );
     assert_eq!(
-        sense(&run(&big, &write_atomic(0, 8, 16392, 0), data.clone())),
+        sense(&run(&big, &write_atomic(0, 8, 65535, 0), data.clone())),
         Sense::invalid_field_in_cdb(10, None)
     );
     for p in 1..8u8 {

@@ -344,7 +344,8 @@ fn inquiry_standard_and_vpd() {
     let rtp = 8 + t10.len();
     assert_eq!(&id[rtp..rtp + 8], &[0x01, 0x14, 0, 4, 0, 0, 0, 3]);
     let b0 = vpd(0xB0);
-    assert_eq!(u32::from_be_bytes(b0[8..12].try_into().unwrap()), 16384);
+    // MAXIMUM TRANSFER LENGTH: 32 MiB of 512-byte blocks.
+    assert_eq!(u32::from_be_bytes(b0[8..12].try_into().unwrap()), 65536);
     assert_eq!(u32::from_be_bytes(b0[12..16].try_into().unwrap()), 1024);
     assert_eq!(&vpd(0xB1)[4..6], &[0, 1]);
     assert_eq!(vpd(0x86)[6], 1);

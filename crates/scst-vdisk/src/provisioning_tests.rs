@@ -177,7 +177,7 @@ fn provisioning_is_reported_only_when_thin() {
     let b0 = vpd(&d, 0xB0).data;
     let be32 = |o: usize| u32::from_be_bytes(b0[o..o + 4].try_into().unwrap());
     assert_eq!(be32(20), (256 << 20) / 512); // MAXIMUM UNMAP LBA COUNT
-    assert_eq!(be32(24), u32::MAX); // MAXIMUM UNMAP BLOCK DESCRIPTOR COUNT
+    assert_eq!(be32(24), 4095); // MAXIMUM UNMAP BLOCK DESCRIPTOR COUNT
     assert_eq!(be32(28), 8); // OPTIMAL UNMAP GRANULARITY: one 4 KiB physical block
     assert_eq!(be32(32), 0x8000_0000); // UGAVALID, alignment 0
     assert_eq!(&b0[36..44], &((256u64 << 20) / 512).to_be_bytes()); // MAX WRITE SAME LEN
