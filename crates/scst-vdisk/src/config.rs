@@ -174,6 +174,14 @@ pub fn gen_dev_id_num(name: &str, setup_id: u64) -> u64 {
     (setup_id << 32) | raw as u64
 }
 
+/// The NAA designator a device reports when `naa_id` is not set: NAA 3h (locally
+/// assigned) carrying the low 60 bits of the device id. Hypervisors and multipath
+/// stacks key LUN identity on NAA designators, so every LUN gets a stable, distinct one
+/// without configuration (the id already mixes in `setup_id`).
+pub fn default_naa(id_num: u64) -> [u8; 8] {
+    ((3u64 << 60) | (id_num & ((1 << 60) - 1))).to_be_bytes()
+}
+
 fn parse_bool(dev: &str, attr: &str, v: &str) -> Result<bool, VdiskError> {
     match v.trim() {
         "0" => Ok(false),
@@ -283,7 +291,7 @@ impl VdiskConfig {
                 vend_specific_id: t10_dev_id.clone(),
                 t10_dev_id,
                 usn: format!("{id_num:x}"),
-                naa_id: None,
+                naa_id: Some(default_naa(id_num).to_vec()),
                 eui64_id: None,
                 scsi_device_name: None,
             },

@@ -529,3 +529,39 @@ fn random_cdbs_never_panic() {
         d.reset();
     }
 }
+
+/// The NAA designators in a VPD 83h page.
+fn naa_designators(page: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut p = 4;
+    while p + 4 <= page.len() {
+        let len = page[p + 3] as usize;
+        if page[p + 1] & 0x0F == 3 {
+            out.push(page[p + 4..p + 4 + len].to_vec());
+        }
+        p += 4 + len;
+    }
+    out
+}
+
+#[test]
+fn every_device_reports_a_distinct_naa_designator_by_default() {
+    let vpd83 = |name: &str, extra: &[(&str, &str)]| {
+        let d = create_device("vdisk_nullio", name, &attrs(extra), 0).unwrap();
+        let r = run(&d, &[0x12, 1, 0x83, 1, 0, 0], vec![]);
+        good(&r);
+        naa_designators(&r.data)
+    };
+    let a = vpd83("disk-a", &[]);
+    let b = vpd83("disk-b", &[]);
+    assert_eq!(a.len(), 1, "one NAA designator");
+    assert_eq!(a[0].len(), 8);
+    assert_eq!(a[0][0] >> 4, 3, "NAA 3h: locally assigned");
+    assert_ne!(a, b, "distinct devices get distinct NAA designators");
+    // A configured naa_id replaces the default.
+    let c = vpd83("disk-a", &[("naa_id", "0x6001405aabbccdde")]);
+    assert_eq!(
+        c,
+        vec![vec![0x60, 0x01, 0x40, 0x5a, 0xab, 0xbc, 0xcd, 0xde]]
+    );
+}
