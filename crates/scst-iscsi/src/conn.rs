@@ -5,6 +5,7 @@
 //! core's I/O pool and come back through a channel, so no lock guards the connection.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +26,33 @@ use crate::params::ConnParams;
 /// Largest Expected Data Transfer Length we buffer for one write. Block Limits
 /// advertise 8 MiB transfers; this leaves room without letting one PDU claim gigabytes.
 const MAX_WRITE_BUFFER: u32 = 64 << 20;
+
+/// A hasher for the per-command maps keyed by ITT and LUN. The keys come from the
+/// initiator but only index that initiator's own session, whose size the CmdSN window
+/// bounds, so colliding keys can slow nothing but the session that chose them. The
+/// default SipHash would cost a few percent of the per-command CPU for no gain; a
+/// multiplicative hash spreads sequential ITTs well.
+#[derive(Default)]
+struct IntHasher(u64);
+
+impl Hasher for IntHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(n as u64);
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type IntMap<K, V> = HashMap<K, V, BuildHasherDefault<IntHasher>>;
 
 /// ABORTED COMMAND / DATA PHASE ERROR: the command's data transfer went wrong.
 const DATA_PHASE_ERROR: Sense = Sense::new(scsi_wire::sense::key::ABORTED_COMMAND, 0x4B, 0x00);
@@ -91,8 +119,8 @@ pub struct Conn {
     p: ConnParams,
     stat_sn: u32,
     exp_cmd_sn: u32,
-    tasks: HashMap<u32, Task>,
-    task_sets: HashMap<u64, TaskSet<u32>>,
+    tasks: IntMap<u32, Task>,
+    task_sets: IntMap<u64, TaskSet<u32>>,
     pending_tmfs: Vec<PendingTmf>,
     next_ttt: u32,
     done_tx: mpsc::UnboundedSender<Completion>,
@@ -205,6 +233,12 @@ impl Conn {
         let itt = bhs.itt();
         if itt == RESERVED_TAG || self.tasks.contains_key(&itt) {
             self.reject(reject_reason::INVALID_PDU_FIELD, &bhs);
+            return Ok(());
+        }
+        if self.tasks.len() as u32 >= self.p.queued_commands.saturating_mul(2) {
+            // Only immediate commands get past a full CmdSN window; refuse them too
+            // beyond twice the window, so one initiator cannot queue without bound.
+            self.reject(reject_reason::OUT_OF_RESOURCES, &bhs);
             return Ok(());
         }
         let (read, write) = (bhs.read_bit(), bhs.write_bit());
@@ -816,8 +850,8 @@ pub async fn run(
         p,
         stat_sn,
         exp_cmd_sn,
-        tasks: HashMap::new(),
-        task_sets: HashMap::new(),
+        tasks: IntMap::default(),
+        task_sets: IntMap::default(),
         pending_tmfs: Vec::new(),
         next_ttt: 1,
         done_tx,
