@@ -13,7 +13,8 @@ pub mod rsoc;
 pub mod sbc;
 pub mod sense;
 pub mod status;
+pub mod xcopy;
 
 pub use cdb::{opcode, PageControl};
 pub use lun::{decode_lun, encode_lun, AddrMethod};
-pub use sense::{FieldPointer, Sense};
+pub use sense::{CopyAborted, FieldPointer, ForwardedSense, Sense};

@@ -11,6 +11,7 @@ pub mod key {
     pub const ILLEGAL_REQUEST: u8 = 0x5;
     pub const UNIT_ATTENTION: u8 = 0x6;
     pub const DATA_PROTECT: u8 = 0x7;
+    pub const COPY_ABORTED: u8 = 0xA;
     pub const ABORTED_COMMAND: u8 = 0xB;
     pub const MISCOMPARE: u8 = 0xE;
 }
@@ -25,6 +26,28 @@ pub struct FieldPointer {
     pub bit: Option<u8>,
 }
 
+/// What a COPY ABORTED sense tells about the failed EXTENDED COPY (SPC-4 6.4.5.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CopyAborted {
+    /// The segment descriptor being processed (COMMAND-SPECIFIC INFORMATION).
+    pub segment: u16,
+    /// Byte of that segment descriptor in error (segment pointer, SD=1).
+    pub segment_field: Option<u16>,
+    /// The status and sense a copy target answered the copy manager with.
+    pub forwarded: Option<ForwardedSense>,
+}
+
+/// Sense data a copy target returned to the copy manager, passed on to the initiator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForwardedSense {
+    /// The destination (true) or the source (false) copy target answered.
+    pub destination: bool,
+    pub status: u8,
+    pub key: u8,
+    pub asc: u8,
+    pub ascq: u8,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sense {
     pub key: u8,
@@ -35,6 +58,8 @@ pub struct Sense {
     pub field: Option<FieldPointer>,
     /// Progress indication (sense-key specific, for NOT READY / NO SENSE), 0..=65535.
     pub progress: Option<u16>,
+    /// EXTENDED COPY details, for COPY ABORTED.
+    pub copy: Option<CopyAborted>,
 }
 
 impl Sense {
@@ -46,7 +71,19 @@ impl Sense {
             information: None,
             field: None,
             progress: None,
+            copy: None,
         }
+    }
+
+    /// COPY ABORTED while processing segment descriptor `segment` (SPC-4 6.4.5.1).
+    pub const fn copy_aborted(asc: u8, ascq: u8, segment: u16) -> Sense {
+        let mut s = Sense::new(key::COPY_ABORTED, asc, ascq);
+        s.copy = Some(CopyAborted {
+            segment,
+            segment_field: None,
+            forwarded: None,
+        });
+        s
     }
 
     pub const fn with_information(mut self, info: u64) -> Sense {
@@ -126,6 +163,9 @@ impl Sense {
             }
         }
         b[7] = 10; // additional sense length
+        if let Some(c) = self.copy {
+            b[8..12].copy_from_slice(&c.command_specific());
+        }
         b[12] = self.asc;
         b[13] = self.ascq;
         if let Some(sks) = self.sks_bytes() {
@@ -141,10 +181,26 @@ impl Sense {
             b.extend_from_slice(&[0x00, 0x0A, 0x80, 0x00]);
             b.extend_from_slice(&info.to_be_bytes());
         }
+        if let Some(c) = self.copy {
+            // Command-specific information descriptor: the fixed-format bytes 8..12,
+            // left-aligned in its 8-byte field.
+            b.extend_from_slice(&[0x01, 0x0A, 0x00, 0x00]);
+            b.extend_from_slice(&c.command_specific());
+            b.extend_from_slice(&[0; 4]);
+        }
         if let Some(sks) = self.sks_bytes() {
             b.extend_from_slice(&[0x02, 0x06, 0x00, 0x00]);
             b.extend_from_slice(&sks);
             b.push(0);
+        }
+        if let Some(f) = self.copy.and_then(|c| c.forwarded) {
+            // Forwarded sense data descriptor (SPC-4 4.5.2.10): SENSE DATA SOURCE 1 is
+            // the EXTENDED COPY source, 2 the destination.
+            let inner = f.sense().to_descriptor();
+            b.extend_from_slice(&[0x0C, (2 + inner.len()) as u8]);
+            b.push(if f.destination { 2 } else { 1 });
+            b.push(f.status);
+            b.extend_from_slice(&inner);
         }
         b[7] = (b.len() - 8) as u8;
         b
@@ -152,14 +208,28 @@ impl Sense {
 
     pub fn encode(&self, descriptor: bool) -> Vec<u8> {
         if descriptor {
-            self.to_descriptor()
-        } else {
-            self.to_fixed().to_vec()
+            return self.to_descriptor();
         }
+        let mut b = self.to_fixed().to_vec();
+        if let Some(f) = self.copy.and_then(|c| c.forwarded) {
+            // A copy target's answer follows the 18 standard bytes: its status byte then
+            // its sense data, located by the SOURCE / DESTINATION SENSE DATA OFFSET
+            // byte (SPC-4 6.4.5.1).
+            b[if f.destination { 9 } else { 8 }] = 18;
+            b.push(f.status);
+            b.extend_from_slice(&f.sense().to_fixed());
+            b[7] = (b.len() - 8) as u8;
+        }
+        b
     }
 
     /// The 3 sense-key-specific bytes with SKSV set, if any apply.
     fn sks_bytes(&self) -> Option<[u8; 3]> {
+        if let Some(byte) = self.copy.and_then(|c| c.segment_field) {
+            // Segment pointer: SD=1, the byte is relative to the segment descriptor.
+            let [hi, lo] = byte.to_be_bytes();
+            return Some([0x80 | 0x20, hi, lo]);
+        }
         if let Some(f) = self.field {
             let mut b0 = 0x80u8;
             if f.in_cdb {
@@ -219,6 +289,10 @@ impl Sense {
     }
 
     fn apply_sks(&mut self, sks: [u8; 3]) {
+        if self.key == key::COPY_ABORTED {
+            // The segment number (COMMAND-SPECIFIC INFORMATION) is not decoded.
+            return;
+        }
         let value = u16::from_be_bytes([sks[1], sks[2]]);
         if self.key == key::ILLEGAL_REQUEST {
             let bit = (sks[0] & 0x08 != 0).then_some(sks[0] & 0x07);
@@ -230,6 +304,21 @@ impl Sense {
         } else {
             self.progress = Some(value);
         }
+    }
+}
+
+impl CopyAborted {
+    /// COMMAND-SPECIFIC INFORMATION: source and destination sense data offsets (set
+    /// when sense is forwarded), then the segment number.
+    fn command_specific(&self) -> [u8; 4] {
+        let [hi, lo] = self.segment.to_be_bytes();
+        [0, 0, hi, lo]
+    }
+}
+
+impl ForwardedSense {
+    fn sense(&self) -> Sense {
+        Sense::new(self.key, self.asc, self.ascq)
     }
 }
 

@@ -1,6 +1,10 @@
 //! The dev handler interface: what the core asks of a device (a vdisk, a vcdrom, later
 //! an scst_user device).
 
+use std::sync::Weak;
+
+use scsi_wire::Sense;
+
 use crate::cmd::{Cmd, ExecMode, Response};
 
 /// What a device needs to know about the nexus a command came in on, for INQUIRY
@@ -36,6 +40,13 @@ pub trait Device: Send + Sync + 'static {
     fn descriptor_sense(&self) -> bool {
         false
     }
+    /// Sense describing the logical unit's current state, which REQUEST SENSE returns
+    /// when no unit attention is pending (SPC-4 6.39): e.g. NOT READY / FORMAT IN
+    /// PROGRESS or SANITIZE IN PROGRESS with the progress indication set. `None`: the
+    /// core answers NO SENSE.
+    fn pending_sense(&self) -> Option<Sense> {
+        None
+    }
     /// LOGICAL UNIT RESET / target reset: restore mode pages to saved values, clear
     /// PREVENT MEDIUM REMOVAL (spec/scst.md 4.5).
     fn reset(&self) {}
@@ -46,5 +57,105 @@ pub trait Device: Send + Sync + 'static {
     /// Flush what is volatile; called on detach and on daemon shutdown.
     fn flush(&self) -> std::io::Result<()> {
         Ok(())
+    }
+    /// Change a runtime-writable attribute (the management tree's write of
+    /// `devices/<dev>/<name>`), e.g. vcdrom's `filename` to insert or eject media.
+    /// Errors are one line for the management client. By default nothing is writable.
+    fn set_attribute(&self, name: &str, _value: &str) -> Result<(), String> {
+        Err(format!(
+            "device {}: attribute {name} is unknown or read-only",
+            self.name()
+        ))
+    }
+    /// Called once when the core registers the device: where to report events that
+    /// reach every I_T_L nexus of the device (a medium change). A device that keeps it
+    /// must hold it weakly: the core's entry owns the device.
+    fn attach_events(&self, _events: Weak<dyn DeviceEvents>) {}
+    /// An I_T nexus of this device is gone (logout, connection loss, reinstatement):
+    /// drop per-nexus state such as PREVENT MEDIUM REMOVAL (SPC-4 6.13). The nexus is
+    /// named by initiator and target name, as in [`CmdCtx`]. Called once per session.
+    fn nexus_lost(&self, _initiator_name: &str, _target_name: &str) {}
+}
+
+/// What the core offers a device for events it cannot report through a command's own
+/// response (see [`Device::attach_events`]).
+pub trait DeviceEvents: Send + Sync {
+    /// Queue a unit attention on every nexus of the device (SCST's
+    /// scst_dev_check_set_UA for all tgt_devs), e.g. MEDIUM MAY HAVE CHANGED.
+    fn queue_ua_all(&self, sense: Sense);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmd::{Cdb, TaskAttr};
+    use crate::registry::{DeviceEntry, Scst};
+    use crate::session::{Route, SessionEvents, TransportId};
+    use scsi_wire::sense::key;
+    use std::sync::Arc;
+
+    /// Reports a format in progress at 50% through `pending_sense`.
+    struct Formatting;
+
+    const FORMAT_IN_PROGRESS: Sense = Sense {
+        progress: Some(0x8000),
+        ..Sense::new(key::NOT_READY, 0x04, 0x04)
+    };
+
+    impl Device for Formatting {
+        fn name(&self) -> &str {
+            "fmt0"
+        }
+        fn handler_name(&self) -> &'static str {
+            "test"
+        }
+        fn scsi_type(&self) -> u8 {
+            0
+        }
+        fn execute(&self, _: &CmdCtx<'_>, _: &mut Cmd, _: ExecMode) -> Option<Response> {
+            Some(Response::good())
+        }
+        fn pending_sense(&self) -> Option<Sense> {
+            Some(FORMAT_IN_PROGRESS)
+        }
+    }
+
+    struct NoEvents;
+
+    impl SessionEvents for NoEvents {
+        fn abort_device_tasks(&self, _: &Arc<DeviceEntry>) {}
+        fn close(&self) {}
+    }
+
+    #[test]
+    fn request_sense_reports_ua_first_then_the_device_state() {
+        let scst = Scst::new(1);
+        scst.add_device(Arc::new(Formatting)).unwrap();
+        let t = scst.add_target("iscsi", "iqn.t:1", Some(1)).unwrap();
+        scst.add_lun(&t, None, 0, "fmt0", false).unwrap();
+        let tid = TransportId {
+            name: "iqn.i".into(),
+            isid: Some([0x40, 0, 0, 0, 0, 1]),
+        };
+        let s = scst.register_session(&t, tid, Arc::new(NoEvents));
+        let request_sense = |desc: u8| {
+            let cmd = Cmd {
+                cdb: Cdb::new(&[0x03, desc, 0, 0, 252, 0]).unwrap(),
+                lun: 0,
+                tag: 1,
+                attr: TaskAttr::Simple,
+                data_out: Vec::new(),
+                expected_in: 252,
+            };
+            match s.route(&cmd) {
+                Route::Done(r) => Sense::parse(&r.data).unwrap(),
+                Route::Device(_) => panic!("REQUEST SENSE is answered by the core"),
+            }
+        };
+        // The session's POWER ON UA comes first and is cleared by being reported.
+        assert_eq!(request_sense(0), Sense::UA_POWER_ON_RESET);
+        // Then the device's state, with the progress indication, in either format.
+        assert_eq!(request_sense(0), FORMAT_IN_PROGRESS);
+        assert_eq!(request_sense(1), FORMAT_IN_PROGRESS);
     }
 }

@@ -3,7 +3,12 @@
 //! and task management. It never sees a PDU, a socket or a login key.
 
 pub mod cmd;
+mod copy;
+#[cfg(test)]
+mod copy_tests;
 pub mod device;
+#[cfg(test)]
+mod device_tests;
 pub mod error;
 pub mod iopool;
 pub mod pattern;
@@ -17,7 +22,7 @@ pub mod target;
 pub mod taskset;
 
 pub use cmd::{Cdb, Cmd, ExecMode, Response, TaskAttr};
-pub use device::{CmdCtx, Device};
+pub use device::{CmdCtx, Device, DeviceEvents};
 pub use error::MgmtError;
 pub use pr::{PrRegistrant, PrReservation, PrState, PrType};
 pub use registry::{DeviceEntry, Scst};

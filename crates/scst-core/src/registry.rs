@@ -7,7 +7,7 @@ use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 
-use crate::device::Device;
+use crate::device::{Device, DeviceEvents};
 use crate::error::MgmtError;
 use crate::iopool::IoPool;
 use crate::reservation::Reservations;
@@ -73,6 +73,13 @@ impl DeviceEntry {
     }
 }
 
+/// Device-originated unit attentions (a vcdrom medium change) reach every nexus.
+impl DeviceEvents for DeviceEntry {
+    fn queue_ua_all(&self, sense: scsi_wire::Sense) {
+        DeviceEntry::queue_ua_all(self, sense);
+    }
+}
+
 #[derive(Default)]
 struct Registry {
     devices: BTreeMap<String, Arc<DeviceEntry>>,
@@ -115,6 +122,8 @@ impl Scst {
             scst: self.me.clone(),
         });
         r.devices.insert(name, entry.clone());
+        let events: Weak<DeviceEntry> = Arc::downgrade(&entry);
+        entry.dev.attach_events(events);
         Ok(entry)
     }
 

@@ -154,6 +154,10 @@ pub struct Session {
     pub group: Option<String>,
     luns: ArcSwap<LunTable>,
     events: Arc<dyn SessionEvents>,
+    /// `unregister` has told the devices of the nexus loss.
+    gone: AtomicBool,
+    /// EXTENDED COPY list identifiers, for RECEIVE COPY RESULTS.
+    pub(crate) copy_lists: crate::copy::CopyLists,
 }
 
 impl Session {
@@ -194,6 +198,8 @@ impl Session {
                 transport_id: transport_id.clone(),
                 luns: ArcSwap::from_pointee(LunTable { entries }),
                 events,
+                gone: AtomicBool::new(false),
+                copy_lists: Default::default(),
             }
         })
     }
@@ -218,7 +224,12 @@ impl Session {
                 td.clear_ua(Sense::UA_REPORTED_LUNS_DATA_CHANGED);
                 return Route::Done(self.report_luns(cmd, &table));
             }
-            REQUEST_SENSE => return Route::Done(request_sense(cmd, td.take_ua())),
+            REQUEST_SENSE => {
+                // A pending UA first; else the device's own state (a format or sanitize
+                // in progress with its progress indication), else NO SENSE.
+                let sense = td.take_ua().or_else(|| td.device.dev.pending_sense());
+                return Route::Done(request_sense(cmd, sense));
+            }
             INQUIRY => {}
             _ => {
                 if let Some(ua) = td.take_ua() {
@@ -232,11 +243,20 @@ impl Session {
         if let Some(r) = crate::reservation::route(self, td, cmd) {
             return Route::Done(r);
         }
+        // The copy manager's results need no device and never block.
+        if op == scsi_wire::opcode::RECEIVE_COPY_RESULTS {
+            return Route::Done(crate::copy::receive_copy_results(self, td, cmd));
+        }
         Route::Device(td.clone())
     }
 
     /// Run a routed command on its device. `None`: the device would block in Inline mode.
     pub fn execute(&self, td: &TgtDev, cmd: &mut Cmd, mode: ExecMode) -> Option<Response> {
+        // The copy manager runs EXTENDED COPY itself, on the I/O thread (it blocks on
+        // the copy targets).
+        if cmd.cdb.opcode() == scsi_wire::opcode::EXTENDED_COPY {
+            return crate::copy::extended_copy(self, td, cmd, mode);
+        }
         // What the CDB transfers, for the transport's residual. The data-out buffer
         // stays as the initiator sent it: a device writes only what it received (SBC
         // lets a short transfer write the whole blocks that arrived) and can tell a
@@ -357,8 +377,17 @@ impl Session {
     /// (logout, connection loss, reinstatement of its ISID, force_close) so another
     /// initiator can reserve at once; `Drop` calls it too, as a safety net for
     /// references that outlive the connection. Idempotent. PR registrations survive.
+    /// Devices hear of the nexus loss once (PREVENT MEDIUM REMOVAL ends with it): a
+    /// late `Drop` must not undo what a newer session of the same initiator set.
     pub fn unregister(&self) {
         crate::reservation::session_gone(self);
+        if !self.gone.swap(true, Ordering::AcqRel) {
+            for td in &self.luns.load().entries {
+                td.device
+                    .dev
+                    .nexus_lost(&self.initiator_name, &self.target.name);
+            }
+        }
     }
 
     /// I_T nexus loss (session reinstatement): the new nexus learns of it first.
@@ -375,15 +404,15 @@ impl Drop for Session {
     }
 }
 
-/// REQUEST SENSE (SPC-4 6.39): a pending UA is returned as data and cleared; otherwise
-/// NO SENSE.
-fn request_sense(cmd: &Cmd, ua: Option<Sense>) -> Response {
+/// REQUEST SENSE (SPC-4 6.39): `sense` (a pending UA, which the caller has cleared, or
+/// the device's pending sense) is returned as data; otherwise NO SENSE.
+fn request_sense(cmd: &Cmd, sense: Option<Sense>) -> Response {
     let cdb = &cmd.cdb;
     if cdb.len() < 6 {
         return Response::check(Sense::invalid_field_in_cdb(0, None));
     }
     let desc = cdb[1] & 1 != 0;
     let alloc = cdb[4] as usize;
-    let sense = ua.unwrap_or(Sense::new(0, 0, 0));
+    let sense = sense.unwrap_or(Sense::new(0, 0, 0));
     Response::data_alloc(sense.encode(desc), alloc)
 }

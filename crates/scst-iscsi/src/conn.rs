@@ -628,6 +628,9 @@ impl Conn {
             self.exp_cmd_sn = self.exp_cmd_sn.wrapping_add(1);
         }
         // Every reason closes the one connection of the session (MC/S unsupported).
+        // The nexus ends before the initiator hears so: one that logs straight back in
+        // must not meet this session's reservation or medium-removal prevention.
+        self.session.unregister();
         let sn = self.sn_advance();
         let b = pdu::logout_response(bhs.itt(), pdu::logout_response::SUCCESS, 0, 0, sn);
         self.out.push(b, None);
