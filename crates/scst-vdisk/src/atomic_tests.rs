@@ -591,8 +591,8 @@ fn standard_inquiry_bits() {
     let d = nullio();
     let r = run(&d, &[0x12, 0, 0, 0, 255, 0], vec![]);
     good(&r);
-    // VERSION SPC-4; HiSup + RESPONSE DATA FORMAT 2; no 3PC; MultiP; CmdQue.
-    assert_eq!((r.data[2], r.data[3], r.data[5] & 0x08), (6, 0x12, 0));
+    // VERSION SPC-4; HiSup + RESPONSE DATA FORMAT 2; 3PC; MultiP; CmdQue.
+    assert_eq!((r.data[2], r.data[3], r.data[5] & 0x08), (6, 0x12, 0x08));
     assert_eq!((r.data[6], r.data[7]), (0x10, 0x02));
     assert_eq!(r.data[4] as usize, r.data.len() - 5);
 }
@@ -615,6 +615,7 @@ fn command_table_matches_dispatch() {
                     Gate::Always => true,
                     Gate::Thin => is_thin,
                     Gate::NotThin => !is_thin,
+                    Gate::Medium => true,
                 };
                 gated_in
                     && c.executor == Executor::Device

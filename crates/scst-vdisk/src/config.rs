@@ -10,6 +10,8 @@ pub enum Handler {
     Fileio,
     Blockio,
     Nullio,
+    /// A CD/DVD-ROM over an ISO file, media changed at runtime (cdrom.rs).
+    Vcdrom,
 }
 
 impl Handler {
@@ -18,6 +20,7 @@ impl Handler {
             "vdisk_fileio" => Some(Handler::Fileio),
             "vdisk_blockio" => Some(Handler::Blockio),
             "vdisk_nullio" => Some(Handler::Nullio),
+            "vcdrom" => Some(Handler::Vcdrom),
             _ => None,
         }
     }
@@ -27,6 +30,7 @@ impl Handler {
             Handler::Fileio => "vdisk_fileio",
             Handler::Blockio => "vdisk_blockio",
             Handler::Nullio => "vdisk_nullio",
+            Handler::Vcdrom => "vcdrom",
         }
     }
 
@@ -36,6 +40,7 @@ impl Handler {
             Handler::Fileio => FILEIO_PARAMS,
             Handler::Blockio => BLOCKIO_PARAMS,
             Handler::Nullio => NULLIO_PARAMS,
+            Handler::Vcdrom => VCDROM_PARAMS,
         }
     }
 
@@ -44,14 +49,21 @@ impl Handler {
     fn accepts(self, attr: &str) -> bool {
         self.creation_params().contains(&attr)
             || IDENTITY_ATTRS.contains(&attr)
-            || (self != Handler::Nullio && matches!(attr, "opt_trans_len" | "lb_per_pb_exp"))
-            || (self == Handler::Nullio && matches!(attr, "read_zero" | "opt_trans_len"))
+            || match self {
+                Handler::Fileio | Handler::Blockio => {
+                    matches!(attr, "opt_trans_len" | "lb_per_pb_exp")
+                }
+                Handler::Nullio => matches!(attr, "read_zero" | "opt_trans_len"),
+                // Runtime attributes scst.conf sets right after add_device: the medium
+                // (empty = none) and the RW t10_dev_id.
+                Handler::Vcdrom => matches!(attr, "filename" | "t10_dev_id"),
+            }
     }
 
     fn default_vendor(self) -> &'static str {
         match self {
             Handler::Blockio => "SCST_BIO",
-            Handler::Fileio | Handler::Nullio => "SCST_FIO",
+            Handler::Fileio | Handler::Nullio | Handler::Vcdrom => "SCST_FIO",
         }
     }
 }
@@ -116,6 +128,9 @@ const NULLIO_PARAMS: &[&str] = &[
     "tst",
     "t10_dev_id",
 ];
+
+/// vcdrom takes only `tst` at creation; media is inserted through `filename`.
+const VCDROM_PARAMS: &[&str] = &["tst"];
 
 const IDENTITY_ATTRS: &[&str] = &[
     "t10_vend_id",
@@ -265,20 +280,22 @@ impl VdiskConfig {
         }
         let id_num = gen_dev_id_num(name, setup_id);
         let t10_dev_id = format!("{id_num:x}-{name}");
+        let cdrom = handler == Handler::Vcdrom;
         let mut c = VdiskConfig {
             handler,
             name: name.to_string(),
             filename: None,
-            block_size: 512,
+            // CD/DVD media have 2048-byte blocks, are read-only and removable.
+            block_size: if cdrom { 2048 } else { 512 },
             size: NULLIO_DEFAULT_SIZE,
-            read_only: false,
+            read_only: cdrom,
             write_through: false,
             nv_cache: false,
             o_direct: false,
             async_io: false,
             thin_provisioned: false,
             rotational: true,
-            removable: false,
+            removable: cdrom,
             tst: 1,
             dummy: false,
             read_zero: false,
@@ -308,6 +325,8 @@ impl VdiskConfig {
             }
             let b = || parse_bool(name, attr, v);
             match attr {
+                // vcdrom: an empty filename is an empty drive.
+                "filename" if cdrom && v.trim().is_empty() => c.filename = None,
                 "filename" => {
                     let f = v.trim();
                     if !f.starts_with('/') {
@@ -416,7 +435,7 @@ impl VdiskConfig {
         if !vend_specific_given {
             c.identity.vend_specific_id = c.identity.t10_dev_id.clone();
         }
-        if handler != Handler::Nullio && c.filename.is_none() {
+        if matches!(handler, Handler::Fileio | Handler::Blockio) && c.filename.is_none() {
             return Err(VdiskError::invalid(name, "filename", "required".into()));
         }
         if !c.opt_trans_len.is_multiple_of(c.block_size) {

@@ -12,6 +12,7 @@ mod op {
     pub const SEND_DIAGNOSTIC: u8 = 0x1D;
     pub const ORWRITE_16: u8 = 0x8B;
     pub const WRITE_ATOMIC_16: u8 = 0x9C;
+    pub const SANITIZE: u8 = crate::sanitize::SANITIZE;
 }
 
 /// `blocks` logical blocks of `block_size` bytes. A length that does not fit in 32
@@ -53,7 +54,7 @@ pub fn data_out_len(cdb: &[u8], block_size: u32) -> Option<u32> {
             }
         }
         // Parameter lists with a 16-bit PARAMETER LIST LENGTH at bytes 7..9.
-        UNMAP | MODE_SELECT_10 | LOG_SELECT => be16(cdb, 7).ok().map(u32::from),
+        UNMAP | MODE_SELECT_10 | LOG_SELECT | op::SANITIZE => be16(cdb, 7).ok().map(u32::from),
         MODE_SELECT_6 => u8_at(cdb, 4).ok().map(u32::from),
         op::SEND_DIAGNOSTIC => be16(cdb, 3).ok().map(u32::from),
         // Verify data followed by write data, NUMBER OF LOGICAL BLOCKS each.
@@ -139,6 +140,7 @@ mod tests {
         assert_eq!(data_out_len(&cdb16(0x93, 0x00, 100), 4096), Some(4096));
         assert_eq!(data_out_len(&cdb16(0x93, 0x01, 100), 4096), Some(0));
         assert_eq!(data_out_len(&cdb10(0x42, 0, 24), 512), Some(24));
+        assert_eq!(data_out_len(&cdb10(0x48, 0x01, 516), 512), Some(516));
         assert_eq!(data_out_len(&[0x15, 0x10, 0, 0, 28, 0], 512), Some(28));
         assert_eq!(data_out_len(&cdb10(0x55, 0x10, 300), 512), Some(300));
         assert_eq!(data_out_len(&[0x1D, 0x10, 0, 0, 8, 0], 512), Some(8));

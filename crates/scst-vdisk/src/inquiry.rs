@@ -12,6 +12,9 @@ use scst_core::CmdCtx;
 
 /// VPD pages a disk reports, ascending (+ B2h when thin provisioned).
 const VPD_PAGES: [u8; 6] = [0x00, 0x80, 0x83, 0x86, 0xB0, 0xB1];
+/// Byte of the Block Device Characteristics page holding WABEREQ (bits 7-6) and
+/// WACEREQ (bits 5-4) (SBC-4 6.6.2).
+const VPD_B1_WABEREQ_BYTE: usize = 7;
 /// Physical block size assumed for files (and block devices, until we ask them).
 const PHYSICAL_BLOCK: u32 = 4096;
 
@@ -51,8 +54,8 @@ pub fn inquiry<B: Backend>(d: &Vdisk<B>, ctx: &CmdCtx<'_>, cdb: &[u8]) -> Result
             // Our LUN formats (peripheral / flat) are SAM hierarchical ones; the core's
             // answer for unknown LUNs sets HiSup too.
             hierarchical_luns: true,
-            // No EXTENDED COPY yet.
-            third_party_copy: false,
+            // The core's copy manager executes EXTENDED COPY (spec 4.4: 3PC=1).
+            third_party_copy: true,
             versions: vec![
                 version::SAM_4,
                 version::ISCSI,
@@ -88,7 +91,17 @@ pub fn inquiry<B: Backend>(d: &Vdisk<B>, ctx: &CmdCtx<'_>, cdb: &[u8]) -> Result
                 wire::vpd_extended_inquiry(pq, &e)
             }
             0xB0 => wire::vpd_block_limits(pq, &block_limits(d)),
-            0xB1 => wire::vpd_block_characteristics(pq, rotation_rate(&d.cfg)),
+            0xB1 => {
+                let mut page = wire::vpd_block_characteristics(pq, rotation_rate(&d.cfg));
+                // WABEREQ 01b: after a SANITIZE BLOCK ERASE reads succeed (they return
+                // zeros); 00b (not specified) where BLOCK ERASE is not supported.
+                if d.block_erase_supported() {
+                    if let Some(b) = page.get_mut(VPD_B1_WABEREQ_BYTE) {
+                        *b |= 0x01 << 6;
+                    }
+                }
+                page
+            }
             0xB2 if d.thin() => d.vpd_provisioning(pq),
             _ => return Err(Sense::invalid_field_in_cdb(2, None)),
         }

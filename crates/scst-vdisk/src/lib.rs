@@ -1,27 +1,41 @@
 //! The vdisk dev handlers (spec/scst.md 1.2, 2.4, 2.5, 4.3-4.8): `vdisk_fileio`,
-//! `vdisk_blockio` and `vdisk_nullio`, as [`scst_core::Device`]s.
+//! `vdisk_blockio`, `vdisk_nullio` and `vcdrom`, as [`scst_core::Device`]s.
 //!
 //! - `config`: creation attributes, defaults, identity generation.
 //! - `backend`: how bytes move (page cache with RWF_NOWAIT, O_DIRECT, nothing).
 //! - `sbc`: the SBC/SPC command emulation, generic over the backend.
 //! - `mode`: mode page state, MODE SENSE / MODE SELECT.
 //! - `inquiry`: INQUIRY, VPD pages, READ CAPACITY.
+//! - `sanitize`, `format`, `longop`: SANITIZE and FORMAT UNIT, and the whole-medium
+//!   operation state they share (NOT READY while in progress, sanitize failure mode).
+//! - `removable`: removable media (vcdrom, `removable` disks): load/eject, prevention.
+//! - `cdrom`, `mmc`: the vcdrom device and its MMC command data.
 
 #[cfg(test)]
 mod atomic_tests;
 mod backend;
+mod cdrom;
+#[cfg(test)]
+mod cdrom_tests;
 mod config;
 mod data_out;
 #[cfg(test)]
 mod device_tests;
+mod format;
 mod fsalloc;
 mod inquiry;
+mod longop;
+mod mmc;
 mod mode;
 mod prefetch;
 mod provisioning;
 #[cfg(test)]
 mod provisioning_tests;
 mod rangelock;
+mod removable;
+mod sanitize;
+#[cfg(test)]
+mod sanitize_tests;
 mod sbc;
 
 pub use config::{gen_dev_id_num, Handler, NULLIO_DEFAULT_SIZE};
@@ -66,7 +80,7 @@ impl VdiskError {
 
 /// The dev handlers this crate provides.
 pub fn handler_names() -> &'static [&'static str] {
-    &["vdisk_fileio", "vdisk_blockio", "vdisk_nullio"]
+    &["vdisk_fileio", "vdisk_blockio", "vdisk_nullio", "vcdrom"]
 }
 
 /// The creation parameters `add_device` accepts for `handler` (SCST's mgmt help text,
@@ -111,6 +125,14 @@ pub fn create_device(
             let (b, size) = open(true, false)?;
             Arc::new(Vdisk::new(cfg, b, size))
         }
+        Handler::Vcdrom => {
+            let path = cfg.filename.clone().unwrap_or_default();
+            Arc::new(cdrom::Vcdrom::new(cfg).map_err(|err| VdiskError::Open {
+                dev: name.into(),
+                path,
+                err,
+            })?)
+        }
     })
 }
 
@@ -120,7 +142,8 @@ mod tests {
 
     #[test]
     fn handlers_and_params() {
-        assert_eq!(handler_names().len(), 3);
+        assert_eq!(handler_names().len(), 4);
+        assert_eq!(creation_params("vcdrom"), ["tst"]);
         assert!(creation_params("vdisk_fileio").contains(&"o_direct"));
         assert!(!creation_params("vdisk_blockio").contains(&"o_direct"));
         assert!(creation_params("vdisk_nullio").contains(&"dummy"));

@@ -22,7 +22,28 @@ pub struct ModeGeometry {
     pub rotation_rate: u16,
     /// WP bit: the LUN or the device is read-only (or SWP is set).
     pub write_protected: bool,
+    /// PREVENT MEDIUM REMOVAL is in effect (vcdrom page 2Ah LOCK STATE).
+    pub medium_locked: bool,
 }
+
+/// The mode pages a disk reports (spec 4.5), in MODE SENSE "all pages" order.
+const DISK_PAGES: [u8; 7] = [
+    page::RW_ERROR_RECOVERY,
+    page::DISCONNECT_RECONNECT,
+    page::FORMAT_DEVICE,
+    page::RIGID_GEOMETRY,
+    page::CACHING,
+    page::CONTROL,
+    page::INFORMATIONAL_EXCEPTIONS,
+];
+/// A vcdrom's pages: SCST's 01h, 0Ah, 1Ch plus the MM capabilities page 2Ah that
+/// initiators' CD drivers (Linux sr, Windows cdrom.sys) read for the drive's abilities.
+const CDROM_PAGES: [u8; 4] = [
+    page::RW_ERROR_RECOVERY,
+    page::CONTROL,
+    page::INFORMATIONAL_EXCEPTIONS,
+    crate::mmc::MM_CAPABILITIES_PAGE,
+];
 
 pub struct ModeState {
     wce_default: bool,
@@ -32,8 +53,8 @@ pub struct ModeState {
     control_default: ControlPage,
     /// Bytes 2..6 of the current control page, packed.
     control: AtomicU32,
-    /// PREVENT ALLOW MEDIUM REMOVAL state.
-    prevent: AtomicBool,
+    /// An MMC device (vcdrom): CD page set, no caching page, no DPOFUA.
+    cdrom: bool,
     select_lock: Mutex<()>,
 }
 
@@ -71,8 +92,24 @@ impl ModeState {
             wce: AtomicBool::new(wce_default),
             control: AtomicU32::new(pack(&control_default)),
             control_default,
-            prevent: AtomicBool::new(false),
+            cdrom: false,
             select_lock: Mutex::new(()),
+        }
+    }
+
+    /// Mode state of a vcdrom: read-only media, so no write cache to report.
+    pub fn new_cdrom(tst: u8) -> ModeState {
+        ModeState {
+            cdrom: true,
+            ..ModeState::new(true, true, tst)
+        }
+    }
+
+    fn pages(&self) -> &'static [u8] {
+        if self.cdrom {
+            &CDROM_PAGES
+        } else {
+            &DISK_PAGES
         }
     }
 
@@ -96,22 +133,13 @@ impl ModeState {
         self.control().swp
     }
 
-    pub fn set_prevent(&self, on: bool) {
-        self.prevent.store(on, Ordering::Relaxed);
-    }
-
-    #[allow(dead_code)] // read by vcdrom's eject, which is not here yet
-    pub fn prevent(&self) -> bool {
-        self.prevent.load(Ordering::Relaxed)
-    }
-
-    /// LOGICAL UNIT RESET: back to the defaults (nothing is saved), removal allowed.
+    /// LOGICAL UNIT RESET: back to the defaults (nothing is saved). PREVENT MEDIUM
+    /// REMOVAL is the device's (removable.rs).
     pub fn reset(&self) {
         let _g = self.select_lock.lock();
         self.wce.store(self.wce_default, Ordering::Relaxed);
         self.control
             .store(pack(&self.control_default), Ordering::Relaxed);
-        self.prevent.store(false, Ordering::Relaxed);
     }
 
     fn caching(&self, pc: PageControl) -> [u8; CachingPage::LEN] {
@@ -133,6 +161,9 @@ impl ModeState {
 
     /// Append page `code` for `pc`; false when the page is not supported.
     fn push_page(&self, out: &mut Vec<u8>, code: u8, pc: PageControl, g: &ModeGeometry) -> bool {
+        if !self.pages().contains(&code) {
+            return false;
+        }
         match code {
             page::RW_ERROR_RECOVERY => out.extend_from_slice(&mode::rw_error_recovery_page(pc)),
             page::DISCONNECT_RECONNECT => {
@@ -148,6 +179,9 @@ impl ModeState {
             page::CONTROL => out.extend_from_slice(&self.control_page(pc)),
             page::INFORMATIONAL_EXCEPTIONS => {
                 out.extend_from_slice(&mode::informational_exceptions_page(pc))
+            }
+            crate::mmc::MM_CAPABILITIES_PAGE => {
+                out.extend_from_slice(&crate::mmc::capabilities_page(pc, g.medium_locked))
             }
             _ => return false,
         }
@@ -165,22 +199,21 @@ impl ModeState {
         }
         let mut pages = Vec::with_capacity(128);
         if c.page == page::ALL {
-            for code in [
-                page::RW_ERROR_RECOVERY,
-                page::DISCONNECT_RECONNECT,
-                page::FORMAT_DEVICE,
-                page::RIGID_GEOMETRY,
-                page::CACHING,
-                page::CONTROL,
-                page::INFORMATIONAL_EXCEPTIONS,
-            ] {
+            for &code in self.pages() {
                 self.push_page(&mut pages, code, c.pc, g);
             }
         } else if !self.push_page(&mut pages, c.page, c.pc, g) {
             return Err(Sense::invalid_field_in_cdb(2, Some(5)));
         }
         let wp = g.write_protected || self.swp();
-        let dsp = mode::DSP_DPOFUA | if wp { mode::DSP_WP } else { 0 };
+        // DPOFUA is SBC's; WP is reported on a vcdrom too, as SCST does (MMC-6 calls
+        // the byte reserved, but hosts such as libiscsi read write protection there).
+        let wp = if wp { mode::DSP_WP } else { 0 };
+        let dsp = if self.cdrom {
+            wp
+        } else {
+            mode::DSP_DPOFUA | wp
+        };
         let bd = (!c.dbd).then_some(BlockDescriptor {
             nblocks: g.nblocks,
             block_size: g.block_size,
@@ -227,6 +260,8 @@ impl ModeState {
                 Sense::invalid_field_in_param((p.offset + i) as u16, bit)
             };
             let (current, changeable) = match (p.code, p.spf) {
+                // A vcdrom has no caching page.
+                (page::CACHING, _) if self.cdrom => return Err(at(0, Some(5))),
                 (page::CACHING, false) if p.bytes.len() == CachingPage::LEN => (
                     self.caching(PageControl::Current).to_vec(),
                     self.caching(PageControl::Changeable).to_vec(),
@@ -269,6 +304,7 @@ mod tests {
         block_size: 512,
         rotation_rate: 15000,
         write_protected: false,
+        medium_locked: false,
     };
 
     fn sense6(page: u8, pc: u8) -> [u8; 6] {

@@ -7,14 +7,17 @@
 use crate::backend::{Backend, IoOutcome};
 use crate::config::{Handler, VdiskConfig};
 use crate::inquiry;
+use crate::longop::MediumState;
 use crate::mode::{ModeGeometry, ModeState};
 use crate::rangelock::RangeLock;
+use crate::removable::{prevent_requested, Removable, StartStop, MEDIUM_REMOVAL_PREVENTED};
 use scsi_wire::cdb::{self, decode_rw, decode_sync_cache, opcode, RwCdb, RwKind};
 use scsi_wire::sbc::opcode as sbc_op;
 use scsi_wire::sense::key;
 use scsi_wire::Sense;
 use scst_core::{Cmd, CmdCtx, Device, ExecMode, Response};
 use std::io;
+use std::sync::Arc;
 
 /// Largest transfer one command may ask for (VPD B0 MAXIMUM TRANSFER LENGTH): bounds
 /// the buffer a single CDB can make us allocate. 32 MiB lets initiators that zero or
@@ -36,7 +39,8 @@ pub(crate) mod opcodes;
 /// A vdisk device: configuration, capacity, mode state and its backend.
 pub struct Vdisk<B: Backend> {
     pub(crate) cfg: VdiskConfig,
-    pub(crate) backend: B,
+    /// Shared with the background thread of an IMMED sanitize or format (longop.rs).
+    pub(crate) backend: Arc<B>,
     /// Exported size in bytes (file size, or nullio `size`).
     pub(crate) size: u64,
     pub(crate) nblocks: u64,
@@ -46,7 +50,12 @@ pub struct Vdisk<B: Backend> {
     /// LBA range lock: shared by reads and writes, exclusive for the commands that
     /// must be indivisible (COMPARE AND WRITE, ORWRITE, WRITE ATOMIC). Every path that
     /// modifies the medium takes it.
-    pub(crate) ranges: RangeLock,
+    pub(crate) ranges: Arc<RangeLock>,
+    /// A sanitize or format in progress, or sanitize failure mode (longop.rs).
+    pub(crate) longop: Arc<MediumState>,
+    /// Load/eject and PREVENT MEDIUM REMOVAL; the medium can leave only when the
+    /// device is `removable` (removable.rs).
+    pub(crate) removable: Removable,
 }
 
 fn good() -> CmdResult {
@@ -74,12 +83,14 @@ impl<B: Backend> Vdisk<B> {
         let shift = cfg.block_size.trailing_zeros();
         Vdisk {
             mode: ModeState::new(cfg.write_through, cfg.nv_cache, cfg.tst),
-            ranges: RangeLock::new(),
+            ranges: Arc::new(RangeLock::new()),
+            longop: Arc::new(MediumState::default()),
+            removable: Removable::new(),
             nblocks: size >> shift,
             shift,
             size,
             cfg,
-            backend,
+            backend: Arc::new(backend),
         }
     }
 
@@ -336,12 +347,19 @@ impl<B: Backend> Vdisk<B> {
             block_size: self.block_size(),
             rotation_rate: inquiry::rotation_rate(&self.cfg),
             write_protected: ctx.lun_read_only || self.cfg.read_only,
+            medium_locked: self.removable.prevented(),
         }
     }
 
     fn dispatch(&self, ctx: &CmdCtx<'_>, cmd: &Cmd, mode: ExecMode) -> CmdResult {
         use opcode::*;
         let cdb: &[u8] = &cmd.cdb;
+        // A sanitize or format in progress, or a failed sanitize, fences off the medium.
+        self.longop.gate(cdb)?;
+        // A removable disk whose medium START STOP UNIT ejected (removable.rs).
+        if !self.removable.loaded() && self.needs_medium(cmd.cdb.opcode()) {
+            return Err(Sense::MEDIUM_NOT_PRESENT);
+        }
         match cmd.cdb.opcode() {
             // The data path first.
             READ_6 | READ_10 | READ_12 | READ_16 => self.read(cdb, mode),
@@ -362,9 +380,9 @@ impl<B: Backend> Vdisk<B> {
                 good()
             }
             // START STOP UNIT has no medium to spin; SCST flushes the cache.
-            START_STOP_UNIT => self.flush_all(mode),
+            START_STOP_UNIT => self.start_stop_unit(cdb, mode),
             PREVENT_ALLOW_MEDIUM_REMOVAL => {
-                self.mode.set_prevent(cdb::u8_at(cdb, 4)? & 0x03 != 0);
+                self.removable.set_prevent(ctx, prevent_requested(cdb)?);
                 good()
             }
             REQUEST_SENSE => self.request_sense(cdb),
@@ -382,10 +400,61 @@ impl<B: Backend> Vdisk<B> {
             // PRE-FETCH and READ DEFECT DATA (prefetch.rs).
             sbc_op::PRE_FETCH_10 | sbc_op::PRE_FETCH_16 => self.pre_fetch(cdb, mode),
             sbc_op::READ_DEFECT_DATA_10 | sbc_op::READ_DEFECT_DATA_12 => self.read_defect_data(cdb),
+            // Whole-medium operations (sanitize.rs, format.rs).
+            FORMAT_UNIT => self.format_unit(ctx, cdb, &cmd.data_out, mode),
+            crate::sanitize::SANITIZE if self.has_medium() => {
+                self.sanitize(ctx, cdb, &cmd.data_out, mode)
+            }
             // No log pages.
             LOG_SELECT | LOG_SENSE => Err(Sense::invalid_field_in_cdb(2, None)),
             _ => Err(Sense::INVALID_OPCODE),
         }
+    }
+
+    /// Commands that need the medium (they fail NOT READY / MEDIUM NOT PRESENT while
+    /// it is ejected): every supported one but identification, tray and lock control,
+    /// mode pages and command reports. Unsupported opcodes stay INVALID OPERATION CODE.
+    fn needs_medium(&self, op: u8) -> bool {
+        use opcode::*;
+        !matches!(
+            op,
+            INQUIRY
+                | START_STOP_UNIT
+                | PREVENT_ALLOW_MEDIUM_REMOVAL
+                | MODE_SENSE_6
+                | MODE_SENSE_10
+                | MODE_SELECT_6
+                | MODE_SELECT_10
+                | LOG_SENSE
+                | LOG_SELECT
+                | MAINTENANCE_IN
+        ) && self.supported_commands().any(|c| c.opcode == op)
+    }
+
+    /// START STOP UNIT (SBC-3 5.25). LOEJ (with power condition 0) ejects or loads a
+    /// `removable` device's medium, refused while removal is prevented, and is an
+    /// invalid field on a fixed one (libiscsi StartStopUnit.Simple). Otherwise SCST's
+    /// behaviour: flush the write cache. An eject flushes first.
+    fn start_stop_unit(&self, cdb: &[u8], mode: ExecMode) -> CmdResult {
+        let s = StartStop::decode(cdb)?;
+        if !s.moves_medium() {
+            return self.flush_all(mode);
+        }
+        if !self.cfg.removable {
+            return Err(Sense::invalid_field_in_cdb(4, Some(1)));
+        }
+        if s.start {
+            self.removable.load_eject(true)?;
+            return good();
+        }
+        if self.removable.prevented() {
+            return Err(MEDIUM_REMOVAL_PREVENTED);
+        }
+        if self.removable.loaded() && self.flush_all(mode)?.is_none() {
+            return Ok(None);
+        }
+        self.removable.load_eject(false)?;
+        good()
     }
 
     fn bool_attr(v: bool) -> String {
@@ -421,8 +490,20 @@ impl<B: Backend> Device for Vdisk<B> {
         self.mode.d_sense()
     }
 
+    fn pending_sense(&self) -> Option<Sense> {
+        self.longop.pending_sense().or_else(|| {
+            // REQUEST SENSE reports the NOT READY condition of an ejected medium.
+            (!self.removable.loaded()).then_some(Sense::MEDIUM_NOT_PRESENT)
+        })
+    }
+
     fn reset(&self) {
         self.mode.reset();
+        self.removable.reset();
+    }
+
+    fn nexus_lost(&self, initiator_name: &str, target_name: &str) {
+        self.removable.nexus_lost(initiator_name, target_name);
     }
 
     fn attributes(&self) -> Vec<(String, String, bool)> {

@@ -27,6 +27,8 @@ pub(crate) enum Gate {
     Thin,
     /// Only without `thin_provisioned` (the WRITE SAME map without the UNMAP bit).
     NotThin,
+    /// Only with a medium behind the device: fileio and blockio, not nullio (SANITIZE).
+    Medium,
 }
 
 /// Who executes the command.
@@ -64,7 +66,7 @@ pub(crate) struct CommandInfo {
     pub executor: Executor,
 }
 
-const fn cmd(name: &'static str, opcode: u8, usage: &'static [u8]) -> CommandInfo {
+pub(crate) const fn cmd(name: &'static str, opcode: u8, usage: &'static [u8]) -> CommandInfo {
     CommandInfo {
         name,
         opcode,
@@ -76,7 +78,12 @@ const fn cmd(name: &'static str, opcode: u8, usage: &'static [u8]) -> CommandInf
     }
 }
 
-const fn sa_cmd(name: &'static str, opcode: u8, sa: u8, usage: &'static [u8]) -> CommandInfo {
+pub(crate) const fn sa_cmd(
+    name: &'static str,
+    opcode: u8,
+    sa: u8,
+    usage: &'static [u8],
+) -> CommandInfo {
     CommandInfo {
         service_action: Some(sa),
         ..cmd(name, opcode, usage)
@@ -84,7 +91,7 @@ const fn sa_cmd(name: &'static str, opcode: u8, sa: u8, usage: &'static [u8]) ->
 }
 
 impl CommandInfo {
-    const fn slow(self) -> CommandInfo {
+    pub(crate) const fn slow(self) -> CommandInfo {
         CommandInfo {
             timeouts: SLOW,
             ..self
@@ -95,7 +102,7 @@ impl CommandInfo {
         CommandInfo { gate, ..self }
     }
 
-    const fn by_core(self) -> CommandInfo {
+    pub(crate) const fn by_core(self) -> CommandInfo {
         CommandInfo {
             executor: Executor::Core,
             ..self
@@ -111,6 +118,7 @@ mod extra {
     pub const READ_DEFECT_DATA_10: u8 = 0x37;
     pub const PRE_FETCH_16: u8 = 0x90;
     pub const READ_DEFECT_DATA_12: u8 = 0xB7;
+    pub const SANITIZE: u8 = crate::sanitize::SANITIZE;
 }
 
 /// FF x 4 / x 8: a 32-bit / 64-bit field that is evaluated.
@@ -135,6 +143,10 @@ pub(crate) static COMMANDS: &[CommandInfo] = &[
         op::REQUEST_SENSE,
         &[0x03, 0x01, 0, 0, F, 0],
     ),
+    // FMTPINFO and RTO_REQ (checked: no protection information), LONGLIST, FMTDATA
+    // (CMPLST and DEFECT LIST FORMAT only qualify defect lists, which are refused),
+    // FFMT (checked: no fast format).
+    cmd("FORMAT UNIT", op::FORMAT_UNIT, &[0x04, 0xF0, 0, 0, 0x03, 0]).slow(),
     cmd("READ(6)", op::READ_6, &[0x08, 0x1F, F, F, F, 0]),
     cmd("WRITE(6)", op::WRITE_6, &[0x0A, 0x1F, F, F, F, 0]),
     // EVPD, PAGE CODE, ALLOCATION LENGTH (CMDDT is obsolete: rejected, not honoured).
@@ -149,11 +161,12 @@ pub(crate) static COMMANDS: &[CommandInfo] = &[
     cmd("RELEASE(6)", op::RELEASE_6, &[0x17, 0, 0, 0, 0, 0]).by_core(),
     // DBD, PC + PAGE CODE, SUBPAGE CODE, ALLOCATION LENGTH.
     cmd("MODE SENSE(6)", op::MODE_SENSE_6, &[0x1A, 0x08, F, F, F, 0]),
-    // Flushes the cache whatever the fields say.
+    // POWER CONDITION, LOEJ, START: LOEJ loads or ejects a removable medium (else
+    // invalid); otherwise the cache is flushed.
     cmd(
         "START STOP UNIT",
         op::START_STOP_UNIT,
-        &[0x1B, 0, 0, 0, 0, 0],
+        &[0x1B, 0, 0, 0, 0xF3, 0],
     )
     .slow(),
     cmd(
@@ -231,6 +244,33 @@ pub(crate) static COMMANDS: &[CommandInfo] = &[
     cmd("UNMAP", op::UNMAP, &[0x42, 0, 0, 0, 0, 0, 0, F, F, 0])
         .gated(Gate::Thin)
         .slow(),
+    // IMMED, AUSE, PARAMETER LIST LENGTH (ZNR and bytes 2-6 are reserved for us).
+    // CRYPTOGRAPHIC ERASE is not supported (no encryption); BLOCK ERASE only where
+    // deallocated blocks read back as zeros (thin provisioning).
+    sa_cmd(
+        "SANITIZE / OVERWRITE",
+        extra::SANITIZE,
+        crate::sanitize::sa::OVERWRITE,
+        &[0x48, 0xA1, 0, 0, 0, 0, 0, F, F, 0],
+    )
+    .gated(Gate::Medium)
+    .slow(),
+    sa_cmd(
+        "SANITIZE / BLOCK ERASE",
+        extra::SANITIZE,
+        crate::sanitize::sa::BLOCK_ERASE,
+        &[0x48, 0xA2, 0, 0, 0, 0, 0, F, F, 0],
+    )
+    .gated(Gate::Thin)
+    .slow(),
+    // PARAMETER LIST LENGTH (must be 0); IMMED and AUSE have no meaning here.
+    sa_cmd(
+        "SANITIZE / EXIT FAILURE MODE",
+        extra::SANITIZE,
+        crate::sanitize::sa::EXIT_FAILURE_MODE,
+        &[0x48, 0x1F, 0, 0, 0, 0, 0, F, F, 0],
+    )
+    .gated(Gate::Medium),
     cmd(
         "MODE SELECT(10)",
         op::MODE_SELECT_10,
@@ -338,6 +378,38 @@ pub(crate) static COMMANDS: &[CommandInfo] = &[
         op::PERSISTENT_RESERVE_OUT,
         0x07,
         &[0x5F, 0x07, F, 0, 0, F, F, F, F, 0],
+    )
+    .by_core(),
+    // The copy manager (spec 4.2). EXTENDED COPY(LID1): PARAMETER LIST LENGTH.
+    sa_cmd(
+        "EXTENDED COPY(LID1)",
+        op::EXTENDED_COPY,
+        0x00,
+        &[0x83, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, F, F, F, F, 0, 0],
+    )
+    .by_core()
+    .slow(),
+    // RECEIVE COPY RESULTS: LIST IDENTIFIER (except for OPERATING PARAMETERS),
+    // ALLOCATION LENGTH.
+    sa_cmd(
+        "RECEIVE COPY RESULTS / COPY STATUS",
+        op::RECEIVE_COPY_RESULTS,
+        0x00,
+        &[0x84, 0x00, F, 0, 0, 0, 0, 0, 0, 0, F, F, F, F, 0, 0],
+    )
+    .by_core(),
+    sa_cmd(
+        "RECEIVE COPY RESULTS / OPERATING PARAMETERS",
+        op::RECEIVE_COPY_RESULTS,
+        0x03,
+        &[0x84, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, F, F, F, F, 0, 0],
+    )
+    .by_core(),
+    sa_cmd(
+        "RECEIVE COPY RESULTS / FAILED SEGMENT DETAILS",
+        op::RECEIVE_COPY_RESULTS,
+        0x04,
+        &[0x84, 0x04, F, 0, 0, 0, 0, 0, 0, 0, F, F, F, F, 0, 0],
     )
     .by_core(),
     cmd(
@@ -504,54 +576,63 @@ impl<B: Backend> Vdisk<B> {
     /// The table entries that apply to this device.
     pub(crate) fn supported_commands(&self) -> impl Iterator<Item = &'static CommandInfo> {
         let thin = self.cfg.thin_provisioned;
+        let medium = self.has_medium();
         COMMANDS.iter().filter(move |c| match c.gate {
             Gate::Always => true,
             Gate::Thin => thin,
             Gate::NotThin => !thin,
+            Gate::Medium => medium,
         })
     }
 
     /// MAINTENANCE IN (0xA3): the service actions a vdisk answers itself.
     pub(super) fn maintenance_in(&self, cdb: &[u8]) -> CmdResult {
-        match cdb::u8_at(cdb, 1)? & 0x1F {
-            mi::REPORT_SUPPORTED_OPCODES => self.report_supported_opcodes(cdb),
-            mi::REPORT_SUPPORTED_TMFS => report_supported_tmfs(cdb),
-            _ => Err(Sense::invalid_field_in_cdb(1, Some(4))),
-        }
+        let commands: Vec<&'static CommandInfo> = self.supported_commands().collect();
+        maintenance_in(cdb, &commands)
     }
+}
 
-    fn report_supported_opcodes(&self, cdb: &[u8]) -> CmdResult {
-        let c = decode_rsoc(cdb)?;
-        let (byte, bit) = rsoc::REPORTING_OPTIONS_FIELD;
-        let inconsistent = Sense::invalid_field_in_cdb(byte, Some(bit));
-        let entries = || self.supported_commands().filter(|e| e.opcode == c.opcode);
-        // Whether the requested opcode has service actions; None: not supported at
-        // all, which the one_command format reports as SUPPORT 001b, not an error.
-        let has_sa = entries().next().map(|e| e.service_action.is_some());
-        let found = match (c.options, has_sa) {
-            (ReportingOptions::All, _) => {
-                let all: Vec<CommandDesc<'_>> = self.supported_commands().map(desc).collect();
-                return alloc(rsoc::all_commands(&all, c.rctd), c.alloc_len);
-            }
-            (_, None) => None,
-            // SPC-4: 001b for an opcode with service actions, or 010b for one without,
-            // is an invalid field.
-            (ReportingOptions::Opcode, Some(true))
-            | (ReportingOptions::OpcodeServiceAction, Some(false)) => return Err(inconsistent),
-            (ReportingOptions::Opcode, Some(false))
-            | (ReportingOptions::OpcodeMaybeServiceAction, Some(false)) => {
-                // 011b on an opcode without service actions: only service action 0
-                // names it.
-                let sa_ok = c.options == ReportingOptions::Opcode || c.service_action == 0;
-                entries().next().filter(|_| sa_ok)
-            }
-            (_, Some(true)) => {
-                entries().find(|e| e.service_action.map(u16::from) == Some(c.service_action))
-            }
-        };
-        let d = found.map(desc);
-        alloc(rsoc::one_command(d.as_ref(), c.rctd), c.alloc_len)
+/// MAINTENANCE IN (0xA3) of a device whose supported commands are `commands` (in
+/// table order): REPORT SUPPORTED OPERATION CODES and TASK MANAGEMENT FUNCTIONS.
+pub(crate) fn maintenance_in(cdb: &[u8], commands: &[&'static CommandInfo]) -> CmdResult {
+    match cdb::u8_at(cdb, 1)? & 0x1F {
+        mi::REPORT_SUPPORTED_OPCODES => report_supported_opcodes(cdb, commands),
+        mi::REPORT_SUPPORTED_TMFS => report_supported_tmfs(cdb),
+        _ => Err(Sense::invalid_field_in_cdb(1, Some(4))),
     }
+}
+
+fn report_supported_opcodes(cdb: &[u8], commands: &[&'static CommandInfo]) -> CmdResult {
+    let c = decode_rsoc(cdb)?;
+    let (byte, bit) = rsoc::REPORTING_OPTIONS_FIELD;
+    let inconsistent = Sense::invalid_field_in_cdb(byte, Some(bit));
+    let entries = || commands.iter().copied().filter(|e| e.opcode == c.opcode);
+    // Whether the requested opcode has service actions; None: not supported at
+    // all, which the one_command format reports as SUPPORT 001b, not an error.
+    let has_sa = entries().next().map(|e| e.service_action.is_some());
+    let found = match (c.options, has_sa) {
+        (ReportingOptions::All, _) => {
+            let all: Vec<CommandDesc<'_>> = commands.iter().copied().map(desc).collect();
+            return alloc(rsoc::all_commands(&all, c.rctd), c.alloc_len);
+        }
+        (_, None) => None,
+        // SPC-4: 001b for an opcode with service actions, or 010b for one without,
+        // is an invalid field.
+        (ReportingOptions::Opcode, Some(true))
+        | (ReportingOptions::OpcodeServiceAction, Some(false)) => return Err(inconsistent),
+        (ReportingOptions::Opcode, Some(false))
+        | (ReportingOptions::OpcodeMaybeServiceAction, Some(false)) => {
+            // 011b on an opcode without service actions: only service action 0
+            // names it.
+            let sa_ok = c.options == ReportingOptions::Opcode || c.service_action == 0;
+            entries().next().filter(|_| sa_ok)
+        }
+        (_, Some(true)) => {
+            entries().find(|e| e.service_action.map(u16::from) == Some(c.service_action))
+        }
+    };
+    let d = found.map(desc);
+    alloc(rsoc::one_command(d.as_ref(), c.rctd), c.alloc_len)
 }
 
 fn alloc(mut data: Vec<u8>, alloc_len: u32) -> CmdResult {
