@@ -389,13 +389,6 @@ impl Session {
             }
         }
     }
-
-    /// I_T nexus loss (session reinstatement): the new nexus learns of it first.
-    pub fn queue_nexus_loss(&self) {
-        for td in &self.luns.load().entries {
-            td.queue_ua_first(Sense::UA_I_T_NEXUS_LOSS);
-        }
-    }
 }
 
 impl Drop for Session {

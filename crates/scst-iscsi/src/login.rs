@@ -122,7 +122,6 @@ pub(crate) async fn serve_connection(driver: Arc<IscsiDriver>, mut stream: TcpSt
 
     // Session reinstatement: the old session with this ISID goes first (RFC 7143 6.3.5).
     let old = driver.sessions.lock().remove(&key);
-    let reinstated = old.is_some();
     if let Some(old) = old {
         log::info!("{}: reinstating session (TSIH {})", li.initiator, old.tsih);
         let _ = old.events.send(ConnEvent::Close);
@@ -138,9 +137,9 @@ pub(crate) async fn serve_connection(driver: Arc<IscsiDriver>, mut stream: TcpSt
     let session = driver
         .scst()
         .register_session(&target, tid, Arc::new(EventSink(ev_tx.clone())));
-    if reinstated {
-        session.queue_nexus_loss();
-    }
+    // The new nexus starts with POWER ON/RESET like any other, which already tells the
+    // initiator its earlier state is gone. SCST queues I_T NEXUS LOSS on the old
+    // session's nexuses, which end with it, so none is queued here.
     driver.sessions.lock().insert(
         key.clone(),
         SessionHandle {
