@@ -2,128 +2,31 @@
 //! SUPPORTED OPERATION CODES / TASK MANAGEMENT FUNCTIONS and the standard INQUIRY
 //! bits, through the `Device` interface.
 
-use crate::create_device;
-use scsi_wire::{status, Sense};
-use scst_core::{Cdb, Cmd, CmdCtx, Device, ExecMode, Response, TaskAttr};
+use crate::test_util::{
+    be32_at, exec, fileio, good, nullio, pattern, read, run, rw16, sense, write, CTX, RO_CTX,
+};
+use scsi_wire::Sense;
+use scst_core::{Device, ExecMode};
 use std::sync::Arc;
-
-const CTX: CmdCtx<'static> = CmdCtx {
-    target_name: "iqn.t",
-    rel_tgt_id: 1,
-    initiator_name: "iqn.i",
-    lun_read_only: false,
-};
-const RO_CTX: CmdCtx<'static> = CmdCtx {
-    lun_read_only: true,
-    ..CTX
-};
 
 const CAW: u8 = 0x89;
 const ORWRITE: u8 = 0x8B;
 const WRITE_ATOMIC: u8 = 0x9C;
-const READ_16: u8 = 0x88;
-const WRITE_16: u8 = 0x8A;
-
-fn exec(
-    d: &Arc<dyn Device>,
-    ctx: &CmdCtx<'_>,
-    cdb: &[u8],
-    data_out: Vec<u8>,
-    mode: ExecMode,
-) -> Option<Response> {
-    let mut c = Cmd {
-        cdb: Cdb::new(cdb).unwrap(),
-        lun: 0,
-        tag: 1,
-        attr: TaskAttr::Simple,
-        data_out,
-        expected_in: 1 << 20,
-    };
-    d.execute(ctx, &mut c, mode)
-}
-
-fn run(d: &Arc<dyn Device>, cdb: &[u8], data_out: Vec<u8>) -> Response {
-    exec(d, &CTX, cdb, data_out, ExecMode::Blocking).expect("Blocking mode completes")
-}
-
-#[track_caller]
-fn good(r: &Response) {
-    assert_eq!((r.status, r.sense), (status::GOOD, None));
-}
-
-#[track_caller]
-fn sense(r: &Response) -> Sense {
-    assert_eq!(r.status, status::CHECK_CONDITION);
-    r.sense.expect("CHECK CONDITION carries sense")
-}
-
-fn attrs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-/// A fileio device of `blocks` blocks of `bs` bytes over a zeroed temp file.
-fn fileio(
-    blocks: u64,
-    bs: u32,
-    extra: &[(&str, &str)],
-) -> (tempfile::NamedTempFile, Arc<dyn Device>) {
-    let f = tempfile::NamedTempFile::new().unwrap();
-    f.as_file().set_len(blocks * bs as u64).unwrap();
-    let bs = bs.to_string();
-    let mut a = attrs(&[("filename", f.path().to_str().unwrap()), ("blocksize", &bs)]);
-    a.extend(attrs(extra));
-    let d = create_device("vdisk_fileio", "disk1", &a, 0).unwrap();
-    (f, d)
-}
-
-fn nullio() -> Arc<dyn Device> {
-    create_device("vdisk_nullio", "null1", &[], 0).unwrap()
-}
-
-/// A 16-byte CDB: LBA in bytes 2-9, `len` big-endian ending at byte 13.
-fn cdb16(op: u8, flags: u8, lba: u64, len: u32) -> [u8; 16] {
-    let mut c = [0u8; 16];
-    c[0] = op;
-    c[1] = flags;
-    c[2..10].copy_from_slice(&lba.to_be_bytes());
-    c[10..14].copy_from_slice(&len.to_be_bytes());
-    c
-}
 
 fn caw(lba: u64, blocks: u8, flags: u8) -> [u8; 16] {
-    cdb16(CAW, flags, lba, blocks as u32)
+    rw16(CAW, lba, blocks as u32, flags)
 }
 
 fn write_atomic(lba: u64, blocks: u16, boundary: u16, flags: u8) -> [u8; 16] {
-    let mut c = cdb16(WRITE_ATOMIC, flags, lba, 0);
+    let mut c = rw16(WRITE_ATOMIC, lba, 0, flags);
     c[10..12].copy_from_slice(&boundary.to_be_bytes());
     c[12..14].copy_from_slice(&blocks.to_be_bytes());
     c
 }
 
-fn read(d: &Arc<dyn Device>, lba: u64, blocks: u32) -> Vec<u8> {
-    let r = run(d, &cdb16(READ_16, 0, lba, blocks), vec![]);
-    good(&r);
-    r.data
-}
-
-fn write(d: &Arc<dyn Device>, lba: u64, data: Vec<u8>, bs: usize) {
-    let blocks = (data.len() / bs) as u32;
-    good(&run(d, &cdb16(WRITE_16, 0, lba, blocks), data));
-}
-
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(13).wrapping_add(seed))
-        .collect()
-}
-
 #[test]
 fn compare_and_write_swaps_on_match_only() {
-    let (_f, d) = fileio(64, 512, &[]);
+    let (_f, d) = fileio(64, Some(512), &[]);
     let a = pattern(512, 1);
     let b = pattern(512, 2);
     write(&d, 5, a.clone(), 512);
@@ -155,7 +58,7 @@ fn compare_and_write_swaps_on_match_only() {
 
 #[test]
 fn compare_and_write_field_checks() {
-    let (_f, d) = fileio(64, 512, &[]);
+    let (_f, d) = fileio(64, Some(512), &[]);
     let two = vec![0u8; 1024];
     // 0 blocks: no-op GOOD, LBA still range checked.
     good(&run(&d, &caw(3, 0, 0), vec![]));
@@ -211,7 +114,7 @@ fn compare_and_write_length_limit() {
     // MAXIMUM COMPARE AND WRITE LENGTH 255 at every block size we accept, and 255
     // blocks work (libiscsi Simple/Miscompare go up to it).
     for bs in [512u32, 4096] {
-        let (_f, d) = fileio(300, bs, &[]);
+        let (_f, d) = fileio(300, Some(bs), &[]);
         let b0 = run(&d, &[0x12, 1, 0xB0, 0, 64, 0], vec![]);
         good(&b0);
         assert_eq!(b0.data[5], 255);
@@ -227,7 +130,7 @@ fn compare_and_write_length_limit() {
 
 #[test]
 fn compare_and_write_on_nullio_always_matches() {
-    let d = nullio();
+    let d = nullio(&[]);
     good(&run(&d, &caw(0, 2, 0), pattern(4 * 512, 9)));
 }
 
@@ -237,7 +140,7 @@ fn compare_and_write_on_nullio_always_matches() {
 fn compare_and_write_counter_never_loses_an_update() {
     const THREADS: u64 = 4;
     const PER_THREAD: u64 = 60;
-    let (_f, d) = fileio(16, 512, &[]);
+    let (_f, d) = fileio(16, Some(512), &[]);
     let block = |v: u64| {
         let mut b = vec![0u8; 512];
         b[..8].copy_from_slice(&v.to_le_bytes());
@@ -284,39 +187,39 @@ fn compare_and_write_counter_never_loses_an_update() {
 
 #[test]
 fn orwrite_merges_bits() {
-    let (_f, d) = fileio(64, 512, &[]);
+    let (_f, d) = fileio(64, Some(512), &[]);
     write(&d, 2, vec![0x0F; 1024], 512);
-    good(&run(&d, &cdb16(ORWRITE, 0x18, 2, 2), vec![0x30; 1024]));
+    good(&run(&d, &rw16(ORWRITE, 2, 2, 0x18), vec![0x30; 1024]));
     assert!(read(&d, 2, 2).iter().all(|&b| b == 0x3F));
     // Neighbours untouched.
     assert!(read(&d, 4, 1).iter().all(|&b| b == 0));
-    good(&run(&d, &cdb16(ORWRITE, 0, 64, 0), vec![]));
+    good(&run(&d, &rw16(ORWRITE, 64, 0, 0), vec![]));
     assert_eq!(
-        sense(&run(&d, &cdb16(ORWRITE, 0, 63, 2), vec![0; 1024])),
+        sense(&run(&d, &rw16(ORWRITE, 63, 2, 0), vec![0; 1024])),
         Sense::LBA_OUT_OF_RANGE
     );
     assert_eq!(
-        sense(&run(&d, &cdb16(ORWRITE, 0x40, 0, 1), vec![0; 512])),
+        sense(&run(&d, &rw16(ORWRITE, 0, 1, 0x40), vec![0; 512])),
         Sense::invalid_field_in_cdb(1, Some(7))
     );
     // Longer than MAXIMUM TRANSFER LENGTH (after the range check, as for WRITE).
     assert_eq!(
-        sense(&run(&d, &cdb16(ORWRITE, 0, 0, 1 << 20), vec![])),
+        sense(&run(&d, &rw16(ORWRITE, 0, 1 << 20, 0), vec![])),
         Sense::LBA_OUT_OF_RANGE
     );
-    let (_g, big) = fileio(20000, 512, &[]);
+    let (_g, big) = fileio(20000, Some(512), &[]);
     assert_eq!(
-        sense(&run(&big, &cdb16(ORWRITE, 0, 0, 16385), vec![])),
+        sense(&run(&big, &rw16(ORWRITE, 0, 16385, 0), vec![])),
         Sense::invalid_field_in_cdb(10, None)
     );
     assert_eq!(
-        sense(&run(&d, &cdb16(ORWRITE, 0, 0, 2), vec![0; 512])),
+        sense(&run(&d, &rw16(ORWRITE, 0, 2, 0), vec![0; 512])),
         Sense::invalid_field_in_cdb(10, None)
     );
     let r = exec(
         &d,
         &RO_CTX,
-        &cdb16(ORWRITE, 0, 0, 1),
+        &rw16(ORWRITE, 0, 1, 0),
         vec![0; 512],
         ExecMode::Blocking,
     );
@@ -324,21 +227,17 @@ fn orwrite_merges_bits() {
     assert!(exec(
         &d,
         &CTX,
-        &cdb16(ORWRITE, 0, 0, 1),
+        &rw16(ORWRITE, 0, 1, 0),
         vec![0; 512],
         ExecMode::Inline
     )
     .is_none());
 }
 
-fn be32_at(b: &[u8], off: usize) -> u32 {
-    u32::from_be_bytes(b[off..off + 4].try_into().unwrap())
-}
-
 #[test]
 fn write_atomic_limits_and_checks() {
     // 512-byte blocks over 4096-byte physical blocks: atomic unit 8 blocks.
-    let (_f, d) = fileio(1024, 512, &[]);
+    let (_f, d) = fileio(1024, Some(512), &[]);
     let b0 = run(&d, &[0x12, 1, 0xB0, 0, 64, 0], vec![]);
     good(&b0);
     let b = &b0.data;
@@ -382,7 +281,7 @@ fn write_atomic_limits_and_checks() {
         Sense::invalid_field_in_cdb(12, None)
     );
     // Past the maximum (65528 blocks) in length, and in boundary size.
-    let (_g, big) = fileio(70000, 512, &[]);
+    let (_g, big) = fileio(70000, Some(512), &[]);
     assert_eq!(
         sense(&run(&big, &write_atomic(0, 65535, 0, 0), vec![])),
         Sense::invalid_field_in_cdb(12, None)
@@ -408,7 +307,7 @@ fn write_atomic_limits_and_checks() {
     assert!(exec(&d, &CTX, &write_atomic(0, 8, 0, 0), data, ExecMode::Inline).is_none());
 
     // 4096-byte blocks: one block is a physical block, no constraint left.
-    let (_h, d4) = fileio(64, 4096, &[]);
+    let (_h, d4) = fileio(64, Some(4096), &[]);
     let b0 = run(&d4, &[0x12, 1, 0xB0, 0, 64, 0], vec![]);
     assert_eq!((be32_at(&b0.data, 48), be32_at(&b0.data, 52)), (1, 1));
     good(&run(&d4, &write_atomic(3, 1, 0, 0), vec![7; 4096]));
@@ -452,7 +351,7 @@ fn rsoc(options: u8, opcode: u8, sa: u16, alloc: u32) -> [u8; 12] {
 
 #[test]
 fn report_supported_opcodes_all() {
-    let (_f, d) = fileio(64, 512, &[]);
+    let (_f, d) = fileio(64, Some(512), &[]);
     let r = run(&d, &rsoc(0, 0, 0, 65535), vec![]);
     good(&r);
     let all = parse_all(&r.data);
@@ -487,7 +386,7 @@ fn report_supported_opcodes_all() {
     good(&r);
     assert_eq!(r.data.len(), 10);
 
-    let (_t, thin) = fileio(64, 512, &[("thin_provisioned", "1")]);
+    let (_t, thin) = fileio(64, Some(512), &[("thin_provisioned", "1")]);
     let all = parse_all(&run(&thin, &rsoc(0, 0, 0, 65535), vec![]).data);
     assert!(all.iter().any(|e| e.0 == 0x42));
     // WRITE SAME's UNMAP bit is reported only when thin provisioned.
@@ -498,7 +397,7 @@ fn report_supported_opcodes_all() {
 
 #[test]
 fn report_supported_opcodes_one_command() {
-    let (_f, d) = fileio(64, 512, &[]);
+    let (_f, d) = fileio(64, Some(512), &[]);
     // Every listed command answers in its one_command form (libiscsi OneCommand).
     let all = parse_all(&run(&d, &rsoc(0, 0, 0, 65535), vec![]).data);
     for &(op, sa, servactv, cdb_len, _) in &all {
@@ -565,7 +464,7 @@ fn report_supported_opcodes_one_command() {
 
 #[test]
 fn report_supported_task_management_functions() {
-    let d = nullio();
+    let d = nullio(&[]);
     let mut c = [0xA3, 0x0D, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0];
     let r = run(&d, &c, vec![]);
     good(&r);
@@ -588,7 +487,7 @@ fn report_supported_task_management_functions() {
 
 #[test]
 fn standard_inquiry_bits() {
-    let d = nullio();
+    let d = nullio(&[]);
     let r = run(&d, &[0x12, 0, 0, 0, 255, 0], vec![]);
     good(&r);
     // VERSION SPC-4; HiSup + RESPONSE DATA FORMAT 2; 3PC; MultiP; CmdQue.
@@ -605,8 +504,8 @@ fn command_table_matches_dispatch() {
     use crate::sbc::opcodes::{Executor, COMMANDS};
     // Dispatched, but every CDB is rejected (no log pages): not reported.
     const REJECTED_ALWAYS: [u8; 2] = [0x4C, 0x4D];
-    let (_f, plain) = fileio(4096, 512, &[]);
-    let (_t, thin) = fileio(4096, 512, &[("thin_provisioned", "1")]);
+    let (_f, plain) = fileio(4096, Some(512), &[]);
+    let (_t, thin) = fileio(4096, Some(512), &[("thin_provisioned", "1")]);
     for (d, is_thin) in [(plain, false), (thin, true)] {
         let listed = |op: u8, sa: Option<u8>| {
             COMMANDS.iter().any(|c| {

@@ -3,20 +3,15 @@
 
 use crate::create_device;
 use crate::removable::MEDIUM_REMOVAL_PREVENTED;
-use scsi_wire::{status, Sense};
+use crate::test_util::{self, attrs, cmd, good, run_ctx, rw10, sense, CTX};
+use scsi_wire::Sense;
 use scst_core::{
-    Cdb, Cmd, CmdCtx, Device, DeviceEntry, ExecMode, Response, Route, Scst, Session, SessionEvents,
-    TaskAttr, TransportId,
+    CmdCtx, Device, DeviceEntry, ExecMode, Response, Route, Scst, Session, SessionEvents,
+    TransportId,
 };
 use std::io::Write;
 use std::sync::Arc;
 
-const CTX: CmdCtx<'static> = CmdCtx {
-    target_name: "iqn.t",
-    rel_tgt_id: 1,
-    initiator_name: "iqn.i",
-    lun_read_only: false,
-};
 const OTHER: CmdCtx<'static> = CmdCtx {
     initiator_name: "iqn.other",
     ..CTX
@@ -28,42 +23,9 @@ const ALLOW: [u8; 6] = [0x1E, 0, 0, 0, 0, 0];
 const EJECT: [u8; 6] = [0x1B, 0, 0, 0, 0x02, 0];
 const LOAD: [u8; 6] = [0x1B, 0, 0, 0, 0x03, 0];
 
-fn cmd(cdb: &[u8], data_out: Vec<u8>) -> Cmd {
-    Cmd {
-        cdb: Cdb::new(cdb).unwrap(),
-        lun: 0,
-        tag: 1,
-        attr: TaskAttr::Simple,
-        data_out,
-        expected_in: 1 << 20,
-    }
-}
-
-fn run_ctx(d: &dyn Device, ctx: &CmdCtx<'_>, cdb: &[u8]) -> Response {
-    d.execute(ctx, &mut cmd(cdb, Vec::new()), ExecMode::Blocking)
-        .expect("Blocking mode always completes")
-}
-
+/// [`test_util::run`] of a command without data-out.
 fn run(d: &dyn Device, cdb: &[u8]) -> Response {
-    run_ctx(d, &CTX, cdb)
-}
-
-#[track_caller]
-fn good(r: &Response) {
-    assert_eq!((r.status, r.sense), (status::GOOD, None));
-}
-
-#[track_caller]
-fn sense(r: &Response) -> Sense {
-    assert_eq!(r.status, status::CHECK_CONDITION);
-    r.sense.expect("CHECK CONDITION carries sense")
-}
-
-fn attrs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    test_util::run(d, cdb, Vec::new())
 }
 
 /// An "ISO" of `blocks` 2048-byte blocks, block i filled with byte i, plus a partial
@@ -91,8 +53,7 @@ fn vcdrom(file: Option<&tempfile::NamedTempFile>) -> Arc<dyn Device> {
 }
 
 fn read10(lba: u32, blocks: u16) -> [u8; 10] {
-    let (l, n) = (lba.to_be_bytes(), blocks.to_be_bytes());
-    [0x28, 0, l[0], l[1], l[2], l[3], 0, n[0], n[1], 0]
+    rw10(0x28, lba, blocks, 0)
 }
 
 #[test]
@@ -295,7 +256,7 @@ fn tray_and_prevention() {
     assert_eq!(sense(&run(&*d, &EJECT)), MEDIUM_REMOVAL_PREVENTED);
     // Another nexus cannot eject either, nor change the medium through the attribute.
     assert_eq!(
-        sense(&run_ctx(&*d, &OTHER, &EJECT)),
+        sense(&run_ctx(&*d, &OTHER, &EJECT, Vec::new())),
         MEDIUM_REMOVAL_PREVENTED
     );
     let e = d.set_attribute("filename", "").unwrap_err();
@@ -388,12 +349,7 @@ fn media_change_through_the_core() {
 }
 
 fn fileio(extra: &[(&str, &str)]) -> (tempfile::NamedTempFile, Arc<dyn Device>) {
-    let f = tempfile::NamedTempFile::new().unwrap();
-    f.as_file().set_len(1 << 20).unwrap();
-    let mut a = attrs(&[("filename", path(&f))]);
-    a.extend(attrs(extra));
-    let d = create_device("vdisk_fileio", "disk1", &a, 0).unwrap();
-    (f, d)
+    test_util::fileio(2048, None, extra)
 }
 
 #[test]

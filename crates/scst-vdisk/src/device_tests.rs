@@ -1,11 +1,15 @@
 //! Command-level tests of the vdisk handlers through the `Device` interface.
 
 use crate::create_device;
+use crate::test_util::{
+    attrs, cmd, exec, fileio, good, nullio, pattern, run_ctx, rw10, rw16, sense, AsDevice, READ_16,
+    WRITE_16,
+};
 use scsi_wire::sense::key;
-use scsi_wire::{status, Sense};
-use scst_core::{Cdb, Cmd, CmdCtx, Device, ExecMode, Response, TaskAttr};
-use std::sync::Arc;
+use scsi_wire::Sense;
+use scst_core::{CmdCtx, ExecMode, Response};
 
+/// This module's nexus: relative target port 3 rather than the shared `CTX`'s 1.
 const CTX: CmdCtx<'static> = CmdCtx {
     target_name: "iqn.t",
     rel_tgt_id: 3,
@@ -17,97 +21,23 @@ const RO_CTX: CmdCtx<'static> = CmdCtx {
     ..CTX
 };
 
-fn cmd(cdb: &[u8], data_out: Vec<u8>) -> Cmd {
-    Cmd {
-        cdb: Cdb::new(cdb).unwrap(),
-        lun: 0,
-        tag: 1,
-        attr: TaskAttr::Simple,
-        data_out,
-        expected_in: 1 << 20,
-    }
-}
-
-fn run_ctx(d: &Arc<dyn Device>, ctx: &CmdCtx<'_>, cdb: &[u8], data_out: Vec<u8>) -> Response {
-    d.execute(ctx, &mut cmd(cdb, data_out), ExecMode::Blocking)
-        .expect("Blocking mode always completes")
-}
-
-fn run(d: &Arc<dyn Device>, cdb: &[u8], data_out: Vec<u8>) -> Response {
+fn run(d: &(impl AsDevice + ?Sized), cdb: &[u8], data_out: Vec<u8>) -> Response {
     run_ctx(d, &CTX, cdb, data_out)
 }
 
-fn inline(d: &Arc<dyn Device>, cdb: &[u8], data_out: Vec<u8>) -> Option<Response> {
-    d.execute(&CTX, &mut cmd(cdb, data_out), ExecMode::Inline)
-}
-
-#[track_caller]
-fn good(r: &Response) {
-    assert_eq!((r.status, r.sense), (status::GOOD, None));
-}
-
-#[track_caller]
-fn sense(r: &Response) -> Sense {
-    assert_eq!(r.status, status::CHECK_CONDITION);
-    r.sense.expect("CHECK CONDITION carries sense")
-}
-
-fn attrs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-/// A fileio device over a zeroed temp file of `blocks` 512-byte blocks.
-fn fileio(blocks: u64, extra: &[(&str, &str)]) -> (tempfile::NamedTempFile, Arc<dyn Device>) {
-    let f = tempfile::NamedTempFile::new().unwrap();
-    f.as_file().set_len(blocks * 512).unwrap();
-    let mut a = attrs(&[("filename", f.path().to_str().unwrap())]);
-    a.extend(attrs(extra));
-    let d = create_device("vdisk_fileio", "disk1", &a, 0).unwrap();
-    (f, d)
-}
-
-fn nullio(extra: &[(&str, &str)]) -> Arc<dyn Device> {
-    create_device("vdisk_nullio", "null1", &attrs(extra), 0).unwrap()
-}
-
-fn rw10(op: u8, lba: u32, blocks: u16, flags: u8) -> [u8; 10] {
-    let mut c = [0u8; 10];
-    c[0] = op;
-    c[1] = flags;
-    c[2..6].copy_from_slice(&lba.to_be_bytes());
-    c[7..9].copy_from_slice(&blocks.to_be_bytes());
-    c
-}
-
-fn rw16(op: u8, lba: u64, blocks: u32, flags: u8) -> [u8; 16] {
-    let mut c = [0u8; 16];
-    c[0] = op;
-    c[1] = flags;
-    c[2..10].copy_from_slice(&lba.to_be_bytes());
-    c[10..14].copy_from_slice(&blocks.to_be_bytes());
-    c
-}
-
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-        .collect()
+fn inline(d: &(impl AsDevice + ?Sized), cdb: &[u8], data_out: Vec<u8>) -> Option<Response> {
+    exec(d, &CTX, cdb, data_out, ExecMode::Inline)
 }
 
 const READ_10: u8 = 0x28;
 const WRITE_10: u8 = 0x2A;
-const READ_16: u8 = 0x88;
-const WRITE_16: u8 = 0x8A;
 const VERIFY_10: u8 = 0x2F;
 const WRITE_VERIFY_10: u8 = 0x2E;
 const FUA: u8 = 0x08;
 
 #[test]
 fn fileio_round_trips_every_cdb_size() {
-    let (_f, d) = fileio(1024, &[]);
+    let (_f, d) = fileio(1024, None, &[]);
     let data = pattern(4 * 512, 1);
     good(&run(&d, &rw10(WRITE_10, 10, 4, 0), data.clone()));
     let r = run(&d, &rw10(READ_10, 10, 4, 0), vec![]);
@@ -138,7 +68,7 @@ fn fileio_round_trips_every_cdb_size() {
 
 #[test]
 fn range_errors_and_zero_length() {
-    let (_f, d) = fileio(100, &[]);
+    let (_f, d) = fileio(100, None, &[]);
     assert_eq!(
         sense(&run(&d, &rw10(READ_10, 99, 2, 0), vec![])),
         Sense::LBA_OUT_OF_RANGE
@@ -170,7 +100,7 @@ fn range_errors_and_zero_length() {
 
 #[test]
 fn cdb_field_errors() {
-    let (_f, d) = fileio(100, &[]);
+    let (_f, d) = fileio(100, None, &[]);
     // RDPROTECT without T10-PI.
     assert_eq!(
         sense(&run(&d, &rw10(READ_10, 0, 1, 0x20), vec![])),
@@ -222,7 +152,7 @@ fn transfer_length_limit_bounds_allocation() {
 
 #[test]
 fn read_only_lun_and_device() {
-    let (_f, d) = fileio(100, &[]);
+    let (_f, d) = fileio(100, None, &[]);
     let w = rw10(WRITE_10, 0, 1, 0);
     assert_eq!(
         sense(&run_ctx(&d, &RO_CTX, &w, vec![0; 512])),
@@ -249,32 +179,32 @@ fn read_only_lun_and_device() {
         0x10
     );
 
-    let (_f2, ro) = fileio(100, &[("read_only", "1")]);
+    let (_f2, ro) = fileio(100, None, &[("read_only", "1")]);
     assert_eq!(sense(&run(&ro, &w, vec![0; 512])), Sense::WRITE_PROTECTED);
     good(&run(&ro, &rw10(READ_10, 0, 1, 0), vec![]));
 }
 
 #[test]
 fn fua_and_write_cache_modes() {
-    let (_f, d) = fileio(100, &[]);
+    let (_f, d) = fileio(100, None, &[]);
     // A FUA write needs stable storage: never inline.
     assert!(inline(&d, &rw10(WRITE_10, 0, 1, FUA), vec![1; 512]).is_none());
     good(&run(&d, &rw10(WRITE_10, 0, 1, FUA), vec![1; 512]));
     // write_through: WCE=0, every write is stable.
-    let (_f2, wt) = fileio(100, &[("write_through", "1")]);
+    let (_f2, wt) = fileio(100, None, &[("write_through", "1")]);
     assert!(inline(&wt, &rw10(WRITE_10, 0, 1, 0), vec![1; 512]).is_none());
     let caching = run(&wt, &[0x1A, 0x08, 0x08, 0, 255, 0], vec![]).data;
     assert_eq!(caching[4 + 2] & 0x04, 0);
     good(&run(&wt, &rw10(WRITE_10, 0, 1, 0), vec![2; 512]));
     // nv_cache: FUA and SYNCHRONIZE CACHE cost nothing; SYNC CACHE completes inline.
-    let (_f3, nv) = fileio(100, &[("nv_cache", "1")]);
+    let (_f3, nv) = fileio(100, None, &[("nv_cache", "1")]);
     good(&inline(&nv, &[0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0], vec![]).unwrap());
     good(&run(&nv, &rw10(WRITE_10, 0, 1, FUA), vec![3; 512]));
 }
 
 #[test]
 fn synchronize_cache() {
-    let (_f, d) = fileio(100, &[]);
+    let (_f, d) = fileio(100, None, &[]);
     let sc10 = [0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0];
     assert!(inline(&d, &sc10, vec![]).is_none());
     good(&run(&d, &sc10, vec![]));
@@ -289,7 +219,7 @@ fn synchronize_cache() {
 
 #[test]
 fn verify_and_write_and_verify() {
-    let (_f, d) = fileio(100, &[]);
+    let (_f, d) = fileio(100, None, &[]);
     let data = pattern(3 * 512, 9);
     good(&run(&d, &rw10(WRITE_10, 4, 3, 0), data.clone()));
     // BYTCHK=0: medium check only.
@@ -313,7 +243,7 @@ fn verify_and_write_and_verify() {
 
 #[test]
 fn inquiry_standard_and_vpd() {
-    let (_f, d) = fileio(2048, &[("prod_id", "PROD"), ("rotational", "0")]);
+    let (_f, d) = fileio(2048, None, &[("prod_id", "PROD"), ("rotational", "0")]);
     let std = run(&d, &[0x12, 0, 0, 0, 255, 0], vec![]).data;
     assert_eq!((std[0], std[2]), (0, 6));
     assert_eq!(&std[8..16], b"SCST_FIO");
@@ -356,7 +286,7 @@ fn inquiry_standard_and_vpd() {
 
 #[test]
 fn read_capacity() {
-    let (_f, d) = fileio(2048, &[]);
+    let (_f, d) = fileio(2048, None, &[]);
     let r = run(&d, &[0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0], vec![]);
     assert_eq!(r.data, vec![0, 0, 0x07, 0xFF, 0, 0, 2, 0]);
     assert_eq!(
@@ -388,7 +318,7 @@ fn read_capacity() {
 
 #[test]
 fn mode_select_changes_wce_and_d_sense() {
-    let (_f, d) = fileio(100, &[]);
+    let (_f, d) = fileio(100, None, &[]);
     assert!(!d.descriptor_sense());
     // Current caching page via MODE SENSE(10), no block descriptor.
     let ms10 = [0x5A, 0x08, 0x08, 0, 0, 0, 0, 0, 255, 0];
@@ -427,7 +357,7 @@ fn mode_select_changes_wce_and_d_sense() {
 
 #[test]
 fn misc_commands() {
-    let (_f, d) = fileio(100, &[]);
+    let (_f, d) = fileio(100, None, &[]);
     good(&inline(&d, &[0, 0, 0, 0, 0, 0], vec![]).unwrap());
     good(&run(&d, &[0x1D, 0, 0, 0, 0, 0], vec![]));
     good(&run(&d, &[0x1B, 0, 0, 0, 1, 0], vec![]));
@@ -477,7 +407,7 @@ fn blockio_round_trip() {
 
 #[test]
 fn attributes_and_keys() {
-    let (f, d) = fileio(2048, &[("nv_cache", "1"), ("usn", "SER1")]);
+    let (f, d) = fileio(2048, None, &[("nv_cache", "1"), ("usn", "SER1")]);
     let a = d.attributes();
     let get = |k: &str| a.iter().find(|(n, _, _)| n == k).cloned().unwrap();
     assert_eq!(
@@ -499,7 +429,7 @@ fn attributes_and_keys() {
 /// Arbitrary CDBs and data-out never panic, whatever the opcode.
 #[test]
 fn random_cdbs_never_panic() {
-    let (_f, d) = fileio(64, &[]);
+    let (_f, d) = fileio(64, None, &[]);
     let n = nullio(&[("size_mb", "1")]);
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut next = || {

@@ -37,6 +37,8 @@ mod sanitize;
 #[cfg(test)]
 mod sanitize_tests;
 mod sbc;
+#[cfg(test)]
+mod test_util;
 
 pub use config::{gen_dev_id_num, Handler, NULLIO_DEFAULT_SIZE};
 

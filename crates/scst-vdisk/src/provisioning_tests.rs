@@ -2,55 +2,12 @@
 //! READ DEFECT DATA and `data_out_len`, through the `Device` interface.
 
 use crate::create_device;
+use crate::test_util::{be32_at, exec, fileio_on, good, read, run, rw10, rw16, sense, CTX, RO_CTX};
 use scsi_wire::sense::key;
-use scsi_wire::{status, Sense};
-use scst_core::{Cdb, Cmd, CmdCtx, Device, ExecMode, Response, TaskAttr};
+use scsi_wire::Sense;
+use scst_core::{Device, ExecMode, Response};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::Arc;
-
-const CTX: CmdCtx<'static> = CmdCtx {
-    target_name: "iqn.t",
-    rel_tgt_id: 1,
-    initiator_name: "iqn.i",
-    lun_read_only: false,
-};
-const RO_CTX: CmdCtx<'static> = CmdCtx {
-    lun_read_only: true,
-    ..CTX
-};
-
-fn exec(
-    d: &Arc<dyn Device>,
-    ctx: &CmdCtx<'_>,
-    cdb: &[u8],
-    data_out: Vec<u8>,
-    mode: ExecMode,
-) -> Option<Response> {
-    let mut c = Cmd {
-        cdb: Cdb::new(cdb).unwrap(),
-        lun: 0,
-        tag: 1,
-        attr: TaskAttr::Simple,
-        data_out,
-        expected_in: 1 << 20,
-    };
-    d.execute(ctx, &mut c, mode)
-}
-
-fn run(d: &Arc<dyn Device>, cdb: &[u8], data_out: Vec<u8>) -> Response {
-    exec(d, &CTX, cdb, data_out, ExecMode::Blocking).expect("Blocking mode completes")
-}
-
-#[track_caller]
-fn good(r: &Response) {
-    assert_eq!((r.status, r.sense), (status::GOOD, None));
-}
-
-#[track_caller]
-fn sense(r: &Response) -> Sense {
-    assert_eq!(r.status, status::CHECK_CONDITION);
-    r.sense.expect("CHECK CONDITION carries sense")
-}
 
 /// A fileio device of `blocks` blocks of `bs` bytes over a temp file filled with 0xAB
 /// (so every block starts allocated).
@@ -64,15 +21,7 @@ fn fileio(
         .write_all_at(&vec![0xAB; (blocks * bs as u64) as usize], 0)
         .unwrap();
     f.as_file().sync_all().unwrap();
-    let mut a = vec![
-        (
-            "filename".to_string(),
-            f.path().to_str().unwrap().to_string(),
-        ),
-        ("blocksize".to_string(), bs.to_string()),
-    ];
-    a.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let d = create_device("vdisk_fileio", "tp1", &a, 0).unwrap();
+    let d = fileio_on(&f, "tp1", Some(bs), extra);
     (f, d)
 }
 
@@ -108,31 +57,11 @@ fn unmap(d: &Arc<dyn Device>, descs: &[(u64, u32)]) -> Response {
 }
 
 fn ws10(lba: u32, blocks: u16, flags: u8) -> [u8; 10] {
-    let mut c = [0u8; 10];
-    c[0] = 0x41;
-    c[1] = flags;
-    c[2..6].copy_from_slice(&lba.to_be_bytes());
-    c[7..9].copy_from_slice(&blocks.to_be_bytes());
-    c
-}
-
-fn cdb16(op: u8, flags: u8, lba: u64, n: u32) -> [u8; 16] {
-    let mut c = [0u8; 16];
-    c[0] = op;
-    c[1] = flags;
-    c[2..10].copy_from_slice(&lba.to_be_bytes());
-    c[10..14].copy_from_slice(&n.to_be_bytes());
-    c
-}
-
-fn read(d: &Arc<dyn Device>, lba: u64, blocks: u32) -> Vec<u8> {
-    let r = run(d, &cdb16(0x88, 0, lba, blocks), vec![]);
-    good(&r);
-    r.data
+    rw10(0x41, lba, blocks, flags)
 }
 
 fn get_lba_status(d: &Arc<dyn Device>, lba: u64, alloc: u32) -> Response {
-    let mut c = cdb16(0x9E, 0x12, lba, alloc);
+    let mut c = rw16(0x9E, lba, alloc, 0x12);
     c[1] = 0x12;
     run(d, &c, vec![])
 }
@@ -144,7 +73,7 @@ fn descriptors(data: &[u8]) -> Vec<(u64, u32, u8)> {
         .map(|c| {
             (
                 u64::from_be_bytes(c[..8].try_into().unwrap()),
-                u32::from_be_bytes(c[8..12].try_into().unwrap()),
+                be32_at(c, 8),
                 c[12],
             )
         })
@@ -175,13 +104,13 @@ fn provisioning_is_reported_only_when_thin() {
     // LBPU, LBPWS, LBPWS10, LBPRZ; provisioning type thin.
     assert_eq!(b2, vec![0, 0xB2, 0, 4, 0, 0xE4, 2, 0]);
     let b0 = vpd(&d, 0xB0).data;
-    let be32 = |o: usize| u32::from_be_bytes(b0[o..o + 4].try_into().unwrap());
+    let be32 = |o: usize| be32_at(&b0, o);
     assert_eq!(be32(20), (256 << 20) / 512); // MAXIMUM UNMAP LBA COUNT
     assert_eq!(be32(24), 4095); // MAXIMUM UNMAP BLOCK DESCRIPTOR COUNT
     assert_eq!(be32(28), 8); // OPTIMAL UNMAP GRANULARITY: one 4 KiB physical block
     assert_eq!(be32(32), 0x8000_0000); // UGAVALID, alignment 0
     assert_eq!(&b0[36..44], &((256u64 << 20) / 512).to_be_bytes()); // MAX WRITE SAME LEN
-    let rc = run(&d, &cdb16(0x9E, 0x10, 0, 32), vec![]).data;
+    let rc = run(&d, &rw16(0x9E, 0, 32, 0x10), vec![]).data;
     assert_eq!(rc[14] & 0xC0, 0xC0); // LBPME, LBPRZ
     let a = d.attributes();
     let tp = a.iter().find(|(k, _, _)| k == "thin_provisioned").unwrap();
@@ -196,7 +125,7 @@ fn provisioning_is_reported_only_when_thin() {
     let b0 = vpd(&full, 0xB0).data;
     assert_eq!(&b0[20..32], &[0; 12]); // no UNMAP limits without UNMAP
     assert_ne!(&b0[36..44], &[0; 8]); // WRITE SAME works anyway
-    assert_eq!(run(&full, &cdb16(0x9E, 0x10, 0, 32), vec![]).data[14], 0);
+    assert_eq!(run(&full, &rw16(0x9E, 0, 32, 0x10), vec![]).data[14], 0);
 }
 
 #[test]
@@ -332,14 +261,14 @@ fn write_same_writes_and_unmaps() {
     assert!(back[512..512 * 4001].chunks(512).all(|c| c == &block[..]));
     assert!(back[512 * 4001..].iter().all(|&b| b == 0xAB));
     // WRITE SAME(16) with UNMAP deallocates whatever the data says.
-    good(&run(&d, &cdb16(0x93, 0x08, 200, 16), vec![0xFF; 512]));
+    good(&run(&d, &rw16(0x93, 200, 16, 0x08), vec![0xFF; 512]));
     assert!(read(&d, 200, 16).iter().all(|&b| b == 0));
     // WRITE SAME(10) with UNMAP.
     good(&run(&d, &ws10(300, 8, 0x08), vec![0; 512]));
     assert!(read(&d, 300, 8).iter().all(|&b| b == 0));
     // NDOB: no data-out, zeros written.
-    assert_eq!(d.data_out_len(&cdb16(0x93, 0x01, 0, 4)), Some(0));
-    good(&run(&d, &cdb16(0x93, 0x01, 400, 4), vec![]));
+    assert_eq!(d.data_out_len(&rw16(0x93, 0, 4, 0x01)), Some(0));
+    good(&run(&d, &rw16(0x93, 400, 4, 0x01), vec![]));
     assert!(read(&d, 400, 4).iter().all(|&b| b == 0));
     // Up to the last block, and the whole of the maximum length.
     good(&run(&d, &ws10(8191, 1, 0), block.clone()));
@@ -356,7 +285,7 @@ fn write_same_field_checks() {
         Sense::invalid_field_in_cdb(7, None)
     );
     assert_eq!(
-        sense(&run(&d, &cdb16(0x93, 0, 0, 0), blk())),
+        sense(&run(&d, &rw16(0x93, 0, 0, 0), blk())),
         Sense::invalid_field_in_cdb(10, None)
     );
     assert_eq!(
@@ -376,11 +305,11 @@ fn write_same_field_checks() {
         Sense::LBA_OUT_OF_RANGE
     );
     assert_eq!(
-        sense(&run(&d, &cdb16(0x93, 0, u64::MAX, 2), blk())),
+        sense(&run(&d, &rw16(0x93, u64::MAX, 2, 0), blk())),
         Sense::LBA_OUT_OF_RANGE
     );
     assert_eq!(
-        sense(&run(&d, &cdb16(0x93, 0, 1 << 63, 1), blk())),
+        sense(&run(&d, &rw16(0x93, 1 << 63, 1, 0), blk())),
         Sense::LBA_OUT_OF_RANGE
     );
     // WRPROTECT and ANCHOR.
@@ -404,15 +333,15 @@ fn write_same_field_checks() {
     let (_f, big) = fileio(1, 512, &[]);
     let max = (256u32 << 20) / 512;
     assert_eq!(
-        sense(&run(&big, &cdb16(0x93, 0, 0, max + 1), blk())),
+        sense(&run(&big, &rw16(0x93, 0, max + 1, 0), blk())),
         Sense::LBA_OUT_OF_RANGE
     );
     let n = create_device("vdisk_nullio", "n", &[], 0).unwrap();
     assert_eq!(
-        sense(&run(&n, &cdb16(0x93, 0, 0, max + 1), blk())),
+        sense(&run(&n, &rw16(0x93, 0, max + 1, 0), blk())),
         Sense::invalid_field_in_cdb(10, None)
     );
-    good(&exec(&n, &CTX, &cdb16(0x93, 0, 0, max), blk(), ExecMode::Inline).unwrap());
+    good(&exec(&n, &CTX, &rw16(0x93, 0, max, 0), blk(), ExecMode::Inline).unwrap());
     // UNMAP bit needs thin provisioning; plain WRITE SAME does not.
     assert_eq!(
         sense(&run(&n, &ws10(0, 1, 0x08), blk())),
@@ -462,7 +391,7 @@ fn get_lba_status_reports_real_extents() {
         assert_eq!(sense(&get_lba_status(&d, lba, 24)), Sense::LBA_OUT_OF_RANGE);
     }
     // Walking the file's extents waits for an I/O thread.
-    let mut c = cdb16(0x9E, 0x12, 0, 24);
+    let mut c = rw16(0x9E, 0, 24, 0x12);
     c[1] = 0x12;
     assert!(exec(&d, &CTX, &c, vec![], ExecMode::Inline).is_none());
     // Fully provisioned: one mapped extent to the end, even over holes.
@@ -507,13 +436,13 @@ fn pre_fetch() {
         sense(&run(&d, &pf10(u32::MAX, 0, 0), vec![])),
         Sense::LBA_OUT_OF_RANGE
     );
-    good(&run(&d, &cdb16(0x90, 0, 10, 20), vec![]));
+    good(&run(&d, &rw16(0x90, 10, 20, 0), vec![]));
     assert_eq!(
-        sense(&run(&d, &cdb16(0x90, 0, u64::MAX, 1), vec![])),
+        sense(&run(&d, &rw16(0x90, u64::MAX, 1, 0), vec![])),
         Sense::LBA_OUT_OF_RANGE
     );
     assert_eq!(
-        sense(&run(&d, &cdb16(0x90, 0, 1 << 63, 0), vec![])),
+        sense(&run(&d, &rw16(0x90, 1 << 63, 0, 0), vec![])),
         Sense::LBA_OUT_OF_RANGE
     );
     assert!(exec(&d, &CTX, &pf10(0, 8, 0), vec![], ExecMode::Inline).is_none());

@@ -5,24 +5,20 @@
 
 use crate::backend::{Backend, FileBackend, IoOutcome};
 use crate::config::{Handler, VdiskConfig};
-use crate::create_device;
 use crate::fsalloc::Extent;
 use crate::sbc::Vdisk;
+use crate::test_util::{
+    attrs, cmd, fileio_on, good, nullio, read_with, rw16, sense, temp_file, write_with, CTX,
+};
 use scsi_wire::sense::key;
-use scsi_wire::{status, Sense};
-use scst_core::{Cdb, Cmd, CmdCtx, Device, ExecMode, Response, TaskAttr};
+use scsi_wire::Sense;
+use scst_core::{CmdCtx, Device, ExecMode, Response};
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const CTX: CmdCtx<'static> = CmdCtx {
-    target_name: "iqn.t",
-    rel_tgt_id: 1,
-    initiator_name: "iqn.i",
-    lun_read_only: false,
-};
 const BS: usize = 512;
 const BLOCKS: u64 = 2048;
 
@@ -40,35 +36,17 @@ const FORMAT_IN_PROGRESS: (u8, u8, u8) = (key::NOT_READY, 0x04, 0x04);
 const SANITIZE_FAILED: Sense = Sense::new(key::MEDIUM_ERROR, 0x31, 0x03);
 
 fn exec(d: &dyn Device, ctx: &CmdCtx<'_>, cdb: &[u8], data_out: Vec<u8>) -> Response {
-    let mut cmd = Cmd {
-        cdb: Cdb::new(cdb).unwrap(),
-        lun: 0,
-        tag: 1,
-        attr: TaskAttr::Simple,
-        data_out,
-        expected_in: 1 << 20,
-    };
+    let mut c = cmd(cdb, data_out);
     // Inline first, as a network thread would; then on an "I/O thread".
-    if let Some(r) = d.execute(ctx, &mut cmd, ExecMode::Inline) {
+    if let Some(r) = d.execute(ctx, &mut c, ExecMode::Inline) {
         return r;
     }
-    d.execute(ctx, &mut cmd, ExecMode::Blocking)
+    d.execute(ctx, &mut c, ExecMode::Blocking)
         .expect("Blocking mode always completes")
 }
 
 fn run(d: &dyn Device, cdb: &[u8], data_out: Vec<u8>) -> Response {
     exec(d, &CTX, cdb, data_out)
-}
-
-#[track_caller]
-fn good(r: &Response) {
-    assert_eq!((r.status, r.sense), (status::GOOD, None));
-}
-
-#[track_caller]
-fn sense(r: &Response) -> Sense {
-    assert_eq!(r.status, status::CHECK_CONDITION, "{:?}", r.sense);
-    r.sense.expect("CHECK CONDITION carries sense")
 }
 
 #[track_caller]
@@ -102,44 +80,19 @@ fn overwrite(d: &dyn Device, flags: u8, b0: u8, pattern: &[u8]) -> Response {
     run(d, &sanitize_cdb(flags | OVERWRITE, l.len() as u16), l)
 }
 
-fn rw16(op: u8, lba: u64, blocks: u32) -> [u8; 16] {
-    let mut c = [0u8; 16];
-    c[0] = op;
-    c[2..10].copy_from_slice(&lba.to_be_bytes());
-    c[10..14].copy_from_slice(&blocks.to_be_bytes());
-    c
-}
-
 fn read(d: &dyn Device, lba: u64, blocks: u32) -> Vec<u8> {
-    let r = run(d, &rw16(0x88, lba, blocks), vec![]);
-    good(&r);
-    r.data
+    read_with(run, d, lba, blocks)
 }
 
 fn write(d: &dyn Device, lba: u64, data: Vec<u8>) {
-    let blocks = (data.len() / BS) as u32;
-    good(&run(d, &rw16(0x8A, lba, blocks), data));
-}
-
-fn attrs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-fn temp_file() -> tempfile::NamedTempFile {
-    let f = tempfile::NamedTempFile::new().unwrap();
-    f.as_file().set_len(BLOCKS * BS as u64).unwrap();
-    f
+    write_with(run, d, lba, data, BS)
 }
 
 /// A fileio device through the public constructor.
 fn fileio(extra: &[(&str, &str)]) -> (tempfile::NamedTempFile, Arc<dyn Device>) {
-    let f = temp_file();
-    let mut a = attrs(&[("filename", f.path().to_str().unwrap())]);
-    a.extend(attrs(extra));
-    (f, create_device("vdisk_fileio", "san1", &a, 0).unwrap())
+    let f = temp_file(BLOCKS * BS as u64);
+    let d = fileio_on(&f, "san1", None, extra);
+    (f, d)
 }
 
 /// A backend that can be told to fail its writes and deallocations with EIO, and
@@ -186,7 +139,7 @@ impl Backend for Flaky {
 /// A fileio device built by hand, so that the test can reach its range lock and
 /// backend.
 fn flaky_fileio(extra: &[(&str, &str)]) -> (tempfile::NamedTempFile, Arc<Vdisk<Flaky>>) {
-    let f = temp_file();
+    let f = temp_file(BLOCKS * BS as u64);
     let path = f.path().to_str().unwrap().to_string();
     let mut a = attrs(&[("filename", &path)]);
     a.extend(attrs(extra));
@@ -296,7 +249,7 @@ fn sanitize_is_refused_on_read_only_luns_and_nullio() {
     let (_g, thin_ro) = fileio(&[("thin_provisioned", "1"), ("read_only", "1")]);
     let r = run(&*thin_ro, &sanitize_cdb(BLOCK_ERASE, 0), vec![]);
     assert_eq!(sense(&r).key, key::DATA_PROTECT);
-    let null = create_device("vdisk_nullio", "null1", &[], 0).unwrap();
+    let null = nullio(&[]);
     let r = run(&*null, &sanitize_cdb(OVERWRITE, 5), l);
     assert_eq!(sense(&r), Sense::INVALID_OPCODE);
 }
@@ -349,7 +302,7 @@ fn immed_sanitize_reports_not_ready_and_progress_until_done() {
     assert_eq!(kcq(&busy), SANITIZE_IN_PROGRESS);
     assert_eq!(sense(&busy).progress, Some(0));
     assert_eq!(
-        kcq(&run(d, &rw16(0x88, 0, 1), vec![])),
+        kcq(&run(d, &rw16(0x88, 0, 1, 0), vec![])),
         SANITIZE_IN_PROGRESS
     );
     // Another sanitize, a format: refused while it runs.
@@ -383,9 +336,12 @@ fn failed_sanitize_holds_the_lu_in_failure_mode() {
     // Unrestricted (AUSE=1): EXIT FAILURE MODE ends it.
     v.backend.fail.store(true, Ordering::SeqCst);
     assert_eq!(sense(&overwrite(d, AUSE, 0x01, &[1])), SANITIZE_FAILED);
-    assert_eq!(sense(&run(d, &rw16(0x88, 0, 1), vec![])), SANITIZE_FAILED);
     assert_eq!(
-        sense(&run(d, &rw16(0x8A, 0, 1), vec![0; BS])),
+        sense(&run(d, &rw16(0x88, 0, 1, 0), vec![])),
+        SANITIZE_FAILED
+    );
+    assert_eq!(
+        sense(&run(d, &rw16(0x8A, 0, 1, 0), vec![0; BS])),
         SANITIZE_FAILED
     );
     assert_eq!(d.pending_sense(), Some(SANITIZE_FAILED));
@@ -408,7 +364,10 @@ fn failed_sanitize_holds_the_lu_in_failure_mode() {
         sense(&overwrite(d, AUSE, 0x01, &[3])),
         cdb_pointer(1, Some(5))
     );
-    assert_eq!(sense(&run(d, &rw16(0x88, 0, 1), vec![])), SANITIZE_FAILED);
+    assert_eq!(
+        sense(&run(d, &rw16(0x88, 0, 1, 0), vec![])),
+        SANITIZE_FAILED
+    );
     v.backend.fail.store(false, Ordering::SeqCst);
     good(&overwrite(d, 0, 0x01, &[4]));
     assert_eq!(d.pending_sense(), None);
@@ -477,7 +436,7 @@ fn format_on_a_thick_lu_keeps_the_data() {
     write(d, 3, vec![b'z'; BS]);
     good(&run(d, &[0x04, 0, 0, 0, 0, 0], vec![]));
     assert!(read(d, 3, 1).iter().all(|&b| b == b'z'));
-    let null = create_device("vdisk_nullio", "null1", &[], 0).unwrap();
+    let null = nullio(&[]);
     good(&run(&*null, &[0x04, 0, 0, 0, 0, 0], vec![]));
 }
 

@@ -4,10 +4,9 @@
 //! against this table.
 
 use crate::mmc::opcode as mmc;
-use crate::sbc::opcodes::{cmd, maintenance_in as report, sa_cmd, CommandInfo};
+use crate::sbc::opcodes::{cmd, maintenance_in as report, rows, CommandInfo};
 use crate::sbc::CmdResult;
 use scsi_wire::cdb::opcode as op;
-use scsi_wire::rsoc::service_action as mi;
 
 const F: u8 = 0xFF;
 /// READ(10/12/16) byte 1: the (SBC RDPROTECT) bits checked to be 0; DPO and FUA are
@@ -33,8 +32,8 @@ pub(crate) static COMMANDS: &[CommandInfo] = &[
         op::MODE_SELECT_6,
         &[0x15, 0x10, 0, 0, F, 0],
     ),
-    cmd("RESERVE(6)", op::RESERVE_6, &[0x16, 0, 0, 0, 0, 0]).by_core(),
-    cmd("RELEASE(6)", op::RELEASE_6, &[0x17, 0, 0, 0, 0, 0]).by_core(),
+    rows::RESERVE_6,
+    rows::RELEASE_6,
     cmd("MODE SENSE(6)", op::MODE_SENSE_6, &[0x1A, 0x08, F, F, F, 0]),
     // POWER CONDITION, LOEJ, START.
     cmd(
@@ -96,18 +95,8 @@ pub(crate) static COMMANDS: &[CommandInfo] = &[
         op::MODE_SELECT_10,
         &[0x55, 0x10, 0, 0, 0, 0, 0, F, F, 0],
     ),
-    cmd(
-        "RESERVE(10)",
-        op::RESERVE_10,
-        &[0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-    )
-    .by_core(),
-    cmd(
-        "RELEASE(10)",
-        op::RELEASE_10,
-        &[0x57, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-    )
-    .by_core(),
+    rows::RESERVE_10,
+    rows::RELEASE_10,
     cmd(
         "MODE SENSE(10)",
         op::MODE_SENSE_10,
@@ -118,24 +107,9 @@ pub(crate) static COMMANDS: &[CommandInfo] = &[
         op::READ_16,
         &[0x88, READ_FLAGS, F, F, F, F, F, F, F, F, F, F, F, F, 0, 0],
     ),
-    cmd(
-        "REPORT LUNS",
-        op::REPORT_LUNS,
-        &[0xA0, 0, F, 0, 0, 0, F, F, F, F, 0, 0],
-    )
-    .by_core(),
-    sa_cmd(
-        "REPORT SUPPORTED OPERATION CODES",
-        op::MAINTENANCE_IN,
-        mi::REPORT_SUPPORTED_OPCODES,
-        &[0xA3, 0x0C, 0x87, F, F, F, F, F, F, F, 0, 0],
-    ),
-    sa_cmd(
-        "REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS",
-        op::MAINTENANCE_IN,
-        mi::REPORT_SUPPORTED_TMFS,
-        &[0xA3, 0x0D, 0x80, 0, 0, 0, F, F, F, F, 0, 0],
-    ),
+    rows::REPORT_LUNS,
+    rows::REPORT_SUPPORTED_OPCODES,
+    rows::REPORT_SUPPORTED_TMFS,
     cmd(
         "READ(12)",
         op::READ_12,

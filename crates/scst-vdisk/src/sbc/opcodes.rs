@@ -129,6 +129,49 @@ const F: u8 = 0xFF;
 const RW_FLAGS: u8 = 0xF8;
 const VERIFY_FLAGS: u8 = 0xF6;
 
+/// The rows of commands that the vdisk and vcdrom tables share because the same code
+/// answers them for both: the core (reservations, REPORT LUNS) or [`maintenance_in`].
+pub(crate) mod rows {
+    use super::{cmd, sa_cmd, CommandInfo, F};
+    use scsi_wire::cdb::opcode as op;
+    use scsi_wire::rsoc::service_action as mi;
+
+    pub(crate) const RESERVE_6: CommandInfo =
+        cmd("RESERVE(6)", op::RESERVE_6, &[0x16, 0, 0, 0, 0, 0]).by_core();
+    pub(crate) const RELEASE_6: CommandInfo =
+        cmd("RELEASE(6)", op::RELEASE_6, &[0x17, 0, 0, 0, 0, 0]).by_core();
+    pub(crate) const RESERVE_10: CommandInfo = cmd(
+        "RESERVE(10)",
+        op::RESERVE_10,
+        &[0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    )
+    .by_core();
+    pub(crate) const RELEASE_10: CommandInfo = cmd(
+        "RELEASE(10)",
+        op::RELEASE_10,
+        &[0x57, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    )
+    .by_core();
+    pub(crate) const REPORT_LUNS: CommandInfo = cmd(
+        "REPORT LUNS",
+        op::REPORT_LUNS,
+        &[0xA0, 0, F, 0, 0, 0, F, F, F, F, 0, 0],
+    )
+    .by_core();
+    pub(crate) const REPORT_SUPPORTED_OPCODES: CommandInfo = sa_cmd(
+        "REPORT SUPPORTED OPERATION CODES",
+        op::MAINTENANCE_IN,
+        mi::REPORT_SUPPORTED_OPCODES,
+        &[0xA3, 0x0C, 0x87, F, F, F, F, F, F, F, 0, 0],
+    );
+    pub(crate) const REPORT_SUPPORTED_TMFS: CommandInfo = sa_cmd(
+        "REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS",
+        op::MAINTENANCE_IN,
+        mi::REPORT_SUPPORTED_TMFS,
+        &[0xA3, 0x0D, 0x80, 0, 0, 0, F, F, F, F, 0, 0],
+    );
+}
+
 /// Every supported command, ordered by opcode then service action (the order REPORT
 /// SUPPORTED OPERATION CODES lists them in).
 pub(crate) static COMMANDS: &[CommandInfo] = &[
@@ -157,8 +200,8 @@ pub(crate) static COMMANDS: &[CommandInfo] = &[
         op::MODE_SELECT_6,
         &[0x15, 0x10, 0, 0, F, 0],
     ),
-    cmd("RESERVE(6)", op::RESERVE_6, &[0x16, 0, 0, 0, 0, 0]).by_core(),
-    cmd("RELEASE(6)", op::RELEASE_6, &[0x17, 0, 0, 0, 0, 0]).by_core(),
+    rows::RESERVE_6,
+    rows::RELEASE_6,
     // DBD, PC + PAGE CODE, SUBPAGE CODE, ALLOCATION LENGTH.
     cmd("MODE SENSE(6)", op::MODE_SENSE_6, &[0x1A, 0x08, F, F, F, 0]),
     // POWER CONDITION, LOEJ, START: LOEJ loads or ejects a removable medium (else
@@ -276,18 +319,8 @@ pub(crate) static COMMANDS: &[CommandInfo] = &[
         op::MODE_SELECT_10,
         &[0x55, 0x10, 0, 0, 0, 0, 0, F, F, 0],
     ),
-    cmd(
-        "RESERVE(10)",
-        op::RESERVE_10,
-        &[0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-    )
-    .by_core(),
-    cmd(
-        "RELEASE(10)",
-        op::RELEASE_10,
-        &[0x57, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-    )
-    .by_core(),
+    rows::RESERVE_10,
+    rows::RELEASE_10,
     // LLBAA, DBD, PC + PAGE CODE, SUBPAGE CODE, ALLOCATION LENGTH.
     cmd(
         "MODE SENSE(10)",
@@ -492,27 +525,12 @@ pub(crate) static COMMANDS: &[CommandInfo] = &[
         &[0x9E, 0x12, F, F, F, F, F, F, F, F, F, F, F, F, 0, 0],
     ),
     // SELECT REPORT, ALLOCATION LENGTH.
-    cmd(
-        "REPORT LUNS",
-        op::REPORT_LUNS,
-        &[0xA0, 0, F, 0, 0, 0, F, F, F, F, 0, 0],
-    )
-    .by_core(),
+    rows::REPORT_LUNS,
     // RCTD, REPORTING OPTIONS, REQUESTED OPERATION CODE / SERVICE ACTION, ALLOCATION
     // LENGTH.
-    sa_cmd(
-        "REPORT SUPPORTED OPERATION CODES",
-        op::MAINTENANCE_IN,
-        mi::REPORT_SUPPORTED_OPCODES,
-        &[0xA3, 0x0C, 0x87, F, F, F, F, F, F, F, 0, 0],
-    ),
+    rows::REPORT_SUPPORTED_OPCODES,
     // REPD, ALLOCATION LENGTH.
-    sa_cmd(
-        "REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS",
-        op::MAINTENANCE_IN,
-        mi::REPORT_SUPPORTED_TMFS,
-        &[0xA3, 0x0D, 0x80, 0, 0, 0, F, F, F, F, 0, 0],
-    ),
+    rows::REPORT_SUPPORTED_TMFS,
     cmd(
         "READ(12)",
         op::READ_12,
