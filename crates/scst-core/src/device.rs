@@ -17,6 +17,11 @@ pub struct CmdCtx<'a> {
     pub initiator_name: &'a str,
     /// The LUN was exported read-only (per-LUN `read_only`).
     pub lun_read_only: bool,
+    /// ALUA through this target port: None when the device is in no device group
+    /// (INQUIRY then reports TPGS 0); else the port's target port group id (VPD 0x83;
+    /// None when the port is in none of the group's target groups) and its state
+    /// (INQUIRY reports PQ=1 when unavailable or offline).
+    pub alua: Option<crate::alua::PortView>,
 }
 
 /// One device instance of a dev handler (SCST's `struct scst_device` + handler ops).

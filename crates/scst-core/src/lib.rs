@@ -2,6 +2,9 @@
 //! tables and security groups, sessions and their tgt_devs, unit attentions, task sets
 //! and task management. It never sees a PDU, a socket or a login key.
 
+pub mod alua;
+#[cfg(test)]
+mod alua_tests;
 pub mod cmd;
 mod copy;
 #[cfg(test)]
@@ -13,6 +16,9 @@ pub mod error;
 pub mod iopool;
 pub mod pattern;
 pub mod pr;
+pub mod pr_persist;
+#[cfg(test)]
+mod pr_persist_tests;
 pub mod registry;
 pub mod reservation;
 #[cfg(test)]
@@ -21,6 +27,7 @@ pub mod session;
 pub mod target;
 pub mod taskset;
 
+pub use alua::{AluaState, PortView};
 pub use cmd::{Cdb, Cmd, ExecMode, Response, TaskAttr};
 pub use device::{CmdCtx, Device, DeviceEvents};
 pub use error::MgmtError;

@@ -278,6 +278,18 @@ pub(crate) fn pr_out_needs_ports(cdb: &[u8], list: &[u8]) -> bool {
     sa == sa_out::REGISTER_AND_MOVE || list.get(20).is_some_and(|f| f & 0x04 != 0)
 }
 
+/// Whether a PR OUT's parameter list sets APTPL (byte 20 bit 0; REGISTER AND MOVE has
+/// it in byte 17). Only a hint for where to run the command: parsing decides.
+pub(crate) fn pr_out_aptpl(cdb: &[u8], list: &[u8]) -> bool {
+    let sa = cdb.get(1).map_or(0, |b| b & 0x1F);
+    let at = if sa == sa_out::REGISTER_AND_MOVE {
+        17
+    } else {
+        20
+    };
+    list.get(at).is_some_and(|f| f & 0x01 != 0)
+}
+
 /// Validate the CDB's scope and type for the actions that carry them.
 fn scope_type(cdb: &[u8]) -> Result<PrReservation, Response> {
     let b = cdb[2];

@@ -3,6 +3,7 @@
 //! session's own tgt_dev table.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
@@ -22,6 +23,8 @@ pub struct DeviceEntry {
     pub(crate) tgt_devs: Mutex<Vec<Weak<TgtDev>>>,
     /// SPC-2 and persistent reservations (spec 5.3), checked on every command.
     pub(crate) resv: Reservations,
+    /// The device group's ALUA state for the data path (spec 5.4).
+    pub(crate) alua: crate::alua::DeviceAlua,
     /// The core instance, to find the target ports exporting the device (PR ALL_TG_PT,
     /// REGISTER AND MOVE).
     scst: Weak<Scst>,
@@ -73,6 +76,66 @@ impl DeviceEntry {
     }
 }
 
+impl DeviceEntry {
+    /// Where and what to dump for `pr_dump_dir` (spec 2.4): disk devices of a handler
+    /// with a dump directory write `<dir>/<unit serial number>`.
+    fn pr_dump(&self, scst: &Scst) -> Option<(PathBuf, String)> {
+        if self.dev.scsi_type() != 0 {
+            return None;
+        }
+        let dir = scst.pr_dump_dir(self.dev.handler_name())?;
+        let serial = self
+            .dev
+            .attributes()
+            .into_iter()
+            .find(|(n, _, _)| n == "usn")
+            .map(|(_, v, _)| v)
+            .filter(|v| !v.is_empty() && !v.contains(['/', '\0']) && v != "." && v != "..");
+        let Some(serial) = serial else {
+            log::error!(
+                "device {}: no usable unit serial number, PR state not dumped",
+                self.name()
+            );
+            return None;
+        };
+        Some((dir.join(serial), self.pr_state_text()))
+    }
+}
+
+/// Reservations for a device persisted in `path`, with what the file holds.
+fn load_pr_file(dev: &str, path: &Path) -> Reservations {
+    use crate::pr_persist::{load_aptpl, Loaded};
+    match load_aptpl(path) {
+        Ok(Loaded::Absent) => {
+            Reservations::with_state(Default::default(), Some(path.into()), false)
+        }
+        Ok(Loaded::State(st)) => {
+            log::info!(
+                "device {dev}: persistent reservations restored from {} ({} registrants)",
+                path.display(),
+                st.registrants.len()
+            );
+            Reservations::with_state(st, Some(path.into()), true)
+        }
+        Err(e) => {
+            // Keep the bad file for inspection; the next APTPL change writes a new one.
+            let mut aside = path.as_os_str().to_owned();
+            aside.push(".corrupt");
+            let moved = std::fs::rename(path, &aside).is_ok();
+            log::error!(
+                "device {dev}: persistent reservation state not loaded: {e}; starting \
+                 without PR state{}",
+                if moved {
+                    format!(" (file moved to {})", Path::new(&aside).display())
+                } else {
+                    String::new()
+                }
+            );
+            Reservations::with_state(Default::default(), Some(path.into()), !moved)
+        }
+    }
+}
+
 /// Device-originated unit attentions (a vcdrom medium change) reach every nexus.
 impl DeviceEvents for DeviceEntry {
     fn queue_ua_all(&self, sense: scsi_wire::Sense) {
@@ -92,8 +155,15 @@ pub struct Scst {
     /// Handed to devices so they can reach the registry (`DeviceEntry::target_ports`).
     me: Weak<Scst>,
     registry: Mutex<Registry>,
+    /// Device groups and target groups (ALUA, spec 2.9).
+    pub(crate) alua: crate::alua::AluaGroups,
     pub io_pool: IoPool,
     next_session_id: std::sync::atomic::AtomicU64,
+    /// Persistent state lives under it (`<dir>/pr/<device>` APTPL files); None: PR
+    /// state is not persisted (unit tests). Set before devices are added.
+    state_dir: Mutex<Option<PathBuf>>,
+    /// Handler-wide `pr_dump_dir` (spec 2.4), by handler name.
+    pr_dump_dirs: Mutex<BTreeMap<String, PathBuf>>,
 }
 
 impl Scst {
@@ -101,12 +171,63 @@ impl Scst {
         Arc::new_cyclic(|me| Scst {
             me: me.clone(),
             registry: Mutex::new(Registry::default()),
+            alua: Default::default(),
             io_pool: IoPool::new(io_threads),
             next_session_id: std::sync::atomic::AtomicU64::new(1),
+            state_dir: Mutex::new(None),
+            pr_dump_dirs: Mutex::new(BTreeMap::new()),
         })
     }
 
+    /// Where persistent state lives; devices added afterwards keep their APTPL files in
+    /// `<dir>/pr/<device name>` unless given a `pr_file_name`.
+    pub fn set_state_dir(&self, dir: PathBuf) {
+        *self.state_dir.lock() = Some(dir);
+    }
+
+    /// The handler attribute `pr_dump_dir` (spec 2.4): where the handler's disk devices
+    /// dump their PR state when detached. None or an empty path turns it off.
+    pub fn set_pr_dump_dir(&self, handler: &str, dir: Option<PathBuf>) {
+        let mut d = self.pr_dump_dirs.lock();
+        match dir.filter(|p| !p.as_os_str().is_empty()) {
+            Some(p) => d.insert(handler.to_string(), p),
+            None => d.remove(handler),
+        };
+    }
+
+    pub fn pr_dump_dir(&self, handler: &str) -> Option<PathBuf> {
+        self.pr_dump_dirs.lock().get(handler).cloned()
+    }
+
     pub fn add_device(&self, dev: Arc<dyn Device>) -> Result<Arc<DeviceEntry>, MgmtError> {
+        self.add_device_with_pr_file(dev, None)
+    }
+
+    /// Register a device whose APTPL file is `pr_file` (the `pr_file_name` attribute;
+    /// None: the default under the state directory) and load its persisted PR state.
+    /// A file that cannot be read or parsed is logged, moved aside and ignored: the
+    /// device starts with no PR state rather than not at all.
+    pub fn add_device_with_pr_file(
+        &self,
+        dev: Arc<dyn Device>,
+        pr_file: Option<PathBuf>,
+    ) -> Result<Arc<DeviceEntry>, MgmtError> {
+        let pr_file = pr_file.or_else(|| {
+            let dir = self.state_dir.lock().clone()?;
+            Some(dir.join("pr").join(dev.name()))
+        });
+        let resv = match &pr_file {
+            Some(path) => load_pr_file(dev.name(), path),
+            None => Reservations::default(),
+        };
+        self.insert_device(dev, resv)
+    }
+
+    fn insert_device(
+        &self,
+        dev: Arc<dyn Device>,
+        resv: Reservations,
+    ) -> Result<Arc<DeviceEntry>, MgmtError> {
         let mut r = self.registry.lock();
         let name = dev.name().to_string();
         if r.devices.contains_key(&name) {
@@ -118,7 +239,8 @@ impl Scst {
         let entry = Arc::new(DeviceEntry {
             dev,
             tgt_devs: Mutex::new(Vec::new()),
-            resv: Reservations::default(),
+            resv,
+            alua: Default::default(),
             scst: self.me.clone(),
         });
         r.devices.insert(name, entry.clone());
@@ -204,6 +326,16 @@ impl Scst {
             .cloned()
     }
 
+    /// A target of any driver by name (ALUA target group members are named so).
+    pub(crate) fn find_target_by_name(&self, name: &str) -> Option<Arc<Target>> {
+        self.registry
+            .lock()
+            .targets
+            .values()
+            .find(|t| t.name == name)
+            .cloned()
+    }
+
     pub fn targets(&self, driver: &str) -> Vec<Arc<Target>> {
         self.registry
             .lock()
@@ -246,6 +378,27 @@ impl Scst {
         let session = Session::new(id, target.clone(), transport_id, events);
         target.sessions.lock().push(Arc::downgrade(&session));
         session
+    }
+
+    /// Detach every device at daemon shutdown, once the transports have stopped and no
+    /// command is in flight: flush it, and write the PR dumps `pr_dump_dir` asks for.
+    /// The states are captured first, then written with no core lock held.
+    pub fn detach_all(&self) {
+        self.flush_all();
+        let dumps: Vec<(String, PathBuf, String)> = self
+            .devices()
+            .iter()
+            .filter_map(|d| {
+                let (path, text) = d.pr_dump(self)?;
+                Some((d.name().to_string(), path, text))
+            })
+            .collect();
+        for (name, path, text) in dumps {
+            match crate::pr_persist::write_atomic(&path, text.as_bytes()) {
+                Ok(()) => log::info!("device {name}: PR state dumped to {}", path.display()),
+                Err(e) => log::error!("device {name}: PR state dump failed: {e}"),
+            }
+        }
     }
 
     /// Flush every device (daemon shutdown).

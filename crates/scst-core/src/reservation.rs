@@ -6,6 +6,7 @@
 //! Every command passes through [`route`]; while a device has neither an SPC-2
 //! reservation nor a PR registration, that costs one atomic load.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -13,8 +14,9 @@ use parking_lot::Mutex;
 use scsi_wire::opcode as op;
 use scsi_wire::{status, Sense};
 
-use crate::cmd::{Cmd, Response};
+use crate::cmd::{Cmd, ExecMode, Response};
 use crate::pr::{self, Effects, NexusRef, PrState};
+use crate::pr_persist;
 use crate::registry::DeviceEntry;
 use crate::session::{Session, TgtDev};
 
@@ -24,13 +26,30 @@ struct ResvState {
     /// Id of the session holding the SPC-2 reservation.
     spc2_holder: Option<u64>,
     pr: PrState,
+    /// Where the APTPL file lives (`pr_file_name`); None: no persistence (a core
+    /// without a state directory, as in unit tests).
+    pr_file: Option<PathBuf>,
+    /// The APTPL file may exist on disk: it must be rewritten or removed when the
+    /// state changes, even once APTPL is 0 in memory.
+    file_present: bool,
 }
 
 impl ResvState {
     fn any(&self) -> bool {
         self.spc2_holder.is_some() || !self.pr.registrants.is_empty()
     }
+
+    /// A PR OUT may change what the APTPL file must hold, so it has to run where file
+    /// I/O is allowed. `list_aptpl`: the command itself sets APTPL.
+    fn needs_durable(&self, list_aptpl: bool) -> bool {
+        self.pr_file.is_some() && (self.file_present || self.pr.aptpl || list_aptpl)
+    }
 }
+
+/// Sense for a PR OUT whose new state could not be made durable (APTPL file write
+/// failed). SCST only logs such failures; here the command fails and the state is
+/// rolled back, so that a GOOD status always means "survives a power loss".
+pub const PR_NOT_DURABLE: Sense = Sense::HARDWARE_INTERNAL_FAILURE;
 
 /// A device's reservations: SPC-2 and persistent.
 #[derive(Debug, Default)]
@@ -39,9 +58,36 @@ pub struct Reservations {
     /// or registered (a reservation cannot exist without a registration).
     active: AtomicBool,
     state: Mutex<ResvState>,
+    /// Serialises the PR OUTs and imports that write the APTPL file, so that files land
+    /// in the order the states were made. Taken before `state`, never inside it; the
+    /// file I/O runs with only this lock held.
+    persist: Mutex<()>,
 }
 
 impl Reservations {
+    /// Reservations persisted in `pr_file` (None: not persisted), starting from `pr`
+    /// (what the file held at registration). `file_present`: the file exists.
+    pub(crate) fn with_state(pr: PrState, pr_file: Option<PathBuf>, file_present: bool) -> Self {
+        let st = ResvState {
+            spc2_holder: None,
+            pr,
+            pr_file,
+            file_present,
+        };
+        let r = Reservations {
+            active: AtomicBool::new(false),
+            state: Mutex::new(st),
+            persist: Mutex::new(()),
+        };
+        r.publish(&r.state.lock());
+        r
+    }
+
+    /// The APTPL file path, if the device's PR state is persisted.
+    pub fn pr_file(&self) -> Option<PathBuf> {
+        self.state.lock().pr_file.clone()
+    }
+
     fn publish(&self, st: &ResvState) {
         self.active.store(st.any(), Ordering::Release);
     }
@@ -226,6 +272,11 @@ pub(crate) fn route(sess: &Session, td: &TgtDev, cmd: &Cmd) -> Option<Response> 
 
     let (mut resp, fx) = {
         let mut st = resv.state.lock();
+        if opcode == op::PERSISTENT_RESERVE_OUT && st.needs_durable(pr::pr_out_aptpl(cdb, &list)) {
+            // The new state must be on disk before the command completes: not on a
+            // network thread. `Session::execute` runs it through `execute_durable`.
+            return None;
+        }
         let out = if conflicts(&st, &n, access) {
             (
                 Response::status(status::RESERVATION_CONFLICT),
@@ -347,7 +398,129 @@ fn deliver(dev: &Arc<DeviceEntry>, sender: u64, fx: Effects) {
     }
 }
 
+/// PERSISTENT RESERVE OUT whose state goes to the APTPL file (see `route`): in Inline
+/// mode `None` (the transport re-runs it on an I/O thread); in Blocking mode execute it,
+/// write or remove the file before answering and deliver the effects only once the state
+/// is durable. A failed write rolls the state back and fails the command.
+pub(crate) fn execute_durable(
+    sess: &Session,
+    td: &TgtDev,
+    cmd: &Cmd,
+    mode: ExecMode,
+) -> Option<Response> {
+    if mode == ExecMode::Inline {
+        return None;
+    }
+    let cdb: &[u8] = &cmd.cdb;
+    let len = match pr::pr_out_param_len(cdb) {
+        Ok(len) => len as usize,
+        Err(s) => return Some(finish(td, Response::check(s))),
+    };
+    let list = &cmd.data_out[..len.min(cmd.data_out.len())];
+    let ports = if pr::pr_out_needs_ports(cdb, list) {
+        td.device.target_ports()
+    } else {
+        Vec::new()
+    };
+    let n = NexusRef {
+        session_id: sess.id,
+        tid: &sess.transport_id,
+        rel_tgt_id: sess.target.rel_tgt_id(),
+    };
+    let resv = &td.device.resv;
+    let _order = resv.persist.lock();
+    let (mut resp, mut fx, old, plan) = {
+        let mut st = resv.state.lock();
+        let old = st.pr.clone();
+        let (resp, fx) = if conflicts(&st, &n, op_access(cdb)) || st.spc2_holder.is_some() {
+            (
+                Response::status(status::RESERVATION_CONFLICT),
+                Effects::default(),
+            )
+        } else {
+            pr::execute_pr_out(&mut st.pr, &n, cdb, list, &ports)
+        };
+        resv.publish(&st);
+        // The file holds the state while APTPL=1 and registrants exist; else it goes.
+        let plan = match &st.pr_file {
+            Some(path) if st.pr != old && (old.aptpl || st.pr.aptpl || st.file_present) => {
+                let keep = st.pr.aptpl && !st.pr.registrants.is_empty();
+                Some((path.clone(), keep.then(|| pr_persist::format_text(&st.pr))))
+            }
+            _ => None,
+        };
+        (resp, fx, old, plan)
+    };
+    if let Some((path, text)) = plan {
+        let res = match &text {
+            Some(t) => pr_persist::write_atomic(&path, t.as_bytes()),
+            None => pr_persist::remove_durable(&path),
+        };
+        let mut st = resv.state.lock();
+        match res {
+            Ok(()) => st.file_present = text.is_some(),
+            Err(e) => {
+                log::error!(
+                    "device {}: persistent reservation state not made durable ({e}); \
+                     PR OUT failed, state rolled back",
+                    td.device.name()
+                );
+                st.pr = old;
+                // The rename may have happened before a failed directory fsync: then
+                // the file must be rewritten (or removed) with the next change.
+                st.file_present = st.file_present || path.exists();
+                resv.publish(&st);
+                resp = Response::check(PR_NOT_DURABLE);
+                fx = Effects::default();
+            }
+        }
+    }
+    deliver(&td.device, sess.id, fx);
+    resp.data_out_len = Some(len as u32);
+    Some(finish(td, resp))
+}
+
 impl DeviceEntry {
+    /// The `pr_state` attribute (spec 5.3.5): the persistent reservation state as text.
+    pub fn pr_state_text(&self) -> String {
+        pr_persist::format_text(&self.resv.pr_state())
+    }
+
+    /// Write of the `pr_state` attribute: replace the PR state with `text` (spec 5.3.5).
+    /// Refused while any LUN exports the device. The imported state has APTPL=0 (the
+    /// format carries no APTPL bit), so an existing APTPL file is removed; the next
+    /// REGISTER with APTPL=1 makes it persistent again.
+    pub fn import_pr_state(&self, text: &str) -> Result<(), crate::MgmtError> {
+        if !self.target_ports().is_empty() {
+            return Err(crate::MgmtError::Busy {
+                kind: "device",
+                name: self.name().to_string(),
+                why: "pr_state can only be imported while no LUN exports the device".into(),
+            });
+        }
+        let new = pr_persist::parse_text(text).map_err(|e| {
+            crate::MgmtError::Invalid(format!("device '{}': pr_state: {e}", self.name()))
+        })?;
+        let resv = &self.resv;
+        let _order = resv.persist.lock();
+        let stale = {
+            let mut st = resv.state.lock();
+            st.pr = new;
+            resv.publish(&st);
+            st.pr_file.clone().filter(|_| st.file_present)
+        };
+        if let Some(path) = stale {
+            match pr_persist::remove_durable(&path) {
+                Ok(()) => resv.state.lock().file_present = false,
+                Err(e) => log::error!(
+                    "device {}: stale APTPL file not removed after pr_state import: {e}",
+                    self.name()
+                ),
+            }
+        }
+        Ok(())
+    }
+
     /// Snapshot of the device's persistent reservation state.
     pub fn pr_state(&self) -> PrState {
         self.resv.pr_state()

@@ -239,9 +239,31 @@ impl Session {
                 }
             }
         }
+        // ALUA state filter (spec 5.4). It comes after the reservation checks (spec 4.1),
+        // except for the commands the reservation gate executes itself, which must
+        // not run through a port whose state forbids them.
+        let alua_reject = td
+            .device
+            .alua
+            .view(&self.target)
+            .and_then(|v| crate::alua::filter(v.state, &cmd.cdb));
+        if let Some(sense) = alua_reject {
+            if crate::alua::executed_by_reservation_gate(op) {
+                return Route::Done(Self::device_check(td, sense));
+            }
+        }
         // SPC-2 and PR conflicts; RESERVE/RELEASE/PR IN/PR OUT are answered here.
         if let Some(r) = crate::reservation::route(self, td, cmd) {
             return Route::Done(r);
+        }
+        if let Some(sense) = alua_reject {
+            return Route::Done(Self::device_check(td, sense));
+        }
+        if op == scsi_wire::opcode::MAINTENANCE_IN
+            && cmd.cdb.len() > 1
+            && cmd.cdb[1] & 0x1F == crate::alua::SA_REPORT_TARGET_PORT_GROUPS
+        {
+            return Route::Done(crate::alua::report_target_port_groups(&td.device, cmd));
         }
         // The copy manager's results need no device and never block.
         if op == scsi_wire::opcode::RECEIVE_COPY_RESULTS {
@@ -250,12 +272,24 @@ impl Session {
         Route::Device(td.clone())
     }
 
+    /// CHECK CONDITION in the device's sense format.
+    fn device_check(td: &TgtDev, sense: Sense) -> Response {
+        let mut r = Response::check(sense);
+        r.descriptor_sense = td.device.dev.descriptor_sense();
+        r
+    }
+
     /// Run a routed command on its device. `None`: the device would block in Inline mode.
     pub fn execute(&self, td: &TgtDev, cmd: &mut Cmd, mode: ExecMode) -> Option<Response> {
         // The copy manager runs EXTENDED COPY itself, on the I/O thread (it blocks on
         // the copy targets).
         if cmd.cdb.opcode() == scsi_wire::opcode::EXTENDED_COPY {
             return crate::copy::extended_copy(self, td, cmd, mode);
+        }
+        // A PR OUT reaches here only when its state goes to the APTPL file (the
+        // reservation gate answers the others in `route`): the core runs it, blocking.
+        if cmd.cdb.opcode() == scsi_wire::opcode::PERSISTENT_RESERVE_OUT {
+            return crate::reservation::execute_durable(self, td, cmd, mode);
         }
         // What the CDB transfers, for the transport's residual. The data-out buffer
         // stays as the initiator sent it: a device writes only what it received (SBC
@@ -267,6 +301,7 @@ impl Session {
             rel_tgt_id: self.target.rel_tgt_id(),
             initiator_name: &self.initiator_name,
             lun_read_only: td.read_only,
+            alua: td.device.alua.view(&self.target),
         };
         let mut r = td.device.dev.execute(&ctx, cmd, mode)?;
         r.data_out_len = data_out_len;

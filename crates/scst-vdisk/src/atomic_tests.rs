@@ -433,13 +433,17 @@ fn report_supported_opcodes_one_command() {
     // Service action forms.
     let r = run(&d, &rsoc(2, 0x9E, 0x10, 512), vec![]);
     assert_eq!(&r.data[..6], &[0, 0x03, 0, 16, 0x9E, 0x10]);
+    // REPORT TARGET PORT GROUPS, which the core answers for every device.
+    let r = run(&d, &rsoc(3, 0xA3, 0x0A, 512), vec![]);
+    assert_eq!(&r.data[..6], &[0, 0x03, 0, 12, 0xA3, 0xEA]);
     // Unsupported: SUPPORT 001b, not an error.
     for c in [
         rsoc(1, 0xC5, 0, 512),
         rsoc(2, 0x9E, 0x1F, 512),
         rsoc(2, 0x7F, 3, 512),
         rsoc(3, 0x28, 1, 512),
-        rsoc(3, 0xA3, 0x0A, 512),
+        // REPORT IDENTIFYING INFORMATION.
+        rsoc(3, 0xA3, 0x05, 512),
         rsoc(1, 0x42, 0, 512),
     ] {
         let r = run(&d, &c, vec![]);
@@ -522,11 +526,22 @@ fn command_table_matches_dispatch() {
                     && (sa.is_none() || c.service_action == sa)
             })
         };
+        let by_core = |op: u8, sa: Option<u8>| {
+            COMMANDS.iter().any(|c| {
+                c.opcode == op
+                    && c.executor == Executor::Core
+                    && (sa.is_none() || c.service_action == sa)
+            })
+        };
         for op in 0..=255u8 {
-            if COMMANDS
+            // Opcodes only the core answers never reach the dispatch; for one whose
+            // service actions are split (MAINTENANCE IN: RTPG by the core, RSOC by the
+            // device) only the core's service actions are skipped below.
+            let all_by_core = COMMANDS
                 .iter()
-                .any(|c| c.opcode == op && c.executor == Executor::Core)
-            {
+                .filter(|c| c.opcode == op)
+                .all(|c| c.executor == Executor::Core);
+            if by_core(op, None) && all_by_core {
                 continue;
             }
             let has_sa = COMMANDS
@@ -538,6 +553,9 @@ fn command_table_matches_dispatch() {
                 vec![None]
             };
             for sa in sas {
+                if sa.is_some() && by_core(op, sa) {
+                    continue;
+                }
                 let mut cdb = [0u8; 16];
                 cdb[0] = op;
                 cdb[1] = sa.unwrap_or(0);

@@ -15,6 +15,7 @@ const CTX: CmdCtx<'static> = CmdCtx {
     rel_tgt_id: 3,
     initiator_name: "iqn.i",
     lun_read_only: false,
+    alua: None,
 };
 const RO_CTX: CmdCtx<'static> = CmdCtx {
     lun_read_only: true,

@@ -27,14 +27,21 @@ pub fn rotation_rate(cfg: &VdiskConfig) -> u16 {
 }
 
 /// Peripheral qualifier + type byte: a `dummy` nullio LUN reports "not connected,
-/// unknown type" so that initiators skip it.
-fn periph<B: Backend>(d: &Vdisk<B>) -> u8 {
+/// unknown type" so that initiators skip it; through an ALUA port in the unavailable
+/// or offline state the LU is "not connected" too, with its real type (spec 4.4).
+fn periph<B: Backend>(d: &Vdisk<B>, ctx: &CmdCtx<'_>) -> u8 {
     if d.cfg.dummy {
         (1 << 5) | wire::TYPE_UNKNOWN
+    } else if ctx.alua.is_some_and(|a| a.state.lu_not_accessible()) {
+        1 << 5
     } else {
         0
     }
 }
+
+/// TPGS 01b (implicit ALUA) for a device in a device group; explicit ALUA (SET TARGET
+/// PORT GROUPS) is not implemented.
+const TPGS_IMPLICIT: u8 = 0x01;
 
 /// INQUIRY: standard data or a VPD page, cut to the allocation length.
 pub fn inquiry<B: Backend>(d: &Vdisk<B>, ctx: &CmdCtx<'_>, cdb: &[u8]) -> Result<Vec<u8>, Sense> {
@@ -42,7 +49,7 @@ pub fn inquiry<B: Backend>(d: &Vdisk<B>, ctx: &CmdCtx<'_>, cdb: &[u8]) -> Result
     if c.cmddt {
         return Err(Sense::invalid_field_in_cdb(1, Some(1)));
     }
-    let pq = periph(d);
+    let pq = periph(d, ctx);
     let mut out = if !c.evpd {
         if c.page != 0 {
             return Err(Sense::invalid_field_in_cdb(2, None));
@@ -56,6 +63,7 @@ pub fn inquiry<B: Backend>(d: &Vdisk<B>, ctx: &CmdCtx<'_>, cdb: &[u8]) -> Result
             hierarchical_luns: true,
             // The core's copy manager executes EXTENDED COPY (spec 4.4: 3PC=1).
             third_party_copy: true,
+            tpgs: if ctx.alua.is_some() { TPGS_IMPLICIT } else { 0 },
             versions: vec![
                 version::SAM_4,
                 version::ISCSI,
@@ -78,7 +86,7 @@ pub fn inquiry<B: Backend>(d: &Vdisk<B>, ctx: &CmdCtx<'_>, cdb: &[u8]) -> Result
             0x83 => {
                 let ports = PortIds {
                     rel_tgt_id: ctx.rel_tgt_id,
-                    tpg_id: None,
+                    tpg_id: ctx.alua.and_then(|a| a.tpg_id),
                 };
                 wire::vpd_device_id(pq, &d.cfg.identity, ports)
             }
@@ -148,4 +156,73 @@ pub fn read_capacity_16<B: Backend>(d: &Vdisk<B>) -> [u8; 32] {
         ..Default::default()
     };
     wire::read_capacity_16(d.nblocks, bs, &c)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::test_util::{nullio, run_ctx, CTX};
+    use scst_core::{AluaState, CmdCtx, PortView};
+
+    const STD_INQUIRY: [u8; 6] = [0x12, 0, 0, 0, 96, 0];
+    const VPD_83: [u8; 6] = [0x12, 1, 0x83, 1, 0, 0];
+
+    fn through(state: AluaState, tpg_id: Option<u16>) -> CmdCtx<'static> {
+        CmdCtx {
+            alua: Some(PortView { tpg_id, state }),
+            ..CTX
+        }
+    }
+
+    /// The target port group designator (association 01b, type 5) of VPD 0x83.
+    fn tpg_designator(page: &[u8]) -> Option<u16> {
+        let mut off = 4;
+        while off + 4 <= page.len() {
+            let len = page[off + 3] as usize;
+            if page[off + 1] & 0x3F == 0x15 && len == 4 {
+                return Some(u16::from_be_bytes([page[off + 6], page[off + 7]]));
+            }
+            off += 4 + len;
+        }
+        None
+    }
+
+    #[test]
+    fn tpgs_and_tpg_designator_only_in_a_device_group() {
+        let d = nullio(&[]);
+        // No device group: TPGS 0, no designator.
+        let std = run_ctx(&d, &CTX, &STD_INQUIRY, vec![]).data;
+        assert_eq!((std[5] >> 4) & 3, 0);
+        assert_eq!(
+            tpg_designator(&run_ctx(&d, &CTX, &VPD_83, vec![]).data),
+            None
+        );
+        // In a device group: TPGS implicit, and the port's group in VPD 0x83.
+        let ctx = through(AluaState::Active, Some(0x1234));
+        let std = run_ctx(&d, &ctx, &STD_INQUIRY, vec![]).data;
+        assert_eq!((std[5] >> 4) & 3, 1);
+        assert_eq!(std[0], 0x00);
+        let vpd = run_ctx(&d, &ctx, &VPD_83, vec![]).data;
+        assert_eq!(tpg_designator(&vpd), Some(0x1234));
+        // A port outside the group's target groups: TPGS still set, no designator.
+        let ctx = through(AluaState::Active, None);
+        let std = run_ctx(&d, &ctx, &STD_INQUIRY, vec![]).data;
+        assert_eq!((std[5] >> 4) & 3, 1);
+        assert_eq!(
+            tpg_designator(&run_ctx(&d, &ctx, &VPD_83, vec![]).data),
+            None
+        );
+    }
+
+    #[test]
+    fn unavailable_and_offline_ports_report_pq_1() {
+        let d = nullio(&[]);
+        for (state, byte0) in [
+            (AluaState::Standby, 0x00),
+            (AluaState::Unavailable, 0x20),
+            (AluaState::Offline, 0x20),
+        ] {
+            let std = run_ctx(&d, &through(state, Some(1)), &STD_INQUIRY, vec![]).data;
+            assert_eq!(std[0], byte0, "{state:?}");
+        }
+    }
 }

@@ -122,6 +122,7 @@ mod tests {
             rel_tgt_id: 1,
             initiator_name: initiator,
             lun_read_only: false,
+            alua: None,
         }
     }
 

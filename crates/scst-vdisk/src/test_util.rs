@@ -13,6 +13,7 @@ pub(crate) const CTX: CmdCtx<'static> = CmdCtx {
     rel_tgt_id: 1,
     initiator_name: "iqn.i",
     lun_read_only: false,
+    alua: None,
 };
 
 /// [`CTX`] through a read-only LUN.

@@ -1,11 +1,12 @@
 //! Applying a parsed scst.conf to the core, in scstadmin's order (spec/scst.md 3.4):
-//! devices, then targets with their LUNs and groups, then enabling targets and drivers.
+//! devices, then targets with their LUNs and groups, then ALUA device groups, then
+//! enabling targets and drivers.
 //! Every error names the config line and the object.
 
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Result};
-use scst_core::{IniGroup, Scst};
+use scst_core::{AluaState, IniGroup, Scst};
 use scst_mgmt::conf::{Attr, ScstConf};
 
 /// The global I/O thread count: the root `threads` attribute, else SCST's fileio default.
@@ -55,25 +56,53 @@ pub fn apply_config(scst: &Arc<Scst>, conf: &ScstConf) -> Result<Arc<scst_iscsi:
     }
 
     for h in &conf.handlers {
+        for a in &h.attrs {
+            match a.name.as_str() {
+                "pr_dump_dir" => {
+                    let dir = a.value.trim();
+                    if !dir.is_empty() && !dir.starts_with('/') {
+                        bail!(
+                            "line {}: HANDLER {}: pr_dump_dir must be an absolute path, not '{dir}'",
+                            a.line,
+                            h.name
+                        );
+                    }
+                    scst.set_pr_dump_dir(&h.name, Some(dir.into()));
+                }
+                _ => log::debug!(
+                    "handler {} attribute {} = {} accepted",
+                    h.name,
+                    a.name,
+                    a.value
+                ),
+            }
+        }
         for d in &h.devices {
-            let attrs: Vec<(String, String)> = d
-                .attrs
-                .iter()
-                .map(|a| (a.name.clone(), a.value.clone()))
-                .collect();
+            // pr_file_name is the core's (spec 2.5), the rest the dev handler's.
+            let mut pr_file = None;
+            let mut attrs: Vec<(String, String)> = Vec::new();
+            for a in &d.attrs {
+                match a.name.as_str() {
+                    "pr_file_name" => {
+                        let v = a.value.trim();
+                        if !v.is_empty() && !v.starts_with('/') {
+                            bail!(
+                                "line {}: DEVICE {}: pr_file_name must be an absolute path, not '{v}'",
+                                a.line,
+                                d.name
+                            );
+                        }
+                        // Empty means the default (spec 2.5).
+                        pr_file = (!v.is_empty()).then(|| std::path::PathBuf::from(v));
+                    }
+                    _ => attrs.push((a.name.clone(), a.value.clone())),
+                }
+            }
             let dev = scst_vdisk::create_device(&h.name, &d.name, &attrs, setup_id)
                 .map_err(|e| anyhow!("line {}: {e}", d.line))?;
-            scst.add_device(dev)
+            scst.add_device_with_pr_file(dev, pr_file)
                 .map_err(|e| anyhow!("line {}: {e}", d.line))?;
         }
-    }
-
-    if let Some(dg) = conf.device_groups.first() {
-        bail!(
-            "line {}: DEVICE_GROUP {}: ALUA device groups are not supported yet",
-            dg.line,
-            dg.name
-        );
     }
 
     let iscsi = scst_iscsi::IscsiDriver::new(scst.clone());
@@ -166,12 +195,98 @@ pub fn apply_config(scst: &Arc<Scst>, conf: &ScstConf) -> Result<Arc<scst_iscsi:
             }
         }
     }
+    // Device groups reference devices and targets, and must be in place before
+    // initiators can log in (spec 3.4).
+    apply_device_groups(scst, conf)?;
     // ACLs first, then targets, then the driver (spec 2.6).
     for t in enable_targets {
         t.set_enabled(true);
     }
     iscsi.set_enabled(enable_driver);
     Ok(iscsi)
+}
+
+/// `DEVICE_GROUP` blocks (spec 3.2-3.3): devices, target groups with `group_id`,
+/// `preferred` and `state`, and their local or remote `TARGET`s.
+fn apply_device_groups(scst: &Scst, conf: &ScstConf) -> Result<()> {
+    if let Some(a) = conf.alua.first() {
+        bail!(
+            "line {}: ALUA: attribute {} is not supported",
+            a.line,
+            a.name
+        );
+    }
+    for dg in &conf.device_groups {
+        let what = format!("DEVICE_GROUP {}", dg.name);
+        if let Some(a) = dg.attrs.first() {
+            bail!("line {}: {what}: unknown attribute '{}'", a.line, a.name);
+        }
+        scst.create_device_group(&dg.name)
+            .map_err(|e| anyhow!("line {}: {e}", dg.line))?;
+        for d in &dg.devices {
+            scst.device_group_add_device(&dg.name, &d.name)
+                .map_err(|e| anyhow!("line {}: {what}: {e}", d.line))?;
+        }
+        for tg in &dg.target_groups {
+            let what = format!("{what}: TARGET_GROUP {}", tg.name);
+            let group_id = tg
+                .attrs
+                .iter()
+                .rev()
+                .find(|a| a.name == "group_id")
+                .ok_or_else(|| anyhow!("line {}: {what}: group_id is required", tg.line))?;
+            let id = u16::try_from(parse_num(group_id, &what)?)
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    anyhow!("line {}: {what}: group_id must be 1..65535", group_id.line)
+                })?;
+            scst.create_target_group(&dg.name, &tg.name, id)
+                .map_err(|e| anyhow!("line {}: {e}", group_id.line))?;
+            for a in &tg.attrs {
+                let r = match a.name.as_str() {
+                    "group_id" => Ok(()),
+                    "preferred" => {
+                        scst.set_target_group_preferred(&dg.name, &tg.name, parse_bool(a, &what)?)
+                    }
+                    "state" => AluaState::from_name(a.value.trim())
+                        .and_then(|st| scst.set_target_group_state(&dg.name, &tg.name, st)),
+                    other => bail!("line {}: {what}: unknown attribute '{other}'", a.line),
+                };
+                r.map_err(|e| anyhow!("line {}: {what}: {e}", a.line))?;
+            }
+            for t in &tg.targets {
+                let mut rel = None;
+                for a in &t.attrs {
+                    match a.name.as_str() {
+                        "rel_tgt_id" => {
+                            rel = Some(
+                                u16::try_from(parse_num(a, &what)?)
+                                    .ok()
+                                    .filter(|n| *n > 0)
+                                    .ok_or_else(|| {
+                                        anyhow!(
+                                            "line {}: {what}: TARGET {}: rel_tgt_id must be \
+                                             1..65535",
+                                            a.line,
+                                            t.name
+                                        )
+                                    })?,
+                            )
+                        }
+                        other => bail!(
+                            "line {}: {what}: TARGET {}: unknown attribute '{other}'",
+                            a.line,
+                            t.name
+                        ),
+                    }
+                }
+                scst.target_group_add_target(&dg.name, &tg.name, &t.name, rel)
+                    .map_err(|e| anyhow!("line {}: {what}: {e}", t.line))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn lun_read_only(attrs: &[Attr], what: &str) -> Result<bool> {

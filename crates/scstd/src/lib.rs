@@ -19,6 +19,8 @@ pub const USAGE: &str = "usage: scstd --config FILE [--listen ADDR:PORT]... [--i
   --listen ADDR:PORT  iSCSI portal to listen on (repeatable; default 0.0.0.0:3260)
   --io-threads N      threads for blocking storage I/O (default: the config's
                       'threads' attribute, else 8)
+  --state-dir DIR     persistent state: APTPL files in DIR/pr/<device> (default
+                      /var/lib/scst)
 
 Runs in the foreground, logs to stderr (RUST_LOG=debug for more), exits on SIGTERM/SIGINT.";
 
@@ -27,13 +29,19 @@ pub struct Args {
     pub config: PathBuf,
     pub listen: Vec<SocketAddr>,
     pub io_threads: Option<usize>,
+    /// `--state-dir`; None: [`DEFAULT_STATE_DIR`].
+    pub state_dir: Option<PathBuf>,
 }
+
+/// Where SCST keeps its persistent reservation files (spec 2.5 `pr_file_name`).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/scst";
 
 impl Args {
     pub fn parse(mut it: impl Iterator<Item = String>) -> anyhow::Result<Args> {
         let mut config = None;
         let mut listen = Vec::new();
         let mut io_threads = None;
+        let mut state_dir = None;
         while let Some(a) = it.next() {
             let mut value = |name: &str| it.next().with_context(|| format!("{name} needs a value"));
             match a.as_str() {
@@ -50,6 +58,13 @@ impl Args {
                         format!("--io-threads '{v}': expected a positive number")
                     })?);
                 }
+                "--state-dir" => {
+                    let v = value("--state-dir")?;
+                    if v.is_empty() {
+                        bail!("--state-dir needs a directory");
+                    }
+                    state_dir = Some(PathBuf::from(v));
+                }
                 "-h" | "--help" => bail!("help requested"),
                 other => bail!("unknown argument '{other}'"),
             }
@@ -62,6 +77,7 @@ impl Args {
             config,
             listen,
             io_threads,
+            state_dir,
         })
     }
 }
@@ -78,6 +94,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("config {}", args.config.display()))?;
     let threads = args.io_threads.unwrap_or_else(|| config::io_threads(&conf));
     let scst = Scst::new(threads);
+    scst.set_state_dir(prepare_state_dir(args.state_dir.as_deref())?);
     let iscsi =
         apply_config(&scst, &conf).with_context(|| format!("config {}", args.config.display()))?;
 
@@ -87,9 +104,28 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .build()
         .context("cannot start the runtime")?;
     rt.block_on(serve(scst.clone(), iscsi, args.listen))?;
-    scst.flush_all();
+    scst.detach_all();
     log::info!("scstd stopped");
     Ok(())
+}
+
+/// Create `<dir>/pr` for the APTPL files. A directory given with --state-dir must be
+/// usable; the default one may not be (not running as root): then only APTPL writes
+/// fail, each with an error naming the path, and the daemon still serves.
+fn prepare_state_dir(given: Option<&std::path::Path>) -> anyhow::Result<PathBuf> {
+    let dir = given.map_or_else(|| PathBuf::from(DEFAULT_STATE_DIR), PathBuf::from);
+    let pr = dir.join("pr");
+    if let Err(e) = std::fs::create_dir_all(&pr) {
+        if given.is_some() {
+            bail!("--state-dir: cannot create {}: {e}", pr.display());
+        }
+        log::warn!(
+            "cannot create {}: {e}; persistent reservations with APTPL will fail \
+             (use --state-dir)",
+            pr.display()
+        );
+    }
+    Ok(dir)
 }
 
 /// Keep command data buffers (up to a few MiB each) on the heap and keep freed heap

@@ -108,6 +108,7 @@ pub(crate) static COMMANDS: &[CommandInfo] = &[
         &[0x88, READ_FLAGS, F, F, F, F, F, F, F, F, F, F, F, F, 0, 0],
     ),
     rows::REPORT_LUNS,
+    rows::REPORT_TARGET_PORT_GROUPS,
     rows::REPORT_SUPPORTED_OPCODES,
     rows::REPORT_SUPPORTED_TMFS,
     cmd(

@@ -158,6 +158,15 @@ pub(crate) mod rows {
         &[0xA0, 0, F, 0, 0, 0, F, F, F, F, 0, 0],
     )
     .by_core();
+    // PARAMETER DATA FORMAT, ALLOCATION LENGTH. The core answers it for every device
+    // (an empty list outside ALUA device groups, as SCST does), so it is always listed.
+    pub(crate) const REPORT_TARGET_PORT_GROUPS: CommandInfo = sa_cmd(
+        "REPORT TARGET PORT GROUPS",
+        op::MAINTENANCE_IN,
+        mi::REPORT_TARGET_PORT_GROUPS,
+        &[0xA3, 0xEA, 0, 0, 0, 0, F, F, F, F, 0, 0],
+    )
+    .by_core();
     pub(crate) const REPORT_SUPPORTED_OPCODES: CommandInfo = sa_cmd(
         "REPORT SUPPORTED OPERATION CODES",
         op::MAINTENANCE_IN,
@@ -526,6 +535,7 @@ pub(crate) static COMMANDS: &[CommandInfo] = &[
     ),
     // SELECT REPORT, ALLOCATION LENGTH.
     rows::REPORT_LUNS,
+    rows::REPORT_TARGET_PORT_GROUPS,
     // RCTD, REPORTING OPTIONS, REQUESTED OPERATION CODE / SERVICE ACTION, ALLOCATION
     // LENGTH.
     rows::REPORT_SUPPORTED_OPCODES,

@@ -22,10 +22,16 @@ pub struct Daemon {
 impl Daemon {
     /// Start scstd with `conf` on an ephemeral loopback port and wait for its portal.
     pub fn start(conf: &Path) -> Daemon {
+        Daemon::start_with(conf, &[])
+    }
+
+    /// [`Daemon::start`] with extra command-line arguments (e.g. `--state-dir`).
+    pub fn start_with(conf: &Path, extra: &[&std::ffi::OsStr]) -> Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_scstd"))
             .arg("--config")
             .arg(conf)
             .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
             .env("RUST_LOG", "info")
             .stderr(Stdio::piped())
             .spawn()
@@ -75,6 +81,14 @@ impl Daemon {
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         let status = child.wait().ok()?;
         status.code()
+    }
+
+    /// SIGKILL (a crash: no shutdown path runs) and reap.
+    pub fn kill(mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().expect("SIGKILL scstd");
+            let _ = c.wait();
+        }
     }
 
     /// Everything scstd logged so far.

@@ -1,0 +1,324 @@
+//! Persistent reservation state on disk: the `pr_state` text format (spec/scst.md
+//! 5.3.5), the APTPL file (5.3.4) and the handler's `pr_dump_dir` dumps (2.4).
+//!
+//! The APTPL file uses the `pr_state` text format rather than SCST's binary layout:
+//! one parser and one writer serve the `pr_state` attribute, the dumps and the APTPL
+//! file, a human can read and repair it, and a dump taken with `pr_dump_dir` can be
+//! dropped in as an APTPL file. SCST's binary layout guards against torn writes with a
+//! zeroed signature and a `.1` backup; here every file is replaced atomically (temp file,
+//! fsync, rename, fsync of the directory), so a reader sees the old or the new state,
+//! never a mix. An APTPL file exists only while APTPL=1 and registrants exist, so
+//! loading one implies APTPL=1 (the text format has no APTPL field).
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use scsi_wire::pr::IscsiTid;
+
+use crate::pr::{PrRegistrant, PrReservation, PrState, PrType};
+use crate::session::TransportId;
+
+/// SPC-4 bounds a TransportID to far less; SCST's import accepts 1..512 bytes.
+const MAX_TID_LEN: usize = 512;
+
+/// The `pr_state` text (version 1) of `st`.
+pub fn format_text(st: &PrState) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(s, "version 1");
+    let _ = writeln!(s, "generation {}", st.generation);
+    if let Some(res) = st.reservation {
+        let _ = writeln!(s, "reservation {:02x} {:02x}", res.pr_type as u8, res.scope);
+    }
+    for r in &st.registrants {
+        let tid = IscsiTid {
+            name: r.tid.name.clone(),
+            isid: r.tid.isid,
+        }
+        .encode();
+        let hex: String = tid.iter().map(|b| format!("{b:02x}")).collect();
+        let _ = writeln!(
+            s,
+            "registrant {} {:016x} {} {} {hex}",
+            r.rel_tgt_id,
+            r.key,
+            r.holder as u8,
+            tid.len()
+        );
+    }
+    s
+}
+
+/// Parse the `pr_state` text format. Errors name the line (1-based) and what is wrong.
+/// The result has APTPL=0; the caller decides (an APTPL file implies APTPL=1).
+pub fn parse_text(text: &str) -> Result<PrState, String> {
+    let mut st = PrState::default();
+    let mut version_seen = false;
+    let mut generation_seen = false;
+    let mut reservation_line = 0;
+    for (i, raw) in text.lines().enumerate() {
+        let line_no = i + 1;
+        let line = raw.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let err = |what: String| format!("line {line_no}: {what}");
+        let words: Vec<&str> = line.split_ascii_whitespace().collect();
+        if !version_seen {
+            if words != ["version", "1"] {
+                return Err(err(format!("expected 'version 1', found '{line}'")));
+            }
+            version_seen = true;
+            continue;
+        }
+        let want = |n: usize| {
+            if words.len() == n {
+                Ok(())
+            } else {
+                Err(err(format!(
+                    "'{}' takes {} fields, found {}",
+                    words[0],
+                    n - 1,
+                    words.len() - 1
+                )))
+            }
+        };
+        match words[0] {
+            "generation" => {
+                want(2)?;
+                if generation_seen {
+                    return Err(err("a second 'generation' line".into()));
+                }
+                st.generation = words[1]
+                    .parse()
+                    .map_err(|_| err(format!("generation '{}' is not a u32", words[1])))?;
+                generation_seen = true;
+            }
+            "reservation" => {
+                want(3)?;
+                if reservation_line != 0 {
+                    return Err(err("a second 'reservation' line".into()));
+                }
+                let t = u8::from_str_radix(words[1], 16)
+                    .ok()
+                    .and_then(PrType::from_u8)
+                    .ok_or_else(|| err(format!("reservation type '{}' is invalid", words[1])))?;
+                let scope = u8::from_str_radix(words[2], 16)
+                    .ok()
+                    .filter(|s| *s == 0)
+                    .ok_or_else(|| {
+                        err(format!(
+                            "reservation scope '{}' is not 00 (LU scope)",
+                            words[2]
+                        ))
+                    })?;
+                st.reservation = Some(PrReservation { pr_type: t, scope });
+                reservation_line = line_no;
+            }
+            "registrant" => {
+                want(6)?;
+                let rel_tgt_id: u16 = words[1]
+                    .parse()
+                    .ok()
+                    .filter(|id| *id != 0)
+                    .ok_or_else(|| err(format!("rel_tgt_id '{}' is not 1..65535", words[1])))?;
+                let key = (words[2].len() <= 16)
+                    .then(|| u64::from_str_radix(words[2], 16).ok())
+                    .flatten()
+                    .filter(|k| *k != 0)
+                    .ok_or_else(|| {
+                        err(format!(
+                            "key '{}' is not a non-zero 64-bit hex number",
+                            words[2]
+                        ))
+                    })?;
+                let holder = match words[3] {
+                    "0" => false,
+                    "1" => true,
+                    h => return Err(err(format!("holder '{h}' is not 0 or 1"))),
+                };
+                let tid_len: usize = words[4]
+                    .parse()
+                    .ok()
+                    .filter(|l| (1..=MAX_TID_LEN).contains(l))
+                    .ok_or_else(|| {
+                        err(format!("tid_len '{}' is not 1..{MAX_TID_LEN}", words[4]))
+                    })?;
+                let bytes = decode_hex(words[5])
+                    .ok_or_else(|| err("TransportID is not hex".to_string()))?;
+                if bytes.len() != tid_len {
+                    return Err(err(format!(
+                        "TransportID has {} bytes, tid_len says {tid_len}",
+                        bytes.len()
+                    )));
+                }
+                let tid = match IscsiTid::decode(&bytes) {
+                    Ok((t, used)) if used == bytes.len() => t,
+                    Ok(_) => {
+                        return Err(err("TransportID length field disagrees with tid_len".into()))
+                    }
+                    Err(off) => {
+                        return Err(err(format!("not a valid iSCSI TransportID (byte {off})")))
+                    }
+                };
+                let tid = TransportId {
+                    name: tid.name,
+                    isid: tid.isid,
+                };
+                if st
+                    .registrants
+                    .iter()
+                    .any(|r| r.rel_tgt_id == rel_tgt_id && r.tid == tid)
+                {
+                    return Err(err(
+                        "duplicate registrant (same TransportID and port)".into()
+                    ));
+                }
+                st.registrants.push(PrRegistrant {
+                    tid,
+                    rel_tgt_id,
+                    key,
+                    holder,
+                });
+            }
+            other => return Err(err(format!("unknown keyword '{other}'"))),
+        }
+    }
+    if !version_seen {
+        return Err("line 1: expected 'version 1', the text is empty".into());
+    }
+    if !generation_seen {
+        return Err("no 'generation' line".into());
+    }
+    let holders = st.registrants.iter().filter(|r| r.holder).count();
+    match st.reservation {
+        None if holders > 0 => {
+            return Err("a registrant is marked holder but there is no reservation".into())
+        }
+        Some(res) if res.pr_type.all_registrants() => {
+            if st.registrants.is_empty() {
+                return Err(format!(
+                    "line {reservation_line}: an all-registrants reservation without registrants"
+                ));
+            }
+            // Every registrant holds it; the flags carry nothing.
+            for r in &mut st.registrants {
+                r.holder = false;
+            }
+        }
+        Some(_) if holders != 1 => {
+            return Err(format!(
+                "line {reservation_line}: the reservation needs exactly one 'holder 1' \
+                 registrant, found {holders}"
+            ))
+        }
+        _ => {}
+    }
+    Ok(st)
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) || !s.is_ascii() {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+        .collect()
+}
+
+/// Attach the path to an I/O error so that logs and management errors name the file.
+fn at(path: &Path, what: &str, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| at(dir, "cannot fsync directory", e))
+}
+
+fn parent(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Replace `path` with `contents` so that after a crash it holds either the old or the
+/// new contents: write a temp file beside it, fsync it, rename it over `path`, fsync the
+/// directory (which makes the rename itself durable). Creates missing directories.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let dir = parent(path);
+    fs::create_dir_all(dir).map_err(|e| at(dir, "cannot create directory", e))?;
+    let mut tmp_name = path
+        .file_name()
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{}: not a file path", path.display()),
+            )
+        })?
+        .to_os_string();
+    tmp_name.push(".tmp");
+    let tmp: PathBuf = dir.join(tmp_name);
+    let write = || -> io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(contents)?;
+        f.sync_all()
+    };
+    if let Err(e) = write() {
+        let _ = fs::remove_file(&tmp);
+        return Err(at(&tmp, "cannot write", e));
+    }
+    fs::rename(&tmp, path).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        at(path, "cannot rename the temp file over", e)
+    })?;
+    sync_dir(dir)
+}
+
+/// The file is not there: missing, or a path component is not a directory.
+fn absent(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+    )
+}
+
+/// Remove `path` durably; a missing file is fine.
+pub fn remove_durable(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => sync_dir(parent(path)),
+        Err(e) if absent(&e) => Ok(()),
+        Err(e) => Err(at(path, "cannot remove", e)),
+    }
+}
+
+/// What loading a device's APTPL file found.
+#[derive(Debug)]
+pub enum Loaded {
+    /// No file: no persistent state.
+    Absent,
+    /// The state, with APTPL=1.
+    State(PrState),
+}
+
+/// Read an APTPL file. Errors are one line naming the file.
+pub fn load_aptpl(path: &Path) -> Result<Loaded, String> {
+    let text = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if absent(&e) => return Ok(Loaded::Absent),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    let text =
+        String::from_utf8(text).map_err(|_| format!("{}: not UTF-8 text", path.display()))?;
+    let mut st = parse_text(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    if st.registrants.is_empty() {
+        // Written only with registrants present; an empty one means no state.
+        return Ok(Loaded::Absent);
+    }
+    st.aptpl = true;
+    Ok(Loaded::State(st))
+}
