@@ -45,6 +45,12 @@ pub trait Device: Send + Sync + 'static {
     fn descriptor_sense(&self) -> bool {
         false
     }
+    /// Control mode page TST = 000b (the `tst 0` attribute): one task set shared by
+    /// every I_T nexus, so CLEAR TASK SET reaches all of them. SCST's default `tst 1`
+    /// gives each nexus its own task set.
+    fn shared_task_set(&self) -> bool {
+        false
+    }
     /// Sense describing the logical unit's current state, which REQUEST SENSE returns
     /// when no unit attention is pending (SPC-4 6.39): e.g. NOT READY / FORMAT IN
     /// PROGRESS or SANITIZE IN PROGRESS with the progress indication set. `None`: the

@@ -788,3 +788,60 @@ fn fuzzed_pr_commands_do_not_panic() {
         let _ = run(s, &READ_10, &[]);
     }
 }
+
+/// A device whose control mode page says TST 000b: one task set for all nexuses.
+struct SharedTaskSetDev;
+
+impl Device for SharedTaskSetDev {
+    fn name(&self) -> &str {
+        "shared0"
+    }
+    fn handler_name(&self) -> &'static str {
+        "test"
+    }
+    fn scsi_type(&self) -> u8 {
+        0
+    }
+    fn execute(&self, _: &CmdCtx<'_>, _: &mut Cmd, _: ExecMode) -> Option<Response> {
+        Some(Response::good())
+    }
+    fn shared_task_set(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+fn clear_task_set_reaches_other_nexuses_only_with_a_shared_task_set() {
+    // TST 001b (per-nexus task sets): the other session is untouched.
+    let f = Fixture::new(1);
+    let (a, _) = f.session(1, "iqn.a", ISID_A);
+    let (b, ev_b) = f.session(1, "iqn.b", ISID_B);
+    a.clear_task_set(0).unwrap();
+    assert_eq!(ev_b.aborts.load(Ordering::SeqCst), 0);
+    good(run(&b, &TUR, &[]));
+
+    // TST 000b: the other session's tasks are aborted and it is told so.
+    let scst = Scst::new(1);
+    scst.add_device(Arc::new(SharedTaskSetDev)).unwrap();
+    let t = scst.add_target("iscsi", "iqn.t:shared", Some(1)).unwrap();
+    scst.add_lun(&t, None, 0, "shared0", false).unwrap();
+    let f = Fixture {
+        dev: scst.device("shared0").unwrap(),
+        scst,
+        targets: vec![t],
+    };
+    let (a, ev_a) = f.session(1, "iqn.a", ISID_A);
+    let (b, ev_b) = f.session(1, "iqn.b", ISID_B);
+    a.clear_task_set(0).unwrap();
+    assert_eq!(
+        ev_a.aborts.load(Ordering::SeqCst),
+        0,
+        "the caller aborts its own"
+    );
+    assert_eq!(ev_b.aborts.load(Ordering::SeqCst), 1);
+    let r = run(&b, &TUR, &[]);
+    assert_eq!(
+        r.sense,
+        Some(Sense::UA_COMMANDS_CLEARED_BY_ANOTHER_INITIATOR)
+    );
+}

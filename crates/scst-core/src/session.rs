@@ -382,12 +382,18 @@ impl Session {
         Ok(dev)
     }
 
-    /// CLEAR TASK SET (spec 5.2): abort the LUN's tasks of every session; the others are
-    /// told with COMMANDS CLEARED BY ANOTHER INITIATOR. The caller aborts its own.
+    /// CLEAR TASK SET (SAM-5 7.4): abort every task in the task set the command came
+    /// through. With a task set per I_T nexus (TST 001b, the default) that is the
+    /// caller's own, which it aborts itself; with one shared task set (TST 000b) the
+    /// other sessions' tasks on the LUN go too, and they are told with COMMANDS
+    /// CLEARED BY ANOTHER INITIATOR.
     pub fn clear_task_set(&self, lun: u64) -> Result<Arc<DeviceEntry>, TmfStatus> {
         let table = self.luns.load();
         let td = table.get(lun).ok_or(TmfStatus::LunNotExist)?;
         let dev = td.device.clone();
+        if !dev.dev.shared_task_set() {
+            return Ok(dev);
+        }
         for other in dev.tgt_devs() {
             if let Some(s) = other.session() {
                 if s.id != self.id {

@@ -401,6 +401,10 @@ impl Device for Vcdrom {
         self.mode.d_sense()
     }
 
+    fn shared_task_set(&self) -> bool {
+        self.cfg.tst == 0
+    }
+
     /// REQUEST SENSE reports the NOT READY condition of an empty drive (SPC-4 6.39).
     fn pending_sense(&self) -> Option<Sense> {
         self.loaded().is_none().then_some(Sense::MEDIUM_NOT_PRESENT)

@@ -490,6 +490,10 @@ impl<B: Backend> Device for Vdisk<B> {
         self.mode.d_sense()
     }
 
+    fn shared_task_set(&self) -> bool {
+        self.cfg.tst == 0
+    }
+
     fn pending_sense(&self) -> Option<Sense> {
         self.longop.pending_sense().or_else(|| {
             // REQUEST SENSE reports the NOT READY condition of an ejected medium.
