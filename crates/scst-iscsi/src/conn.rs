@@ -540,7 +540,9 @@ impl Conn {
         let good = resp.status == status::GOOD && resp.sense.is_none();
         let mut data_sn = 0u32;
         if send > 0 {
-            let data = Bytes::from(resp.data);
+            let mut data = resp.data;
+            data.truncate(send as usize);
+            let mut data = Bytes::from(data);
             let seg = self.p.max_xmit_data_segment_length.max(512);
             let burst = self.p.max_burst_length.max(seg);
             let mut off = 0u32;
@@ -566,8 +568,15 @@ impl Conn {
                     residual,
                     sn,
                 });
-                self.out
-                    .push(b, Some(data.slice(off as usize..(off + n) as usize)));
+                // The last piece takes the buffer itself: slicing a Bytes made from a
+                // Vec allocates a shared header, which a one-PDU read (the 4 KiB
+                // case) never needs.
+                let piece = if last {
+                    std::mem::take(&mut data)
+                } else {
+                    data.split_to(n as usize)
+                };
+                self.out.push(b, Some(piece));
                 data_sn += 1;
                 off += n;
             }
