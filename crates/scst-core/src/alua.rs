@@ -383,6 +383,15 @@ fn dg_mut<'a>(groups: &'a mut [DeviceGroup], name: &str) -> Result<&'a mut Devic
 
 /// Management of device groups and target groups (spec 2.9).
 impl Scst {
+    /// A deleted device leaves its device group (SCST removes it on unregister).
+    pub(crate) fn alua_forget_device(&self, dev: &Arc<DeviceEntry>) {
+        for g in self.alua.groups.lock().iter_mut() {
+            if let Some(i) = g.devices.iter().position(|d| Arc::ptr_eq(d, dev)) {
+                g.devices.remove(i).alua.publish(None);
+            }
+        }
+    }
+
     pub fn create_device_group(&self, name: &str) -> Result<(), MgmtError> {
         let mut groups = self.alua.groups.lock();
         if groups.iter().any(|g| g.name == name) {

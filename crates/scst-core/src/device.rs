@@ -78,6 +78,15 @@ pub trait Device: Send + Sync + 'static {
             self.name()
         ))
     }
+    /// Apply an attribute write and say what initiators must be told (the core queues
+    /// the matching unit attention on every nexus of the device, spec 5.1). The default
+    /// delegates to [`Device::set_attribute`] and classifies by SCST's attribute names;
+    /// a handler overrides it when it knows better (e.g. a size write that changed
+    /// nothing).
+    fn apply_attribute(&self, name: &str, value: &str) -> Result<AttrEffect, String> {
+        self.set_attribute(name, value)?;
+        Ok(AttrEffect::of_attribute(name))
+    }
     /// Called once when the core registers the device: where to report events that
     /// reach every I_T_L nexus of the device (a medium change). A device that keeps it
     /// must hold it weakly: the core's entry owns the device.
@@ -86,6 +95,32 @@ pub trait Device: Send + Sync + 'static {
     /// drop per-nexus state such as PREVENT MEDIUM REMOVAL (SPC-4 6.13). The nexus is
     /// named by initiator and target name, as in [`CmdCtx`]. Called once per session.
     fn nexus_lost(&self, _initiator_name: &str, _target_name: &str) {}
+}
+
+/// What an attribute write changed that initiators can observe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttrEffect {
+    /// Nothing an initiator sees (or the device queued its own UA, as vcdrom does for
+    /// a medium change).
+    Nothing,
+    /// The capacity changed: CAPACITY DATA HAS CHANGED (2A/09).
+    CapacityChanged,
+    /// INQUIRY or VPD data changed: INQUIRY DATA HAS CHANGED (3F/03).
+    InquiryDataChanged,
+}
+
+impl AttrEffect {
+    /// SCST's effect of writing a vdisk attribute of this name (spec 2.5, 5.1).
+    pub fn of_attribute(name: &str) -> AttrEffect {
+        match name {
+            "size" | "size_mb" | "resync_size" => AttrEffect::CapacityChanged,
+            "t10_vend_id" | "prod_id" | "prod_rev_lvl" | "t10_dev_id" | "vend_specific_id"
+            | "usn" | "eui64_id" | "naa_id" | "scsi_device_name" | "inq_vend_specific" => {
+                AttrEffect::InquiryDataChanged
+            }
+            _ => AttrEffect::Nothing,
+        }
+    }
 }
 
 /// What the core offers a device for events it cannot report through a command's own

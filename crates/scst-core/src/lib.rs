@@ -19,6 +19,9 @@ pub mod pr;
 pub mod pr_persist;
 #[cfg(test)]
 mod pr_persist_tests;
+pub mod reconfig;
+#[cfg(test)]
+mod reconfig_tests;
 pub mod registry;
 pub mod reservation;
 #[cfg(test)]
@@ -29,7 +32,7 @@ pub mod taskset;
 
 pub use alua::{AluaState, PortView};
 pub use cmd::{Cdb, Cmd, ExecMode, Response, TaskAttr};
-pub use device::{CmdCtx, Device, DeviceEvents};
+pub use device::{AttrEffect, CmdCtx, Device, DeviceEvents};
 pub use error::MgmtError;
 pub use pr::{PrRegistrant, PrReservation, PrState, PrType};
 pub use registry::{DeviceEntry, Scst};

@@ -8,6 +8,32 @@ pub fn matches(pattern: &str, name: &str) -> bool {
     }
 }
 
+/// Check an initiator name or pattern given to `initiators/mgmt`: it becomes a file
+/// name in the management tree, so it must be one non-empty token without `/`, and at
+/// most one `!` (the negation) is meaningful.
+pub fn validate(pattern: &str) -> Result<(), String> {
+    if pattern.is_empty() {
+        return Err("initiator name or pattern is empty".into());
+    }
+    if pattern
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '/')
+    {
+        return Err(format!(
+            "initiator name or pattern '{pattern}' contains whitespace, a control character or '/'"
+        ));
+    }
+    if pattern.matches('!').count() > 1 {
+        return Err(format!(
+            "initiator pattern '{pattern}' has more than one '!' negation"
+        ));
+    }
+    if pattern == "!" {
+        return Err("initiator pattern '!' negates nothing".into());
+    }
+    Ok(())
+}
+
 /// Iterative wildcard match with single-star backtracking: linear in practice and no
 /// recursion, so hostile patterns cannot blow the stack.
 fn glob(p: &[u8], s: &[u8]) -> bool {

@@ -13,7 +13,7 @@ use crate::error::MgmtError;
 use crate::iopool::IoPool;
 use crate::reservation::Reservations;
 use crate::session::{Session, SessionEvents, TgtDev, TransportId};
-use crate::target::{LunEntry, Target};
+use crate::target::Target;
 
 /// A registered device: the dev handler's object plus what the core keeps per device.
 pub struct DeviceEntry {
@@ -79,7 +79,7 @@ impl DeviceEntry {
 impl DeviceEntry {
     /// Where and what to dump for `pr_dump_dir` (spec 2.4): disk devices of a handler
     /// with a dump directory write `<dir>/<unit serial number>`.
-    fn pr_dump(&self, scst: &Scst) -> Option<(PathBuf, String)> {
+    pub(crate) fn pr_dump(&self, scst: &Scst) -> Option<(PathBuf, String)> {
         if self.dev.scsi_type() != 0 {
             return None;
         }
@@ -144,17 +144,21 @@ impl DeviceEvents for DeviceEntry {
 }
 
 #[derive(Default)]
-struct Registry {
-    devices: BTreeMap<String, Arc<DeviceEntry>>,
+pub(crate) struct Registry {
+    pub(crate) devices: BTreeMap<String, Arc<DeviceEntry>>,
     /// Keyed by (driver, target name).
-    targets: BTreeMap<(String, String), Arc<Target>>,
+    pub(crate) targets: BTreeMap<(String, String), Arc<Target>>,
 }
 
 /// The SCST core instance.
 pub struct Scst {
     /// Handed to devices so they can reach the registry (`DeviceEntry::target_ports`).
-    me: Weak<Scst>,
-    registry: Mutex<Registry>,
+    pub(crate) me: Weak<Scst>,
+    /// Lock order: registry, then a target's `acl`, then its `sessions`, then a
+    /// device's `tgt_devs`.
+    pub(crate) registry: Mutex<Registry>,
+    /// Live reconfiguration state: `async_lun_replace` and parked cleanups.
+    pub(crate) reconfig: crate::reconfig::ReconfigState,
     /// Device groups and target groups (ALUA, spec 2.9).
     pub(crate) alua: crate::alua::AluaGroups,
     pub io_pool: IoPool,
@@ -171,6 +175,7 @@ impl Scst {
         Arc::new_cyclic(|me| Scst {
             me: me.clone(),
             registry: Mutex::new(Registry::default()),
+            reconfig: Default::default(),
             alua: Default::default(),
             io_pool: IoPool::new(io_threads),
             next_session_id: std::sync::atomic::AtomicU64::new(1),
@@ -347,6 +352,7 @@ impl Scst {
     }
 
     /// Add a LUN to a target's default set (`group` None) or to an initiator group.
+    /// Live sessions bound to that set see it at once (see `reconfig::lun_add`).
     pub fn add_lun(
         &self,
         target: &Target,
@@ -355,13 +361,7 @@ impl Scst {
         device: &str,
         read_only: bool,
     ) -> Result<(), MgmtError> {
-        let device = self.device(device)?;
-        let mut acl = target.acl.lock();
-        let set = match group {
-            None => &mut acl.default_luns,
-            Some(g) => &mut acl.group_mut(g)?.luns,
-        };
-        set.add(lun, LunEntry { device, read_only })
+        self.lun_add(target, group, lun, device, read_only)
     }
 
     /// Bind a new session (I_T nexus): resolve its LUN set through the target's ACL
@@ -375,8 +375,14 @@ impl Scst {
         let id = self
             .next_session_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let session = Session::new(id, target.clone(), transport_id, events);
+        // The ACL lock is held until the session is listed on the target, so a LUN set
+        // change either precedes the binding or sees the session (reconfig.rs).
+        let acl = target.acl.lock();
+        let (set, group) = acl.lookup(&transport_id.name);
+        let group = group.map(|g| g.name.clone());
+        let session = Session::new(id, target.clone(), transport_id, events, set, group);
         target.sessions.lock().push(Arc::downgrade(&session));
+        drop(acl);
         session
     }
 
@@ -384,6 +390,9 @@ impl Scst {
     /// command is in flight: flush it, and write the PR dumps `pr_dump_dir` asks for.
     /// The states are captured first, then written with no core lock held.
     pub fn detach_all(&self) {
+        // Parked LUN-replace cleanups must not outlive the daemon (SCST's module
+        // unload clears async_lun_replace as a safety net).
+        self.set_async_lun_replace(false);
         self.flush_all();
         let dumps: Vec<(String, PathBuf, String)> = self
             .devices()

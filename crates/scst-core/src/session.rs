@@ -14,7 +14,7 @@ use scsi_wire::Sense;
 use crate::cmd::{Cmd, ExecMode, Response};
 use crate::device::CmdCtx;
 use crate::registry::DeviceEntry;
-use crate::target::Target;
+use crate::target::{LunEntry, LunSet, Target};
 
 const INQUIRY: u8 = 0x12;
 const REQUEST_SENSE: u8 = 0x03;
@@ -33,6 +33,9 @@ pub trait SessionEvents: Send + Sync {
 /// One session's view of one LUN (SCST's `struct scst_tgt_dev`).
 pub struct TgtDev {
     pub lun: u64,
+    /// The session's id, kept so a retired nexus can still release what its session
+    /// held on the device after the session itself is gone.
+    pub(crate) session_id: u64,
     pub device: Arc<DeviceEntry>,
     pub read_only: bool,
     session: Weak<Session>,
@@ -46,6 +49,51 @@ pub struct TgtDev {
 const MAX_QUEUED_UAS: usize = 16;
 
 impl TgtDev {
+    /// A new I_T_L nexus of `session` for `entry`, starting with `uas` pending, and
+    /// known to its device (device-wide UAs and resets reach it).
+    pub(crate) fn attach(
+        session: &Weak<Session>,
+        session_id: u64,
+        lun: u64,
+        entry: &LunEntry,
+        uas: VecDeque<Sense>,
+    ) -> Arc<TgtDev> {
+        let pending = !uas.is_empty();
+        let td = Arc::new(TgtDev {
+            lun,
+            session_id,
+            device: entry.device.clone(),
+            read_only: entry.read_only,
+            session: session.clone(),
+            ua: Mutex::new(uas),
+            ua_pending: AtomicBool::new(pending),
+        });
+        entry.device.tgt_devs.lock().push(Arc::downgrade(&td));
+        td
+    }
+
+    /// The nexus left its session's LUN table: device-wide UAs and resets no longer
+    /// reach it (commands still holding it finish normally).
+    pub(crate) fn detach_from_device(self: &Arc<Self>) {
+        let me = Arc::as_ptr(self);
+        self.device
+            .tgt_devs
+            .lock()
+            .retain(|w| w.strong_count() > 0 && !std::ptr::eq(w.as_ptr(), me));
+    }
+
+    /// The unit attentions queued on this nexus, oldest first (management, tests).
+    pub fn pending_uas(&self) -> Vec<Sense> {
+        self.ua.lock().iter().copied().collect()
+    }
+
+    /// Pending UAs, handed on to the nexus replacing this one.
+    pub(crate) fn take_all_uas(&self) -> VecDeque<Sense> {
+        let mut q = self.ua.lock();
+        self.ua_pending.store(false, Ordering::Release);
+        std::mem::take(&mut *q)
+    }
+
     pub fn queue_ua(&self, sense: Sense) {
         let mut q = self.ua.lock();
         if q.contains(&sense) {
@@ -161,47 +209,44 @@ pub struct Session {
 }
 
 impl Session {
+    /// A session bound to `set` (resolved by the caller under the target's ACL lock, so
+    /// that no LUN set change can slip between the lookup and the session becoming
+    /// visible to reconfiguration). `group`: the initiator group of `set`, None for the
+    /// target's default set.
     pub(crate) fn new(
         id: u64,
         target: Arc<Target>,
         transport_id: TransportId,
         events: Arc<dyn SessionEvents>,
+        set: &LunSet,
+        group: Option<String>,
     ) -> Arc<Session> {
-        let initiator = transport_id.name.as_str();
-        let (set, group) = {
-            let acl = target.acl.lock();
-            let (set, group) = acl.lookup(initiator);
-            (set.clone(), group.map(|g| g.name.clone()))
-        };
         Arc::new_cyclic(|me: &Weak<Session>| {
             let entries = set
                 .luns
                 .iter()
                 .map(|(&lun, e)| {
-                    let td = Arc::new(TgtDev {
-                        lun,
-                        device: e.device.clone(),
-                        read_only: e.read_only,
-                        session: me.clone(),
-                        ua: Mutex::new(VecDeque::from([Sense::UA_POWER_ON_RESET])),
-                        ua_pending: AtomicBool::new(true),
-                    });
-                    e.device.tgt_devs.lock().push(Arc::downgrade(&td));
-                    td
+                    TgtDev::attach(me, id, lun, e, VecDeque::from([Sense::UA_POWER_ON_RESET]))
                 })
                 .collect();
             Session {
                 id,
                 target,
-                initiator_name: initiator.to_string(),
+                initiator_name: transport_id.name.clone(),
                 group,
-                transport_id: transport_id.clone(),
+                transport_id,
                 luns: ArcSwap::from_pointee(LunTable { entries }),
                 events,
                 gone: AtomicBool::new(false),
                 copy_lists: Default::default(),
             }
         })
+    }
+
+    /// Install a new LUN table (live reconfiguration). Callers serialize through the
+    /// target's ACL lock; commands keep whichever table they loaded.
+    pub(crate) fn store_luns(&self, table: LunTable) {
+        self.luns.store(Arc::new(table));
     }
 
     pub fn luns(&self) -> arc_swap::Guard<Arc<LunTable>> {
@@ -221,7 +266,11 @@ impl Session {
         };
         match op {
             REPORT_LUNS => {
-                td.clear_ua(Sense::UA_REPORTED_LUNS_DATA_CHANGED);
+                // The LUN inventory is reported once for the whole session, so the
+                // REPORTED LUNS DATA HAS CHANGED queued on each of its LUNs goes.
+                for t in &table.entries {
+                    t.clear_ua(Sense::UA_REPORTED_LUNS_DATA_CHANGED);
+                }
                 return Route::Done(self.report_luns(cmd, &table));
             }
             REQUEST_SENSE => {
