@@ -3,6 +3,7 @@
 //! [`run`] so that tests can start the daemon in-process as well as as a binary.
 
 mod config;
+pub mod mgmt_server;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,6 +22,8 @@ pub const USAGE: &str = "usage: scstd --config FILE [--listen ADDR:PORT]... [--i
                       'threads' attribute, else 8)
   --state-dir DIR     persistent state: APTPL files in DIR/pr/<device> (default
                       /var/lib/scst)
+  --mgmt-socket PATH  management socket, mode 0600 (default /run/scstd.sock);
+                      protocol in docs/management.md, client: scstadmin
 
 Runs in the foreground, logs to stderr (RUST_LOG=debug for more), exits on SIGTERM/SIGINT.";
 
@@ -31,6 +34,9 @@ pub struct Args {
     pub io_threads: Option<usize>,
     /// `--state-dir`; None: [`DEFAULT_STATE_DIR`].
     pub state_dir: Option<PathBuf>,
+    /// `--mgmt-socket`; None: [`scst_mgmt::client::DEFAULT_SOCKET`], where failing to
+    /// bind is only a warning (like the default state directory).
+    pub mgmt_socket: Option<PathBuf>,
 }
 
 /// Where SCST keeps its persistent reservation files (spec 2.5 `pr_file_name`).
@@ -42,6 +48,7 @@ impl Args {
         let mut listen = Vec::new();
         let mut io_threads = None;
         let mut state_dir = None;
+        let mut mgmt_socket = None;
         while let Some(a) = it.next() {
             let mut value = |name: &str| it.next().with_context(|| format!("{name} needs a value"));
             match a.as_str() {
@@ -65,6 +72,13 @@ impl Args {
                     }
                     state_dir = Some(PathBuf::from(v));
                 }
+                "--mgmt-socket" => {
+                    let v = value("--mgmt-socket")?;
+                    if v.is_empty() {
+                        bail!("--mgmt-socket needs a path");
+                    }
+                    mgmt_socket = Some(PathBuf::from(v));
+                }
                 "-h" | "--help" => bail!("help requested"),
                 other => bail!("unknown argument '{other}'"),
             }
@@ -78,6 +92,7 @@ impl Args {
             listen,
             io_threads,
             state_dir,
+            mgmt_socket,
         })
     }
 }
@@ -98,15 +113,56 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let iscsi =
         apply_config(&scst, &conf).with_context(|| format!("config {}", args.config.display()))?;
 
+    // Bound before the runtime's threads exist: binding narrows the umask (see
+    // bind_socket). A socket asked for must work; the default one may not (not root, or
+    // another daemon owns it): then the daemon serves without management.
+    let socket_path = args
+        .mgmt_socket
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(scst_mgmt::client::DEFAULT_SOCKET));
+    let mgmt_listener = match mgmt_server::bind_socket(&socket_path) {
+        Ok(l) => Some(l),
+        Err(e) if args.mgmt_socket.is_none() => {
+            log::warn!("{e:#}; running without a management socket (use --mgmt-socket)");
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    let _socket_guard = mgmt_listener
+        .is_some()
+        .then(|| mgmt_server::SocketGuard(socket_path.clone()));
+    let tree = Arc::new(mgmt_server::ScstTree {
+        scst: scst.clone(),
+        iscsi: iscsi.clone(),
+        setup_id: setup_id(&conf),
+    });
+
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("scstd-net")
         .build()
         .context("cannot start the runtime")?;
-    rt.block_on(serve(scst.clone(), iscsi, args.listen))?;
+    rt.block_on(async {
+        if let Some(l) = mgmt_listener {
+            let listener = tokio::net::UnixListener::from_std(l).context("management socket")?;
+            log::info!("management socket listening on {}", socket_path.display());
+            tokio::spawn(mgmt_server::serve(listener, tree));
+        }
+        serve(scst.clone(), iscsi, args.listen).await
+    })?;
     scst.detach_all();
     log::info!("scstd stopped");
     Ok(())
+}
+
+/// The root `setup_id` (spec 2.3), as apply_config reads it.
+fn setup_id(conf: &scst_mgmt::ScstConf) -> u64 {
+    conf.attrs
+        .iter()
+        .rev()
+        .find(|a| a.name == "setup_id")
+        .and_then(|a| scst_mgmt::attrs::parse_int(a.value.trim()))
+        .map_or(0, |n| n as u64 & 0xffff_ffff)
 }
 
 /// Create `<dir>/pr` for the APTPL files. A directory given with --state-dir must be

@@ -15,6 +15,9 @@ pub const INITIATOR: &str = "iqn.2026-11.rs.scst:initiator";
 pub struct Daemon {
     child: Option<Child>,
     pub addr: SocketAddr,
+    /// The management socket, in a scratch directory of its own (never /run).
+    pub mgmt_socket: PathBuf,
+    _mgmt_dir: tempfile::TempDir,
     /// stderr lines, collected by a thread, for diagnostics.
     log: mpsc::Receiver<String>,
 }
@@ -27,10 +30,14 @@ impl Daemon {
 
     /// [`Daemon::start`] with extra command-line arguments (e.g. `--state-dir`).
     pub fn start_with(conf: &Path, extra: &[&std::ffi::OsStr]) -> Daemon {
+        let mgmt_dir = tempfile::tempdir().expect("tempdir");
+        let mgmt_socket = mgmt_dir.path().join("scstd.sock");
         let mut child = Command::new(env!("CARGO_BIN_EXE_scstd"))
             .arg("--config")
             .arg(conf)
             .args(["--listen", "127.0.0.1:0"])
+            .arg("--mgmt-socket")
+            .arg(&mgmt_socket)
             .args(extra)
             .env("RUST_LOG", "info")
             .stderr(Stdio::piped())
@@ -54,6 +61,8 @@ impl Daemon {
                         return Daemon {
                             child: Some(child),
                             addr,
+                            mgmt_socket,
+                            _mgmt_dir: mgmt_dir,
                             log: rx,
                         };
                     }

@@ -1,0 +1,571 @@
+//! scstadmin for scst-rs: SCST's option style (spec/scst.md 3.4), talking to a running
+//! scstd over its management socket (docs/management.md) instead of sysfs.
+//! Exit status: 0 on success, 1 with a message on any error, 2 on a usage error.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, bail, Context, Result};
+use scst_mgmt::conf::{
+    Attr, DeviceConf, DriverConf, GroupConf, HandlerConf, InitiatorConf, LunConf, ScstConf,
+    TargetConf,
+};
+use scst_mgmt::protocol::strip_key;
+use scst_mgmt::Client;
+
+const USAGE: &str = "usage: scstadmin [-socket PATH] COMMAND [OPTIONS]
+
+Commands supported so far:
+  -list_handler [h]         -list_device [d]          -list_target [t] [-driver d]
+  -list_group [g] -driver d -target t                 -list_sessions
+  -list_dev_attr d          -list_tgt_attr t -driver d
+  -open_dev d -handler h [-attributes k=v,k=v]
+  -add_target t -driver d   -add_lun n -driver d -target t [-group g] -device dev
+                                       [-attributes read_only=1]
+  -enable_target t -driver d                          -disable_target t -driver d
+  -write_config FILE
+Options: -socket PATH (default /run/scstd.sock), -noprompt, -nonkey";
+
+/// SCST's commands this scstadmin knows but cannot run yet.
+const NOT_YET: &[&str] = &[
+    "config",
+    "check_config",
+    "clear_config",
+    "list_driver",
+    "list_dgrp",
+    "list_tgrp",
+    "list_scst_attr",
+    "list_hnd_attr",
+    "list_drv_attr",
+    "list_grp_attr",
+    "list_lun_attr",
+    "list_init_attr",
+    "list_dgrp_attr",
+    "list_tgrp_attr",
+    "list_ttgt_attr",
+    "set_scst_attr",
+    "set_hnd_attr",
+    "set_dev_attr",
+    "set_drv_attr",
+    "set_tgt_attr",
+    "set_grp_attr",
+    "set_lun_attr",
+    "set_init_attr",
+    "set_dgrp_attr",
+    "set_tgrp_attr",
+    "set_ttgt_attr",
+    "add_drv_attr",
+    "rem_drv_attr",
+    "add_tgt_attr",
+    "rem_tgt_attr",
+    "close_dev",
+    "resync_dev",
+    "rem_target",
+    "issue_lip",
+    "add_group",
+    "rem_group",
+    "add_init",
+    "rem_init",
+    "move_init",
+    "clear_inits",
+    "rem_lun",
+    "replace_lun",
+    "clear_luns",
+    "add_dgrp",
+    "rem_dgrp",
+    "add_dgrp_dev",
+    "rem_dgrp_dev",
+    "add_tgrp",
+    "rem_tgrp",
+    "add_tgrp_tgt",
+    "rem_tgrp_tgt",
+];
+
+/// Commands and whether their value is required (`Some(true)`), optional
+/// (`Some(false)`) or absent (`None`).
+fn command_arity(name: &str) -> Option<Option<bool>> {
+    Some(match name {
+        "list_handler" | "list_device" | "list_target" | "list_group" => Some(false),
+        "list_sessions" => None,
+        "list_dev_attr" | "list_tgt_attr" | "open_dev" | "add_target" | "add_lun"
+        | "enable_target" | "disable_target" | "write_config" => Some(true),
+        _ => return None,
+    })
+}
+
+/// Options that modify a command; all take a value except the flags.
+const VALUE_OPTIONS: &[&str] = &[
+    "socket",
+    "driver",
+    "target",
+    "device",
+    "handler",
+    "attributes",
+    "group",
+];
+const FLAGS: &[&str] = &["noprompt", "nonkey", "force", "cont_on_err", "debug"];
+
+struct Invocation {
+    command: String,
+    value: Option<String>,
+    options: BTreeMap<String, String>,
+    flags: Vec<String>,
+}
+
+impl Invocation {
+    fn opt(&self, name: &str) -> Result<&str> {
+        self.options
+            .get(name)
+            .map(String::as_str)
+            .ok_or_else(|| anyhow!("-{} needs -{name}", self.command))
+    }
+
+    fn value(&self) -> Result<&str> {
+        self.value
+            .as_deref()
+            .ok_or_else(|| anyhow!("-{} needs a value", self.command))
+    }
+
+    fn driver(&self) -> Result<&str> {
+        let d = self.opt("driver")?;
+        if d != "iscsi" {
+            bail!("driver {d}: only the iscsi target driver exists");
+        }
+        Ok(d)
+    }
+}
+
+/// Why the arguments were refused: usage (exit 2) or a known command not done yet.
+enum ArgError {
+    Usage(String),
+    NotYet(String),
+}
+
+fn parse_args(args: Vec<String>) -> Result<Invocation, ArgError> {
+    let mut command: Option<(String, Option<String>)> = None;
+    let mut options = BTreeMap::new();
+    let mut flags = Vec::new();
+    let mut it = args.into_iter().peekable();
+    while let Some(a) = it.next() {
+        // SCST's scstadmin takes -opt and --opt alike.
+        let name = a
+            .strip_prefix("--")
+            .or_else(|| a.strip_prefix('-'))
+            .ok_or_else(|| ArgError::Usage(format!("unexpected argument '{a}'")))?
+            .to_string();
+        if let Some(arity) = command_arity(&name) {
+            if let Some((prev, _)) = &command {
+                return Err(ArgError::Usage(format!(
+                    "-{prev} and -{name}: one command at a time"
+                )));
+            }
+            let value = match arity {
+                None => None,
+                Some(required) => {
+                    let next_is_value = it.peek().is_some_and(|n| !n.starts_with('-'));
+                    if next_is_value {
+                        it.next()
+                    } else if required {
+                        return Err(ArgError::Usage(format!("-{name} needs a value")));
+                    } else {
+                        None
+                    }
+                }
+            };
+            command = Some((name, value));
+        } else if VALUE_OPTIONS.contains(&name.as_str()) {
+            let v = it
+                .next()
+                .ok_or_else(|| ArgError::Usage(format!("-{name} needs a value")))?;
+            options.insert(name, v);
+        } else if FLAGS.contains(&name.as_str()) {
+            flags.push(name);
+        } else if NOT_YET.contains(&name.as_str()) {
+            return Err(ArgError::NotYet(name));
+        } else {
+            return Err(ArgError::Usage(format!("unknown option '{a}'")));
+        }
+    }
+    let (command, value) = command.ok_or_else(|| ArgError::Usage("no command given".into()))?;
+    Ok(Invocation {
+        command,
+        value,
+        options,
+        flags,
+    })
+}
+
+/// `-attributes k=v,k=v` into the `k=v; k=v` form of SCST's mgmt commands.
+fn mgmt_params(attrs: Option<&String>) -> Result<String> {
+    let Some(a) = attrs else {
+        return Ok(String::new());
+    };
+    let mut out = Vec::new();
+    for item in a.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if !item.contains('=') {
+            bail!("-attributes: '{item}' is not name=value");
+        }
+        out.push(item.to_string());
+    }
+    Ok(out.join("; "))
+}
+
+fn dirs(entries: &[String]) -> Vec<&str> {
+    entries.iter().filter_map(|e| e.strip_suffix('/')).collect()
+}
+
+fn files(entries: &[String]) -> Vec<&str> {
+    entries
+        .iter()
+        .filter(|e| !e.ends_with('/') && *e != "mgmt")
+        .map(String::as_str)
+        .collect()
+}
+
+/// Every attribute of `dir` with its value and whether it is a key attribute.
+fn print_attrs(c: &mut Client, dir: &str) -> Result<()> {
+    let entries = c.list(dir)?;
+    println!("\t{:<24} {:<40} Key", "Attribute", "Value");
+    for name in files(&entries) {
+        let raw = match c.read(&format!("{dir}/{name}")) {
+            Ok(v) => v,
+            Err(e) => format!("<{e}>"),
+        };
+        let (v, key) = strip_key(&raw);
+        let v = v.replace('\n', " ");
+        println!("\t{name:<24} {v:<40} {}", if key { "Yes" } else { "No" });
+    }
+    Ok(())
+}
+
+fn run(inv: &Invocation) -> Result<()> {
+    let socket = inv
+        .options
+        .get("socket")
+        .cloned()
+        .unwrap_or_else(|| scst_mgmt::client::DEFAULT_SOCKET.to_string());
+    let mut c = Client::connect(&socket)?;
+    let nonkey = inv.flags.iter().any(|f| f == "nonkey");
+    match inv.command.as_str() {
+        "list_handler" => {
+            let hs = c.list("handlers")?;
+            println!("\tHandler");
+            println!("\t-------------");
+            for h in dirs(&hs) {
+                if inv.value.as_deref().is_none_or(|v| v == h) {
+                    println!("\t{h}");
+                }
+            }
+        }
+        "list_device" => {
+            if let Some(d) = &inv.value {
+                return print_attrs(&mut c, &format!("devices/{d}"));
+            }
+            println!("\t{:<20} Device", "Handler");
+            println!("\t----------------------------------");
+            for h in dirs(&c.list("handlers")?) {
+                let entries = c.list(&format!("handlers/{h}"))?;
+                let devs = dirs(&entries);
+                if devs.is_empty() {
+                    println!("\t{h:<20} -");
+                }
+                for d in devs {
+                    println!("\t{h:<20} {d}");
+                }
+            }
+        }
+        "list_target" => {
+            let drivers = c.list("targets")?;
+            let only_driver = inv.options.get("driver");
+            println!("\t{:<20} Target", "Driver");
+            println!("\t----------------------------------");
+            for drv in dirs(&drivers) {
+                if only_driver.is_some_and(|d| d != drv) {
+                    continue;
+                }
+                for t in dirs(&c.list(&format!("targets/{drv}"))?) {
+                    if inv.value.as_deref().is_none_or(|v| v == t) {
+                        println!("\t{drv:<20} {t}");
+                    }
+                }
+            }
+        }
+        "list_group" => {
+            let drv = inv.driver()?;
+            let t = inv.opt("target")?;
+            let base = format!("targets/{drv}/{t}/ini_groups");
+            for g in dirs(&c.list(&base)?) {
+                if inv.value.as_deref().is_some_and(|v| v != g) {
+                    continue;
+                }
+                println!("Group: {g}");
+                println!("\tLUN\tDevice");
+                for n in dirs(&c.list(&format!("{base}/{g}/luns"))?) {
+                    let dev = c.read(&format!("{base}/{g}/luns/{n}/device"))?;
+                    println!("\t{n}\t{dev}");
+                }
+                println!("\tInitiators");
+                for i in files(&c.list(&format!("{base}/{g}/initiators"))?) {
+                    println!("\t{i}");
+                }
+            }
+        }
+        "list_sessions" => {
+            for drv in dirs(&c.list("targets")?) {
+                for t in dirs(&c.list(&format!("targets/{drv}"))?) {
+                    let base = format!("targets/{drv}/{t}/sessions");
+                    for s in dirs(&c.list(&base)?) {
+                        let ini = c.read(&format!("{base}/{s}/initiator_name"))?;
+                        println!("Driver/Target: {drv}/{t}");
+                        println!("\tSession: {s}");
+                        println!("\t\tinitiator_name: {ini}");
+                    }
+                }
+            }
+        }
+        "list_dev_attr" => print_attrs(&mut c, &format!("devices/{}", inv.value()?))?,
+        "list_tgt_attr" => print_attrs(
+            &mut c,
+            &format!("targets/{}/{}", inv.driver()?, inv.value()?),
+        )?,
+        "open_dev" => {
+            let h = inv.opt("handler")?;
+            let params = mgmt_params(inv.options.get("attributes"))?;
+            c.write(
+                &format!("handlers/{h}/mgmt"),
+                format!("add_device {} {params}", inv.value()?).trim_end(),
+            )?;
+        }
+        "add_target" => {
+            let drv = inv.driver()?;
+            let params = mgmt_params(inv.options.get("attributes"))?;
+            c.write(
+                &format!("targets/{drv}/mgmt"),
+                format!("add_target {} {params}", inv.value()?).trim_end(),
+            )?;
+        }
+        "add_lun" => {
+            let drv = inv.driver()?;
+            let t = inv.opt("target")?;
+            let dev = inv.opt("device")?;
+            let params = mgmt_params(inv.options.get("attributes"))?;
+            let luns = match inv.options.get("group") {
+                Some(g) => format!("targets/{drv}/{t}/ini_groups/{g}/luns/mgmt"),
+                None => format!("targets/{drv}/{t}/luns/mgmt"),
+            };
+            c.write(
+                &luns,
+                format!("add {dev} {} {params}", inv.value()?).trim_end(),
+            )?;
+        }
+        "enable_target" | "disable_target" => {
+            let drv = inv.driver()?;
+            let on = if inv.command == "enable_target" {
+                "1"
+            } else {
+                "0"
+            };
+            c.write(&format!("targets/{drv}/{}/enabled", inv.value()?), on)?;
+        }
+        "write_config" => {
+            let file = inv.value()?;
+            let conf = read_config(&mut c, nonkey)?;
+            let text = scst_mgmt::write_config(&conf);
+            std::fs::write(file, text).with_context(|| format!("cannot write {file}"))?;
+            println!("Writing current configuration to file '{file}'.. done.");
+        }
+        other => bail!("-{other}: not supported yet"),
+    }
+    Ok(())
+}
+
+/// The attributes of `dir` worth saving: key ones (all with `-nonkey`), minus `skip`.
+fn saved_attrs(c: &mut Client, dir: &str, nonkey: bool, skip: &[&str]) -> Result<Vec<Attr>> {
+    let entries = c.list(dir)?;
+    let mut out = Vec::new();
+    for name in files(&entries) {
+        if skip.contains(&name) {
+            continue;
+        }
+        let raw = c.read(&format!("{dir}/{name}"))?;
+        let (v, key) = strip_key(&raw);
+        if key || nonkey {
+            // Multi-instance attributes (`IncomingUser1`) are saved under their base name.
+            let base = name.trim_end_matches(|ch: char| ch.is_ascii_digit());
+            let base = if base.is_empty() { name } else { base };
+            out.push(Attr::new(base, v));
+        }
+    }
+    Ok(out)
+}
+
+fn read_luns(c: &mut Client, dir: &str) -> Result<Vec<LunConf>> {
+    let mut luns = Vec::new();
+    for n in dirs(&c.list(dir)?) {
+        let lun: u16 = n
+            .parse()
+            .with_context(|| format!("{dir}: unexpected entry '{n}'"))?;
+        let device = c.read(&format!("{dir}/{n}/device"))?;
+        let ro = c.read(&format!("{dir}/{n}/read_only"))?;
+        let mut attrs = Vec::new();
+        if strip_key(&ro).0 == "1" {
+            attrs.push(Attr::new("read_only", "1"));
+        }
+        luns.push(LunConf {
+            lun,
+            device: strip_key(&device).0.to_string(),
+            attrs,
+            line: 0,
+        });
+    }
+    Ok(luns)
+}
+
+/// The running configuration through the read API, canonical order applied by the writer.
+fn read_config(c: &mut Client, nonkey: bool) -> Result<ScstConf> {
+    let mut conf = ScstConf {
+        attrs: saved_attrs(c, "", nonkey, &["version"])?,
+        ..ScstConf::default()
+    };
+    for h in dirs(&c.list("handlers")?) {
+        let entries = c.list(&format!("handlers/{h}"))?;
+        let mut devices = Vec::new();
+        for d in dirs(&entries) {
+            devices.push(DeviceConf {
+                name: d.to_string(),
+                attrs: saved_attrs(c, &format!("devices/{d}"), nonkey, &["handler", "type"])?,
+                line: 0,
+            });
+        }
+        if !devices.is_empty() {
+            conf.handlers.push(HandlerConf {
+                name: h.to_string(),
+                attrs: Vec::new(),
+                devices,
+                line: 0,
+            });
+        }
+    }
+    for drv in dirs(&c.list("targets")?) {
+        let base = format!("targets/{drv}");
+        let mut d = DriverConf {
+            name: drv.to_string(),
+            attrs: saved_attrs(c, &base, nonkey, &[])?,
+            targets: Vec::new(),
+            line: 0,
+        };
+        for t in dirs(&c.list(&base)?) {
+            let tdir = format!("{base}/{t}");
+            let mut groups = Vec::new();
+            for g in dirs(&c.list(&format!("{tdir}/ini_groups"))?) {
+                let gdir = format!("{tdir}/ini_groups/{g}");
+                let inits = c.list(&format!("{gdir}/initiators"))?;
+                groups.push(GroupConf {
+                    name: g.to_string(),
+                    attrs: Vec::new(),
+                    luns: read_luns(c, &format!("{gdir}/luns"))?,
+                    initiators: files(&inits)
+                        .into_iter()
+                        .map(|p| InitiatorConf {
+                            pattern: p.to_string(),
+                            line: 0,
+                        })
+                        .collect(),
+                    line: 0,
+                });
+            }
+            d.targets.push(TargetConf {
+                name: t.to_string(),
+                hw_target: false,
+                attrs: saved_attrs(c, &tdir, nonkey, &[])?,
+                luns: read_luns(c, &format!("{tdir}/luns"))?,
+                groups,
+                line: 0,
+            });
+        }
+        conf.drivers.push(d);
+    }
+    Ok(conf.canonical())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.is_empty()
+        || args
+            .iter()
+            .any(|a| a == "-h" || a == "-help" || a == "--help")
+    {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    }
+    let inv = match parse_args(args) {
+        Ok(i) => i,
+        Err(ArgError::Usage(m)) => {
+            eprintln!("scstadmin: {m}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+        Err(ArgError::NotYet(cmd)) => {
+            eprintln!("scstadmin: -{cmd}: not supported yet");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(&inv) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("scstadmin: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn parses_scst_style_options() {
+        let Ok(i) = parse_args(args(
+            "-add_lun 0 -driver iscsi -target iqn.x:t -device d1 -attributes read_only=1 -noprompt",
+        )) else {
+            panic!("parse")
+        };
+        assert_eq!(i.command, "add_lun");
+        assert_eq!(i.value.as_deref(), Some("0"));
+        assert_eq!(i.options["device"], "d1");
+        assert_eq!(i.flags, vec!["noprompt"]);
+        let Ok(i) = parse_args(args("-list_target -driver iscsi")) else {
+            panic!("parse")
+        };
+        assert_eq!(i.value, None);
+        assert!(matches!(
+            parse_args(args("-rem_lun 0 -driver iscsi")),
+            Err(ArgError::NotYet(c)) if c == "rem_lun"
+        ));
+        assert!(matches!(
+            parse_args(args("-open_dev")),
+            Err(ArgError::Usage(_))
+        ));
+        assert!(matches!(
+            parse_args(args("-bogus")),
+            Err(ArgError::Usage(_))
+        ));
+        assert!(matches!(
+            parse_args(args("-list_device -list_target")),
+            Err(ArgError::Usage(_))
+        ));
+    }
+
+    #[test]
+    fn attributes_become_mgmt_params() {
+        assert_eq!(
+            mgmt_params(Some(&"size_mb=16, blocksize=4096".to_string())).unwrap(),
+            "size_mb=16; blocksize=4096"
+        );
+        assert!(mgmt_params(Some(&"nonsense".to_string())).is_err());
+        assert_eq!(mgmt_params(None).unwrap(), "");
+    }
+}

@@ -1,0 +1,253 @@
+//! The management socket end to end: the scstd binary with `--mgmt-socket`, configured
+//! at runtime with the scstadmin binary and the client library, then used by the
+//! in-tree initiator.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::{Daemon, INITIATOR};
+use scst_mgmt::protocol::strip_key;
+use scst_mgmt::{Client, ClientError};
+use test_support::{scsi, Initiator, LoginOptions};
+
+const TARGET: &str = "iqn.2026-11.rs.scst:mgmt";
+
+/// scstadmin is a sibling binary crate: cargo builds it into the directory scstd is in
+/// when both are tested together; otherwise build it here, with the same cargo.
+fn scstadmin() -> PathBuf {
+    let scstd = PathBuf::from(env!("CARGO_BIN_EXE_scstd"));
+    let path = scstd.with_file_name("scstadmin");
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-p", "scstadmin"]);
+        if scstd.parent().and_then(|p| p.file_name()) == Some("release".as_ref()) {
+            cmd.arg("--release");
+        }
+        let st = cmd.status().expect("run cargo build -p scstadmin");
+        assert!(st.success(), "cargo build -p scstadmin failed");
+    }
+    assert!(path.exists(), "{} not found", path.display());
+    path
+}
+
+fn admin(d: &Daemon, args: &[&str]) -> Output {
+    let out = Command::new(scstadmin())
+        .arg("-socket")
+        .arg(&d.mgmt_socket)
+        .args(args)
+        .output()
+        .expect("run scstadmin");
+    eprintln!(
+        "scstadmin {args:?}: {}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn admin_ok(d: &Daemon, args: &[&str]) -> String {
+    let out = admin(d, args);
+    assert!(out.status.success(), "scstadmin {args:?} failed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn empty_daemon() -> (tempfile::TempDir, Daemon) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("scst.conf");
+    std::fs::write(&conf, "TARGET_DRIVER iscsi {\n\tenabled 1\n}\n").expect("config");
+    let d = Daemon::start(&conf);
+    (dir, d)
+}
+
+#[test]
+fn configure_with_scstadmin_then_log_in() {
+    let (_dir, d) = empty_daemon();
+    let mode = std::fs::metadata(&d.mgmt_socket)
+        .expect("socket exists")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "socket mode");
+
+    admin_ok(
+        &d,
+        &[
+            "-open_dev",
+            "null1",
+            "-handler",
+            "vdisk_nullio",
+            "-attributes",
+            "size_mb=64,blocksize=4096",
+        ],
+    );
+    admin_ok(&d, &["-add_target", TARGET, "-driver", "iscsi"]);
+    admin_ok(
+        &d,
+        &[
+            "-add_lun", "0", "-driver", "iscsi", "-target", TARGET, "-device", "null1",
+        ],
+    );
+    admin_ok(
+        &d,
+        &["-enable_target", TARGET, "-driver", "iscsi", "-noprompt"],
+    );
+
+    // Listed back.
+    let devs = admin_ok(&d, &["-list_device"]);
+    assert!(
+        devs.lines()
+            .any(|l| l.contains("vdisk_nullio") && l.contains("null1")),
+        "{devs}"
+    );
+    let tgts = admin_ok(&d, &["-list_target"]);
+    assert!(tgts.contains(TARGET), "{tgts}");
+    let attrs = admin_ok(&d, &["-list_dev_attr", "null1"]);
+    assert!(
+        attrs.contains("blocksize") && attrs.contains("4096"),
+        "{attrs}"
+    );
+    let tattrs = admin_ok(&d, &["-list_tgt_attr", TARGET, "-driver", "iscsi"]);
+    assert!(
+        tattrs
+            .lines()
+            .any(|l| l.contains("enabled") && l.contains('1') && l.contains("Yes")),
+        "{tattrs}"
+    );
+
+    // Errors name the object and the reason; scstadmin exits non-zero.
+    let out = admin(
+        &d,
+        &[
+            "-add_lun", "0", "-driver", "iscsi", "-target", TARGET, "-device", "null1",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("targets/iscsi/{TARGET}/luns/mgmt")) && err.contains("LUN '0'"),
+        "{err}"
+    );
+    let out = admin(
+        &d,
+        &["-rem_lun", "0", "-driver", "iscsi", "-target", TARGET],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not supported yet"));
+
+    // The client library sees the same tree.
+    let mut c = Client::connect(&d.mgmt_socket).expect("connect");
+    assert_eq!(
+        c.read(&format!("targets/iscsi/{TARGET}/luns/0/device"))
+            .unwrap(),
+        "null1"
+    );
+    assert_eq!(
+        strip_key(&c.read("devices/null1/blocksize").unwrap()),
+        ("4096", true)
+    );
+    assert!(c
+        .read("handlers/vdisk_nullio/mgmt")
+        .unwrap()
+        .starts_with("Usage:"));
+    match c.write("targets/iscsi/mgmt", "del_target x") {
+        Err(ClientError::Remote(m)) => assert_eq!(m, "targets/iscsi/mgmt: not supported yet"),
+        other => panic!("{other:?}"),
+    }
+
+    // -write_config saves what was configured, in scst.conf's grammar.
+    let saved = _dir.path().join("saved.conf");
+    admin_ok(&d, &["-write_config", saved.to_str().unwrap()]);
+    let text = std::fs::read_to_string(&saved).unwrap();
+    let conf = scst_mgmt::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(conf.handlers[0].devices[0].name, "null1", "{text}");
+    assert_eq!(conf.drivers[0].targets[0].luns[0].device, "null1", "{text}");
+
+    // An initiator logs in and sees LUN 0.
+    let mut i = Initiator::connect(d.addr).expect("connect");
+    i.set_timeout(Duration::from_secs(10));
+    i.login(INITIATOR, TARGET, &LoginOptions::default())
+        .expect("login");
+    let r = i.report_luns().expect("REPORT LUNS").good().expect("good");
+    let luns = scsi::parse_report_luns(&r.data).expect("REPORT LUNS data");
+    assert_eq!(luns, vec![[0u8; 8]]);
+    let (_, bs) = i.capacity(0).or_else(|_| i.capacity(0)).expect("capacity");
+    assert_eq!(bs, 4096);
+
+    // The session is visible in the tree.
+    let sessions = admin_ok(&d, &["-list_sessions"]);
+    assert!(sessions.contains(INITIATOR), "{sessions}");
+    drop(i);
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
+fn garbage_on_the_socket_gets_errors_and_the_daemon_survives() {
+    let (_dir, mut d) = empty_daemon();
+    let mut s = std::os::unix::net::UnixStream::connect(&d.mgmt_socket).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut line = String::new();
+    for bad in [
+        &b"hello\n"[..],
+        b"read\n",
+        b"list ../../etc\n",
+        b"\xff\xfe\n",
+        b"write /targets/iscsi/enabled 7\n",
+        b"read /no/such/thing\n",
+    ] {
+        s.write_all(bad).unwrap();
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        assert!(line.starts_with("error "), "{bad:?} -> {line:?}");
+    }
+    // Still usable on the same connection.
+    s.write_all(b"read /targets/iscsi/enabled\n").unwrap();
+    let mut resp = String::new();
+    for _ in 0..4 {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        resp.push_str(&line);
+        if line == ".\n" {
+            break;
+        }
+    }
+    assert_eq!(resp, "ok\n1\n[key]\n.\n");
+    // An endless line is refused and the connection closed.
+    s.write_all(&vec![b'a'; scst_mgmt::protocol::MAX_LINE + 10])
+        .unwrap();
+    line.clear();
+    r.read_line(&mut line).unwrap();
+    assert!(line.starts_with("error line longer"), "{line}");
+    line.clear();
+    assert_eq!(r.read_line(&mut line).unwrap_or(0), 0, "closed");
+
+    // Concurrent clients.
+    let threads: Vec<_> = (0..4)
+        .map(|n| {
+            let sock = d.mgmt_socket.clone();
+            std::thread::spawn(move || {
+                let mut c = Client::connect(&sock).unwrap();
+                c.write(
+                    "handlers/vdisk_nullio/mgmt",
+                    &format!("add_device n{n} size_mb=1"),
+                )
+                .unwrap();
+                for _ in 0..20 {
+                    c.list("devices").unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let mut c = Client::connect(&d.mgmt_socket).unwrap();
+    assert_eq!(c.list("devices").unwrap().len(), 4);
+    assert!(d.is_running());
+}
