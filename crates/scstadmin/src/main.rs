@@ -20,9 +20,16 @@ Commands supported so far:
   -list_group [g] -driver d -target t                 -list_sessions
   -list_dev_attr d          -list_tgt_attr t -driver d
   -open_dev d -handler h [-attributes k=v,k=v]
-  -add_target t -driver d   -add_lun n -driver d -target t [-group g] -device dev
-                                       [-attributes read_only=1]
+  -close_dev d -handler h   -set_dev_attr d -attributes k=v,k=v
+  -set_scst_attr -attributes async_lun_replace=0|1
+  -add_target t -driver d   -rem_target t -driver d
   -enable_target t -driver d                          -disable_target t -driver d
+  -add_lun n -driver d -target t [-group g] -device dev [-attributes read_only=1]
+  -replace_lun n -driver d -target t [-group g] -device dev [-attributes read_only=1]
+  -rem_lun n -driver d -target t [-group g]           -clear_luns -driver d -target t [-group g]
+  -add_group g -driver d -target t                    -rem_group g -driver d -target t
+  -add_init i -driver d -target t -group g            -rem_init i -driver d -target t -group g
+  -move_init i -driver d -target t -group g -to g2    -clear_inits -driver d -target t -group g
   -write_config FILE
 Options: -socket PATH (default /run/scstd.sock), -noprompt, -nonkey";
 
@@ -43,9 +50,7 @@ const NOT_YET: &[&str] = &[
     "list_dgrp_attr",
     "list_tgrp_attr",
     "list_ttgt_attr",
-    "set_scst_attr",
     "set_hnd_attr",
-    "set_dev_attr",
     "set_drv_attr",
     "set_tgt_attr",
     "set_grp_attr",
@@ -58,19 +63,8 @@ const NOT_YET: &[&str] = &[
     "rem_drv_attr",
     "add_tgt_attr",
     "rem_tgt_attr",
-    "close_dev",
     "resync_dev",
-    "rem_target",
     "issue_lip",
-    "add_group",
-    "rem_group",
-    "add_init",
-    "rem_init",
-    "move_init",
-    "clear_inits",
-    "rem_lun",
-    "replace_lun",
-    "clear_luns",
     "add_dgrp",
     "rem_dgrp",
     "add_dgrp_dev",
@@ -86,9 +80,11 @@ const NOT_YET: &[&str] = &[
 fn command_arity(name: &str) -> Option<Option<bool>> {
     Some(match name {
         "list_handler" | "list_device" | "list_target" | "list_group" => Some(false),
-        "list_sessions" => None,
-        "list_dev_attr" | "list_tgt_attr" | "open_dev" | "add_target" | "add_lun"
-        | "enable_target" | "disable_target" | "write_config" => Some(true),
+        "list_sessions" | "clear_luns" | "clear_inits" | "set_scst_attr" => None,
+        "list_dev_attr" | "list_tgt_attr" | "open_dev" | "close_dev" | "set_dev_attr"
+        | "add_target" | "rem_target" | "enable_target" | "disable_target" | "add_lun"
+        | "rem_lun" | "replace_lun" | "add_group" | "rem_group" | "add_init" | "rem_init"
+        | "move_init" | "write_config" => Some(true),
         _ => return None,
     })
 }
@@ -102,6 +98,7 @@ const VALUE_OPTIONS: &[&str] = &[
     "handler",
     "attributes",
     "group",
+    "to",
 ];
 const FLAGS: &[&str] = &["noprompt", "nonkey", "force", "cont_on_err", "debug"];
 
@@ -124,6 +121,40 @@ impl Invocation {
         self.value
             .as_deref()
             .ok_or_else(|| anyhow!("-{} needs a value", self.command))
+    }
+
+    /// `targets/<d>/<t>` from `-driver` and `-target`.
+    fn target_dir(&self) -> Result<String> {
+        Ok(format!(
+            "targets/{}/{}",
+            self.driver()?,
+            self.opt("target")?
+        ))
+    }
+
+    /// The `luns/mgmt` file of the target, or of `-group`'s LUN set.
+    fn luns_mgmt(&self) -> Result<String> {
+        let t = self.target_dir()?;
+        Ok(match self.options.get("group") {
+            Some(g) => format!("{t}/ini_groups/{g}/luns/mgmt"),
+            None => format!("{t}/luns/mgmt"),
+        })
+    }
+
+    /// `-attributes k=v,k=v` as pairs, for the attribute setters; at least one.
+    fn attr_pairs(&self) -> Result<Vec<(String, String)>> {
+        let a = self.opt("attributes")?;
+        let mut out = Vec::new();
+        for item in a.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (k, v) = item
+                .split_once('=')
+                .ok_or_else(|| anyhow!("-attributes: '{item}' is not name=value"))?;
+            out.push((k.trim().to_string(), v.trim().to_string()));
+        }
+        if out.is_empty() {
+            bail!("-{}: -attributes is empty", self.command);
+        }
+        Ok(out)
     }
 
     fn driver(&self) -> Result<&str> {
@@ -344,19 +375,70 @@ fn run(inv: &Invocation) -> Result<()> {
                 format!("add_target {} {params}", inv.value()?).trim_end(),
             )?;
         }
-        "add_lun" => {
+        "close_dev" => {
+            let h = inv.opt("handler")?;
+            c.write(
+                &format!("handlers/{h}/mgmt"),
+                &format!("del_device {}", inv.value()?),
+            )?;
+        }
+        "set_dev_attr" => {
+            let d = inv.value()?;
+            for (k, v) in inv.attr_pairs()? {
+                c.write(&format!("devices/{d}/{k}"), &v)?;
+            }
+        }
+        "set_scst_attr" => {
+            for (k, v) in inv.attr_pairs()? {
+                c.write(&k, &v)?;
+            }
+        }
+        "rem_target" => {
             let drv = inv.driver()?;
-            let t = inv.opt("target")?;
+            c.write(
+                &format!("targets/{drv}/mgmt"),
+                &format!("del_target {}", inv.value()?),
+            )?;
+        }
+        "add_lun" | "replace_lun" => {
             let dev = inv.opt("device")?;
             let params = mgmt_params(inv.options.get("attributes"))?;
-            let luns = match inv.options.get("group") {
-                Some(g) => format!("targets/{drv}/{t}/ini_groups/{g}/luns/mgmt"),
-                None => format!("targets/{drv}/{t}/luns/mgmt"),
+            let verb = if inv.command == "add_lun" {
+                "add"
+            } else {
+                "replace"
             };
             c.write(
-                &luns,
-                format!("add {dev} {} {params}", inv.value()?).trim_end(),
+                &inv.luns_mgmt()?,
+                format!("{verb} {dev} {} {params}", inv.value()?).trim_end(),
             )?;
+        }
+        "rem_lun" => c.write(&inv.luns_mgmt()?, &format!("del {}", inv.value()?))?,
+        "clear_luns" => c.write(&inv.luns_mgmt()?, "clear")?,
+        "add_group" | "rem_group" => {
+            let verb = if inv.command == "add_group" {
+                "create"
+            } else {
+                "del"
+            };
+            c.write(
+                &format!("{}/ini_groups/mgmt", inv.target_dir()?),
+                &format!("{verb} {}", inv.value()?),
+            )?;
+        }
+        "add_init" | "rem_init" | "move_init" | "clear_inits" => {
+            let mgmt = format!(
+                "{}/ini_groups/{}/initiators/mgmt",
+                inv.target_dir()?,
+                inv.opt("group")?
+            );
+            let cmd = match inv.command.as_str() {
+                "add_init" => format!("add {}", inv.value()?),
+                "rem_init" => format!("del {}", inv.value()?),
+                "move_init" => format!("move {} {}", inv.value()?, inv.opt("to")?),
+                _ => "clear".to_string(),
+            };
+            c.write(&mgmt, &cmd)?;
         }
         "enable_target" | "disable_target" => {
             let drv = inv.driver()?;
@@ -542,9 +624,33 @@ mod tests {
         };
         assert_eq!(i.value, None);
         assert!(matches!(
-            parse_args(args("-rem_lun 0 -driver iscsi")),
-            Err(ArgError::NotYet(c)) if c == "rem_lun"
+            parse_args(args("-add_dgrp dg")),
+            Err(ArgError::NotYet(c)) if c == "add_dgrp"
         ));
+        let Ok(i) = parse_args(args(
+            "-move_init iqn.a -driver iscsi -target t -group g1 -to g2",
+        )) else {
+            panic!("parse")
+        };
+        assert_eq!(
+            (i.command.as_str(), i.options["to"].as_str()),
+            ("move_init", "g2")
+        );
+        let Ok(i) = parse_args(args("-clear_luns -driver iscsi -target t")) else {
+            panic!("parse")
+        };
+        assert_eq!(
+            (i.command.as_str(), i.value.as_deref()),
+            ("clear_luns", None)
+        );
+        assert_eq!(i.luns_mgmt().unwrap(), "targets/iscsi/t/luns/mgmt");
+        let Ok(i) = parse_args(args("-set_scst_attr -attributes async_lun_replace=1")) else {
+            panic!("parse")
+        };
+        assert_eq!(
+            i.attr_pairs().unwrap(),
+            vec![("async_lun_replace".to_string(), "1".to_string())]
+        );
         assert!(matches!(
             parse_args(args("-open_dev")),
             Err(ArgError::Usage(_))

@@ -411,6 +411,18 @@ impl ScstTree {
                 log::info!("device {name} added ({handler})");
                 Ok(())
             }
+            MgmtCommand::DelDevice { name } => {
+                match self.scst.device(&name) {
+                    Ok(d) if d.dev.handler_name() != handler => {
+                        return Err(err(format!(
+                            "device '{name}' belongs to handler {}",
+                            d.dev.handler_name()
+                        )))
+                    }
+                    _ => {}
+                }
+                self.scst.del_device(&name).map_err(|e| err(e.to_string()))
+            }
             _ => Err(TreeError::not_supported(path)),
         }
     }
@@ -441,6 +453,12 @@ impl ScstTree {
                 log::info!("target {name} added");
                 Ok(())
             }
+            // The iSCSI driver keeps nothing per target besides its sessions, which the
+            // core closes; each connection unregisters its session as it ends.
+            MgmtCommand::DelTarget { name } => self
+                .scst
+                .del_target(DRIVER, &name)
+                .map_err(|e| err(e.to_string())),
             _ => Err(TreeError::not_supported(path)),
         }
     }
@@ -460,13 +478,66 @@ impl ScstTree {
                 read_only,
             } => {
                 self.scst
-                    .add_lun(t, group, lun.into(), &device, read_only)
+                    .lun_add(t, group, lun.into(), &device, read_only)
                     .map_err(|e| err(e.to_string()))?;
                 log::info!("target {}: LUN {lun} -> {device} added", t.name);
                 Ok(())
             }
+            MgmtCommand::DelLun { lun } => self
+                .scst
+                .lun_del(t, group, lun.into())
+                .map_err(|e| err(e.to_string())),
+            MgmtCommand::ReplaceLun {
+                device,
+                lun,
+                read_only,
+                unit_attention,
+            } => self
+                .scst
+                .lun_replace(t, group, lun.into(), &device, read_only, unit_attention)
+                .map_err(|e| err(e.to_string())),
+            MgmtCommand::ClearLuns => self
+                .scst
+                .lun_clear(t, group)
+                .map_err(|e| err(e.to_string())),
             _ => Err(TreeError::not_supported(path)),
         }
+    }
+
+    fn write_ini_groups_mgmt(
+        &self,
+        path: &MgmtPath,
+        t: &Target,
+        value: &str,
+    ) -> Result<(), TreeError> {
+        let err = |m: String| TreeError(format!("{path}: {m}"));
+        match parse_command(MgmtFile::IniGroups, value).map_err(|e| err(e.to_string()))? {
+            MgmtCommand::CreateGroup { name } => self.scst.ini_group_create(t, &name),
+            MgmtCommand::DelGroup { name } => self.scst.ini_group_del(t, &name),
+            _ => return Err(TreeError::not_supported(path)),
+        }
+        .map_err(|e| err(e.to_string()))
+    }
+
+    fn write_initiators_mgmt(
+        &self,
+        path: &MgmtPath,
+        t: &Target,
+        group: &str,
+        value: &str,
+    ) -> Result<(), TreeError> {
+        let err = |m: String| TreeError(format!("{path}: {m}"));
+        match parse_command(MgmtFile::Initiators, value).map_err(|e| err(e.to_string()))? {
+            MgmtCommand::AddInitiator { pattern } => self.scst.initiator_add(t, group, &pattern),
+            MgmtCommand::DelInitiator { pattern } => self.scst.initiator_del(t, group, &pattern),
+            MgmtCommand::MoveInitiator {
+                pattern,
+                group: dest,
+            } => self.scst.initiator_move(t, group, &pattern, &dest),
+            MgmtCommand::ClearInitiators => self.scst.initiator_clear(t, group),
+            _ => return Err(TreeError::not_supported(path)),
+        }
+        .map_err(|e| err(e.to_string()))
     }
 }
 
@@ -480,6 +551,10 @@ impl MgmtTree for ScstTree {
                 format!("{:#x}", self.setup_id),
                 self.setup_id != 0,
             )),
+            ["async_lun_replace"] => {
+                let on = self.scst.async_lun_replace();
+                Ok(with_key(u8::from(on).to_string(), on))
+            }
             ["handlers", h, file] if Self::handler_exists(h) => match *file {
                 "mgmt" => Ok(command::handler_help(scst_vdisk::creation_params(h), &[])),
                 "type" => Ok(type_text(if *h == "vcdrom" { 5 } else { 0 })),
@@ -521,9 +596,16 @@ impl MgmtTree for ScstTree {
         let parts = self.resolve(&parts);
         let dirs = |names: Vec<String>| names.into_iter().map(|n| format!("{n}/")).collect();
         match parts.as_slice() {
-            [] => Ok(["version", "setup_id", "handlers/", "devices/", "targets/"]
-                .map(String::from)
-                .to_vec()),
+            [] => Ok([
+                "version",
+                "setup_id",
+                "async_lun_replace",
+                "handlers/",
+                "devices/",
+                "targets/",
+            ]
+            .map(String::from)
+            .to_vec()),
             ["handlers"] => Ok(dirs(
                 scst_vdisk::handler_names()
                     .iter()
@@ -585,12 +667,17 @@ impl MgmtTree for ScstTree {
                 if !matches!(*attr, "handler" | "type")
                     && d.dev.attributes().iter().any(|(n, _, _)| n == attr)
                 {
-                    d.dev
-                        .set_attribute(attr, value.trim_end_matches('\n'))
+                    self.scst
+                        .set_device_attr(d.name(), attr, value.trim_end_matches('\n'))
+                        .map(|effect| log::info!("device {}: {attr} set ({effect:?})", d.name()))
                         .map_err(|e| TreeError(format!("{path}: {e}")))
                 } else {
                     Err(TreeError(format!("{path}: no such writable attribute")))
                 }
+            }
+            ["async_lun_replace"] => {
+                self.scst.set_async_lun_replace(bool01(path, value)?);
+                Ok(())
             }
             ["targets", DRIVER, "mgmt"] => self.write_driver_mgmt(path, value),
             ["targets", DRIVER, "enabled"] => {
@@ -615,8 +702,12 @@ impl MgmtTree for ScstTree {
                             .map_err(|e| TreeError(format!("{path}: {e}")))
                     }
                     ["luns", "mgmt"] => self.write_luns_mgmt(path, &target, None, value),
+                    ["ini_groups", "mgmt"] => self.write_ini_groups_mgmt(path, &target, value),
                     ["ini_groups", g, "luns", "mgmt"] => {
                         self.write_luns_mgmt(path, &target, Some(g), value)
+                    }
+                    ["ini_groups", g, "initiators", "mgmt"] => {
+                        self.write_initiators_mgmt(path, &target, g, value)
                     }
                     _ => match self.read(path) {
                         // It exists: writing it just is not possible yet.
@@ -702,22 +793,20 @@ mod tests {
         let t = tree();
         t.write(&p("targets/iscsi/mgmt"), "add_target t").unwrap();
         assert_eq!(
-            t.write(&p("targets/iscsi/mgmt"), "del_target t")
+            t.write(&p("targets/iscsi/mgmt"), "add_attribute IncomingUser u p")
                 .unwrap_err()
                 .0,
             "targets/iscsi/mgmt: not supported yet"
         );
         assert_eq!(
-            t.write(&p("targets/iscsi/t/luns/mgmt"), "clear")
-                .unwrap_err()
-                .0,
-            "targets/iscsi/t/luns/mgmt: not supported yet"
+            t.write(&p("targets/iscsi/t/rel_tgt_id"), "").unwrap_err().0,
+            "targets/iscsi/t/rel_tgt_id: '' is not 1..65535"
         );
         assert_eq!(
-            t.write(&p("targets/iscsi/t/ini_groups/mgmt"), "create g")
+            t.write(&p("targets/iscsi/t/addr_method"), "FLAT")
                 .unwrap_err()
                 .0,
-            "targets/iscsi/t/ini_groups/mgmt: not supported yet"
+            "targets/iscsi/t/addr_method: not supported yet"
         );
         assert!(t.read(&p("nope")).unwrap_err().0.contains("no such"));
         assert!(t
@@ -730,5 +819,86 @@ mod tests {
             .unwrap()
             .contains("filename"));
         assert_eq!(t.read(&p("targets/iscsi/enabled")).unwrap(), "0");
+    }
+
+    #[test]
+    fn reconfiguration_through_the_tree() {
+        let t = tree();
+        let lerr = |r: Result<(), TreeError>| r.unwrap_err().0;
+        for d in ["d1", "d2"] {
+            t.write(&p("handlers/vdisk_nullio/mgmt"), &format!("add_device {d}"))
+                .unwrap();
+        }
+        t.write(&p("targets/iscsi/mgmt"), "add_target t").unwrap();
+        let luns = p("targets/iscsi/t/luns/mgmt");
+        t.write(&luns, "add d1 0").unwrap();
+        t.write(&luns, "add d2 1").unwrap();
+        t.write(&luns, "replace d2 0").unwrap();
+        assert_eq!(t.read(&p("targets/iscsi/t/luns/0/device")).unwrap(), "d2");
+        t.write(&luns, "replace_no_ua d1 0 read_only=1").unwrap();
+        assert_eq!(t.read(&p("targets/iscsi/t/luns/0/read_only")).unwrap(), "1");
+        t.write(&luns, "del 1").unwrap();
+        let e = lerr(t.write(&luns, "del 1"));
+        assert!(
+            e.starts_with("targets/iscsi/t/luns/mgmt: ") && e.contains("'1'"),
+            "{e}"
+        );
+        t.write(&luns, "clear").unwrap();
+        assert_eq!(t.list(&p("targets/iscsi/t/luns")).unwrap(), vec!["mgmt"]);
+
+        // Groups and initiators.
+        let groups = p("targets/iscsi/t/ini_groups/mgmt");
+        t.write(&groups, "create g1").unwrap();
+        t.write(&groups, "create g2").unwrap();
+        assert!(lerr(t.write(&groups, "create g1")).contains("ini_groups/g1' already exists"));
+        let inits = p("targets/iscsi/t/ini_groups/g1/initiators/mgmt");
+        t.write(&inits, "add iqn.a:*").unwrap();
+        t.write(&inits, "add iqn.b").unwrap();
+        t.write(&inits, "move iqn.b g2").unwrap();
+        assert_eq!(
+            t.list(&p("targets/iscsi/t/ini_groups/g2/initiators"))
+                .unwrap(),
+            vec!["mgmt", "iqn.b"]
+        );
+        t.write(&inits, "del iqn.a:*").unwrap();
+        t.write(&p("targets/iscsi/t/ini_groups/g2/initiators/mgmt"), "clear")
+            .unwrap();
+        t.write(&p("targets/iscsi/t/ini_groups/g1/luns/mgmt"), "add d1 0")
+            .unwrap();
+        let e = lerr(t.write(&p("handlers/vdisk_nullio/mgmt"), "del_device d1"));
+        assert!(
+            e.starts_with("handlers/vdisk_nullio/mgmt: device 'd1' is in use"),
+            "{e}"
+        );
+        let e = lerr(t.write(&p("handlers/vdisk_fileio/mgmt"), "del_device d2"));
+        assert!(e.contains("vdisk_nullio"), "{e}");
+        t.write(&groups, "del g1").unwrap();
+        t.write(&groups, "del g2").unwrap();
+        t.write(&p("handlers/vdisk_nullio/mgmt"), "del_device d1")
+            .unwrap();
+        assert_eq!(t.list(&p("devices")).unwrap(), vec!["d2/"]);
+
+        // Device attributes go through the core (Scst::set_device_attr); a disk's
+        // identity attributes are fixed at creation, and the refusal names both.
+        assert_eq!(
+            lerr(t.write(&p("devices/d2/prod_id"), "NEWPROD")),
+            "devices/d2/prod_id: device d2: attribute prod_id is unknown or read-only"
+        );
+        assert!(lerr(t.write(&p("devices/d2/handler"), "x")).contains("no such writable"));
+
+        // Root attribute.
+        assert_eq!(t.read(&p("async_lun_replace")).unwrap(), "0");
+        t.write(&p("async_lun_replace"), "1").unwrap();
+        assert_eq!(t.read(&p("async_lun_replace")).unwrap(), "1\n[key]");
+        assert!(lerr(t.write(&p("async_lun_replace"), "2")).contains("must be 0 or 1"));
+        t.write(&p("async_lun_replace"), "0").unwrap();
+
+        t.write(&p("targets/iscsi/mgmt"), "del_target t").unwrap();
+        assert!(lerr(t.write(&p("targets/iscsi/mgmt"), "del_target t"))
+            .contains("target 'iscsi/t' does not exist"));
+        assert_eq!(
+            t.list(&p("targets/iscsi")).unwrap(),
+            vec!["mgmt", "enabled"]
+        );
     }
 }
