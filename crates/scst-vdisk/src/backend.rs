@@ -49,6 +49,11 @@ pub trait Backend: Send + Sync + 'static {
     fn prefetch(&self, _off: u64, _len: u64, _mode: ExecMode) -> IoOutcome {
         Some(Ok(()))
     }
+    /// The backend's current size in bytes, re-read (`resync_size`); `None` when the
+    /// backend has no size of its own (nullio).
+    fn current_size(&self) -> Option<io::Result<u64>> {
+        None
+    }
 }
 
 /// vdisk_nullio: nothing to do, never blocks.
@@ -298,6 +303,11 @@ impl FileBackend {
 }
 
 impl Backend for FileBackend {
+    fn current_size(&self) -> Option<io::Result<u64>> {
+        // Seeking to the end works for regular files and block devices alike.
+        Some((&self.file).seek(SeekFrom::End(0)))
+    }
+
     fn read(&self, buf: &mut [u8], off: u64, mode: ExecMode) -> IoOutcome {
         if mode == ExecMode::Inline {
             return if self.inline_io {

@@ -46,7 +46,7 @@ impl Handler {
 
     /// Everything `create_device` accepts: the creation parameters plus the identity
     /// attributes, which scst.conf may also give at creation.
-    fn accepts(self, attr: &str) -> bool {
+    pub(crate) fn accepts(self, attr: &str) -> bool {
         self.creation_params().contains(&attr)
             || IDENTITY_ATTRS.contains(&attr)
             || match self {
@@ -314,7 +314,6 @@ impl VdiskConfig {
             },
             given: Vec::new(),
         };
-        let mut vend_specific_given = false;
         for (attr, v) in attrs {
             let attr = attr.as_str();
             if !handler.accepts(attr) {
@@ -323,132 +322,149 @@ impl VdiskConfig {
                     attr: attr.into(),
                 });
             }
-            let b = || parse_bool(name, attr, v);
-            match attr {
-                // vcdrom: an empty filename is an empty drive.
-                "filename" if cdrom && v.trim().is_empty() => c.filename = None,
-                "filename" => {
-                    let f = v.trim();
-                    if !f.starts_with('/') {
-                        return Err(VdiskError::invalid(
-                            name,
-                            attr,
-                            format!("'{f}' is not an absolute path"),
-                        ));
-                    }
-                    c.filename = Some(f.to_string());
-                }
-                "blocksize" => {
-                    let bs = parse_u64(name, attr, v)?;
-                    if !matches!(bs, 512 | 1024 | 2048 | 4096) {
-                        return Err(VdiskError::invalid(
-                            name,
-                            attr,
-                            format!("{bs} is not 512, 1024, 2048 or 4096"),
-                        ));
-                    }
-                    c.block_size = bs as u32;
-                }
-                "size" => c.size = parse_u64(name, attr, v)?,
-                "size_mb" => {
-                    c.size = parse_u64(name, attr, v)?
-                        .checked_mul(1 << 20)
-                        .ok_or_else(|| VdiskError::invalid(name, attr, "too large".into()))?
-                }
-                "read_only" => c.read_only = b()?,
-                "write_through" => c.write_through = b()?,
-                "nv_cache" => c.nv_cache = b()?,
-                "o_direct" => c.o_direct = b()?,
-                "async" => c.async_io = b()?,
-                "thin_provisioned" => c.thin_provisioned = b()?,
-                "rotational" => c.rotational = b()?,
-                "removable" => c.removable = b()?,
-                "dummy" => c.dummy = b()?,
-                "read_zero" => c.read_zero = b()?,
-                "lb_per_pb_exp" => c.lb_per_pb_exp = b()?,
-                "tst" => {
-                    c.tst = match v.trim() {
-                        "0" => 0,
-                        "1" => 1,
-                        _ => {
-                            return Err(VdiskError::invalid(
-                                name,
-                                attr,
-                                format!("'{v}' is not 0 or 1"),
-                            ))
-                        }
-                    }
-                }
-                "opt_trans_len" => {
-                    let n = parse_u64(name, attr, v)?;
-                    c.opt_trans_len = u32::try_from(n)
-                        .map_err(|_| VdiskError::invalid(name, attr, "too large".into()))?;
-                }
-                "t10_vend_id" => c.identity.vendor = check_ascii(name, attr, v.trim(), 8)?,
-                "prod_id" => c.identity.product = check_ascii(name, attr, v.trim(), 16)?,
-                "prod_rev_lvl" => c.identity.revision = check_ascii(name, attr, v.trim(), 4)?,
-                "usn" => c.identity.usn = check_ascii(name, attr, v.trim(), 20)?,
-                "t10_dev_id" => c.identity.t10_dev_id = check_ascii(name, attr, v.trim(), 63)?,
-                "vend_specific_id" => {
-                    c.identity.vend_specific_id = check_ascii(name, attr, v.trim(), 63)?;
-                    vend_specific_given = true;
-                }
-                "naa_id" => c.identity.naa_id = parse_hex_id(name, attr, v, &[8, 16])?,
-                "eui64_id" => c.identity.eui64_id = parse_hex_id(name, attr, v, &[8, 12, 16])?,
-                "scsi_device_name" => {
-                    let s = check_ascii(name, attr, v.trim(), 255)?;
-                    c.identity.scsi_device_name = (!s.is_empty()).then_some(s);
-                }
-                // Accepted for scst.conf compatibility; only their default is implemented.
-                "active" | "cluster_mode" if b()? != (attr == "active") => {
-                    return Err(VdiskError::invalid(
-                        name,
-                        attr,
-                        format!("'{v}' is not supported"),
-                    ));
-                }
-                "dif_mode" if !matches!(v.trim(), "" | "none") => {
-                    return Err(VdiskError::invalid(
-                        name,
-                        attr,
-                        "T10-PI is not supported".into(),
-                    ));
-                }
-                "dif_type" if parse_u64(name, attr, v)? != 0 => {
-                    return Err(VdiskError::invalid(
-                        name,
-                        attr,
-                        "T10-PI is not supported".into(),
-                    ));
-                }
-                "bind_alua_state" => {
-                    b()?;
-                }
-                "dif_static_app_tag" | "numa_node_id" => {
-                    parse_u64(name, attr, v)?;
-                }
-                _ => {}
-            }
+            c.apply(attr, v)?;
             c.given.push(attr.to_string());
         }
         // vend_specific_id follows a changed t10_dev_id unless given itself.
-        if !vend_specific_given {
+        if !c.was_given("vend_specific_id") {
             c.identity.vend_specific_id = c.identity.t10_dev_id.clone();
         }
         if matches!(handler, Handler::Fileio | Handler::Blockio) && c.filename.is_none() {
             return Err(VdiskError::invalid(name, "filename", "required".into()));
         }
-        if !c.opt_trans_len.is_multiple_of(c.block_size) {
+        c.check()?;
+        Ok(c)
+    }
+
+    /// Set one attribute from its text value, validated exactly as at creation; on
+    /// error nothing changed. Creation and the run-time writes of sbc.rs share it.
+    pub(crate) fn apply(&mut self, attr: &str, v: &str) -> Result<(), VdiskError> {
+        let cdrom = self.handler == Handler::Vcdrom;
+        let name_owned = self.name.clone();
+        let name = name_owned.as_str();
+        let c = self;
+
+        let b = || parse_bool(name, attr, v);
+        match attr {
+            // vcdrom: an empty filename is an empty drive.
+            "filename" if cdrom && v.trim().is_empty() => c.filename = None,
+            "filename" => {
+                let f = v.trim();
+                if !f.starts_with('/') {
+                    return Err(VdiskError::invalid(
+                        name,
+                        attr,
+                        format!("'{f}' is not an absolute path"),
+                    ));
+                }
+                c.filename = Some(f.to_string());
+            }
+            "blocksize" => {
+                let bs = parse_u64(name, attr, v)?;
+                if !matches!(bs, 512 | 1024 | 2048 | 4096) {
+                    return Err(VdiskError::invalid(
+                        name,
+                        attr,
+                        format!("{bs} is not 512, 1024, 2048 or 4096"),
+                    ));
+                }
+                c.block_size = bs as u32;
+            }
+            "size" => c.size = parse_u64(name, attr, v)?,
+            "size_mb" => {
+                c.size = parse_u64(name, attr, v)?
+                    .checked_mul(1 << 20)
+                    .ok_or_else(|| VdiskError::invalid(name, attr, "too large".into()))?
+            }
+            "read_only" => c.read_only = b()?,
+            "write_through" => c.write_through = b()?,
+            "nv_cache" => c.nv_cache = b()?,
+            "o_direct" => c.o_direct = b()?,
+            "async" => c.async_io = b()?,
+            "thin_provisioned" => c.thin_provisioned = b()?,
+            "rotational" => c.rotational = b()?,
+            "removable" => c.removable = b()?,
+            "dummy" => c.dummy = b()?,
+            "read_zero" => c.read_zero = b()?,
+            "lb_per_pb_exp" => c.lb_per_pb_exp = b()?,
+            "tst" => {
+                c.tst = match v.trim() {
+                    "0" => 0,
+                    "1" => 1,
+                    _ => {
+                        return Err(VdiskError::invalid(
+                            name,
+                            attr,
+                            format!("'{v}' is not 0 or 1"),
+                        ))
+                    }
+                }
+            }
+            "opt_trans_len" => {
+                let n = parse_u64(name, attr, v)?;
+                c.opt_trans_len = u32::try_from(n)
+                    .map_err(|_| VdiskError::invalid(name, attr, "too large".into()))?;
+            }
+            "t10_vend_id" => c.identity.vendor = check_ascii(name, attr, v.trim(), 8)?,
+            "prod_id" => c.identity.product = check_ascii(name, attr, v.trim(), 16)?,
+            "prod_rev_lvl" => c.identity.revision = check_ascii(name, attr, v.trim(), 4)?,
+            "usn" => c.identity.usn = check_ascii(name, attr, v.trim(), 20)?,
+            "t10_dev_id" => c.identity.t10_dev_id = check_ascii(name, attr, v.trim(), 63)?,
+            "vend_specific_id" => {
+                c.identity.vend_specific_id = check_ascii(name, attr, v.trim(), 63)?;
+            }
+            "naa_id" => c.identity.naa_id = parse_hex_id(name, attr, v, &[8, 16])?,
+            "eui64_id" => c.identity.eui64_id = parse_hex_id(name, attr, v, &[8, 12, 16])?,
+            "scsi_device_name" => {
+                let s = check_ascii(name, attr, v.trim(), 255)?;
+                c.identity.scsi_device_name = (!s.is_empty()).then_some(s);
+            }
+            // Accepted for scst.conf compatibility; only their default is implemented.
+            "active" | "cluster_mode" if b()? != (attr == "active") => {
+                return Err(VdiskError::invalid(
+                    name,
+                    attr,
+                    format!("'{v}' is not supported"),
+                ));
+            }
+            "dif_mode" if !matches!(v.trim(), "" | "none") => {
+                return Err(VdiskError::invalid(
+                    name,
+                    attr,
+                    "T10-PI is not supported".into(),
+                ));
+            }
+            "dif_type" if parse_u64(name, attr, v)? != 0 => {
+                return Err(VdiskError::invalid(
+                    name,
+                    attr,
+                    "T10-PI is not supported".into(),
+                ));
+            }
+            "bind_alua_state" => {
+                b()?;
+            }
+            "dif_static_app_tag" | "numa_node_id" => {
+                parse_u64(name, attr, v)?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Checks across attributes, after all of them were set.
+    pub(crate) fn check(&self) -> Result<(), VdiskError> {
+        if !self.opt_trans_len.is_multiple_of(self.block_size) {
             return Err(VdiskError::invalid(
-                name,
+                &self.name,
                 "opt_trans_len",
                 format!(
                     "{} is not a multiple of blocksize {}",
-                    c.opt_trans_len, c.block_size
+                    self.opt_trans_len, self.block_size
                 ),
             ));
         }
-        Ok(c)
+        Ok(())
     }
 
     pub fn was_given(&self, attr: &str) -> bool {

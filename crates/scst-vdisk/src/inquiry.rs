@@ -72,7 +72,7 @@ pub fn inquiry<B: Backend>(d: &Vdisk<B>, ctx: &CmdCtx<'_>, cdb: &[u8]) -> Result
             ],
             ..Default::default()
         };
-        wire::standard_inquiry(&d.cfg.identity, &p)
+        wire::standard_inquiry(&d.live.identity.load(), &p)
     } else {
         match c.page {
             0x00 => {
@@ -82,13 +82,13 @@ pub fn inquiry<B: Backend>(d: &Vdisk<B>, ctx: &CmdCtx<'_>, cdb: &[u8]) -> Result
                 }
                 wire::vpd_supported_pages(pq, &pages)
             }
-            0x80 => wire::vpd_unit_serial(pq, &d.cfg.identity.usn),
+            0x80 => wire::vpd_unit_serial(pq, &d.live.identity.load().usn),
             0x83 => {
                 let ports = PortIds {
                     rel_tgt_id: ctx.rel_tgt_id,
                     tpg_id: ctx.alua.and_then(|a| a.tpg_id),
                 };
-                wire::vpd_device_id(pq, &d.cfg.identity, ports)
+                wire::vpd_device_id(pq, &d.live.identity.load(), ports)
             }
             0x86 => {
                 // V_SUP: VERIFY reads back through a volatile cache only in write-back mode.
@@ -127,7 +127,7 @@ fn block_limits<B: Backend>(d: &Vdisk<B>) -> BlockLimits {
         max_compare_and_write: d.max_compare_and_write().min(255) as u8,
         opt_xfer_granularity: (PHYSICAL_BLOCK / bs).max(1) as u16,
         max_xfer_len: max,
-        opt_xfer_len: (d.cfg.opt_trans_len / bs).min(max),
+        opt_xfer_len: (d.live.opt_trans_len() / bs).min(max),
         atomic: d.atomic_limits(),
         ..Default::default()
     };
@@ -139,7 +139,7 @@ fn block_limits<B: Backend>(d: &Vdisk<B>) -> BlockLimits {
 /// atomic writes.
 pub(crate) fn lb_per_pb_exp<B: Backend>(d: &Vdisk<B>) -> u8 {
     let bs = d.block_size();
-    if d.cfg.handler != Handler::Nullio && d.cfg.lb_per_pb_exp && bs < PHYSICAL_BLOCK {
+    if d.cfg.handler != Handler::Nullio && d.live.lb_per_pb_exp() && bs < PHYSICAL_BLOCK {
         (PHYSICAL_BLOCK / bs).trailing_zeros() as u8
     } else {
         0
@@ -155,7 +155,7 @@ pub fn read_capacity_16<B: Backend>(d: &Vdisk<B>) -> [u8; 32] {
         lbprz: d.thin(),
         ..Default::default()
     };
-    wire::read_capacity_16(d.nblocks, bs, &c)
+    wire::read_capacity_16(d.nblocks(), bs, &c)
 }
 
 #[cfg(test)]

@@ -13,6 +13,9 @@
 
 #[cfg(test)]
 mod atomic_tests;
+mod attrs;
+#[cfg(test)]
+mod attrs_tests;
 mod backend;
 mod cdrom;
 #[cfg(test)]

@@ -46,7 +46,8 @@ const CDROM_PAGES: [u8; 4] = [
 ];
 
 pub struct ModeState {
-    wce_default: bool,
+    /// !(write_through || nv_cache); `write_through` is writable at run time.
+    wce_default: AtomicBool,
     /// WCE is changeable unless nv_cache (the cache is declared non-volatile).
     wce_changeable: bool,
     wce: AtomicBool,
@@ -87,7 +88,7 @@ impl ModeState {
         };
         let wce_default = !(write_through || nv_cache);
         ModeState {
-            wce_default,
+            wce_default: AtomicBool::new(wce_default),
             wce_changeable: !nv_cache,
             wce: AtomicBool::new(wce_default),
             control: AtomicU32::new(pack(&control_default)),
@@ -118,6 +119,17 @@ impl ModeState {
         self.wce.load(Ordering::Relaxed)
     }
 
+    /// The `write_through` attribute changed at run time: WCE's default and current
+    /// value become !(write_through || nv_cache) (spec 4.5), as if the device had been
+    /// created so. Serialised with MODE SELECT.
+    pub fn set_write_through(&self, write_through: bool) {
+        let _g = self.select_lock.lock();
+        // nv_cache is exactly "WCE not changeable"; it pins WCE at 0.
+        let wce = self.wce_changeable && !write_through;
+        self.wce_default.store(wce, Ordering::Relaxed);
+        self.wce.store(wce, Ordering::Relaxed);
+    }
+
     pub fn control(&self) -> ControlPage {
         let [b2, b3, b4, b5] = self.control.load(Ordering::Relaxed).to_be_bytes();
         let mut c = ControlPage::decode(&[page::CONTROL, 0x0A, b2, b3, b4, b5]);
@@ -137,7 +149,8 @@ impl ModeState {
     /// REMOVAL is the device's (removable.rs).
     pub fn reset(&self) {
         let _g = self.select_lock.lock();
-        self.wce.store(self.wce_default, Ordering::Relaxed);
+        self.wce
+            .store(self.wce_default.load(Ordering::Relaxed), Ordering::Relaxed);
         self.control
             .store(pack(&self.control_default), Ordering::Relaxed);
     }
@@ -145,7 +158,7 @@ impl ModeState {
     fn caching(&self, pc: PageControl) -> [u8; CachingPage::LEN] {
         let wce = match pc {
             PageControl::Changeable => self.wce_changeable,
-            PageControl::Default | PageControl::Saved => self.wce_default,
+            PageControl::Default | PageControl::Saved => self.wce_default.load(Ordering::Relaxed),
             PageControl::Current => self.wce(),
         };
         CachingPage { wce, rcd: false }.encode(pc)

@@ -17,7 +17,7 @@ impl<B: Backend> Vdisk<B> {
         self.check_range(p.lba, u64::from(p.blocks))?;
         // PREFETCH LENGTH 0: through the last LBA (check_range made lba <= nblocks).
         let blocks = if p.blocks == 0 {
-            self.nblocks - p.lba
+            self.nblocks() - p.lba
         } else {
             u64::from(p.blocks)
         };

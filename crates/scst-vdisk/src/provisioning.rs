@@ -148,7 +148,7 @@ impl<B: Backend> Vdisk<B> {
             return Err(Sense::invalid_field_in_cdb(1, Some(write_same_bit::ANCHOR)));
         }
         // The LBA first: a zero-length request beyond the end is still out of range.
-        if ws.lba >= self.nblocks {
+        if ws.lba >= self.nblocks() {
             return Err(Sense::LBA_OUT_OF_RANGE);
         }
         // WSNZ=1 (VPD B0): zero blocks is not "to the end of the medium".
@@ -215,7 +215,7 @@ impl<B: Backend> Vdisk<B> {
     /// starting LBA on. Without thin provisioning every LBA is mapped.
     pub(crate) fn get_lba_status(&self, cdb: &[u8], mode: ExecMode) -> CmdResult {
         let c = decode_get_lba_status(cdb)?;
-        if c.lba >= self.nblocks {
+        if c.lba >= self.nblocks() {
             return Err(Sense::LBA_OUT_OF_RANGE);
         }
         let room = (c.alloc_len as usize).saturating_sub(LBA_STATUS_HEADER_LEN)
@@ -223,14 +223,14 @@ impl<B: Backend> Vdisk<B> {
         let max_desc = room.clamp(1, MAX_LBA_STATUS_DESCRIPTORS);
         let mut out: Vec<LbaStatus> = Vec::new();
         let mut lba = c.lba;
-        while lba < self.nblocks && out.len() < max_desc {
+        while lba < self.nblocks() && out.len() < max_desc {
             let (mapped, end) = if self.thin() {
                 match self.extent_blocks(lba, mode)? {
                     Some(e) => e,
                     None => return Ok(None),
                 }
             } else {
-                (true, self.nblocks)
+                (true, self.nblocks())
             };
             let status = if mapped {
                 ProvisioningStatus::Mapped
@@ -267,7 +267,7 @@ impl<B: Backend> Vdisk<B> {
     /// counts as mapped. `None`: would block.
     fn extent_blocks(&self, lba: u64, mode: ExecMode) -> Result<Option<(bool, u64)>, Sense> {
         let off = lba << self.shift;
-        let limit = self.nblocks << self.shift;
+        let limit = self.nblocks() << self.shift;
         let e = match self.backend.extent(off, limit, mode) {
             None => return Ok(None),
             Some(Ok(e)) => e,
@@ -288,7 +288,7 @@ impl<B: Backend> Vdisk<B> {
         Ok(Some(if end <= lba {
             (true, lba + 1)
         } else {
-            (e.mapped, end.min(self.nblocks))
+            (e.mapped, end.min(self.nblocks()))
         }))
     }
 

@@ -59,7 +59,7 @@ impl<B: Backend> Vdisk<B> {
             backend: self.backend.clone(),
             ranges: self.ranges.clone(),
             name: self.cfg.name.clone(),
-            nblocks: self.nblocks,
+            nblocks: self.nblocks(),
             shift: self.shift,
             flush: !self.cfg.nv_cache,
             work,

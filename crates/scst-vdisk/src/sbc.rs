@@ -4,8 +4,9 @@
 //! Every command handler returns `Result<Option<Response>, Sense>`: `Err` becomes
 //! CHECK CONDITION, `Ok(None)` means "would block, re-run in Blocking mode".
 
+use crate::attrs::LiveAttrs;
 use crate::backend::{Backend, IoOutcome};
-use crate::config::{Handler, VdiskConfig};
+use crate::config::VdiskConfig;
 use crate::inquiry;
 use crate::longop::MediumState;
 use crate::mode::{ModeGeometry, ModeState};
@@ -15,7 +16,7 @@ use scsi_wire::cdb::{self, decode_rw, decode_sync_cache, opcode, RwCdb, RwKind};
 use scsi_wire::sbc::opcode as sbc_op;
 use scsi_wire::sense::key;
 use scsi_wire::Sense;
-use scst_core::{Cmd, CmdCtx, Device, ExecMode, Response};
+use scst_core::{AttrEffect, Cmd, CmdCtx, Device, ExecMode, Response};
 use std::io;
 use std::sync::Arc;
 
@@ -41,9 +42,9 @@ pub struct Vdisk<B: Backend> {
     pub(crate) cfg: VdiskConfig,
     /// Shared with the background thread of an IMMED sanitize or format (longop.rs).
     pub(crate) backend: Arc<B>,
-    /// Exported size in bytes (file size, or nullio `size`).
-    pub(crate) size: u64,
-    pub(crate) nblocks: u64,
+    /// The attributes writable at run time (attrs.rs); `cfg` keeps their creation
+    /// values only.
+    pub(crate) live: LiveAttrs,
     /// log2(block size).
     pub(crate) shift: u32,
     pub(crate) mode: ModeState,
@@ -86,12 +87,17 @@ impl<B: Backend> Vdisk<B> {
             ranges: Arc::new(RangeLock::new()),
             longop: Arc::new(MediumState::default()),
             removable: Removable::new(),
-            nblocks: size >> shift,
+            live: LiveAttrs::new(&cfg, size),
             shift,
-            size,
             cfg,
             backend: Arc::new(backend),
         }
+    }
+
+    /// Capacity in logical blocks. A command reads it once per check: a resize
+    /// (nullio `size`, `resync_size`) may land between two commands.
+    pub(crate) fn nblocks(&self) -> u64 {
+        self.live.size() >> self.shift
     }
 
     pub(crate) fn block_size(&self) -> u32 {
@@ -104,7 +110,7 @@ impl<B: Backend> Vdisk<B> {
 
     /// Why a medium write must be refused, if it must.
     pub(crate) fn write_protect(&self, ctx: &CmdCtx<'_>) -> Option<Sense> {
-        if ctx.lun_read_only || self.cfg.read_only {
+        if ctx.lun_read_only || self.live.read_only() {
             Some(Sense::WRITE_PROTECTED)
         } else if self.mode.swp() {
             Some(SOFTWARE_WRITE_PROTECTED)
@@ -115,7 +121,7 @@ impl<B: Backend> Vdisk<B> {
 
     pub(crate) fn check_range(&self, lba: u64, blocks: u64) -> Result<(), Sense> {
         match lba.checked_add(blocks) {
-            Some(end) if end <= self.nblocks => Ok(()),
+            Some(end) if end <= self.nblocks() => Ok(()),
             _ => Err(Sense::LBA_OUT_OF_RANGE),
         }
     }
@@ -311,7 +317,7 @@ impl<B: Backend> Vdisk<B> {
         if !pmi && lba != 0 {
             return Err(Sense::invalid_field_in_cdb(2, None));
         }
-        data(scsi_wire::inquiry::read_capacity_10(self.nblocks, self.block_size()).to_vec())
+        data(scsi_wire::inquiry::read_capacity_10(self.nblocks(), self.block_size()).to_vec())
     }
 
     fn service_action_in(&self, cdb: &[u8], mode: ExecMode) -> CmdResult {
@@ -343,10 +349,10 @@ impl<B: Backend> Vdisk<B> {
 
     fn geometry(&self, ctx: &CmdCtx<'_>) -> ModeGeometry {
         ModeGeometry {
-            nblocks: self.nblocks,
+            nblocks: self.nblocks(),
             block_size: self.block_size(),
             rotation_rate: inquiry::rotation_rate(&self.cfg),
-            write_protected: ctx.lun_read_only || self.cfg.read_only,
+            write_protected: ctx.lun_read_only || self.live.read_only(),
             medium_locked: self.removable.prevented(),
         }
     }
@@ -456,10 +462,6 @@ impl<B: Backend> Vdisk<B> {
         self.removable.load_eject(false)?;
         good()
     }
-
-    fn bool_attr(v: bool) -> String {
-        if v { "1" } else { "0" }.to_string()
-    }
 }
 
 impl<B: Backend> Device for Vdisk<B> {
@@ -511,58 +513,16 @@ impl<B: Backend> Device for Vdisk<B> {
     }
 
     fn attributes(&self) -> Vec<(String, String, bool)> {
-        let c = &self.cfg;
-        let id = &c.identity;
-        let hex = |v: &Option<Vec<u8>>| {
-            v.as_ref()
-                .map(|b| b.iter().map(|x| format!("{x:02x}")).collect::<String>())
-                .unwrap_or_default()
-        };
-        let file_based = c.handler != Handler::Nullio;
-        let mut a: Vec<(&str, String)> = Vec::new();
-        if file_based {
-            a.push(("filename", c.filename.clone().unwrap_or_default()));
-        }
-        a.push(("blocksize", c.block_size.to_string()));
-        a.push(("size", self.size.to_string()));
-        a.push(("size_mb", (self.size >> 20).to_string()));
-        a.push(("read_only", Self::bool_attr(c.read_only)));
-        if file_based {
-            a.push(("write_through", Self::bool_attr(c.write_through)));
-            a.push(("nv_cache", Self::bool_attr(c.nv_cache)));
-            a.push(("thin_provisioned", Self::bool_attr(c.thin_provisioned)));
-            a.push(("lb_per_pb_exp", Self::bool_attr(c.lb_per_pb_exp)));
-        }
-        if c.handler == Handler::Fileio {
-            a.push(("o_direct", Self::bool_attr(c.o_direct)));
-            a.push(("async", Self::bool_attr(c.async_io)));
-        }
-        if c.handler == Handler::Nullio {
-            a.push(("dummy", Self::bool_attr(c.dummy)));
-            a.push(("read_zero", Self::bool_attr(c.read_zero)));
-        }
-        a.push(("rotational", Self::bool_attr(c.rotational)));
-        a.push(("removable", Self::bool_attr(c.removable)));
-        a.push(("tst", c.tst.to_string()));
-        a.push(("opt_trans_len", c.opt_trans_len.to_string()));
-        a.push(("t10_vend_id", id.vendor.clone()));
-        a.push(("prod_id", id.product.clone()));
-        a.push(("prod_rev_lvl", id.revision.clone()));
-        a.push(("t10_dev_id", id.t10_dev_id.clone()));
-        a.push(("vend_specific_id", id.vend_specific_id.clone()));
-        a.push(("usn", id.usn.clone()));
-        a.push(("naa_id", hex(&id.naa_id)));
-        a.push(("eui64_id", hex(&id.eui64_id)));
-        a.push((
-            "scsi_device_name",
-            id.scsi_device_name.clone().unwrap_or_default(),
-        ));
-        a.into_iter()
-            .map(|(k, v)| {
-                let key = k == "filename" || c.was_given(k);
-                (k.to_string(), v, key)
-            })
-            .collect()
+        self.attribute_list()
+    }
+
+    /// Run-time attribute writes (attrs.rs).
+    fn apply_attribute(&self, name: &str, value: &str) -> Result<AttrEffect, String> {
+        self.write_attribute(name, value)
+    }
+
+    fn set_attribute(&self, name: &str, value: &str) -> Result<(), String> {
+        self.write_attribute(name, value).map(|_| ())
     }
 
     fn flush(&self) -> io::Result<()> {

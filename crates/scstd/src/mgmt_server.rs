@@ -878,11 +878,16 @@ mod tests {
             .unwrap();
         assert_eq!(t.list(&p("devices")).unwrap(), vec!["d2/"]);
 
-        // Device attributes go through the core (Scst::set_device_attr); a disk's
-        // identity attributes are fixed at creation, and the refusal names both.
+        // Device attributes go through the core (Scst::set_device_attr): identity
+        // attributes change live; creation-only ones are refused, naming both.
+        t.write(&p("devices/d2/prod_id"), "NEWPROD").unwrap();
+        assert!(t
+            .read(&p("devices/d2/prod_id"))
+            .unwrap()
+            .starts_with("NEWPROD"));
         assert_eq!(
-            lerr(t.write(&p("devices/d2/prod_id"), "NEWPROD")),
-            "devices/d2/prod_id: device d2: attribute prod_id is unknown or read-only"
+            lerr(t.write(&p("devices/d2/blocksize"), "4096")),
+            "devices/d2/blocksize: device d2: attribute blocksize: read-only (set at creation)"
         );
         assert!(lerr(t.write(&p("devices/d2/handler"), "x")).contains("no such writable"));
 

@@ -395,9 +395,12 @@ fn live_reconfiguration_with_scstadmin() {
     assert!(e.contains("hosts") && e.contains("in use"), "{e}");
     let e = admin_err(&d, &["-close_dev", "nulla", "-handler", "vdisk_nullio"]);
     assert!(e.contains("'nulla' is in use"), "{e}");
-    let e = admin_err(&d, &["-set_dev_attr", "nulla", "-attributes", "prod_id=X"]);
+    let e = admin_err(
+        &d,
+        &["-set_dev_attr", "nulla", "-attributes", "blocksize=4096"],
+    );
     assert!(
-        e.contains("devices/nulla/prod_id") && e.contains("read-only"),
+        e.contains("devices/nulla/blocksize") && e.contains("read-only"),
         "{e}"
     );
     let e = fail(with(&["-rem_lun", "7"], &tgt));
