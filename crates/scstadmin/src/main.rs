@@ -2,6 +2,8 @@
 //! scstd over its management socket (docs/management.md) instead of sysfs.
 //! Exit status: 0 on success, 1 with a message on any error, 2 on a usage error.
 
+mod apply;
+
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
@@ -31,13 +33,14 @@ Commands supported so far:
   -add_init i -driver d -target t -group g            -rem_init i -driver d -target t -group g
   -move_init i -driver d -target t -group g -to g2    -clear_inits -driver d -target t -group g
   -write_config FILE
+  -config FILE [-force] [-dry_run]  apply FILE: all or nothing; -force also removes
+                            what FILE lacks; -dry_run prints the writes, changes nothing
+  -check_config FILE        validate FILE and print its differences from the running config
+  -clear_config -force      remove every LUN, group, target and device
 Options: -socket PATH (default /run/scstd.sock), -noprompt, -nonkey";
 
 /// SCST's commands this scstadmin knows but cannot run yet.
 const NOT_YET: &[&str] = &[
-    "config",
-    "check_config",
-    "clear_config",
     "list_driver",
     "list_dgrp",
     "list_tgrp",
@@ -80,11 +83,11 @@ const NOT_YET: &[&str] = &[
 fn command_arity(name: &str) -> Option<Option<bool>> {
     Some(match name {
         "list_handler" | "list_device" | "list_target" | "list_group" => Some(false),
-        "list_sessions" | "clear_luns" | "clear_inits" | "set_scst_attr" => None,
+        "list_sessions" | "clear_luns" | "clear_inits" | "set_scst_attr" | "clear_config" => None,
         "list_dev_attr" | "list_tgt_attr" | "open_dev" | "close_dev" | "set_dev_attr"
         | "add_target" | "rem_target" | "enable_target" | "disable_target" | "add_lun"
         | "rem_lun" | "replace_lun" | "add_group" | "rem_group" | "add_init" | "rem_init"
-        | "move_init" | "write_config" => Some(true),
+        | "move_init" | "write_config" | "config" | "check_config" => Some(true),
         _ => return None,
     })
 }
@@ -100,7 +103,14 @@ const VALUE_OPTIONS: &[&str] = &[
     "group",
     "to",
 ];
-const FLAGS: &[&str] = &["noprompt", "nonkey", "force", "cont_on_err", "debug"];
+const FLAGS: &[&str] = &[
+    "noprompt",
+    "nonkey",
+    "force",
+    "cont_on_err",
+    "debug",
+    "dry_run",
+];
 
 struct Invocation {
     command: String,
@@ -269,7 +279,22 @@ fn print_attrs(c: &mut Client, dir: &str) -> Result<()> {
     Ok(())
 }
 
+impl Invocation {
+    fn flag(&self, name: &str) -> bool {
+        self.flags.iter().any(|f| f == name)
+    }
+}
+
 fn run(inv: &Invocation) -> Result<()> {
+    // The whole file is checked before anything is read or changed.
+    let file_conf = match inv.command.as_str() {
+        "config" | "check_config" => Some(apply::load(inv.value()?)?),
+        "clear_config" if !inv.flag("force") => {
+            bail!("-clear_config removes the whole configuration; give -force to confirm")
+        }
+        "clear_config" => Some(ScstConf::default()),
+        _ => None,
+    };
     let socket = inv
         .options
         .get("socket")
@@ -455,6 +480,46 @@ fn run(inv: &Invocation) -> Result<()> {
             let text = scst_mgmt::write_config(&conf);
             std::fs::write(file, text).with_context(|| format!("cannot write {file}"))?;
             println!("Writing current configuration to file '{file}'.. done.");
+        }
+        "config" | "clear_config" => {
+            let file = file_conf.expect("loaded above");
+            let force = inv.flag("force") || inv.command == "clear_config";
+            // -debug is SCST's name for a dry run.
+            let dry = inv.flag("dry_run") || inv.flag("debug");
+            let plan = apply::plan(&mut c, &file, force)?;
+            for w in &plan.warnings {
+                eprintln!("scstadmin: warning: {w}");
+            }
+            if dry {
+                for op in &plan.ops {
+                    println!("{op}");
+                }
+                println!(
+                    "{} change(s) needed; dry run, nothing changed.",
+                    plan.ops.len()
+                );
+            } else {
+                apply::apply(&mut c, &plan.ops)?;
+                println!("{} change(s) applied.", plan.ops.len());
+            }
+        }
+        "check_config" => {
+            let file = file_conf.expect("loaded above");
+            let plan = apply::plan(&mut c, &file, true)?;
+            for w in &plan.warnings {
+                println!("warning: {w}");
+            }
+            for op in &plan.ops {
+                println!("{op}");
+            }
+            if plan.ops.is_empty() {
+                println!("Configuration is valid and matches the running configuration.");
+            } else {
+                println!(
+                    "Configuration is valid; {} change(s) would make the running configuration match it (removals only with -force).",
+                    plan.ops.len()
+                );
+            }
         }
         other => bail!("-{other}: not supported yet"),
     }
