@@ -4,50 +4,8 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-use common::Daemon;
-
-/// scstadmin is built next to scstd (see tests/mgmt.rs).
-fn scstadmin() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let scstd = PathBuf::from(env!("CARGO_BIN_EXE_scstd"));
-            let path = scstd.with_file_name("scstadmin");
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let mut cmd = Command::new(cargo);
-            cmd.args(["build", "-p", "scstadmin"]);
-            if scstd.parent().and_then(|p| p.file_name()) == Some("release".as_ref()) {
-                cmd.arg("--release");
-            }
-            assert!(cmd.status().expect("cargo build").success());
-            path
-        })
-        .clone()
-}
-
-fn admin(d: &Daemon, args: &[&str]) -> Output {
-    let out = Command::new(scstadmin())
-        .arg("-socket")
-        .arg(&d.mgmt_socket)
-        .args(args)
-        .output()
-        .expect("run scstadmin");
-    eprintln!(
-        "scstadmin {args:?}: {}\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn admin_ok(d: &Daemon, args: &[&str]) -> String {
-    let out = admin(d, args);
-    assert!(out.status.success(), "scstadmin {args:?} failed");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use common::{admin, admin_ok, Daemon};
 
 /// The running configuration as `-write_config` writes it.
 fn written(d: &Daemon, dir: &Path, name: &str) -> String {

@@ -6,61 +6,14 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
-use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::{Daemon, INITIATOR};
+use common::{admin, admin_ok, Daemon, INITIATOR};
 use scst_mgmt::protocol::strip_key;
 use scst_mgmt::{Client, ClientError};
 use test_support::{scsi, Initiator, LoginOptions};
 
 const TARGET: &str = "iqn.2026-11.rs.scst:mgmt";
-
-/// scstadmin is a sibling binary crate, built into the directory scstd is in. Build it
-/// once per test run with the same cargo and profile: a no-op when it is fresh, and
-/// never a stale binary when only scstd's tests were asked for.
-fn scstadmin() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let scstd = PathBuf::from(env!("CARGO_BIN_EXE_scstd"));
-            let path = scstd.with_file_name("scstadmin");
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let mut cmd = Command::new(cargo);
-            cmd.args(["build", "-p", "scstadmin"]);
-            if scstd.parent().and_then(|p| p.file_name()) == Some("release".as_ref()) {
-                cmd.arg("--release");
-            }
-            let st = cmd.status().expect("run cargo build -p scstadmin");
-            assert!(st.success(), "cargo build -p scstadmin failed");
-            assert!(path.exists(), "{} not found", path.display());
-            path
-        })
-        .clone()
-}
-
-fn admin(d: &Daemon, args: &[&str]) -> Output {
-    let out = Command::new(scstadmin())
-        .arg("-socket")
-        .arg(&d.mgmt_socket)
-        .args(args)
-        .output()
-        .expect("run scstadmin");
-    eprintln!(
-        "scstadmin {args:?}: {}\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn admin_ok(d: &Daemon, args: &[&str]) -> String {
-    let out = admin(d, args);
-    assert!(out.status.success(), "scstadmin {args:?} failed");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn empty_daemon() -> (tempfile::TempDir, Daemon) {
     let dir = tempfile::tempdir().expect("tempdir");

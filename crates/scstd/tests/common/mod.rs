@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -140,4 +140,49 @@ pub fn fileio_fixture(size: u64, extra_device_attrs: &str) -> Fixture {
     )
     .expect("config");
     Fixture { dir, conf, disk }
+}
+
+/// scstadmin is a sibling binary crate, built into the directory scstd is in. Build it
+/// once per test run with the same cargo and profile: a no-op when it is fresh, and
+/// never a stale binary when only scstd's tests were asked for.
+pub fn scstadmin() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let scstd = PathBuf::from(env!("CARGO_BIN_EXE_scstd"));
+            let path = scstd.with_file_name("scstadmin");
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut cmd = Command::new(cargo);
+            cmd.args(["build", "-p", "scstadmin"]);
+            if scstd.parent().and_then(|p| p.file_name()) == Some("release".as_ref()) {
+                cmd.arg("--release");
+            }
+            let st = cmd.status().expect("run cargo build -p scstadmin");
+            assert!(st.success(), "cargo build -p scstadmin failed");
+            assert!(path.exists(), "{} not found", path.display());
+            path
+        })
+        .clone()
+}
+
+pub fn admin(d: &Daemon, args: &[&str]) -> Output {
+    let out = Command::new(scstadmin())
+        .arg("-socket")
+        .arg(&d.mgmt_socket)
+        .args(args)
+        .output()
+        .expect("run scstadmin");
+    eprintln!(
+        "scstadmin {args:?}: {}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn admin_ok(d: &Daemon, args: &[&str]) -> String {
+    let out = admin(d, args);
+    assert!(out.status.success(), "scstadmin {args:?} failed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
