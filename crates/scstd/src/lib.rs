@@ -14,7 +14,8 @@ use scst_core::Scst;
 
 pub use config::apply_config;
 
-pub const USAGE: &str = "usage: scstd --config FILE [--listen ADDR:PORT]... [--io-threads N]
+pub const USAGE: &str = "usage: scstd --config FILE [--listen ADDR:PORT]... [--mgmt-socket PATH]
+                    [--state-dir DIR] [--io-threads N]
 
   --config FILE       scst.conf to load (SCST's grammar)
   --listen ADDR:PORT  iSCSI portal to listen on (repeatable; default 0.0.0.0:3260)

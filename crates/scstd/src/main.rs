@@ -1,6 +1,10 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    if std::env::args().skip(1).any(|a| a == "-h" || a == "--help") {
+        println!("{}", scstd::USAGE);
+        return ExitCode::SUCCESS;
+    }
     let args = match scstd::Args::parse(std::env::args().skip(1)) {
         Ok(a) => a,
         Err(e) => {
