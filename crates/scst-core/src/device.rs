@@ -58,6 +58,12 @@ pub trait Device: Send + Sync + 'static {
     fn pending_sense(&self) -> Option<Sense> {
         None
     }
+    /// A running command of this device is being aborted by a task management function
+    /// (ABORT TASK, ABORT TASK SET, CLEAR TASK SET, a reset). A command that waits for
+    /// work meant to outlive it (a SANITIZE without IMMED: the sanitize continues across
+    /// aborts and resets) stops waiting, so that the abort completes. Most devices have
+    /// nothing to do: their commands end on their own.
+    fn abort_running(&self) {}
     /// LOGICAL UNIT RESET / target reset: restore mode pages to saved values, clear
     /// PREVENT MEDIUM REMOVAL (spec/scst.md 4.5).
     fn reset(&self) {}

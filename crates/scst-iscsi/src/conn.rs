@@ -774,7 +774,13 @@ impl Conn {
         };
         task.aborted = true;
         match task.phase {
-            Phase::Running => waiting.push(itt),
+            Phase::Running => {
+                // Lets a command that waits on work outliving it (a sanitize) end.
+                if let Some(d) = &task.device {
+                    d.dev.abort_running();
+                }
+                waiting.push(itt)
+            }
             Phase::Held(_) => {
                 let lun = task.lun;
                 self.tasks.remove(&itt);

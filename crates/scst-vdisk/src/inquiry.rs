@@ -101,11 +101,12 @@ pub fn inquiry<B: Backend>(d: &Vdisk<B>, ctx: &CmdCtx<'_>, cdb: &[u8]) -> Result
             0xB0 => wire::vpd_block_limits(pq, &block_limits(d)),
             0xB1 => {
                 let mut page = wire::vpd_block_characteristics(pq, rotation_rate(&d.cfg));
-                // WABEREQ 01b: after a SANITIZE BLOCK ERASE reads succeed (they return
-                // zeros); 00b (not specified) where BLOCK ERASE is not supported.
+                // WABEREQ and WACEREQ 01b: after a SANITIZE BLOCK ERASE or CRYPTOGRAPHIC
+                // ERASE reads succeed (they return zeros); 00b (not specified) where
+                // neither is supported.
                 if d.block_erase_supported() {
                     if let Some(b) = page.get_mut(VPD_B1_WABEREQ_BYTE) {
-                        *b |= 0x01 << 6;
+                        *b |= (0x01 << 6) | (0x01 << 4);
                     }
                 }
                 page
@@ -122,7 +123,8 @@ fn block_limits<B: Backend>(d: &Vdisk<B>) -> BlockLimits {
     let bs = d.block_size();
     let max = d.max_xfer_blocks();
     let mut l = BlockLimits {
-        wsnz: true,
+        // A zero WRITE SAME count means "to the end of the medium" (provisioning.rs).
+        wsnz: false,
         // At most 255: the NUMBER OF LOGICAL BLOCKS field is one byte.
         max_compare_and_write: d.max_compare_and_write().min(255) as u8,
         opt_xfer_granularity: (PHYSICAL_BLOCK / bs).max(1) as u16,

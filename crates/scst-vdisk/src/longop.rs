@@ -10,15 +10,18 @@
 //! MODE is allowed. REQUEST SENSE reports the same through `Device::pending_sense`.
 //!
 //! [`MediumJob`] is the work itself. It owns what it needs (`Arc`s of the backend, the
-//! range lock and the state), so that it can run either on the I/O thread of the
-//! command (IMMED=0) or on a thread of its own after the command has returned GOOD
-//! (IMMED=1). It survives task aborts, LUN and target resets and the end of the
-//! session that started it, as SBC-4 requires of a sanitize. It does not survive a
+//! range lock and the state) and always runs on a thread of its own: with IMMED=1 the
+//! command returns GOOD at once; with IMMED=0 the command's I/O thread waits for the
+//! outcome. It survives task aborts, LUN and target resets and the end of the session
+//! that started it, as SBC-4 requires of a sanitize: an abort only ends the wait
+//! ([`MediumState::detach_waiter`]), so that the task management function completes
+//! while the operation goes on and TEST UNIT READY keeps reporting it. It does not survive a
 //! daemon restart: the state is not persistent, so an interrupted sanitize leaves a
 //! partly sanitized medium that reads normally (documented limitation).
 
 use crate::backend::Backend;
 use crate::rangelock::RangeLock;
+use parking_lot::{Condvar, Mutex};
 use scsi_wire::cdb::opcode;
 use scsi_wire::sense::key;
 use scsi_wire::Sense;
@@ -40,6 +43,8 @@ pub(crate) const FORMAT_FAILED: Sense = Sense::new(key::MEDIUM_ERROR, 0x31, 0x01
 /// granularity of the progress indication.
 const WRITE_CHUNK: usize = 1 << 20;
 const DEALLOCATE_CHUNK: u64 = 256 << 20;
+/// An overwrite makes what it wrote stable this often (unless nv_cache).
+const WRITEBACK_EVERY: u64 = 64 << 20;
 
 /// Which operation holds the medium.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +70,45 @@ pub(crate) struct MediumState {
     phase: AtomicU8,
     /// Progress of the running operation, in 65536ths.
     progress: AtomicU16,
+    /// The IMMED=0 command waiting for the running operation, if any.
+    waiter: Mutex<Option<Arc<Waiter>>>,
+}
+
+/// How an IMMED=0 command's wait for its operation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WaitEnd {
+    /// The operation ended: true when it succeeded.
+    Finished(bool),
+    /// The command was aborted; the operation goes on without it.
+    Detached,
+}
+
+/// Where an IMMED=0 command waits for its operation.
+#[derive(Debug, Default)]
+struct Waiter {
+    end: Mutex<Option<WaitEnd>>,
+    cv: Condvar,
+}
+
+impl Waiter {
+    /// Record how the wait ends; the first word counts.
+    fn settle(&self, end: WaitEnd) {
+        let mut e = self.end.lock();
+        if e.is_none() {
+            *e = Some(end);
+            self.cv.notify_all();
+        }
+    }
+
+    fn wait(&self) -> WaitEnd {
+        let mut e = self.end.lock();
+        loop {
+            if let Some(end) = *e {
+                return end;
+            }
+            self.cv.wait(&mut e);
+        }
+    }
 }
 
 /// Commands that are processed while a sanitize or format runs (SBC-4 4.11.4, SPC-4
@@ -133,6 +177,16 @@ impl MediumState {
         };
         s.progress = Some(self.progress.load(Ordering::Relaxed));
         s
+    }
+
+    /// A running command of this logical unit is being aborted (ABORT TASK, ABORT TASK
+    /// SET, CLEAR TASK SET, a reset): the IMMED=0 command waiting for the operation
+    /// stops waiting, so the abort completes, while the operation itself goes on (SBC-4
+    /// 4.11.4: a sanitize continues across task management functions and resets).
+    pub(crate) fn detach_waiter(&self) {
+        if let Some(w) = self.waiter.lock().take() {
+            w.settle(WaitEnd::Detached);
+        }
     }
 
     /// Whether a failed sanitize restricts what may end the failure mode.
@@ -316,12 +370,21 @@ impl<B: Backend> MediumJob<B> {
                         &chunk
                     };
                     let mut done = 0u64;
+                    let mut unflushed = 0u64;
                     while done < len {
                         let n = (len - done).min(buf.len() as u64);
                         // n <= buf.len(), a usize.
                         let data = &buf[..n as usize];
                         blocking(self.backend.write(data, done, false, ExecMode::Blocking))?;
                         done += n;
+                        unflushed += n;
+                        // Write back as we go: the progress indication then reports
+                        // what is on the medium, and dirty pages stay bounded instead
+                        // of piling up for one long flush at the end.
+                        if self.flush && unflushed >= WRITEBACK_EVERY {
+                            blocking(self.backend.flush(ExecMode::Blocking))?;
+                            unflushed = 0;
+                        }
                         let before = u64::from(pass).saturating_mul(len);
                         ticket.set_progress(before.saturating_add(done), total);
                     }
@@ -347,39 +410,66 @@ fn repeat_to(block: &[u8], max: usize) -> Vec<u8> {
     block.repeat(per)
 }
 
-/// Start `job` under `ticket`: on this thread when `immed` is false (the command
-/// completes with its outcome), else on a thread of its own after which the command
-/// completes at once. `failed` is the sense a failure is reported with.
+/// Start `job` under `ticket` on a thread of its own. With `immed` the command
+/// completes at once; without, this (the command's I/O) thread waits for the outcome,
+/// or until the command is aborted ([`MediumState::detach_waiter`]). `failed` is the
+/// sense a failure is reported with.
 pub(crate) fn start<B: Backend>(
     job: MediumJob<B>,
     ticket: Ticket,
     immed: bool,
     failed: Sense,
 ) -> Result<(), Sense> {
-    if !immed {
-        return job.run(ticket).map_err(|_| failed);
-    }
+    let state = ticket.state.clone();
+    let waiter = (!immed).then(|| {
+        let w = Arc::new(Waiter::default());
+        *state.waiter.lock() = Some(w.clone());
+        w
+    });
     let name = format!("medium-{}", job.name);
     // The job and ticket move into the closure; if the thread cannot be created they
-    // come back through the error path only as a dropped closure, so hand the ticket
-    // over via a slot to abandon it cleanly.
-    let slot = Arc::new(parking_lot::Mutex::new(Some((job, ticket))));
+    // come back through the error path only as a dropped closure, so hand them over
+    // via a slot to run or abandon them here.
+    let slot = Arc::new(Mutex::new(Some((job, ticket))));
     let theirs = slot.clone();
+    let done = waiter.clone();
     let spawned = std::thread::Builder::new().name(name).spawn(move || {
         if let Some((job, ticket)) = theirs.lock().take() {
-            // The outcome is in the state (failure mode) and the log.
-            let _ = job.run(ticket);
+            // The outcome is also in the state (failure mode) and the log.
+            let ok = job.run(ticket).is_ok();
+            if let Some(w) = done {
+                w.settle(WaitEnd::Finished(ok));
+            }
         }
     });
-    match spawned {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            log::error!("cannot start a background medium operation: {e}");
-            if let Some((_, ticket)) = slot.lock().take() {
+    if let Err(e) = spawned {
+        log::error!("cannot start a background medium operation: {e}");
+        let taken = slot.lock().take();
+        state.waiter.lock().take();
+        return match taken {
+            // The command can still wait for it here.
+            Some((job, ticket)) if !immed => job.run(ticket).map_err(|_| failed),
+            Some((_, ticket)) => {
                 ticket.abandon();
+                Err(Sense::INTERNAL_FAILURE)
             }
-            Err(Sense::INTERNAL_FAILURE)
-        }
+            None => Err(Sense::INTERNAL_FAILURE),
+        };
+    }
+    let Some(w) = waiter else {
+        return Ok(());
+    };
+    let end = w.wait();
+    // Finished: the slot is ours to clear (a detach took it already).
+    let mut slot = state.waiter.lock();
+    if slot.as_ref().is_some_and(|cur| Arc::ptr_eq(cur, &w)) {
+        *slot = None;
+    }
+    match end {
+        WaitEnd::Finished(true) => Ok(()),
+        WaitEnd::Finished(false) => Err(failed),
+        // The task is aborted: nobody reads this answer.
+        WaitEnd::Detached => Err(Sense::new(key::ABORTED_COMMAND, 0, 0)),
     }
 }
 

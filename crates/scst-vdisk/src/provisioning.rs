@@ -151,12 +151,14 @@ impl<B: Backend> Vdisk<B> {
         if ws.lba >= self.nblocks() {
             return Err(Sense::LBA_OUT_OF_RANGE);
         }
-        // WSNZ=1 (VPD B0): zero blocks is not "to the end of the medium".
-        if ws.blocks == 0 {
-            return Err(Sense::invalid_field_in_cdb(ws.len_offset, None));
-        }
-        self.check_range(ws.lba, u64::from(ws.blocks))?;
-        if ws.blocks > self.max_write_same_blocks() {
+        // WSNZ=0 (VPD B0): zero blocks means every block from the LBA to the end of the
+        // medium (SBC-4 5.50), within MAXIMUM WRITE SAME LENGTH like any other count.
+        let blocks = match ws.blocks {
+            0 => self.nblocks() - ws.lba,
+            n => u64::from(n),
+        };
+        self.check_range(ws.lba, blocks)?;
+        if blocks > u64::from(self.max_write_same_blocks()) {
             return Err(Sense::invalid_field_in_cdb(ws.len_offset, None));
         }
         let bs = self.block_size() as usize;
@@ -175,11 +177,11 @@ impl<B: Backend> Vdisk<B> {
         if mode == ExecMode::Inline {
             return Ok(None);
         }
-        let Some(_range) = self.ranges.shared(ws.lba, u64::from(ws.blocks), true) else {
+        let Some(_range) = self.ranges.shared(ws.lba, blocks, true) else {
             return Ok(None);
         };
         let off = ws.lba << self.shift;
-        let len = u64::from(ws.blocks) << self.shift;
+        let len = blocks << self.shift;
         let stable = self.stable_writes();
         if ws.unmap {
             let o = self

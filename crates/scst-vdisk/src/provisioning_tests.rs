@@ -276,10 +276,10 @@ fn write_same_writes_and_unmaps() {
 }
 
 #[test]
-fn write_same_field_checks() {
-    let (_f, d) = thin(1024, 512);
+fn write_same_zero_blocks_beyond_the_maximum_length_is_refused() {
+    // 512 MiB sparse: more blocks than MAXIMUM WRITE SAME LENGTH (256 MiB).
+    let (_f, d) = thin(1 << 20, 512);
     let blk = || vec![7u8; 512];
-    // WSNZ: zero blocks is invalid, but an LBA beyond the end is reported first.
     assert_eq!(
         sense(&run(&d, &ws10(0, 0, 0), blk())),
         Sense::invalid_field_in_cdb(7, None)
@@ -288,6 +288,20 @@ fn write_same_field_checks() {
         sense(&run(&d, &rw16(0x93, 0, 0, 0), blk())),
         Sense::invalid_field_in_cdb(10, None)
     );
+    // Exactly the maximum from the end: written.
+    good(&run(&d, &ws10((1 << 20) - 524_288, 0, 0x08), blk()));
+}
+
+#[test]
+fn write_same_field_checks() {
+    let (_f, d) = thin(1024, 512);
+    let blk = || vec![7u8; 512];
+    // WSNZ=0: zero blocks reaches to the end of the medium; an LBA beyond the end is
+    // still out of range (below).
+    good(&run(&d, &ws10(1000, 0, 0), blk()));
+    assert!(read(&d, 1000, 24).iter().all(|&b| b == 7));
+    good(&run(&d, &rw16(0x93, 1020, 0, 0), vec![9u8; 512]));
+    assert!(read(&d, 1020, 4).iter().all(|&b| b == 9));
     assert_eq!(
         sense(&run(&d, &ws10(1025, 0, 0), blk())),
         Sense::LBA_OUT_OF_RANGE

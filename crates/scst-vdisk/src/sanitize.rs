@@ -3,14 +3,19 @@
 //! thin provisioned fileio/blockio, whose holes and discards read back as zeros), EXIT
 //! FAILURE MODE ends an unrestricted sanitize failure mode.
 //!
-//! CRYPTOGRAPHIC ERASE is not supported: there is no encryption key to change. It is
-//! left out of REPORT SUPPORTED OPERATION CODES and answered INVALID FIELD IN CDB, as
-//! for any unsupported service action. nullio has no medium to sanitize: SANITIZE is
-//! not supported there at all (INVALID COMMAND OPERATION CODE).
+//! CRYPTOGRAPHIC ERASE is offered where BLOCK ERASE is, and does the same: SBC-4 asks
+//! that the old user data become unretrievable, which a crypto erase achieves by
+//! changing the media encryption key. Our backings hold no encryption key, so the one
+//! way to honour the request is to destroy the data itself: the blocks are
+//! deallocated (holes punched or discarded) and read back as zeros. Where blocks
+//! cannot be deallocated neither erase is offered. nullio has no medium to sanitize:
+//! SANITIZE is not supported there at all (INVALID COMMAND OPERATION CODE).
 //!
-//! The operation itself runs as a [`MediumJob`] (longop.rs): on the command's I/O
-//! thread, or with IMMED on its own thread after GOOD, while the rest of the command
-//! set gets NOT READY / SANITIZE IN PROGRESS and REQUEST SENSE reports progress.
+//! The operation itself runs as a [`MediumJob`] (longop.rs) on a thread of its own:
+//! with IMMED the command returns GOOD at once, without it the command waits for the
+//! outcome (an abort ends the wait, not the sanitize). Meanwhile the rest of the
+//! command set gets NOT READY / SANITIZE IN PROGRESS and REQUEST SENSE reports
+//! progress.
 
 use crate::backend::Backend;
 use crate::longop::{self, MediumJob, OpKind, Work, SANITIZE_FAILED};
@@ -26,6 +31,7 @@ pub(crate) const SANITIZE: u8 = 0x48;
 pub(crate) mod sa {
     pub const OVERWRITE: u8 = 0x01;
     pub const BLOCK_ERASE: u8 = 0x02;
+    pub const CRYPTO_ERASE: u8 = 0x03;
     pub const EXIT_FAILURE_MODE: u8 = 0x1F;
 }
 
@@ -89,7 +95,7 @@ impl<B: Backend> Vdisk<B> {
         let (immed, ause, action) = (b1 & IMMED != 0, b1 & AUSE != 0, b1 & 0x1F);
         let supported = match action {
             sa::OVERWRITE | sa::EXIT_FAILURE_MODE => true,
-            sa::BLOCK_ERASE => self.block_erase_supported(),
+            sa::BLOCK_ERASE | sa::CRYPTO_ERASE => self.block_erase_supported(),
             _ => false,
         };
         if !supported {

@@ -173,8 +173,8 @@ fn sanitize_cdb_fields_point_at_the_error() {
         c[i] = 1;
         assert_eq!(with(c), cdb_pointer(i as u16, None), "byte {i}");
     }
-    // Unsupported service actions: CRYPTO ERASE (no encryption), BLOCK ERASE on a
-    // fully provisioned LU, the reserved ones.
+    // Unsupported service actions: BLOCK ERASE and CRYPTO ERASE on a fully
+    // provisioned LU (nothing can be deallocated), the reserved ones.
     for action in [0x00, BLOCK_ERASE, CRYPTO_ERASE, 0x04, 0x10, 0x1E] {
         assert_eq!(
             sense(&run(d, &sanitize_cdb(action, 0), vec![])),
@@ -287,6 +287,52 @@ fn block_erase_frees_the_space_and_reads_zeros() {
     // WABEREQ 01b in VPD B1 advertises that reads succeed afterwards.
     let r = run(d, &[0x12, 1, 0xB1, 0, 64, 0], vec![]);
     assert_eq!(r.data[7] >> 6, 1);
+}
+
+#[test]
+fn crypto_erase_destroys_the_data_on_a_thin_lu() {
+    let (f, d) = fileio(&[("thin_provisioned", "1")]);
+    let d = &*d;
+    write(d, 0, vec![b'a'; BLOCKS as usize * BS]);
+    f.as_file().sync_all().unwrap();
+    let before = f.as_file().metadata().unwrap().blocks();
+    // No parameter list for CRYPTO ERASE.
+    assert_eq!(
+        sense(&run(d, &sanitize_cdb(CRYPTO_ERASE, 8), vec![0; 8])),
+        cdb_pointer(7, None)
+    );
+    good(&run(d, &sanitize_cdb(CRYPTO_ERASE, 0), vec![]));
+    let after = f.as_file().metadata().unwrap().blocks();
+    assert!(after < before, "st_blocks {before} -> {after}");
+    assert!(read(d, 0, BLOCKS as u32).iter().all(|&b| b == 0));
+    // WACEREQ 01b: reads succeed after a crypto erase.
+    let r = run(d, &[0x12, 1, 0xB1, 0, 64, 0], vec![]);
+    assert_eq!((r.data[7] >> 4) & 0x03, 1);
+}
+
+#[test]
+fn an_abort_ends_the_wait_not_the_sanitize() {
+    let (_f, v) = flaky_fileio(&[]);
+    let d: Arc<dyn Device> = v.clone();
+    write(&*d, 0, vec![b'a'; BS]);
+    // Hold part of the medium so that the sanitize cannot finish yet.
+    let in_flight = v.ranges.shared(0, 1, true).unwrap();
+    let waiter = {
+        let d = d.clone();
+        std::thread::spawn(move || overwrite(&*d, 0, 0x01, &[0x5A]))
+    };
+    wait_for(|| d.pending_sense().is_some());
+    // The SANITIZE command (IMMED=0) is still waiting; an abort releases it at once.
+    assert!(!waiter.is_finished());
+    d.abort_running();
+    let r = waiter.join().unwrap();
+    assert_eq!(sense(&r).key, key::ABORTED_COMMAND);
+    // The sanitize itself goes on, and finishes once the medium is free.
+    assert_eq!(kcq(&run(&*d, &TUR, vec![])), SANITIZE_IN_PROGRESS);
+    drop(in_flight);
+    wait_ready(&*d);
+    good(&run(&*d, &TUR, vec![]));
+    assert!(read(&*d, 0, BLOCKS as u32).iter().all(|&b| b == 0x5A));
 }
 
 #[test]

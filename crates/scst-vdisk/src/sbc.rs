@@ -503,6 +503,10 @@ impl<B: Backend> Device for Vdisk<B> {
         })
     }
 
+    fn abort_running(&self) {
+        self.longop.detach_waiter();
+    }
+
     fn reset(&self) {
         self.mode.reset();
         self.removable.reset();

@@ -297,8 +297,8 @@ pub(crate) static COMMANDS: &[CommandInfo] = &[
         .gated(Gate::Thin)
         .slow(),
     // IMMED, AUSE, PARAMETER LIST LENGTH (ZNR and bytes 2-6 are reserved for us).
-    // CRYPTOGRAPHIC ERASE is not supported (no encryption); BLOCK ERASE only where
-    // deallocated blocks read back as zeros (thin provisioning).
+    // BLOCK ERASE and CRYPTOGRAPHIC ERASE only where deallocated blocks read back as
+    // zeros (thin provisioning); sanitize.rs says why a crypto erase deallocates.
     sa_cmd(
         "SANITIZE / OVERWRITE",
         extra::SANITIZE,
@@ -312,6 +312,14 @@ pub(crate) static COMMANDS: &[CommandInfo] = &[
         extra::SANITIZE,
         crate::sanitize::sa::BLOCK_ERASE,
         &[0x48, 0xA2, 0, 0, 0, 0, 0, F, F, 0],
+    )
+    .gated(Gate::Thin)
+    .slow(),
+    sa_cmd(
+        "SANITIZE / CRYPTOGRAPHIC ERASE",
+        extra::SANITIZE,
+        crate::sanitize::sa::CRYPTO_ERASE,
+        &[0x48, 0xA3, 0, 0, 0, 0, 0, F, F, 0],
     )
     .gated(Gate::Thin)
     .slow(),
