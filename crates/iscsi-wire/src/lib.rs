@@ -27,8 +27,11 @@
 //! - [`negotiate`]: sans-I/O operational key negotiation for the target:
 //!   [`negotiate::LocalParams`] (SCST defaults), [`negotiate::Negotiator`],
 //!   [`negotiate::SessionParams`], [`negotiate::is_login_key`].
+//! - [`chap`]: CHAP algorithms (CHAP_A 5..8), responses, `0x`/`0b` binary values,
+//!   challenges, constant-time verification.
 
 pub mod bhs;
+pub mod chap;
 pub mod digest;
 pub mod frame;
 pub mod negotiate;

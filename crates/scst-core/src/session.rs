@@ -3,7 +3,7 @@
 //! reach across sessions (spec/scst.md 4.1, 4.2, 5.1, 5.2).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use arc_swap::ArcSwap;
@@ -48,6 +48,25 @@ pub struct TgtDev {
 /// Upper bound on queued UAs per nexus; beyond it the oldest are dropped (SCST caps too).
 const MAX_QUEUED_UAS: usize = 16;
 
+/// Sessions and tgt_devs alive in this process, registered or only still referenced:
+/// the management tree shows them so that leaks are visible. Relaxed, being statistics.
+static LIVE_SESSIONS: AtomicUsize = AtomicUsize::new(0);
+static LIVE_TGT_DEVS: AtomicUsize = AtomicUsize::new(0);
+
+/// (sessions, tgt_devs) alive now.
+pub fn live_counts() -> (usize, usize) {
+    (
+        LIVE_SESSIONS.load(Ordering::Relaxed),
+        LIVE_TGT_DEVS.load(Ordering::Relaxed),
+    )
+}
+
+impl Drop for TgtDev {
+    fn drop(&mut self) {
+        LIVE_TGT_DEVS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl TgtDev {
     /// A new I_T_L nexus of `session` for `entry`, starting with `uas` pending, and
     /// known to its device (device-wide UAs and resets reach it).
@@ -59,6 +78,7 @@ impl TgtDev {
         uas: VecDeque<Sense>,
     ) -> Arc<TgtDev> {
         let pending = !uas.is_empty();
+        LIVE_TGT_DEVS.fetch_add(1, Ordering::Relaxed);
         let td = Arc::new(TgtDev {
             lun,
             session_id,
@@ -221,6 +241,7 @@ impl Session {
         set: &LunSet,
         group: Option<String>,
     ) -> Arc<Session> {
+        LIVE_SESSIONS.fetch_add(1, Ordering::Relaxed);
         Arc::new_cyclic(|me: &Weak<Session>| {
             let entries = set
                 .luns
@@ -483,6 +504,7 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
+        LIVE_SESSIONS.fetch_sub(1, Ordering::Relaxed);
         self.unregister();
     }
 }

@@ -4,8 +4,9 @@
 //! logout. One tokio task owns the connection; commands that may block run on the
 //! core's I/O pool and come back through a channel, so no lock guards the connection.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +27,30 @@ use crate::params::ConnParams;
 /// Largest Expected Data Transfer Length we buffer for one write. Block Limits
 /// advertise 8 MiB transfers; this leaves room without letting one PDU claim gigabytes.
 const MAX_WRITE_BUFFER: u32 = 64 << 20;
+
+/// Data buffer bytes (write data being collected, read data being produced) one
+/// connection's commands may hold at once. Without it a full CmdSN window of large
+/// transfers could pin window x transfer size (gigabytes) per session; commands beyond
+/// it wait, unanswered and without R2Ts, until earlier ones finish. One command is
+/// always let through, however large, so nothing waits forever.
+const DATA_BUDGET: usize = 64 << 20;
+
+/// RspTimeout default (spec 6.3): how long sending may make no progress before the
+/// connection is given up.
+const DEFAULT_RSP_TIMEOUT: u32 = 90;
+
+/// Commands alive and data bytes charged, over all connections: the management tree
+/// shows them so that leaks are visible. Relaxed, being statistics.
+static LIVE_TASKS: AtomicUsize = AtomicUsize::new(0);
+static CHARGED_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+pub(crate) fn live_tasks() -> usize {
+    LIVE_TASKS.load(Ordering::Relaxed)
+}
+
+pub(crate) fn charged_bytes() -> usize {
+    CHARGED_BYTES.load(Ordering::Relaxed)
+}
 
 /// A hasher for the per-command maps keyed by ITT and LUN. The keys come from the
 /// initiator but only index that initiator's own session, whose size the CmdSN window
@@ -106,6 +131,31 @@ struct Task {
     crc_error: bool,
     aborted: bool,
     device: Option<Arc<DeviceEntry>>,
+    /// Data bytes charged to the connection's budget for this command.
+    charged: u32,
+    /// Waiting in `budget_waiters`: no R2Ts, no execution until charged.
+    budget_wait: bool,
+}
+
+impl Task {
+    /// What the command's data buffer may grow to: written data, or the data-in the
+    /// initiator can take (devices produce at most their transfer limit).
+    fn data_need(&self) -> u32 {
+        if self.write || self.read {
+            self.edtl.min(MAX_WRITE_BUFFER)
+        } else {
+            0
+        }
+    }
+}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        LIVE_TASKS.fetch_sub(1, Ordering::Relaxed);
+        if self.charged > 0 {
+            CHARGED_BYTES.fetch_sub(self.charged as usize, Ordering::Relaxed);
+        }
+    }
 }
 
 /// A task management response waiting for aborted tasks to finish executing.
@@ -128,6 +178,10 @@ pub struct Conn {
     /// Outstanding target NOP-In ping: (TTT, when sent).
     nop_outstanding: Option<(u32, tokio::time::Instant)>,
     logged_out: bool,
+    /// Bytes charged by this connection's tasks (at most DATA_BUDGET, or one task's).
+    charged: usize,
+    /// Tasks waiting for budget, oldest first (may name tasks since gone).
+    budget_waiters: VecDeque<u32>,
 }
 
 impl Conn {
@@ -290,9 +344,20 @@ impl Conn {
             self.finish(itt, Response::check(Sense::invalid_field_in_cdb(0, None)));
             return Ok(());
         }
+        let mut task = self.new_task(lun, lun_raw, attr, edtl, read);
+        task.write = write;
+        let granted = self.try_charge(&mut task);
+        let unsolicited_limit = if self.p.initial_r2t {
+            imm
+        } else {
+            edtl.min(self.p.first_burst_length)
+        };
         let mut data_out = Vec::new();
         if write && edtl > 0 {
-            data_out = vec![0u8; edtl as usize];
+            // Without budget only the unsolicited part (at most FirstBurstLength) is
+            // buffered now; the rest waits for the budget before it is solicited.
+            let len = if granted { edtl } else { unsolicited_limit };
+            data_out = vec![0u8; len as usize];
             data_out[..imm as usize].copy_from_slice(&pdu.data);
         }
         let cmd = Cmd {
@@ -303,17 +368,10 @@ impl Conn {
             data_out,
             expected_in: if read { edtl } else { 0 },
         };
-        let mut task = self.new_task(lun, lun_raw, attr, edtl, read);
-        task.write = write;
         task.crc_error = !pdu.data_digest_ok;
         task.received = imm;
         // Unsolicited data ends with the command itself (F bit), or when InitialR2T=Yes.
         task.unsolicited_done = !write || bhs.final_bit() || self.p.initial_r2t;
-        let unsolicited_limit = if self.p.initial_r2t {
-            imm
-        } else {
-            edtl.min(self.p.first_burst_length)
-        };
         task.next_r2t_offset = if task.unsolicited_done {
             imm
         } else {
@@ -321,11 +379,73 @@ impl Conn {
         };
         task.phase = Phase::ReceivingData(cmd);
         self.tasks.insert(itt, task);
+        if !granted {
+            self.budget_waiters.push_back(itt);
+        }
         self.data_progress(itt);
         Ok(())
     }
 
+    /// Charge a new task's data to the connection's budget if it fits (or nothing else
+    /// holds any); false: it must wait, behind any task already waiting.
+    fn try_charge(&mut self, task: &mut Task) -> bool {
+        let need = task.data_need();
+        if need == 0 {
+            return true;
+        }
+        if !self.budget_waiters.is_empty() || !self.fits(need) {
+            task.budget_wait = true;
+            return false;
+        }
+        self.charge(task, need);
+        true
+    }
+
+    fn fits(&self, need: u32) -> bool {
+        self.charged == 0 || self.charged + need as usize <= DATA_BUDGET
+    }
+
+    fn charge(&mut self, task: &mut Task, need: u32) {
+        self.charged += need as usize;
+        CHARGED_BYTES.fetch_add(need as usize, Ordering::Relaxed);
+        task.charged = need;
+        task.budget_wait = false;
+    }
+
+    /// Let waiting tasks go, oldest first, while the budget allows.
+    fn pump_budget(&mut self) {
+        while let Some(&itt) = self.budget_waiters.front() {
+            let Some(mut task) = self.tasks.remove(&itt).filter(|t| t.budget_wait) else {
+                // Gone (aborted), or the ITT now names a newer task that never waited.
+                self.budget_waiters.pop_front();
+                continue;
+            };
+            let need = task.data_need();
+            if !self.fits(need) {
+                self.tasks.insert(itt, task);
+                break;
+            }
+            self.budget_waiters.pop_front();
+            self.charge(&mut task, need);
+            if let Phase::ReceivingData(cmd) = &mut task.phase {
+                if task.write {
+                    cmd.data_out.resize(task.edtl as usize, 0);
+                }
+            }
+            self.tasks.insert(itt, task);
+            self.data_progress(itt);
+        }
+    }
+
+    /// Forget a task, returning its budget.
+    fn remove_task(&mut self, itt: u32) -> Option<Task> {
+        let t = self.tasks.remove(&itt)?;
+        self.charged -= t.charged as usize;
+        Some(t)
+    }
+
     fn new_task(&self, lun: u64, lun_raw: [u8; 8], attr: TaskAttr, edtl: u32, read: bool) -> Task {
+        LIVE_TASKS.fetch_add(1, Ordering::Relaxed);
         Task {
             lun,
             lun_raw,
@@ -344,6 +464,8 @@ impl Conn {
             crc_error: false,
             aborted: false,
             device: None,
+            charged: 0,
+            budget_wait: false,
         }
     }
 
@@ -416,6 +538,9 @@ impl Conn {
         let Some(task) = self.tasks.get_mut(&itt) else {
             return;
         };
+        if task.budget_wait {
+            return;
+        }
         if !task.write || task.received >= task.edtl {
             let Phase::ReceivingData(cmd) = std::mem::replace(&mut task.phase, Phase::Running)
             else {
@@ -495,7 +620,7 @@ impl Conn {
     /// A task is done: release its task-set successors, answer it unless aborted, and
     /// answer task management requests that waited for it.
     fn finish(&mut self, itt: u32, resp: Response) {
-        let Some(task) = self.tasks.remove(&itt) else {
+        let Some(task) = self.remove_task(itt) else {
             return;
         };
         if let Some(ts) = self
@@ -783,13 +908,13 @@ impl Conn {
             }
             Phase::Held(_) => {
                 let lun = task.lun;
-                self.tasks.remove(&itt);
+                self.remove_task(itt);
                 if let Some(ts) = self.task_sets.get_mut(&lun) {
                     ts.remove_held(|t| *t == itt);
                 }
             }
             Phase::ReceivingData(_) => {
-                self.tasks.remove(&itt);
+                self.remove_task(itt);
             }
         }
     }
@@ -876,11 +1001,22 @@ pub async fn run(
         out,
         nop_outstanding: None,
         logged_out: false,
+        charged: 0,
+        budget_waiters: VecDeque::new(),
     };
+    // A peer that takes nothing we send for RspTimeout is gone (or hostile): close
+    // rather than hold its responses forever.
+    let rsp_timeout =
+        crate::params::target_num(&c.session.target, "RspTimeout", DEFAULT_RSP_TIMEOUT).max(1);
+    c.out.stall_timeout = Some(Duration::from_secs(rsp_timeout as u64));
     let (mut rd, mut wr) = stream.split();
     let mut nop_timer = tokio::time::interval(nop_interval.unwrap_or(Duration::from_secs(3600)));
     nop_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     nop_timer.reset();
+    // When the outstanding NOP-In ping must have been answered: NopInTimeout after it
+    // was sent, not rounded up to the next NopInInterval tick.
+    let nop_deadline = tokio::time::sleep(Duration::from_secs(3600));
+    tokio::pin!(nop_deadline);
     let mut idle = true;
     let why: String = 'conn: loop {
         // Everything already received, then everything already completed, then one
@@ -905,6 +1041,9 @@ pub async fn run(
         while let Ok(done) = done_rx.try_recv() {
             c.finish(done.itt, done.resp);
         }
+        if !c.budget_waiters.is_empty() {
+            c.pump_budget();
+        }
         if !c.out.is_empty() {
             if let Err(e) = c.out.flush(&mut wr).await {
                 break 'conn format!("send: {e}");
@@ -925,18 +1064,19 @@ pub async fn run(
                 None => break 'conn "closed by the target".to_string(),
             },
             _ = nop_timer.tick(), if nop_interval.is_some() => {
-                if let Some((_, sent)) = c.nop_outstanding {
-                    if sent.elapsed() >= nop_timeout {
-                        break 'conn "no answer to NOP-In".to_string();
-                    }
-                } else if idle {
+                if c.nop_outstanding.is_none() && idle {
                     let ttt = c.next_ttt;
                     c.next_ttt = c.next_ttt.wrapping_add(1).max(1);
-                    c.nop_outstanding = Some((ttt, tokio::time::Instant::now()));
+                    let now = tokio::time::Instant::now();
+                    c.nop_outstanding = Some((ttt, now));
+                    nop_deadline.as_mut().reset(now + nop_timeout);
                     let b = pdu::nop_in([0; 8], RESERVED_TAG, ttt, c.sn(), 0);
                     c.out.push(b, None);
                 }
                 idle = true;
+            }
+            _ = &mut nop_deadline, if c.nop_outstanding.is_some() => {
+                break 'conn "no answer to NOP-In".to_string();
             }
         }
     };
@@ -946,7 +1086,7 @@ pub async fn run(
     while c.running_tasks() > 0 {
         match tokio::time::timeout(Duration::from_secs(30), done_rx.recv()).await {
             Ok(Some(done)) => {
-                c.tasks.remove(&done.itt);
+                c.remove_task(done.itt);
             }
             _ => break,
         }

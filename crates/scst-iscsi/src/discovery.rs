@@ -22,7 +22,11 @@ pub fn send_targets(
         SocketAddr::V6(a) => format!("[{}]:{},1", a.ip(), a.port()),
     };
     for t in driver.scst().targets("iscsi") {
-        if !t.enabled() || !t.initiator_has_luns(initiator) {
+        if !t.enabled()
+            || !crate::params::portal_allowed(&t, portal.ip())
+            || !t.initiator_has_luns(initiator)
+            || !crate::isns::visible(driver, &t.name, initiator)
+        {
             continue;
         }
         if what != "All" && what != t.name && !what.is_empty() {
@@ -87,6 +91,7 @@ pub(crate) async fn run(
                         let keys = iscsi_wire::parse_text(&pdu.data).unwrap_or_default();
                         let mut answer = Vec::new();
                         if let Some((_, v)) = keys.iter().find(|(k, _)| k == "SendTargets") {
+                            crate::isns::refresh_visibility(&p.driver, initiator).await;
                             answer = send_targets(&p.driver, v, initiator, p.local_addr);
                         }
                         iscsi_wire::encode_text(&answer)

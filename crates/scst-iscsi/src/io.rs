@@ -2,7 +2,10 @@
 //! socket read delivered, and a writer that batches outgoing PDUs into vectored writes
 //! without copying their data segments.
 
+use std::future::Future;
 use std::io::IoSlice;
+use std::task::Poll;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use iscsi_wire::Bhs;
@@ -112,6 +115,8 @@ pub struct PduWriter {
     queued_bytes: usize,
     pub header_digest: bool,
     pub data_digest: bool,
+    /// Longest a flush may wait for the peer to take any bytes (RspTimeout).
+    pub stall_timeout: Option<Duration>,
 }
 
 impl Default for PduWriter {
@@ -121,7 +126,31 @@ impl Default for PduWriter {
             queued_bytes: 0,
             header_digest: false,
             data_digest: false,
+            stall_timeout: None,
         }
+    }
+}
+
+/// One vectored write. With a stall limit, a timer is armed only when the socket does
+/// not take the bytes at once, so the common path costs nothing extra.
+async fn write_some<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    bufs: &[IoSlice<'_>],
+    stall: Option<Duration>,
+) -> std::io::Result<usize> {
+    let Some(limit) = stall else {
+        return w.write_vectored(bufs).await;
+    };
+    let mut fut = std::pin::pin!(w.write_vectored(bufs));
+    if let Poll::Ready(r) = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await {
+        return r;
+    }
+    match tokio::time::timeout(limit, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("the peer took nothing for {} s", limit.as_secs()),
+        )),
     }
 }
 
@@ -168,7 +197,7 @@ impl PduWriter {
         }
         let mut bufs: &mut [IoSlice<'_>] = &mut slices;
         while !bufs.is_empty() {
-            let n = w.write_vectored(bufs).await?;
+            let n = write_some(w, bufs, self.stall_timeout).await?;
             if n == 0 {
                 return Err(std::io::ErrorKind::WriteZero.into());
             }
@@ -179,5 +208,43 @@ impl PduWriter {
         self.queue.clear();
         self.queued_bytes = 0;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iscsi_wire::Opcode;
+
+    fn writer_with(len: usize, stall: Option<Duration>) -> PduWriter {
+        let mut w = PduWriter {
+            stall_timeout: stall,
+            ..PduWriter::default()
+        };
+        w.push(Bhs::new(Opcode::NopIn), Some(Bytes::from(vec![7u8; len])));
+        w
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_takes_nothing_times_the_flush_out() {
+        let (mut ours, _theirs) = tokio::io::duplex(1024);
+        let mut w = writer_with(64 << 10, Some(Duration::from_millis(50)));
+        let e = w.flush(&mut ours).await.expect_err("stalled");
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+    }
+
+    #[tokio::test]
+    async fn a_slow_but_reading_peer_gets_everything() {
+        let (mut ours, mut theirs) = tokio::io::duplex(1024);
+        let mut w = writer_with(64 << 10, Some(Duration::from_secs(30)));
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            theirs.read_to_end(&mut got).await.map(|_| got)
+        });
+        w.flush(&mut ours).await.expect("flush");
+        drop(ours);
+        let got = reader.await.expect("join").expect("read");
+        assert_eq!(got.len(), 48 + (64 << 10));
+        assert!(w.is_empty() && w.queued_bytes() == 0);
     }
 }

@@ -2,14 +2,16 @@
 //! operational negotiation, discovery sessions, session reinstatement, and the
 //! full-feature connection engine over the SCST core.
 
+mod auth;
 mod conn;
 mod discovery;
 mod io;
+pub mod isns;
 mod login;
 mod params;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,6 +52,23 @@ impl SessionEvents for EventSink {
     }
 }
 
+/// Driver attribute `login_timeout` default (seconds): a connection that has not
+/// completed its login by then is closed, so idle or trickling clients cannot hold
+/// connection slots.
+pub const DEFAULT_LOGIN_TIMEOUT: u32 = 15;
+/// Driver attribute `max_open_connections` default: TCP connections beyond it are
+/// closed right after accept, before any per-connection state exists.
+pub const DEFAULT_MAX_OPEN_CONNECTIONS: usize = 1024;
+
+/// Counts one open connection for as long as it lives, however its task ends.
+struct ConnSlot(Arc<IscsiDriver>);
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        self.0.active_conns.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 pub struct IscsiDriver {
     scst: Arc<Scst>,
     enabled: AtomicBool,
@@ -59,6 +78,9 @@ pub struct IscsiDriver {
     next_tsih: AtomicU16,
     shutdown: watch::Sender<bool>,
     active_conns: AtomicUsize,
+    login_timeout: AtomicU32,
+    max_open_connections: AtomicUsize,
+    pub(crate) isns: isns::IsnsState,
 }
 
 impl IscsiDriver {
@@ -71,6 +93,9 @@ impl IscsiDriver {
             next_tsih: AtomicU16::new(1),
             shutdown: watch::channel(false).0,
             active_conns: AtomicUsize::new(0),
+            login_timeout: AtomicU32::new(DEFAULT_LOGIN_TIMEOUT),
+            max_open_connections: AtomicUsize::new(DEFAULT_MAX_OPEN_CONNECTIONS),
+            isns: isns::IsnsState::default(),
         })
     }
 
@@ -91,7 +116,25 @@ impl IscsiDriver {
     pub fn set_driver_attr(&self, name: &str, value: &str) -> Result<(), String> {
         match name {
             "IncomingUser" | "OutgoingUser" => params::validate_target_attr(name, value)?,
-            "iSNSServer" | "isns_entity_name" | "internal_portal" | "trace_level" => {}
+            // Instance names (`IncomingUser1`) as scst.conf and write_config use them.
+            n if auth::is_instance_of(n, "IncomingUser") => {
+                params::validate_target_attr(name, value)?
+            }
+            "iSNSServer" => {
+                isns::parse_server(value)?;
+            }
+            "isns_entity_name" | "internal_portal" | "trace_level" => {}
+            // Limits: kept as atomics for the accept loop, not as attribute instances.
+            "login_timeout" => {
+                let n = limit_value(name, value, 1, 65535)?;
+                self.login_timeout.store(n as u32, Ordering::Relaxed);
+                return Ok(());
+            }
+            "max_open_connections" => {
+                let n = limit_value(name, value, 1, 1 << 20)?;
+                self.max_open_connections.store(n, Ordering::Relaxed);
+                return Ok(());
+            }
             "link_local" => {
                 if !matches!(value, "0" | "1") {
                     return Err(format!("link_local: '{value}' must be 0 or 1"));
@@ -103,6 +146,45 @@ impl IscsiDriver {
             .lock()
             .push((name.to_string(), value.to_string()));
         Ok(())
+    }
+
+    /// The driver-level attributes, multi-valued, in the order they were given.
+    pub fn driver_attrs(&self) -> Vec<(String, String)> {
+        self.attrs.lock().clone()
+    }
+
+    /// Remove the instances of driver attribute `name` (only the one equal to `value`
+    /// when given: multi-value instances are told apart by value). Returns how many
+    /// were removed.
+    pub fn remove_driver_attr(&self, name: &str, value: Option<&str>) -> usize {
+        let mut attrs = self.attrs.lock();
+        let before = attrs.len();
+        attrs.retain(|(n, v)| !(n == name && value.is_none_or(|x| x == v)));
+        before - attrs.len()
+    }
+
+    /// How long a connection may take to complete its login.
+    pub fn login_timeout(&self) -> Duration {
+        Duration::from_secs(self.login_timeout.load(Ordering::Relaxed) as u64)
+    }
+
+    pub fn max_open_connections(&self) -> usize {
+        self.max_open_connections.load(Ordering::Relaxed)
+    }
+
+    /// TCP connections open now, in login or full-feature phase.
+    pub fn open_connections(&self) -> usize {
+        self.active_conns.load(Ordering::Acquire)
+    }
+
+    /// iSCSI commands alive now (received, not yet answered or dropped).
+    pub fn active_commands(&self) -> usize {
+        conn::live_tasks()
+    }
+
+    /// Bytes of data-in and data-out buffers charged to commands now.
+    pub fn data_buffer_bytes(&self) -> usize {
+        conn::charged_bytes()
     }
 
     pub(crate) fn alloc_tsih(&self) -> u16 {
@@ -121,12 +203,21 @@ impl IscsiDriver {
             tokio::select! {
                 r = listener.accept() => match r {
                     Ok((stream, peer)) => {
-                        let me = self.clone();
-                        me.active_conns.fetch_add(1, Ordering::AcqRel);
+                        let open = self.active_conns.fetch_add(1, Ordering::AcqRel);
+                        let slot = ConnSlot(self.clone());
+                        if open >= self.max_open_connections() {
+                            log::warn!(
+                                "connection from {peer} closed: {open} connections are open \
+                                 (max_open_connections)"
+                            );
+                            drop(stream);
+                            drop(slot);
+                            continue;
+                        }
                         tokio::spawn(async move {
-                            me.connection(stream).await;
-                            me.active_conns.fetch_sub(1, Ordering::AcqRel);
+                            slot.0.connection(stream).await;
                             log::debug!("connection from {peer} finished");
+                            drop(slot);
                         });
                     }
                     Err(e) => {
@@ -151,6 +242,7 @@ impl IscsiDriver {
         for h in self.sessions.lock().values() {
             let _ = h.events.send(ConnEvent::Close);
         }
+        isns::stopped(self).await;
         for _ in 0..100 {
             if self.active_conns.load(Ordering::Acquire) == 0 {
                 return;
@@ -165,5 +257,45 @@ impl IscsiDriver {
 
     pub(crate) fn shutting_down(&self) -> bool {
         *self.shutdown.borrow()
+    }
+}
+
+/// A driver limit attribute's value: a number in `min..=max`.
+fn limit_value(name: &str, value: &str, min: usize, max: usize) -> Result<usize, String> {
+    match value.trim().parse::<usize>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{name}: '{value}' must be a number in {min}..{max}"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+
+    #[test]
+    fn connection_limits_are_driver_attributes() {
+        let d = IscsiDriver::new(Scst::new(1));
+        assert_eq!(d.login_timeout(), Duration::from_secs(15));
+        assert_eq!(d.max_open_connections(), 1024);
+        d.set_driver_attr("login_timeout", "2")
+            .expect("login_timeout");
+        d.set_driver_attr("max_open_connections", " 8 ")
+            .expect("max_open_connections");
+        assert_eq!(d.login_timeout(), Duration::from_secs(2));
+        assert_eq!(d.max_open_connections(), 8);
+        for (name, bad) in [
+            ("login_timeout", "0"),
+            ("login_timeout", "65536"),
+            ("max_open_connections", "0"),
+            ("max_open_connections", "many"),
+        ] {
+            assert!(d.set_driver_attr(name, bad).is_err(), "{name}={bad}");
+        }
+        assert_eq!(d.login_timeout(), Duration::from_secs(2), "unchanged");
+        // Limits are not attribute instances (nothing to list or save twice).
+        assert!(d.driver_attrs().is_empty());
+        assert_eq!(d.open_connections(), 0);
     }
 }

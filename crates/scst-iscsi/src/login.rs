@@ -2,6 +2,7 @@
 //! the checks SCST makes before admitting a normal session, session reinstatement, and
 //! then the hand-over to the full-feature phase (normal or discovery).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use scst_core::{Target, TransportId};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
+use crate::auth::{Accounts, Auth};
 use crate::conn::{self, ConnEvent};
 use crate::io::{PduReader, PduWriter};
 use crate::params::{self, ConnParams};
@@ -20,8 +22,6 @@ use crate::{EventSink, IscsiDriver, SessionHandle, SessionKey};
 
 /// Login PDUs carry at most the RFC default data segment (8192) until negotiated.
 const LOGIN_MAX_DATA: u32 = 8192;
-/// Longest a login may take across all its PDUs.
-const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Cap on accumulated login text (C bit continuation) against memory abuse.
 const MAX_LOGIN_TEXT: usize = 64 * 1024;
 
@@ -60,9 +60,18 @@ pub(crate) async fn serve_connection(driver: Arc<IscsiDriver>, mut stream: TcpSt
         .unwrap_or_default();
     let mut reader = PduReader::new(LOGIN_MAX_DATA);
     let mut out = PduWriter::default();
+    // The whole login, however its bytes trickle in, must finish in time (driver
+    // attribute `login_timeout`).
     let li = match tokio::time::timeout(
-        LOGIN_TIMEOUT,
-        login(&driver, &mut stream, &mut reader, &mut out),
+        driver.login_timeout(),
+        login(
+            &driver,
+            &mut stream,
+            local_addr,
+            &peer,
+            &mut reader,
+            &mut out,
+        ),
     )
     .await
     {
@@ -189,6 +198,10 @@ struct State {
     neg: Option<Negotiator>,
     text: Vec<u8>,
     sent_tpgt: bool,
+    /// The portal (local address) the connection came in on.
+    local: SocketAddr,
+    /// The security stage, set up once the session type and target are known.
+    auth: Option<Auth>,
 }
 
 impl State {
@@ -204,6 +217,8 @@ impl State {
 async fn login(
     driver: &Arc<IscsiDriver>,
     stream: &mut TcpStream,
+    local: SocketAddr,
+    peer: &str,
     reader: &mut PduReader,
     out: &mut PduWriter,
 ) -> Result<LoggedIn, String> {
@@ -230,11 +245,21 @@ async fn login(
             neg: None,
             text: Vec::new(),
             sent_tpgt: false,
+            local,
+            auth: None,
         });
         s.itt = bhs.itt();
         let csg = bhs.csg();
         let (transit, nsg) = (bhs.transit(), bhs.nsg());
-        let step = step(driver, s, &bhs, &pdu.data);
+        let first = s.neg.is_none();
+        let mut step = step(driver, s, &bhs, &pdu.data);
+        // iSNS AccessControl (spec 6.4, 6.9) asks the server, so it runs here, awaited.
+        if let (true, Ok(_), Some(t), Some(i)) = (first, &step, &s.target, &s.initiator) {
+            if !crate::isns::login_allowed(driver, &t.name, i).await {
+                let why = format!("{i}: the iSNS server does not show {} to it", t.name);
+                step = Err(fail(login_status::NOT_FOUND, why));
+            }
+        }
         let (keys, status, done) = match step {
             Ok(Step::Continue) => (Vec::new(), login_status::SUCCESS, false),
             Ok(Step::Keys(keys)) => {
@@ -242,6 +267,15 @@ async fn login(
                 (keys, login_status::SUCCESS, done)
             }
             Err(f) => {
+                if f.status == login_status::AUTHENTICATION_FAILURE {
+                    // Operators need to see refused credentials; the reason never
+                    // carries a secret.
+                    log::warn!(
+                        "authentication of initiator {} from {peer} failed: {}",
+                        s.initiator.as_deref().unwrap_or("(unnamed)"),
+                        f.why
+                    );
+                }
                 let resp = LoginResponse {
                     transit: false,
                     cont: false,
@@ -260,7 +294,10 @@ async fn login(
             }
         };
         // Hold the transit while target offers await the initiator's answers.
-        let awaiting = s.neg.as_ref().is_some_and(|n| n.awaiting_replies());
+        // Likewise while CHAP is still under way: the initiator may ask to move on
+        // from its first security request, before it has been challenged.
+        let awaiting = s.neg.as_ref().is_some_and(|n| n.awaiting_replies())
+            || s.auth.as_ref().is_some_and(|a| !a.complete());
         let transit = transit && !awaiting;
         let done = done && transit;
         if done && !s.discovery && s.tsih == 0 {
@@ -398,6 +435,15 @@ fn step(
                     format!("target {name} is disabled"),
                 ));
             }
+            if !params::portal_allowed(&target, s.local.ip()) {
+                return Err(fail(
+                    login_status::NOT_FOUND,
+                    format!(
+                        "{initiator}: target {name} is not reachable through portal {}",
+                        s.local.ip()
+                    ),
+                ));
+            }
             if !target.initiator_has_luns(&initiator) {
                 return Err(fail(
                     login_status::NOT_FOUND,
@@ -411,7 +457,19 @@ fn step(
                 ));
             }
             let max_sessions = params::target_num(&target, "MaxSessions", 0);
-            if max_sessions > 0 && target.sessions().len() as u32 >= max_sessions && s.tsih == 0 {
+            // A reinstatement (same initiator and ISID) replaces a session: not counted.
+            let reinstating = || {
+                driver.sessions.lock().contains_key(&SessionKey {
+                    initiator: initiator.to_ascii_lowercase(),
+                    isid: s.isid,
+                    target: target.name.clone(),
+                })
+            };
+            if max_sessions > 0
+                && target.sessions().len() as u32 >= max_sessions
+                && s.tsih == 0
+                && !reinstating()
+            {
                 return Err(fail(
                     login_status::OUT_OF_RESOURCES,
                     format!("target {name}: MaxSessions reached"),
@@ -420,39 +478,48 @@ fn step(
             s.target = Some(target);
         }
         s.initiator = Some(initiator);
+        // Normal sessions authenticate against the target's accounts, discovery
+        // sessions against the driver's (spec 6.5).
+        let accounts = match &s.target {
+            Some(t) => Accounts::from_attrs(&t.attrs.lock()),
+            None => Accounts::from_attrs(&driver.driver_attrs()),
+        };
+        let internal = params::is_internal_portal(&driver.driver_attrs(), s.local.ip());
+        s.auth = Some(Auth::new(accounts, !internal));
         s.neg = Some(Negotiator::new(
             params::local_params(s.target.as_deref()),
             s.discovery,
         ));
     }
 
-    // Keys the login state machine itself handles.
-    for (k, v) in &pairs {
-        match k.as_str() {
-            "AuthMethod" => {
-                if bhs.csg() != Stage::SecurityNegotiation {
-                    return Err(fail(
-                        login_status::INITIATOR_ERROR,
-                        "AuthMethod outside the security stage",
-                    ));
-                }
-                if v.split(',').any(|m| m.trim() == "None") {
-                    out.push((k.clone(), "None".into()));
-                } else {
-                    return Err(fail(
-                        login_status::AUTHENTICATION_FAILURE,
-                        format!("AuthMethod {v}: only None is available on this target"),
-                    ));
-                }
-            }
-            n if n.starts_with("CHAP_") => {
-                return Err(fail(
-                    login_status::AUTHENTICATION_FAILURE,
-                    "CHAP is not configured",
-                ));
-            }
-            _ => {}
+    // The security stage (AuthMethod, CHAP) is the login state machine's own.
+    let auth = s.auth.as_mut().expect("auth set up with the first request");
+    let security_keys = pairs
+        .iter()
+        .any(|(k, _)| k == "AuthMethod" || k.starts_with("CHAP_"));
+    if csg == Stage::SecurityNegotiation {
+        auth.process(&pairs, &mut out)
+            .map_err(|f| fail(f.status, f.why))?;
+        // Asking to leave the security stage without ever starting CHAP cannot
+        // succeed: refuse instead of holding the initiator in this stage forever.
+        if transit && auth.required() && !auth.complete() && !auth.in_progress() {
+            return Err(fail(
+                login_status::AUTHENTICATION_FAILURE,
+                "CHAP is required but the initiator did not offer AuthMethod",
+            ));
         }
+    } else if security_keys {
+        return Err(fail(
+            login_status::INITIATOR_ERROR,
+            "AuthMethod or CHAP keys outside the security stage",
+        ));
+    } else if !auth.complete() {
+        // Skipping straight to the operational stage (RFC 7143 6.3) is only allowed
+        // where no authentication is required.
+        return Err(fail(
+            login_status::AUTHENTICATION_FAILURE,
+            "CHAP is required but the security stage was skipped",
+        ));
     }
     // TargetPortalGroupTag goes in the first response of a normal session (RFC 7143 13.9).
     if !s.sent_tpgt && !s.discovery {

@@ -2,7 +2,7 @@
 //! (spec/scst.md 6.2, 6.3, 6.6) and the per-connection values the full-feature phase runs
 //! with.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,15 +67,77 @@ fn digest_list(name: &str, v: &str) -> Result<(), String> {
     }
 }
 
+/// iscsi-scst refuses shorter CHAP secrets (spec 6.5); RFC 7143 12.1.3 asks for at
+/// least 96 bits where secrets are not random.
+pub const MIN_CHAP_SECRET: usize = 12;
+
+/// A CHAP account `"<user> <secret>"`. Errors name the attribute and the user, never
+/// the secret.
 fn chap_account(name: &str, v: &str) -> Result<(), String> {
-    let mut it = v.split_whitespace();
-    match (it.next(), it.next(), it.next()) {
-        (Some(_), Some(secret), None) if secret.len() >= 12 => Ok(()),
-        (Some(_), Some(_), None) => Err(format!(
-            "{name}: the CHAP secret must be at least 12 characters"
+    match iscsi_wire::chap::parse_account(v) {
+        Some((_, secret)) if secret.len() >= MIN_CHAP_SECRET => Ok(()),
+        Some((user, secret)) => Err(format!(
+            "{name}: the CHAP secret of user '{user}' is {} bytes long; \
+             at least {MIN_CHAP_SECRET} are required",
+            secret.len()
         )),
-        _ => Err(format!("{name}: expected \"<user> <secret>\"")),
+        None => Err(format!("{name}: expected \"<user> <secret>\"")),
     }
+}
+
+/// An `allowed_portal` pattern: one token of `*`/`?` wildcards with an optional
+/// leading `!`.
+fn portal_pattern(name: &str, v: &str) -> Result<(), String> {
+    let p = v.strip_prefix('!').unwrap_or(v);
+    if p.is_empty() || v.chars().any(|c| c.is_whitespace() || c.is_control()) || p.contains('!') {
+        return Err(format!(
+            "{name}: '{v}' must be one address pattern (*, ? wildcards, optional leading !)"
+        ));
+    }
+    Ok(())
+}
+
+/// The address text portal patterns and lists are matched against: IPv4-mapped IPv6
+/// addresses (a dual-stack listener) as plain IPv4, IPv6 without brackets.
+fn portal_ip_text(ip: IpAddr) -> String {
+    ip.to_canonical().to_string()
+}
+
+/// Whether a target may be seen and logged in to through the portal with local address
+/// `ip` (spec 6.4): allowed iff there is no positive pattern or one matches, and no
+/// negative pattern is violated.
+pub fn portal_allowed(t: &Target, ip: IpAddr) -> bool {
+    let patterns: Vec<String> = t
+        .attrs
+        .lock()
+        .iter()
+        .filter(|(n, _)| crate::auth::is_instance_of(n, "allowed_portal"))
+        .map(|(_, v)| v.clone())
+        .collect();
+    portal_matches(&patterns, ip)
+}
+
+fn portal_matches(patterns: &[String], ip: IpAddr) -> bool {
+    let ip = portal_ip_text(ip);
+    let mut positive = patterns.iter().filter(|p| !p.starts_with('!')).peekable();
+    let any_positive = positive.peek().is_some();
+    let positive_ok = !any_positive || positive.any(|p| scst_core::pattern::matches(p, &ip));
+    positive_ok
+        && patterns
+            .iter()
+            .filter(|p| p.starts_with('!'))
+            .all(|p| scst_core::pattern::matches(p, &ip))
+}
+
+/// Whether `ip` is one of the driver's `internal_portal`s, where CHAP is not required
+/// (spec 6.4).
+pub fn is_internal_portal(driver_attrs: &[(String, String)], ip: IpAddr) -> bool {
+    let ip = portal_ip_text(ip);
+    driver_attrs
+        .iter()
+        .filter(|(n, _)| n == "internal_portal")
+        .flat_map(|(_, v)| v.split_whitespace())
+        .any(|p| p.trim_start_matches('[').trim_end_matches(']') == ip)
 }
 
 /// Check an iSCSI target attribute (scst.conf TARGET block or `add_target` parameter).
@@ -95,9 +157,11 @@ pub fn validate_target_attr(name: &str, v: &str) -> Result<(), String> {
         "per_portal_acl" | "forward_src" | "forward_dst" | "aen_disabled" => bool01(name, v),
         "black_hole" => num(name, v, 0, 4),
         "IncomingUser" | "OutgoingUser" => chap_account(name, v),
-        "alias" | "redirect" | "allowed_portal" | "comment" | "cpu_mask" | "io_grouping_type" => {
-            Ok(())
-        }
+        "allowed_portal" => portal_pattern(name, v),
+        "alias" | "redirect" | "comment" | "cpu_mask" | "io_grouping_type" => Ok(()),
+        // Instance names (`IncomingUser1`, `allowed_portal2`) as write_config saves them.
+        n if crate::auth::is_instance_of(n, "IncomingUser") => chap_account(name, v),
+        n if crate::auth::is_instance_of(n, "allowed_portal") => portal_pattern(name, v),
         _ => Err(format!("unknown attribute '{name}'")),
     }
 }
@@ -137,4 +201,52 @@ pub fn local_params(t: Option<&Target>) -> iscsi_wire::negotiate::LocalParams {
         l.data_digest = p;
     }
     l
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chap_secret_length() {
+        assert!(validate_target_attr("IncomingUser", "joe 123456789012").is_ok());
+        assert!(validate_target_attr("IncomingUser3", "joe 123456789012").is_ok());
+        let e = validate_target_attr("OutgoingUser", "joe 12345678901").unwrap_err();
+        assert!(
+            e.starts_with("OutgoingUser:") && e.contains("at least 12"),
+            "{e}"
+        );
+        assert!(!e.contains("12345678901"), "secret leaked: {e}");
+        assert!(validate_target_attr("IncomingUser", "joe").is_err());
+        assert!(validate_target_attr("IncomingUserX", "joe 123456789012").is_err());
+    }
+
+    #[test]
+    fn portal_patterns() {
+        let p = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let v4: IpAddr = "10.0.0.9".parse().unwrap();
+        let v6: IpAddr = "::1".parse().unwrap();
+        let mapped: IpAddr = "::ffff:10.0.0.9".parse().unwrap();
+        assert!(portal_matches(&[], v4));
+        assert!(portal_matches(&p(&["10.0.0.*"]), v4));
+        assert!(portal_matches(&p(&["10.0.0.*"]), mapped));
+        assert!(!portal_matches(&p(&["10.0.0.*", "!10.0.0.9"]), v4));
+        assert!(!portal_matches(&p(&["192.168.*"]), v4));
+        assert!(portal_matches(&p(&["192.168.*", "10.?.0.9"]), v4));
+        assert!(!portal_matches(&p(&["!*"]), v6));
+        assert!(portal_matches(&p(&["!10.*"]), v6));
+        assert!(portal_matches(&p(&["::1"]), v6));
+        assert!(validate_target_attr("allowed_portal", "10.0.0.*").is_ok());
+        assert!(validate_target_attr("allowed_portal1", "!::1").is_ok());
+        assert!(validate_target_attr("allowed_portal", "a b").is_err());
+        assert!(validate_target_attr("allowed_portal", "!").is_err());
+    }
+
+    #[test]
+    fn internal_portals() {
+        let attrs = vec![("internal_portal".to_string(), "10.0.0.1 [::1]".to_string())];
+        assert!(is_internal_portal(&attrs, "10.0.0.1".parse().unwrap()));
+        assert!(is_internal_portal(&attrs, "::1".parse().unwrap()));
+        assert!(!is_internal_portal(&attrs, "10.0.0.2".parse().unwrap()));
+    }
 }

@@ -4,6 +4,7 @@
 
 mod config;
 pub mod mgmt_server;
+mod privs;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,7 +16,7 @@ use scst_core::Scst;
 pub use config::apply_config;
 
 pub const USAGE: &str = "usage: scstd --config FILE [--listen ADDR:PORT]... [--mgmt-socket PATH]
-                    [--state-dir DIR] [--io-threads N]
+                    [--state-dir DIR] [--io-threads N] [--user NAME] [--group NAME]
 
   --config FILE       scst.conf to load (SCST's grammar)
   --listen ADDR:PORT  iSCSI portal to listen on (repeatable; default 0.0.0.0:3260)
@@ -25,6 +26,12 @@ pub const USAGE: &str = "usage: scstd --config FILE [--listen ADDR:PORT]... [--m
                       /var/lib/scst)
   --mgmt-socket PATH  management socket, mode 0600 (default /run/scstd.sock);
                       protocol in docs/management.md, client: scstadmin
+  --user NAME         after binding the portals and the management socket and
+                      opening the devices, switch to this user (and its primary
+                      group); refuses to run if that fails. The state directory
+                      must be writable by NAME for APTPL files
+  --group NAME        switch to this group (with --user: instead of its primary
+                      group)
 
 Runs in the foreground, logs to stderr (RUST_LOG=debug for more), exits on SIGTERM/SIGINT.";
 
@@ -38,6 +45,9 @@ pub struct Args {
     /// `--mgmt-socket`; None: [`scst_mgmt::client::DEFAULT_SOCKET`], where failing to
     /// bind is only a warning (like the default state directory).
     pub mgmt_socket: Option<PathBuf>,
+    /// `--user` / `--group`: drop privileges to these once set up.
+    pub user: Option<String>,
+    pub group: Option<String>,
 }
 
 /// Where SCST keeps its persistent reservation files (spec 2.5 `pr_file_name`).
@@ -50,6 +60,8 @@ impl Args {
         let mut io_threads = None;
         let mut state_dir = None;
         let mut mgmt_socket = None;
+        let mut user = None;
+        let mut group = None;
         while let Some(a) = it.next() {
             let mut value = |name: &str| it.next().with_context(|| format!("{name} needs a value"));
             match a.as_str() {
@@ -80,6 +92,8 @@ impl Args {
                     }
                     mgmt_socket = Some(PathBuf::from(v));
                 }
+                "--user" | "-u" => user = Some(value("--user")?).filter(|v| !v.is_empty()),
+                "--group" | "-g" => group = Some(value("--group")?).filter(|v| !v.is_empty()),
                 "-h" | "--help" => bail!("help requested"),
                 other => bail!("unknown argument '{other}'"),
             }
@@ -94,6 +108,8 @@ impl Args {
             io_threads,
             state_dir,
             mgmt_socket,
+            user,
+            group,
         })
     }
 }
@@ -101,6 +117,8 @@ impl Args {
 /// Load the configuration, serve until SIGTERM/SIGINT, then drain and flush.
 pub fn run(args: Args) -> anyhow::Result<()> {
     tune_allocator();
+    // Names are resolved first, while single-threaded, so that a typo fails early.
+    let identity = privs::resolve(args.user.as_deref(), args.group.as_deref())?;
     let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .target(env_logger::Target::Stderr)
         .try_init();
@@ -132,11 +150,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let _socket_guard = mgmt_listener
         .is_some()
         .then(|| mgmt_server::SocketGuard(socket_path.clone()));
-    let tree = Arc::new(mgmt_server::ScstTree {
-        scst: scst.clone(),
-        iscsi: iscsi.clone(),
-        setup_id: setup_id(&conf),
-    });
+    let tree = Arc::new(mgmt_server::ScstTree::new(
+        scst.clone(),
+        iscsi.clone(),
+        setup_id(&conf),
+    ));
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -149,7 +167,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             log::info!("management socket listening on {}", socket_path.display());
             tokio::spawn(mgmt_server::serve(listener, tree));
         }
-        serve(scst.clone(), iscsi, args.listen).await
+        serve(scst.clone(), iscsi, args.listen, identity).await
     })?;
     scst.detach_all();
     log::info!("scstd stopped");
@@ -202,6 +220,7 @@ async fn serve(
     scst: Arc<Scst>,
     iscsi: Arc<scst_iscsi::IscsiDriver>,
     portals: Vec<SocketAddr>,
+    identity: Option<privs::Identity>,
 ) -> anyhow::Result<()> {
     let mut listeners = Vec::new();
     for p in &portals {
@@ -211,6 +230,17 @@ async fn serve(
         log::info!("iSCSI portal listening on {}", l.local_addr()?);
         listeners.push(l);
     }
+    // Everything that needs privileges is open now: the portals, the management
+    // socket and the devices (apply_config).
+    if let Some(id) = identity {
+        privs::drop_to(id).context("cannot drop privileges (--user/--group)")?;
+    }
+    // The iSNS client announces the bound addresses (ephemeral ports resolved).
+    let bound: Vec<SocketAddr> = listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .collect();
+    scst_iscsi::isns::start(&iscsi, &bound);
     for l in listeners {
         tokio::spawn(iscsi.clone().serve(l));
     }

@@ -24,6 +24,10 @@ pub use iscsi_wire::pdu::Residual;
 
 use crate::scsi;
 
+mod chap;
+
+pub use chap::{Chap, MutualChap};
+
 /// Errors from the test initiator.
 #[derive(Debug, thiserror::Error)]
 pub enum InitiatorError {
@@ -284,6 +288,8 @@ pub struct Initiator {
     stash: VecDeque<Pdu>,
     async_events: Vec<Pdu>,
     anomalies: Vec<String>,
+    /// CHAP credentials for the next logins (AuthMethod=None without).
+    chap: Option<Chap>,
 }
 
 impl Drop for Initiator {
@@ -336,7 +342,20 @@ impl Initiator {
             stash: VecDeque::new(),
             async_events: Vec::new(),
             anomalies: Vec::new(),
+            chap: None,
         })
+    }
+
+    /// CHAP credentials for the following logins (normal and discovery); `None`
+    /// offers AuthMethod=None.
+    pub fn set_chap(&mut self, chap: Option<Chap>) {
+        self.chap = chap;
+    }
+
+    fn auth_method(&self) -> String {
+        self.chap
+            .as_ref()
+            .map_or_else(|| "None".to_string(), |c| c.auth_method.clone())
     }
 
     /// Timeout for every wait (default 10 s).
@@ -406,7 +425,7 @@ impl Initiator {
         let security = vec![
             kv("InitiatorName", initiator_name),
             kv("SessionType", "Discovery"),
-            kv("AuthMethod", "None"),
+            kv("AuthMethod", &self.auth_method()),
         ];
         let opts = LoginOptions::default();
         let operational = vec![
@@ -431,7 +450,7 @@ impl Initiator {
             kv("InitiatorName", initiator_name),
             kv("TargetName", target_name),
             kv("SessionType", "Normal"),
-            kv("AuthMethod", "None"),
+            kv("AuthMethod", &self.auth_method()),
         ];
         let mut operational = vec![
             kv("HeaderDigest", &opts.header_digest),
@@ -484,6 +503,8 @@ impl Initiator {
         operational: Vec<(String, String)>,
     ) -> Result<()> {
         let itt = self.alloc_itt();
+        let chap_cfg = self.chap.clone();
+        let mut chap_state = chap::ChapState::default();
         // Security stage first, asking to move on to the operational stage.
         let mut keys = security;
         let mut stage = Stage::SecurityNegotiation;
@@ -498,6 +519,19 @@ impl Initiator {
             keys = Vec::new();
             if stage == Stage::LoginOperational {
                 keys = self.answer_target_offers(opts, &pairs, &operational);
+            } else if let Some(cfg) = &chap_cfg {
+                keys = chap_state.next(cfg, &pairs)?;
+            }
+            // A target that lets us in without answering our challenge has not
+            // authenticated itself.
+            if resp.bhs.transit()
+                && stage == Stage::SecurityNegotiation
+                && chap_cfg.as_ref().is_some_and(|c| c.mutual.is_some())
+                && !matches!(chap_state, chap::ChapState::Done)
+            {
+                return Err(InitiatorError::Protocol(
+                    "target left the security stage before mutual CHAP finished".into(),
+                ));
             }
             if resp.bhs.transit() {
                 match resp.bhs.nsg() {
@@ -1004,6 +1038,24 @@ impl Initiator {
     pub fn send_raw(&mut self, bytes: &[u8]) -> Result<()> {
         self.stream.write_all(bytes)?;
         Ok(())
+    }
+
+    /// A second handle on the socket, for writing from another thread (e.g. while this
+    /// one does not read).
+    pub fn raw_writer(&self) -> Result<TcpStream> {
+        Ok(self.stream.try_clone()?)
+    }
+
+    /// Stop taking bytes off the socket (at most one read already under way still
+    /// completes), as a client that no longer reads would, until
+    /// [`Initiator::resume_reading`].
+    pub fn pause_reading(&self) {
+        let (m, _) = &*self.rx_config;
+        m.lock().unwrap_or_else(|e| e.into_inner()).paused = true;
+    }
+
+    pub fn resume_reading(&self) {
+        self.resume_rx(self.digests);
     }
 
     /// Sends a PDU with the connection's digests; DataSegmentLength is set from `data`.

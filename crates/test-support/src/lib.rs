@@ -5,7 +5,8 @@
 //! - `Initiator::connect(addr)`, `login_discovery(name)`, `send_targets("All")`,
 //!   `login(name, target, &LoginOptions)` (security -> operational -> full feature,
 //!   AuthMethod=None); failures are `InitiatorError::LoginFailed { class, detail }`;
-//!   results in `negotiated()`, `login_keys()`, `tsih()`.
+//!   results in `negotiated()`, `login_keys()`, `tsih()`. `set_chap(Some(Chap::new(user,
+//!   secret)))` logs in with CHAP instead (`.algorithm(..)`, `.mutual(..)`).
 //! - `scsi(lun, cdb, data_out, expected_in, attr) -> ScsiResult` (immediate data,
 //!   unsolicited Data-Out, R2T, multi-PDU Data-In, status in Data-In or SCSI
 //!   Response); pipelined `submit(...) -> itt` / `wait(itt)`; CDB helpers
@@ -22,6 +23,7 @@ mod initiator;
 pub mod scsi;
 
 pub use initiator::{
-    Initiator, InitiatorError, LoginOptions, Negotiated, Pdu, Residual, ScsiResult,
+    Chap, Initiator, InitiatorError, LoginOptions, MutualChap, Negotiated, Pdu, Residual,
+    ScsiResult,
 };
 pub use iscsi_wire;
