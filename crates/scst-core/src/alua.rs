@@ -625,3 +625,117 @@ fn check_group_id(g: &DeviceGroup, tg: &str, group_id: u16) -> Result<(), MgmtEr
     }
     Ok(())
 }
+
+/// A device group as the management tree shows it (`device_groups/<dg>/`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceGroupInfo {
+    pub name: String,
+    pub devices: Vec<String>,
+    pub target_groups: Vec<TargetGroupInfo>,
+}
+
+/// `device_groups/<dg>/target_groups/<tg>/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetGroupInfo {
+    pub name: String,
+    pub group_id: u16,
+    pub preferred: bool,
+    pub state: AluaState,
+    /// Member target names with the relative port id RTPG reports for them (a local
+    /// target's live `rel_tgt_id`, the configured one for a remote target).
+    pub targets: Vec<(String, u16)>,
+}
+
+impl Scst {
+    /// Every device group, in creation order.
+    pub fn device_groups(&self) -> Vec<DeviceGroupInfo> {
+        self.alua
+            .groups
+            .lock()
+            .iter()
+            .map(|g| DeviceGroupInfo {
+                name: g.name.clone(),
+                devices: g.devices.iter().map(|d| d.name().to_string()).collect(),
+                target_groups: g
+                    .target_groups
+                    .iter()
+                    .map(|t| TargetGroupInfo {
+                        name: t.name.clone(),
+                        group_id: t.group_id,
+                        preferred: t.preferred,
+                        state: t.state,
+                        targets: t
+                            .members
+                            .iter()
+                            .map(|m| {
+                                let live = m.local.as_ref().and_then(Weak::upgrade);
+                                (
+                                    m.name.clone(),
+                                    live.map_or(m.rel_tgt_id, |t| t.rel_tgt_id()),
+                                )
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// The lowest group id no target group of `dg` uses (SCST's `create` takes none;
+    /// the management tree assigns one that `group_id` can then change).
+    pub fn free_target_group_id(&self, dg: &str) -> Result<u16, MgmtError> {
+        let mut groups = self.alua.groups.lock();
+        let g = dg_mut(&mut groups, dg)?;
+        (1..=u16::MAX)
+            .find(|id| g.target_groups.iter().all(|t| t.group_id != *id))
+            .ok_or_else(|| MgmtError::Invalid(format!("device group '{dg}': no free group id")))
+    }
+
+    /// Remove a target group (`device_groups/<dg>/target_groups/mgmt del`).
+    pub fn delete_target_group(&self, dg: &str, tg: &str) -> Result<(), MgmtError> {
+        let mut groups = self.alua.groups.lock();
+        let g = dg_mut(&mut groups, dg)?;
+        let i = g
+            .target_groups
+            .iter()
+            .position(|t| t.name == tg)
+            .ok_or_else(|| MgmtError::NotFound {
+                kind: "target group",
+                name: format!("{dg}/{tg}"),
+            })?;
+        g.target_groups.remove(i);
+        g.publish();
+        Ok(())
+    }
+
+    /// `device_groups/<dg>/target_groups/<tg>/<target>/rel_tgt_id`: the id reported for
+    /// a remote member (a local member always reports its live id).
+    pub fn set_target_group_member_rel_tgt_id(
+        &self,
+        dg: &str,
+        tg: &str,
+        target: &str,
+        rel_tgt_id: u16,
+    ) -> Result<(), MgmtError> {
+        if rel_tgt_id == 0 {
+            return Err(MgmtError::Invalid(format!(
+                "target '{target}' in '{dg}/{tg}': rel_tgt_id must be 1..65535"
+            )));
+        }
+        let mut groups = self.alua.groups.lock();
+        let g = dg_mut(&mut groups, dg)?;
+        let m = g
+            .tg_mut(tg)?
+            .members
+            .iter_mut()
+            .find(|m| m.name == target)
+            .ok_or_else(|| {
+                MgmtError::Invalid(format!(
+                    "target '{target}' is not in target group '{dg}/{tg}'"
+                ))
+            })?;
+        m.rel_tgt_id = rel_tgt_id;
+        g.publish();
+        Ok(())
+    }
+}

@@ -30,7 +30,7 @@ pub mod session;
 pub mod target;
 pub mod taskset;
 
-pub use alua::{AluaState, PortView};
+pub use alua::{AluaState, DeviceGroupInfo, PortView, TargetGroupInfo};
 pub use cmd::{Cdb, Cmd, ExecMode, Response, TaskAttr};
 pub use device::{AttrEffect, CmdCtx, Device, DeviceEvents};
 pub use error::MgmtError;

@@ -223,6 +223,9 @@ const ROOT: &[AttrInfo] = &[
     AttrInfo::new("trace_cmds", Text, RO),
     AttrInfo::new("trace_mcmds", Text, RO),
     AttrInfo::new("last_sysfs_mgmt_res", Text, RO),
+    // scst-rs: live objects, to make leaks visible.
+    AttrInfo::new("active_sessions", Text, RO),
+    AttrInfo::new("active_tgt_devs", Text, RO),
 ];
 
 /// Root attribute (`/sys/kernel/scst_tgt/<name>`).
@@ -478,6 +481,12 @@ const ISCSI_DRIVER: &[AttrInfo] = &[
     AttrInfo::new("isns_entity_name", Text, RW),
     AttrInfo::new("internal_portal", Text, RW),
     AttrInfo::new("link_local", Bool, RW),
+    // scst-rs connection limits and counters.
+    AttrInfo::new("login_timeout", int(1, 65535), RW).key(),
+    AttrInfo::new("max_open_connections", int(1, 1 << 20), RW).key(),
+    AttrInfo::new("open_connections", Text, RO),
+    AttrInfo::new("active_commands", Text, RO),
+    AttrInfo::new("data_buffer_bytes", Text, RO),
     AttrInfo::new("trace_level", Text, RW),
     AttrInfo::new("open_state", Text, RO),
     AttrInfo::new("version", Text, RO),

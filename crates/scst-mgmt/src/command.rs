@@ -23,6 +23,14 @@ pub enum MgmtFile {
     IniGroups,
     /// `targets/<driver>/<target>/ini_groups/<g>/initiators/mgmt`
     Initiators,
+    /// `device_groups/mgmt`
+    DeviceGroups,
+    /// `device_groups/<dg>/devices/mgmt`
+    DeviceGroupDevices,
+    /// `device_groups/<dg>/target_groups/mgmt`
+    TargetGroups,
+    /// `device_groups/<dg>/target_groups/<tg>/mgmt`
+    TargetGroup,
 }
 
 impl fmt::Display for MgmtFile {
@@ -33,6 +41,10 @@ impl fmt::Display for MgmtFile {
             MgmtFile::Luns => "luns mgmt",
             MgmtFile::IniGroups => "ini_groups mgmt",
             MgmtFile::Initiators => "initiators mgmt",
+            MgmtFile::DeviceGroups => "device_groups mgmt",
+            MgmtFile::DeviceGroupDevices => "device group devices mgmt",
+            MgmtFile::TargetGroups => "target_groups mgmt",
+            MgmtFile::TargetGroup => "target group mgmt",
         })
     }
 }
@@ -116,6 +128,27 @@ pub enum MgmtCommand {
     MoveInitiator { pattern: String, group: String },
     /// `clear` (initiators)
     ClearInitiators,
+    /// `device_groups/mgmt`: `create <dg>` (SCST also accepts `add`).
+    CreateDeviceGroup { name: String },
+    /// `device_groups/mgmt`: `del <dg>`
+    DelDeviceGroup { name: String },
+    /// `device_groups/<dg>/devices/mgmt`: `add <dev>`
+    DeviceGroupAddDevice { device: String },
+    /// `device_groups/<dg>/devices/mgmt`: `del <dev>`
+    DeviceGroupDelDevice { device: String },
+    /// `device_groups/<dg>/target_groups/mgmt`: `create <tg>` (or `add`)
+    CreateTargetGroup { name: String },
+    /// `device_groups/<dg>/target_groups/mgmt`: `del <tg>`
+    DelTargetGroup { name: String },
+    /// `device_groups/<dg>/target_groups/<tg>/mgmt`: `add <target> [rel_tgt_id=N]`.
+    /// The parameter is an extension: a target of another node has no id of its own,
+    /// and the core wants one from the moment the target is a member.
+    TargetGroupAddTarget {
+        target: String,
+        rel_tgt_id: Option<u16>,
+    },
+    /// `device_groups/<dg>/target_groups/<tg>/mgmt`: `del <target>`
+    TargetGroupDelTarget { target: String },
 }
 
 /// Why a command line was refused. The message names the command and the problem.
@@ -298,6 +331,59 @@ pub fn parse_command(file: MgmtFile, line: &str) -> Result<MgmtCommand, CmdError
                 })
             }
             "clear" => no_more("clear", rest).map(|()| MgmtCommand::ClearInitiators),
+            _ => Err(unknown()),
+        },
+        // SCST's ALUA mgmt files take `create` and `add` as synonyms (spec 2.9).
+        MgmtFile::DeviceGroups => match cmd.as_str() {
+            "create" | "add" => Ok(MgmtCommand::CreateDeviceGroup {
+                name: only_name("create", "device group name", rest)?,
+            }),
+            "del" => Ok(MgmtCommand::DelDeviceGroup {
+                name: only_name("del", "device group name", rest)?,
+            }),
+            _ => Err(unknown()),
+        },
+        MgmtFile::DeviceGroupDevices => match cmd.as_str() {
+            "add" => Ok(MgmtCommand::DeviceGroupAddDevice {
+                device: only_name("add", "device name", rest)?,
+            }),
+            "del" => Ok(MgmtCommand::DeviceGroupDelDevice {
+                device: only_name("del", "device name", rest)?,
+            }),
+            _ => Err(unknown()),
+        },
+        MgmtFile::TargetGroups => match cmd.as_str() {
+            "create" | "add" => Ok(MgmtCommand::CreateTargetGroup {
+                name: only_name("create", "target group name", rest)?,
+            }),
+            "del" => Ok(MgmtCommand::DelTargetGroup {
+                name: only_name("del", "target group name", rest)?,
+            }),
+            _ => Err(unknown()),
+        },
+        MgmtFile::TargetGroup => match cmd.as_str() {
+            "add" => {
+                let (target, params) = name_and_params("add", "target name", rest)?;
+                let mut rel_tgt_id = None;
+                for (k, v) in params {
+                    if !k.eq_ignore_ascii_case("rel_tgt_id") {
+                        return Err(CmdError::UnknownParam {
+                            command: "add",
+                            param: k,
+                        });
+                    }
+                    rel_tgt_id = Some(v.parse::<u16>().ok().filter(|n| *n > 0).ok_or(
+                        CmdError::BadParam {
+                            command: "add",
+                            param: format!("rel_tgt_id={v}"),
+                        },
+                    )?);
+                }
+                Ok(MgmtCommand::TargetGroupAddTarget { target, rel_tgt_id })
+            }
+            "del" => Ok(MgmtCommand::TargetGroupDelTarget {
+                target: only_name("del", "target name", rest)?,
+            }),
             _ => Err(unknown()),
         },
     }
@@ -556,12 +642,80 @@ echo \"del INITIATOR_NAME\" >mgmt\n       \
 echo \"move INITIATOR_NAME DEST_GROUP_NAME\" >mgmt\n       \
 echo \"clear\" >mgmt\n";
 
+/// What `device_groups/mgmt` returns on read.
+pub const DEVICE_GROUPS_HELP: &str = "Usage: echo \"create group_name\" >mgmt\n       \
+echo \"del group_name\" >mgmt\n";
+
+/// What `device_groups/<dg>/devices/mgmt` returns on read.
+pub const DG_DEVICES_HELP: &str = "Usage: echo \"add device\" >mgmt\n       \
+echo \"del device\" >mgmt\n";
+
+/// What `device_groups/<dg>/target_groups/mgmt` returns on read.
+pub const TARGET_GROUPS_HELP: &str = "Usage: echo \"create group_name\" >mgmt\n       \
+echo \"del group_name\" >mgmt\n";
+
+/// What `device_groups/<dg>/target_groups/<tg>/mgmt` returns on read.
+pub const TARGET_GROUP_HELP: &str = "Usage: echo \"add target_name [rel_tgt_id=N]\" >mgmt\n       \
+echo \"del target_name\" >mgmt\n\
+\n\
+rel_tgt_id is required for a target of another node.\n";
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn p(file: MgmtFile, line: &str) -> Result<MgmtCommand, CmdError> {
         parse_command(file, line)
+    }
+
+    #[test]
+    fn alua_commands() {
+        assert_eq!(
+            p(MgmtFile::DeviceGroups, "create dg1"),
+            Ok(MgmtCommand::CreateDeviceGroup { name: "dg1".into() })
+        );
+        assert_eq!(
+            p(MgmtFile::DeviceGroups, "ADD dg1"),
+            Ok(MgmtCommand::CreateDeviceGroup { name: "dg1".into() })
+        );
+        assert_eq!(
+            p(MgmtFile::DeviceGroupDevices, "del disk1"),
+            Ok(MgmtCommand::DeviceGroupDelDevice {
+                device: "disk1".into()
+            })
+        );
+        assert_eq!(
+            p(MgmtFile::TargetGroups, "create tg1"),
+            Ok(MgmtCommand::CreateTargetGroup { name: "tg1".into() })
+        );
+        assert_eq!(
+            p(MgmtFile::TargetGroup, "add iqn.x:t"),
+            Ok(MgmtCommand::TargetGroupAddTarget {
+                target: "iqn.x:t".into(),
+                rel_tgt_id: None,
+            })
+        );
+        assert_eq!(
+            p(MgmtFile::TargetGroup, "add iqn.x:b rel_tgt_id=2"),
+            Ok(MgmtCommand::TargetGroupAddTarget {
+                target: "iqn.x:b".into(),
+                rel_tgt_id: Some(2),
+            })
+        );
+        assert!(p(MgmtFile::TargetGroup, "add iqn.x:b rel_tgt_id=0").is_err());
+        assert!(p(MgmtFile::TargetGroup, "add iqn.x:b group_id=2").is_err());
+        assert_eq!(
+            p(MgmtFile::TargetGroup, "create x")
+                .unwrap_err()
+                .to_string(),
+            "unknown command 'create' for target group mgmt (read the mgmt file for usage)"
+        );
+        assert_eq!(
+            p(MgmtFile::DeviceGroups, "del a b")
+                .unwrap_err()
+                .to_string(),
+            "del: unexpected 'b'"
+        );
     }
 
     #[test]

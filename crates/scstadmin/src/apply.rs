@@ -2,11 +2,11 @@
 //! between an scst.conf and the running configuration as a list of mgmt writes in SCST's
 //! apply order, each with the write that undoes it, applied as one transaction.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{anyhow, bail, Result};
 use scst_mgmt::attrs::{self, Access};
-use scst_mgmt::conf::{Attr, GroupConf, LunConf, ScstConf, TargetConf};
+use scst_mgmt::conf::{Attr, DeviceGroupConf, GroupConf, LunConf, ScstConf, TargetConf};
 use scst_mgmt::protocol::strip_key;
 use scst_mgmt::Client;
 
@@ -88,10 +88,17 @@ fn grouped<'a>(attrs: impl IntoIterator<Item = &'a Attr>) -> BTreeMap<String, Ve
     m
 }
 
+/// Multi-value attributes changed through the driver's mgmt file (spec 2.6).
+const DRIVER_DYN_ATTRS: &[&str] = &["IncomingUser", "OutgoingUser"];
+const TARGET_DYN_ATTRS: &[&str] = &["IncomingUser", "OutgoingUser", "allowed_portal"];
+
 struct Planner<'c> {
     c: &'c mut Client,
     force: bool,
     plan: Plan,
+    /// Devices the file gives other creation parameters: with -force they are deleted
+    /// and created again (their LUNs and device-group membership with them).
+    recreate: BTreeSet<String>,
 }
 
 impl Planner<'_> {
@@ -148,8 +155,31 @@ impl Planner<'_> {
     /// With -force: remove what the live configuration has and the file lacks, and LUNs
     /// the file maps differently (re-added in the target phase).
     fn deletions(&mut self, file: &ScstConf, live: &ScstConf) -> Result<()> {
+        self.device_group_deletions(file, live);
         for drv in &live.drivers {
             let fdrv = file.drivers.iter().find(|d| d.name == drv.name);
+            // Driver attributes the file lacks (`enabled` is left as it is).
+            let file_attrs = grouped(fdrv.map(|d| d.attrs.as_slice()).unwrap_or(&[]));
+            let mgmt = format!("targets/{}/mgmt", drv.name);
+            for (name, have) in grouped(&drv.attrs) {
+                if name == "enabled" || file_attrs.contains_key(&name) {
+                    continue;
+                }
+                let what = format!("TARGET_DRIVER {}: {name}", drv.name);
+                if DRIVER_DYN_ATTRS.contains(&name.as_str()) {
+                    for v in have.iter().rev() {
+                        self.op(
+                            mgmt.clone(),
+                            format!("del_attribute {name} {v}"),
+                            Some((mgmt.clone(), format!("add_attribute {name} {v}"))),
+                            what.clone(),
+                        );
+                    }
+                } else if let Some(v) = have.last() {
+                    let path = format!("targets/{}/{name}", drv.name);
+                    self.op(path.clone(), String::new(), Some((path, v.clone())), what);
+                }
+            }
             for t in drv.targets.iter().rev() {
                 let tdir = format!("targets/{}/{}", drv.name, t.name);
                 let ft = fdrv.and_then(|d| d.targets.iter().find(|x| x.name == t.name));
@@ -182,7 +212,9 @@ impl Planner<'_> {
         }
         for h in &live.handlers {
             for d in h.devices.iter().rev() {
-                if file.devices().any(|(_, fd)| fd.name == d.name) {
+                if file.devices().any(|(_, fd)| fd.name == d.name)
+                    && !self.recreate.contains(&d.name)
+                {
                     continue;
                 }
                 let mgmt = format!("handlers/{}/mgmt", h.name);
@@ -200,12 +232,212 @@ impl Planner<'_> {
         Ok(())
     }
 
+    /// Devices of both the file and the running scstd whose handler or creation-time
+    /// (read-only) attributes differ: only deleting and re-creating changes those.
+    fn changed_devices(&mut self, file: &ScstConf, live: &ScstConf) -> Result<()> {
+        for (h, d) in file.devices() {
+            let Some((lh, _)) = live.devices().find(|(_, ld)| ld.name == d.name) else {
+                continue;
+            };
+            if lh.name != h.name {
+                self.recreate.insert(d.name.clone());
+                continue;
+            }
+            for (name, values) in grouped(&d.attrs) {
+                let want = values.last().cloned().unwrap_or_default();
+                // Only an attribute the device shows can be compared; one it does not
+                // show is refused by the device phase as before.
+                let Some(have) = self.live(&format!("devices/{}/{name}", d.name)) else {
+                    continue;
+                };
+                if have == want {
+                    continue;
+                }
+                let writable = attrs::device_attr(&h.name, &name)
+                    .is_some_and(|i| i.access == Access::ReadWrite);
+                if !writable {
+                    self.recreate.insert(d.name.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// With -force: device groups, their devices, target groups and members the file
+    /// lacks, innermost first (undo rebuilds them outermost first).
+    fn device_group_deletions(&mut self, file: &ScstConf, live: &ScstConf) {
+        for dg in live.device_groups.iter().rev() {
+            let fdg = file.device_groups.iter().find(|x| x.name == dg.name);
+            let dgdir = format!("device_groups/{}", dg.name);
+            let what = format!("DEVICE_GROUP {}", dg.name);
+            for tg in dg.target_groups.iter().rev() {
+                let ftg = fdg.and_then(|f| f.target_groups.iter().find(|x| x.name == tg.name));
+                let tgdir = format!("{dgdir}/target_groups/{}", tg.name);
+                for t in tg.targets.iter().rev() {
+                    if ftg.is_some_and(|f| f.targets.iter().any(|x| x.name == t.name)) {
+                        continue;
+                    }
+                    let mgmt = format!("{tgdir}/mgmt");
+                    let readd = match t.attrs.iter().find(|a| a.name == "rel_tgt_id") {
+                        Some(a) => format!("add {} rel_tgt_id={}", t.name, a.value),
+                        None => format!("add {}", t.name),
+                    };
+                    self.op(
+                        mgmt.clone(),
+                        format!("del {}", t.name),
+                        Some((mgmt, readd)),
+                        format!("{what}: TARGET_GROUP {}: TARGET {}", tg.name, t.name),
+                    );
+                }
+                if ftg.is_none() {
+                    let mgmt = format!("{dgdir}/target_groups/mgmt");
+                    self.op(
+                        mgmt.clone(),
+                        format!("del {}", tg.name),
+                        Some((mgmt, format!("create {}", tg.name))),
+                        format!("{what}: TARGET_GROUP {}", tg.name),
+                    );
+                }
+            }
+            for d in dg.devices.iter().rev() {
+                if fdg.is_some_and(|f| f.devices.iter().any(|x| x.name == d.name)) {
+                    continue;
+                }
+                let mgmt = format!("{dgdir}/devices/mgmt");
+                self.op(
+                    mgmt.clone(),
+                    format!("del {}", d.name),
+                    Some((mgmt, format!("add {}", d.name))),
+                    format!("{what}: DEVICE {}", d.name),
+                );
+            }
+            if fdg.is_none() {
+                self.op(
+                    "device_groups/mgmt".into(),
+                    format!("del {}", dg.name),
+                    Some(("device_groups/mgmt".into(), format!("create {}", dg.name))),
+                    what,
+                );
+            }
+        }
+    }
+
+    /// DEVICE_GROUP blocks: groups, devices, target groups with their attributes, and
+    /// members, each only where the running scstd differs.
+    fn device_groups(&mut self, file: &ScstConf, live: &ScstConf) -> Result<()> {
+        if let Some(a) = file.alua.first() {
+            bail!("{}ALUA: attribute {} is not supported", at(a.line), a.name);
+        }
+        for dg in &file.device_groups {
+            let what = format!("{}DEVICE_GROUP {}", at(dg.line), dg.name);
+            if let Some(a) = dg.attrs.first() {
+                bail!("{}{what}: unknown attribute '{}'", at(a.line), a.name);
+            }
+            let ldg = live.device_groups.iter().find(|x| x.name == dg.name);
+            let dgdir = format!("device_groups/{}", dg.name);
+            if ldg.is_none() {
+                self.op(
+                    "device_groups/mgmt".into(),
+                    format!("create {}", dg.name),
+                    Some(("device_groups/mgmt".into(), format!("del {}", dg.name))),
+                    what.clone(),
+                );
+            }
+            for d in &dg.devices {
+                // A re-created device left its group with its old self.
+                let member = ldg.is_some_and(|l| l.devices.iter().any(|x| x.name == d.name))
+                    && !self.recreate.contains(&d.name);
+                if !member {
+                    let mgmt = format!("{dgdir}/devices/mgmt");
+                    self.op(
+                        mgmt.clone(),
+                        format!("add {}", d.name),
+                        Some((mgmt, format!("del {}", d.name))),
+                        format!("{}{what}: DEVICE {}", at(d.line), d.name),
+                    );
+                }
+            }
+            self.target_groups(dg, ldg)?;
+        }
+        Ok(())
+    }
+
+    fn target_groups(&mut self, dg: &DeviceGroupConf, ldg: Option<&DeviceGroupConf>) -> Result<()> {
+        let dgdir = format!("device_groups/{}", dg.name);
+        for tg in &dg.target_groups {
+            let tw = format!(
+                "{}DEVICE_GROUP {}: TARGET_GROUP {}",
+                at(tg.line),
+                dg.name,
+                tg.name
+            );
+            let ltg = ldg.and_then(|l| l.target_groups.iter().find(|x| x.name == tg.name));
+            let tgdir = format!("{dgdir}/target_groups/{}", tg.name);
+            if ltg.is_none() {
+                let mgmt = format!("{dgdir}/target_groups/mgmt");
+                self.op(
+                    mgmt.clone(),
+                    format!("create {}", tg.name),
+                    Some((mgmt, format!("del {}", tg.name))),
+                    tw.clone(),
+                );
+            }
+            for (name, values) in grouped(&tg.attrs) {
+                if !matches!(name.as_str(), "group_id" | "preferred" | "state") {
+                    bail!("{tw}: unknown attribute '{name}'");
+                }
+                let want = values.last().cloned().unwrap_or_default();
+                let path = format!("{tgdir}/{name}");
+                let have = if ltg.is_some() {
+                    self.live(&path)
+                } else {
+                    None
+                };
+                if have.as_deref() == Some(want.as_str()) {
+                    continue;
+                }
+                self.op(path.clone(), want, have.map(|h| (path, h)), tw.clone());
+            }
+            for t in &tg.targets {
+                let ttw = format!("{}{tw}: TARGET {}", at(t.line), t.name);
+                let member = ltg.is_some_and(|l| l.targets.iter().any(|x| x.name == t.name));
+                let rel = t.attrs.iter().rev().find(|a| a.name == "rel_tgt_id");
+                if let Some(a) = t.attrs.iter().find(|a| a.name != "rel_tgt_id") {
+                    bail!("{ttw}: unknown attribute '{}'", a.name);
+                }
+                if !member {
+                    let mgmt = format!("{tgdir}/mgmt");
+                    // A target of another node has no id of its own: it is added
+                    // with the configured one.
+                    let add = match rel {
+                        Some(a) => format!("add {} rel_tgt_id={}", t.name, a.value),
+                        None => format!("add {}", t.name),
+                    };
+                    self.op(
+                        mgmt.clone(),
+                        add,
+                        Some((mgmt, format!("del {}", t.name))),
+                        ttw.clone(),
+                    );
+                } else if let Some(a) = rel {
+                    let path = format!("{tgdir}/{}/rel_tgt_id", t.name);
+                    let have = if member { self.live(&path) } else { None };
+                    if have.as_deref() != Some(a.value.as_str()) {
+                        self.op(path.clone(), a.value.clone(), have.map(|h| (path, h)), ttw);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Live LUNs the file lacks or maps to another device or access.
     fn stale_luns(&mut self, live: &[LunConf], file: &[LunConf], mgmt: &str, what: &str) {
         for l in live.iter().rev() {
-            let keep = file
-                .iter()
-                .any(|f| f.lun == l.lun && f.device == l.device && lun_ro(f) == lun_ro(l));
+            let keep = !self.recreate.contains(&l.device)
+                && file
+                    .iter()
+                    .any(|f| f.lun == l.lun && f.device == l.device && lun_ro(f) == lun_ro(l));
             if !keep {
                 self.del_lun(mgmt, l, what);
             }
@@ -261,7 +493,11 @@ impl Planner<'_> {
             }
             for d in &h.devices {
                 let what = format!("{}DEVICE {}", at(d.line), d.name);
-                let Some((lh, _)) = live.devices().find(|(_, ld)| ld.name == d.name) else {
+                let existing = live
+                    .devices()
+                    .find(|(_, ld)| ld.name == d.name)
+                    .filter(|_| !self.recreate.contains(&d.name));
+                let Some((lh, _)) = existing else {
                     let (pr, create): (Vec<Attr>, Vec<Attr>) = d
                         .attrs
                         .iter()
@@ -342,26 +578,37 @@ impl Planner<'_> {
                 bail!("{dw}: only the iscsi target driver exists");
             }
             let ldrv = live.drivers.iter().find(|d| d.name == drv.name);
-            for a in &drv.attrs {
-                let path = format!("targets/{}/{}", drv.name, a.name);
-                let have = self.live(&path);
-                if have.as_deref() == Some(a.value.as_str()) {
+            let live_drv_attrs = grouped(ldrv.map(|d| d.attrs.as_slice()).unwrap_or(&[]));
+            let drv_mgmt = format!("targets/{}/mgmt", drv.name);
+            for (name, want) in grouped(&drv.attrs) {
+                let line = drv
+                    .attrs
+                    .iter()
+                    .find(|a| a.name == name)
+                    .map_or(0, |a| a.line);
+                let aw = format!("{}TARGET_DRIVER {}: {name}", at(line), drv.name);
+                let have = live_drv_attrs.get(&name).cloned().unwrap_or_default();
+                if DRIVER_DYN_ATTRS.contains(&name.as_str()) {
+                    self.dyn_attr_ops(&drv_mgmt, "", &name, &want, &have, &aw);
                     continue;
                 }
-                if a.name != "enabled" {
-                    bail!(
-                        "{}TARGET_DRIVER {}: attribute {} cannot be set on a running scstd",
-                        at(a.line),
-                        drv.name,
-                        a.name
-                    );
+                let path = format!("targets/{}/{name}", drv.name);
+                let value = want.last().cloned().unwrap_or_default();
+                let have = self.live(&path);
+                if have.as_deref() == Some(value.as_str()) {
+                    continue;
                 }
-                enable_drivers.push(Op {
+                let op = Op {
                     path: path.clone(),
-                    value: a.value.clone(),
-                    undo: have.map(|h| (path, h)),
-                    what: dw.clone(),
-                });
+                    value,
+                    undo: Some((path, have.unwrap_or_default())),
+                    what: aw,
+                };
+                if name == "enabled" {
+                    enable_drivers.push(op);
+                } else {
+                    self.plan.ops.push(op);
+                }
             }
             for t in &drv.targets {
                 let tw = format!("{}TARGET {}", at(t.line), t.name);
@@ -373,23 +620,29 @@ impl Planner<'_> {
                 let (empty_luns, empty_groups) = (Vec::new(), Vec::new());
                 let (live_luns, live_groups) = match lt {
                     None => {
-                        let attrs: Vec<Attr> = t
+                        let (dynamic, attrs): (Vec<Attr>, Vec<Attr>) = t
                             .attrs
                             .iter()
                             .filter(|a| a.name != "enabled")
                             .cloned()
-                            .collect();
+                            .partition(|a| TARGET_DYN_ATTRS.contains(&a.name.as_str()));
                         let mgmt = format!("targets/{}/mgmt", drv.name);
                         self.op(
                             mgmt.clone(),
                             cmd(&format!("add_target {}", t.name), &params(&attrs)),
-                            Some((mgmt, format!("del_target {}", t.name))),
+                            Some((mgmt.clone(), format!("del_target {}", t.name))),
                             tw.clone(),
                         );
+                        for (name, want) in grouped(&dynamic) {
+                            let aw = format!("{tw}: {name}");
+                            self.dyn_attr_ops(&mgmt, &t.name, &name, &want, &[], &aw);
+                        }
                         (&empty_luns, &empty_groups)
                     }
                     Some(lt) => {
                         let live_attrs = grouped(&saved_attrs(self.c, &tdir, true, &[])?);
+                        let key_attrs = grouped(&lt.attrs);
+                        let mgmt = format!("targets/{}/mgmt", drv.name);
                         for (name, want) in grouped(&t.attrs) {
                             if name == "enabled" || live_attrs.get(&name) == Some(&want) {
                                 continue;
@@ -399,24 +652,31 @@ impl Planner<'_> {
                                 .iter()
                                 .find(|a| a.name == name)
                                 .map_or(0, |a| a.line);
-                            let old = live_attrs.get(&name).and_then(|v| v.last()).cloned();
-                            match (name.as_str(), old) {
-                                ("rel_tgt_id", Some(old)) => {
-                                    let path = format!("{tdir}/rel_tgt_id");
-                                    self.op(
-                                        path.clone(),
-                                        want.last().cloned().unwrap_or_default(),
-                                        Some((path, old)),
-                                        format!("{}TARGET {}", at(line), t.name),
-                                    );
-                                }
-                                _ => bail!(
-                                    "{}TARGET {}: attribute {name} cannot be changed on an \
-                                     existing target",
-                                    at(line),
-                                    t.name
-                                ),
+                            let aw = format!("{}TARGET {}", at(line), t.name);
+                            if TARGET_DYN_ATTRS.contains(&name.as_str()) {
+                                let have = key_attrs.get(&name).cloned().unwrap_or_default();
+                                self.dyn_attr_ops(&mgmt, &t.name, &name, &want, &have, &aw);
+                                continue;
                             }
+                            let Some(old) = live_attrs.get(&name).and_then(|v| v.last()) else {
+                                bail!("{aw}: attribute {name} cannot be set on an existing target");
+                            };
+                            // A parameter left at its default goes back to it on undo
+                            // (instead of becoming a saved value).
+                            let old = if key_attrs.contains_key(&name)
+                                || matches!(name.as_str(), "rel_tgt_id" | "addr_method")
+                            {
+                                old.clone()
+                            } else {
+                                ":default:".to_string()
+                            };
+                            let path = format!("{tdir}/{name}");
+                            self.op(
+                                path.clone(),
+                                want.last().cloned().unwrap_or_default(),
+                                Some((path, old)),
+                                aw,
+                            );
                         }
                         (&lt.luns, &lt.groups)
                     }
@@ -425,7 +685,7 @@ impl Planner<'_> {
                 for g in &t.groups {
                     let gw = format!("{}TARGET {}: GROUP {}", at(g.line), t.name, g.name);
                     let gdir = format!("{tdir}/ini_groups/{}", g.name);
-                    if let Some(a) = g.attrs.first() {
+                    if let Some(a) = g.attrs.iter().find(|a| a.name != "addr_method") {
                         bail!(
                             "{}{gw}: attribute {} cannot be set on a running scstd",
                             at(a.line),
@@ -441,6 +701,28 @@ impl Planner<'_> {
                             Some((gm, format!("del {}", g.name))),
                             gw.clone(),
                         );
+                    }
+                    if let Some(a) = g.attrs.iter().rev().find(|a| a.name == "addr_method") {
+                        let have = lg.and_then(|x| {
+                            x.attrs
+                                .iter()
+                                .rev()
+                                .find(|a| a.name == "addr_method")
+                                .map(|a| a.value.clone())
+                        });
+                        if !have
+                            .as_deref()
+                            .is_some_and(|h| h.eq_ignore_ascii_case(&a.value))
+                        {
+                            let path = format!("{gdir}/addr_method");
+                            let undo = have.or_else(|| lg.map(|_| "PERIPHERAL".to_string()));
+                            self.op(
+                                path.clone(),
+                                a.value.clone(),
+                                undo.map(|u| (path, u)),
+                                gw.clone(),
+                            );
+                        }
                     }
                     let live_luns = lg.map(|x| x.luns.clone()).unwrap_or_default();
                     self.luns(&g.luns, &live_luns, &format!("{gdir}/luns/mgmt"), &gw);
@@ -476,6 +758,60 @@ impl Planner<'_> {
             }
         }
         Ok((enable_targets, enable_drivers))
+    }
+
+    /// Add the values of multi-value attribute `name` the live side lacks (with -force,
+    /// also delete the ones the file lacks) through the driver's mgmt file; `target`
+    /// empty means the driver's own attribute. OutgoingUser has one value: adding
+    /// replaces it.
+    fn dyn_attr_ops(
+        &mut self,
+        mgmt: &str,
+        target: &str,
+        name: &str,
+        want: &[String],
+        have: &[String],
+        what: &str,
+    ) {
+        let (add, del) = if target.is_empty() {
+            ("add_attribute".to_string(), "del_attribute".to_string())
+        } else {
+            (
+                format!("add_target_attribute {target}"),
+                format!("del_target_attribute {target}"),
+            )
+        };
+        let single = name == "OutgoingUser";
+        if self.force && !single {
+            for v in have.iter().rev().filter(|v| !want.contains(v)) {
+                self.op(
+                    mgmt.to_string(),
+                    format!("{del} {name} {v}"),
+                    Some((mgmt.to_string(), format!("{add} {name} {v}"))),
+                    what.to_string(),
+                );
+            }
+        }
+        let want: Vec<&String> = if single {
+            want.last().into_iter().collect()
+        } else {
+            want.iter().collect()
+        };
+        for v in want {
+            if have.contains(v) {
+                continue;
+            }
+            let undo = match have.last() {
+                Some(old) if single => format!("{add} {name} {old}"),
+                _ => format!("{del} {name} {v}"),
+            };
+            self.op(
+                mgmt.to_string(),
+                format!("{add} {name} {v}"),
+                Some((mgmt.to_string(), undo)),
+                what.to_string(),
+            );
+        }
     }
 
     fn root(&mut self, file: &ScstConf) -> Result<()> {
@@ -524,12 +860,23 @@ pub fn plan(c: &mut Client, file: &ScstConf, force: bool) -> Result<Plan> {
         c,
         force,
         plan: Plan::default(),
+        recreate: BTreeSet::new(),
     };
     if force {
+        p.changed_devices(file, &live)?;
         p.deletions(file, &live)?;
     }
     p.devices(file, &live)?;
-    let (enable_targets, enable_drivers) = p.targets(file, &live)?;
+    // LUNs of re-created devices were removed with them: add them again.
+    let mut after = live.clone();
+    for t in after.drivers.iter_mut().flat_map(|d| d.targets.iter_mut()) {
+        t.luns.retain(|l| !p.recreate.contains(&l.device));
+        for g in &mut t.groups {
+            g.luns.retain(|l| !p.recreate.contains(&l.device));
+        }
+    }
+    let (enable_targets, enable_drivers) = p.targets(file, &after)?;
+    p.device_groups(file, &after)?;
     p.plan.ops.extend(enable_targets);
     p.plan.ops.extend(enable_drivers);
     p.root(file)?;

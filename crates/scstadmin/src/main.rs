@@ -9,21 +9,33 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context, Result};
 use scst_mgmt::conf::{
-    Attr, DeviceConf, DriverConf, GroupConf, HandlerConf, InitiatorConf, LunConf, ScstConf,
-    TargetConf,
+    Attr, DeviceConf, DeviceGroupConf, DeviceRefConf, DriverConf, GroupConf, HandlerConf,
+    InitiatorConf, LunConf, ScstConf, TargetConf, TargetGroupConf, TargetRefConf,
 };
 use scst_mgmt::protocol::strip_key;
 use scst_mgmt::Client;
 
 const USAGE: &str = "usage: scstadmin [-socket PATH] COMMAND [OPTIONS]
 
-Commands supported so far:
-  -list_handler [h]         -list_device [d]          -list_target [t] [-driver d]
-  -list_group [g] -driver d -target t                 -list_sessions
-  -list_dev_attr d          -list_tgt_attr t -driver d
-  -open_dev d -handler h [-attributes k=v,k=v]
-  -close_dev d -handler h   -set_dev_attr d -attributes k=v,k=v
-  -set_scst_attr -attributes async_lun_replace=0|1
+Listing:
+  -list_handler [h]   -list_device [d]   -list_driver [drv]   -list_target [t] [-driver d]
+  -list_group [g] -driver d -target t    -list_sessions
+  -list_dgrp [dg]     -list_tgrp [tg] -dev_group dg
+  -list_scst_attr     -list_hnd_attr h   -list_dev_attr d     -list_drv_attr drv
+  -list_tgt_attr t -driver d             -list_grp_attr g -driver d -target t
+  -list_lun_attr n -driver d -target t [-group g]
+  -list_init_attr i -driver d -target t -group g
+  -list_dgrp_attr dg  -list_tgrp_attr tg -dev_group dg
+  -list_ttgt_attr t -dev_group dg -tgt_group tg
+Setting attributes (all take -attributes k=v,k=v):
+  -set_scst_attr  -set_hnd_attr h  -set_dev_attr d  -set_drv_attr drv
+  -set_tgt_attr t -driver d        -set_grp_attr g -driver d -target t
+  -set_lun_attr n -driver d -target t [-group g]  -set_init_attr i ... -group g
+  -set_dgrp_attr dg  -set_tgrp_attr tg -dev_group dg  -set_ttgt_attr t -dev_group dg -tgt_group tg
+  -add_drv_attr drv / -rem_drv_attr drv       (IncomingUser, OutgoingUser)
+  -add_tgt_attr t -driver d / -rem_tgt_attr   (IncomingUser, OutgoingUser, allowed_portal)
+Objects:
+  -open_dev d -handler h [-attributes k=v,k=v]   -close_dev d -handler h   -resync_dev d
   -add_target t -driver d   -rem_target t -driver d
   -enable_target t -driver d                          -disable_target t -driver d
   -add_lun n -driver d -target t [-group g] -device dev [-attributes read_only=1]
@@ -32,62 +44,40 @@ Commands supported so far:
   -add_group g -driver d -target t                    -rem_group g -driver d -target t
   -add_init i -driver d -target t -group g            -rem_init i -driver d -target t -group g
   -move_init i -driver d -target t -group g -to g2    -clear_inits -driver d -target t -group g
+  -add_dgrp dg / -rem_dgrp dg      -add_dgrp_dev d -dev_group dg / -rem_dgrp_dev
+  -add_tgrp tg -dev_group dg / -rem_tgrp      -add_tgrp_tgt t -dev_group dg -tgt_group tg / -rem_tgrp_tgt
+Configuration:
   -write_config FILE
   -config FILE [-force] [-dry_run]  apply FILE: all or nothing; -force also removes
-                            what FILE lacks; -dry_run prints the writes, changes nothing
+                            what FILE lacks and re-creates devices whose creation
+                            parameters changed; -dry_run prints the writes, changes nothing
   -check_config FILE        validate FILE and print its differences from the running config
-  -clear_config -force      remove every LUN, group, target and device
+  -clear_config -force      remove every LUN, group, target, device group and device
 Options: -socket PATH (default /run/scstd.sock), -noprompt, -nonkey";
 
-/// SCST's commands this scstadmin knows but cannot run yet.
-const NOT_YET: &[&str] = &[
-    "list_driver",
-    "list_dgrp",
-    "list_tgrp",
-    "list_scst_attr",
-    "list_hnd_attr",
-    "list_drv_attr",
-    "list_grp_attr",
-    "list_lun_attr",
-    "list_init_attr",
-    "list_dgrp_attr",
-    "list_tgrp_attr",
-    "list_ttgt_attr",
-    "set_hnd_attr",
-    "set_drv_attr",
-    "set_tgt_attr",
-    "set_grp_attr",
-    "set_lun_attr",
-    "set_init_attr",
-    "set_dgrp_attr",
-    "set_tgrp_attr",
-    "set_ttgt_attr",
-    "add_drv_attr",
-    "rem_drv_attr",
-    "add_tgt_attr",
-    "rem_tgt_attr",
-    "resync_dev",
-    "issue_lip",
-    "add_dgrp",
-    "rem_dgrp",
-    "add_dgrp_dev",
-    "rem_dgrp_dev",
-    "add_tgrp",
-    "rem_tgrp",
-    "add_tgrp_tgt",
-    "rem_tgrp_tgt",
-];
+/// SCST's commands this scstadmin knows but cannot run: `-issue_lip` is Fibre
+/// Channel's, and only the iscsi target driver exists.
+const NOT_YET: &[&str] = &["issue_lip"];
 
 /// Commands and whether their value is required (`Some(true)`), optional
 /// (`Some(false)`) or absent (`None`).
 fn command_arity(name: &str) -> Option<Option<bool>> {
     Some(match name {
-        "list_handler" | "list_device" | "list_target" | "list_group" => Some(false),
-        "list_sessions" | "clear_luns" | "clear_inits" | "set_scst_attr" | "clear_config" => None,
+        "list_handler" | "list_device" | "list_target" | "list_group" | "list_driver"
+        | "list_drivers" | "list_dgrp" | "list_tgrp" => Some(false),
+        "list_sessions" | "clear_luns" | "clear_inits" | "set_scst_attr" | "clear_config"
+        | "list_scst_attr" => None,
         "list_dev_attr" | "list_tgt_attr" | "open_dev" | "close_dev" | "set_dev_attr"
         | "add_target" | "rem_target" | "enable_target" | "disable_target" | "add_lun"
         | "rem_lun" | "replace_lun" | "add_group" | "rem_group" | "add_init" | "rem_init"
-        | "move_init" | "write_config" | "config" | "check_config" => Some(true),
+        | "move_init" | "write_config" | "config" | "check_config" | "list_hnd_attr"
+        | "list_drv_attr" | "list_grp_attr" | "list_lun_attr" | "list_init_attr"
+        | "list_dgrp_attr" | "list_tgrp_attr" | "list_ttgt_attr" | "set_hnd_attr"
+        | "set_drv_attr" | "set_tgt_attr" | "set_grp_attr" | "set_lun_attr" | "set_init_attr"
+        | "set_dgrp_attr" | "set_tgrp_attr" | "set_ttgt_attr" | "add_drv_attr" | "rem_drv_attr"
+        | "add_tgt_attr" | "rem_tgt_attr" | "resync_dev" | "add_dgrp" | "rem_dgrp"
+        | "add_dgrp_dev" | "rem_dgrp_dev" | "add_tgrp" | "rem_tgrp" | "add_tgrp_tgt"
+        | "rem_tgrp_tgt" => Some(true),
         _ => return None,
     })
 }
@@ -102,6 +92,8 @@ const VALUE_OPTIONS: &[&str] = &[
     "attributes",
     "group",
     "to",
+    "dev_group",
+    "tgt_group",
 ];
 const FLAGS: &[&str] = &[
     "noprompt",
@@ -165,6 +157,29 @@ impl Invocation {
             bail!("-{}: -attributes is empty", self.command);
         }
         Ok(out)
+    }
+
+    /// `device_groups/<dg>` from `-dev_group`.
+    fn dg_dir(&self) -> Result<String> {
+        Ok(format!("device_groups/{}", self.opt("dev_group")?))
+    }
+
+    /// `device_groups/<dg>/target_groups/<tg>` from `-dev_group` and `-tgt_group`.
+    fn tg_dir(&self) -> Result<String> {
+        Ok(format!(
+            "{}/target_groups/{}",
+            self.dg_dir()?,
+            self.opt("tgt_group")?
+        ))
+    }
+
+    /// The directory of LUN `value` of the target, or of `-group`'s LUN set.
+    fn lun_dir(&self) -> Result<String> {
+        let t = self.target_dir()?;
+        Ok(match self.options.get("group") {
+            Some(g) => format!("{t}/ini_groups/{g}/luns/{}", self.value()?),
+            None => format!("{t}/luns/{}", self.value()?),
+        })
     }
 
     fn driver(&self) -> Result<&str> {
@@ -521,6 +536,182 @@ fn run(inv: &Invocation) -> Result<()> {
                 );
             }
         }
+        "list_driver" | "list_drivers" => {
+            println!("\tDriver");
+            println!("\t-------------");
+            for d in dirs(&c.list("targets")?) {
+                if inv.value.as_deref().is_none_or(|v| v == d) {
+                    println!("\t{d}");
+                }
+            }
+        }
+        "list_scst_attr" => print_attrs(&mut c, "")?,
+        "list_hnd_attr" => {
+            let h = inv.value()?;
+            print_attrs(&mut c, &format!("handlers/{h}"))?;
+            let help = c.read(&format!("handlers/{h}/mgmt"))?;
+            if let Some(p) = help
+                .lines()
+                .find_map(|l| l.strip_prefix("The following parameters available: "))
+            {
+                println!(
+                    "\n\tDevice CREATE attributes available: {}",
+                    p.trim_end_matches('.')
+                );
+            }
+        }
+        "list_drv_attr" => {
+            let d = inv.value()?;
+            print_attrs(&mut c, &format!("targets/{d}"))?
+        }
+        "list_grp_attr" => print_attrs(
+            &mut c,
+            &format!("{}/ini_groups/{}", inv.target_dir()?, inv.value()?),
+        )?,
+        "list_lun_attr" => print_attrs(&mut c, &inv.lun_dir()?)?,
+        "list_init_attr" => {
+            // Initiator entries are names, without attributes of their own.
+            let dir = format!(
+                "{}/ini_groups/{}/initiators",
+                inv.target_dir()?,
+                inv.opt("group")?
+            );
+            let i = inv.value()?;
+            if !files(&c.list(&dir)?).contains(&i) {
+                bail!("{dir}/{i}: no such initiator");
+            }
+            println!("\t{:<24} {:<40} Key", "Attribute", "Value");
+        }
+        "list_dgrp" => {
+            for dg in dirs(&c.list("device_groups")?) {
+                if inv.value.as_deref().is_some_and(|v| v != dg) {
+                    continue;
+                }
+                println!("Device Group: {dg}");
+                println!("\tDevices");
+                for d in files(&c.list(&format!("device_groups/{dg}/devices"))?) {
+                    println!("\t\t{d}");
+                }
+                println!("\tTarget Groups");
+                let base = format!("device_groups/{dg}/target_groups");
+                for tg in dirs(&c.list(&base)?) {
+                    println!("\t\t{tg}");
+                    for t in dirs(&c.list(&format!("{base}/{tg}"))?) {
+                        println!("\t\t\t{t}");
+                    }
+                }
+            }
+        }
+        "list_tgrp" => {
+            let base = format!("{}/target_groups", inv.dg_dir()?);
+            for tg in dirs(&c.list(&base)?) {
+                if inv.value.as_deref().is_some_and(|v| v != tg) {
+                    continue;
+                }
+                println!("Target Group: {tg}");
+                print_attrs(&mut c, &format!("{base}/{tg}"))?;
+                println!("\tTargets");
+                for t in dirs(&c.list(&format!("{base}/{tg}"))?) {
+                    println!("\t\t{t}");
+                }
+            }
+        }
+        "list_dgrp_attr" => print_attrs(&mut c, &format!("device_groups/{}", inv.value()?))?,
+        "list_tgrp_attr" => print_attrs(
+            &mut c,
+            &format!("{}/target_groups/{}", inv.dg_dir()?, inv.value()?),
+        )?,
+        "list_ttgt_attr" => print_attrs(&mut c, &format!("{}/{}", inv.tg_dir()?, inv.value()?))?,
+        "set_hnd_attr" | "set_drv_attr" | "set_tgt_attr" | "set_grp_attr" | "set_lun_attr"
+        | "set_init_attr" | "set_dgrp_attr" | "set_tgrp_attr" | "set_ttgt_attr" => {
+            let v = inv.value()?;
+            let dir = match inv.command.as_str() {
+                "set_hnd_attr" => format!("handlers/{v}"),
+                "set_drv_attr" => format!("targets/{v}"),
+                "set_tgt_attr" => format!("targets/{}/{v}", inv.driver()?),
+                "set_grp_attr" => format!("{}/ini_groups/{v}", inv.target_dir()?),
+                "set_lun_attr" => inv.lun_dir()?,
+                "set_init_attr" => format!(
+                    "{}/ini_groups/{}/initiators/{v}",
+                    inv.target_dir()?,
+                    inv.opt("group")?
+                ),
+                "set_dgrp_attr" => format!("device_groups/{v}"),
+                "set_tgrp_attr" => format!("{}/target_groups/{v}", inv.dg_dir()?),
+                _ => format!("{}/{v}", inv.tg_dir()?),
+            };
+            for (k, val) in inv.attr_pairs()? {
+                c.write(&format!("{dir}/{k}"), &val)?;
+            }
+        }
+        "add_drv_attr" | "rem_drv_attr" => {
+            let d = inv.value()?;
+            let verb = if inv.command == "add_drv_attr" {
+                "add_attribute"
+            } else {
+                "del_attribute"
+            };
+            for (k, v) in inv.attr_pairs()? {
+                c.write(&format!("targets/{d}/mgmt"), &format!("{verb} {k} {v}"))?;
+            }
+        }
+        "add_tgt_attr" | "rem_tgt_attr" => {
+            let drv = inv.driver()?;
+            let t = inv.value()?;
+            let verb = if inv.command == "add_tgt_attr" {
+                "add_target_attribute"
+            } else {
+                "del_target_attribute"
+            };
+            for (k, v) in inv.attr_pairs()? {
+                c.write(
+                    &format!("targets/{drv}/mgmt"),
+                    &format!("{verb} {t} {k} {v}"),
+                )?;
+            }
+        }
+        "resync_dev" => c.write(&format!("devices/{}/resync_size", inv.value()?), "1")?,
+        "add_dgrp" | "rem_dgrp" => {
+            let verb = if inv.command == "add_dgrp" {
+                "create"
+            } else {
+                "del"
+            };
+            c.write("device_groups/mgmt", &format!("{verb} {}", inv.value()?))?;
+        }
+        "add_dgrp_dev" | "rem_dgrp_dev" => {
+            let verb = if inv.command == "add_dgrp_dev" {
+                "add"
+            } else {
+                "del"
+            };
+            c.write(
+                &format!("{}/devices/mgmt", inv.dg_dir()?),
+                &format!("{verb} {}", inv.value()?),
+            )?;
+        }
+        "add_tgrp" | "rem_tgrp" => {
+            let verb = if inv.command == "add_tgrp" {
+                "create"
+            } else {
+                "del"
+            };
+            c.write(
+                &format!("{}/target_groups/mgmt", inv.dg_dir()?),
+                &format!("{verb} {}", inv.value()?),
+            )?;
+        }
+        "add_tgrp_tgt" | "rem_tgrp_tgt" => {
+            let verb = if inv.command == "add_tgrp_tgt" {
+                "add"
+            } else {
+                "del"
+            };
+            c.write(
+                &format!("{}/mgmt", inv.tg_dir()?),
+                &format!("{verb} {}", inv.value()?),
+            )?;
+        }
         other => bail!("-{other}: not supported yet"),
     }
     Ok(())
@@ -609,7 +800,7 @@ fn read_config(c: &mut Client, nonkey: bool) -> Result<ScstConf> {
                 let inits = c.list(&format!("{gdir}/initiators"))?;
                 groups.push(GroupConf {
                     name: g.to_string(),
-                    attrs: Vec::new(),
+                    attrs: saved_attrs(c, &gdir, nonkey, &[])?,
                     luns: read_luns(c, &format!("{gdir}/luns"))?,
                     initiators: files(&inits)
                         .into_iter()
@@ -631,6 +822,40 @@ fn read_config(c: &mut Client, nonkey: bool) -> Result<ScstConf> {
             });
         }
         conf.drivers.push(d);
+    }
+    for dg in dirs(&c.list("device_groups")?) {
+        let dgdir = format!("device_groups/{dg}");
+        let mut target_groups = Vec::new();
+        for tg in dirs(&c.list(&format!("{dgdir}/target_groups"))?) {
+            let tgdir = format!("{dgdir}/target_groups/{tg}");
+            let mut targets = Vec::new();
+            for t in dirs(&c.list(&tgdir)?) {
+                targets.push(TargetRefConf {
+                    name: t.to_string(),
+                    attrs: saved_attrs(c, &format!("{tgdir}/{t}"), nonkey, &[])?,
+                    line: 0,
+                });
+            }
+            target_groups.push(TargetGroupConf {
+                name: tg.to_string(),
+                attrs: saved_attrs(c, &tgdir, nonkey, &[])?,
+                targets,
+                line: 0,
+            });
+        }
+        conf.device_groups.push(DeviceGroupConf {
+            name: dg.to_string(),
+            attrs: Vec::new(),
+            devices: files(&c.list(&format!("{dgdir}/devices"))?)
+                .into_iter()
+                .map(|d| DeviceRefConf {
+                    name: d.to_string(),
+                    line: 0,
+                })
+                .collect(),
+            target_groups,
+            line: 0,
+        });
     }
     Ok(conf.canonical())
 }
@@ -689,9 +914,17 @@ mod tests {
         };
         assert_eq!(i.value, None);
         assert!(matches!(
-            parse_args(args("-add_dgrp dg")),
-            Err(ArgError::NotYet(c)) if c == "add_dgrp"
+            parse_args(args("-issue_lip")),
+            Err(ArgError::NotYet(c)) if c == "issue_lip"
         ));
+        let Ok(i) = parse_args(args("-add_tgrp_tgt iqn.x:t -dev_group dg -tgt_group tg")) else {
+            panic!("parse")
+        };
+        assert_eq!(i.tg_dir().unwrap(), "device_groups/dg/target_groups/tg");
+        let Ok(i) = parse_args(args("-list_lun_attr 3 -driver iscsi -target t -group g")) else {
+            panic!("parse")
+        };
+        assert_eq!(i.lun_dir().unwrap(), "targets/iscsi/t/ini_groups/g/luns/3");
         let Ok(i) = parse_args(args(
             "-move_init iqn.a -driver iscsi -target t -group g1 -to g2",
         )) else {

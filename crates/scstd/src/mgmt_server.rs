@@ -10,6 +10,7 @@
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
@@ -79,6 +80,11 @@ pub async fn serve(listener: UnixListener, tree: Arc<dyn MgmtTree>) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
+                if let Err(why) = check_peer(&stream) {
+                    log::warn!("management socket: {why}");
+                    tokio::spawn(refuse(stream, why));
+                    continue;
+                }
                 let tree = tree.clone();
                 let write_lock = write_lock.clone();
                 tokio::spawn(async move {
@@ -94,6 +100,44 @@ pub async fn serve(listener: UnixListener, tree: Arc<dyn MgmtTree>) {
             }
         }
     }
+}
+
+/// Only root and the daemon's own user may manage it. The socket's mode already keeps
+/// others out; this holds even when the mode or a directory's permissions are loosened
+/// (or the socket is passed on), and gives the refused client a clear answer.
+fn check_peer(stream: &UnixStream) -> Result<(), String> {
+    let cred = stream
+        .peer_cred()
+        .map_err(|e| format!("cannot read the client's credentials (SO_PEERCRED): {e}"))?;
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let uid = cred.uid();
+    if uid == 0 || uid == me {
+        Ok(())
+    } else {
+        Err(format!(
+            "permission denied: uid {uid} may not manage scstd (only root and uid {me})"
+        ))
+    }
+}
+
+/// Answer a refused client with one error line and close. What it sends is read and
+/// dropped (bounded in time) so that its first request does not fail with EPIPE
+/// before it gets to read the reason.
+async fn refuse(mut stream: UnixStream, why: String) {
+    let _ = stream
+        .write_all(Response::Error(why).encode().as_bytes())
+        .await;
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let drain = async {
+        while let Ok(n) = stream.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), drain).await;
 }
 
 async fn client(
@@ -156,12 +200,100 @@ pub struct ScstTree {
     pub iscsi: Arc<IscsiDriver>,
     /// The root `setup_id`, fixed at startup (devices created later use it too).
     pub setup_id: u64,
+    /// `last_sysfs_mgmt_res`: 0 or -errno of the last write. Writes complete before
+    /// they are answered, so this is never EAGAIN.
+    pub last_result: AtomicI32,
+}
+
+impl ScstTree {
+    pub fn new(scst: Arc<Scst>, iscsi: Arc<IscsiDriver>, setup_id: u64) -> ScstTree {
+        ScstTree {
+            scst,
+            iscsi,
+            setup_id,
+            last_result: AtomicI32::new(0),
+        }
+    }
 }
 
 const DRIVER: &str = "iscsi";
 /// iSCSI's multi-value attributes (spec 2.6): driver level and target level.
 const DRIVER_DYN_ATTRS: &[&str] = &["IncomingUser", "OutgoingUser"];
 const TARGET_DYN_ATTRS: &[&str] = &["IncomingUser", "OutgoingUser", "allowed_portal"];
+/// Driver attributes with one value, set by writing their file (spec 6.6); an empty
+/// write removes them.
+const DRIVER_PARAMS: &[&str] = &[
+    "iSNSServer",
+    "isns_entity_name",
+    "internal_portal",
+    "link_local",
+];
+/// Writable iSCSI target parameters (spec 6.2, 6.3, 6.6) the driver reads when a
+/// session logs in, with the value a target that does not set them runs with. Writes
+/// are checked by `scst_iscsi::validate_target_attr` and affect new sessions only;
+/// `:default:` restores the default.
+const TARGET_PARAMS: &[(&str, &str)] = &[
+    ("InitialR2T", "No"),
+    ("ImmediateData", "Yes"),
+    ("MaxRecvDataSegmentLength", "1048576"),
+    ("MaxXmitDataSegmentLength", "1048576"),
+    ("MaxBurstLength", "1048576"),
+    ("FirstBurstLength", "65536"),
+    ("MaxOutstandingR2T", "32"),
+    ("HeaderDigest", "None"),
+    ("DataDigest", "None"),
+    ("QueuedCommands", "128"),
+    ("NopInInterval", "30"),
+    ("NopInTimeout", "30"),
+    ("MaxSessions", "0"),
+    ("alias", ""),
+];
+
+fn target_param_default(name: &str) -> Option<&'static str> {
+    TARGET_PARAMS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, d)| *d)
+}
+
+/// Multi-value and free-form attributes of a target (not its parameters), as files.
+fn target_attr_files(t: &Target) -> Vec<(String, String)> {
+    let attrs: Vec<(String, String)> = t
+        .attrs
+        .lock()
+        .iter()
+        .filter(|(n, _)| target_param_default(n).is_none())
+        .cloned()
+        .collect();
+    instance_names(&attrs)
+}
+
+/// `-errno` for `last_sysfs_mgmt_res`, from the error's wording (the core's errors are
+/// typed, but reach the tree as text).
+fn errno_of(e: &TreeError) -> i32 {
+    let m = e.0.as_str();
+    let errno = if m.contains("no such") || m.contains("does not exist") {
+        libc::ENOENT
+    } else if m.contains("already") {
+        libc::EEXIST
+    } else if m.contains("in use") || m.contains("busy") || m.contains("sessions") {
+        libc::EBUSY
+    } else if m.contains("not supported") {
+        libc::ENOSYS
+    } else {
+        libc::EINVAL
+    };
+    -errno
+}
+
+/// Replace every value of `name` in a target's attributes with `value` (None: remove).
+fn set_single_attr(t: &Target, name: &str, value: Option<&str>) {
+    let mut attrs = t.attrs.lock();
+    attrs.retain(|(n, _)| n != name);
+    if let Some(v) = value {
+        attrs.push((name.to_string(), v.to_string()));
+    }
+}
 
 fn with_key(value: String, key: bool) -> String {
     if key {
@@ -177,6 +309,15 @@ fn bool01(path: &MgmtPath, v: &str) -> Result<bool, TreeError> {
         "1" => Ok(true),
         other => Err(TreeError(format!("{path}: '{other}' must be 0 or 1"))),
     }
+}
+
+fn parse_addr_method(path: &MgmtPath, v: &str) -> Result<scsi_wire::lun::AddrMethod, TreeError> {
+    scsi_wire::lun::AddrMethod::from_name(&v.trim().to_ascii_uppercase()).ok_or_else(|| {
+        TreeError(format!(
+            "{path}: addr_method must be PERIPHERAL, FLAT or LUN, not '{}'",
+            v.trim()
+        ))
+    })
 }
 
 fn type_text(t: u8) -> String {
@@ -302,7 +443,13 @@ impl ScstTree {
         match rest {
             ["enabled"] => Ok(with_key(u8::from(t.enabled()).to_string(), t.enabled())),
             ["rel_tgt_id"] => Ok(with_key(t.rel_tgt_id().to_string(), true)),
-            ["addr_method"] => Ok(t.addr_method.lock().name().to_string()),
+            ["addr_method"] => {
+                let m = *t.addr_method.lock();
+                Ok(with_key(
+                    m.name().to_string(),
+                    m != scsi_wire::lun::AddrMethod::Peripheral,
+                ))
+            }
             ["luns", rest @ ..] => {
                 let set = t.acl.lock().default_luns.clone();
                 self.read_luns(path, &set, rest)
@@ -318,6 +465,10 @@ impl ScstTree {
                     .cloned()
                     .ok_or_else(|| TreeError::not_found(path))?;
                 match rest {
+                    ["addr_method"] => Ok(match group.addr_method {
+                        Some(m) => with_key(m.name().to_string(), true),
+                        None => t.addr_method.lock().name().to_string(),
+                    }),
                     ["luns", rest @ ..] => self.read_luns(path, &group.luns, rest),
                     ["initiators", "mgmt"] => Ok(command::INITIATORS_HELP.to_string()),
                     ["initiators", name] => group
@@ -329,17 +480,37 @@ impl ScstTree {
                     _ => Err(TreeError::not_found(path)),
                 }
             }
-            ["sessions", s, "initiator_name"] => session_names(t)
-                .into_iter()
-                .find(|(n, _)| n == s)
-                .map(|(_, s)| s.initiator_name.clone())
-                .ok_or_else(|| TreeError::not_found(path)),
-            [attr] => instance_names(&t.attrs.lock())
-                .into_iter()
-                .find(|(n, _)| n == attr)
-                // Driver attributes only exist when configured: always saved.
-                .map(|(_, v)| with_key(v, true))
-                .ok_or_else(|| TreeError::not_found(path)),
+            ["sessions", s, attr] => {
+                let (_, sess) = session_names(t)
+                    .into_iter()
+                    .find(|(n, _)| n == s)
+                    .ok_or_else(|| TreeError::not_found(path))?;
+                match *attr {
+                    "initiator_name" => Ok(sess.initiator_name.clone()),
+                    // Where SCST has a link to the LUN set the session is bound to.
+                    "luns" => Ok(match &sess.group {
+                        Some(g) => format!("ini_groups/{g}/luns"),
+                        None => "luns".to_string(),
+                    }),
+                    "transport_id" => Ok(sess.transport_id.port_name()),
+                    "force_close" => Err(TreeError(format!("{path}: write-only"))),
+                    _ => Err(TreeError::not_found(path)),
+                }
+            }
+            [attr] => {
+                if let Some(d) = target_param_default(attr) {
+                    return Ok(match t.attr(attr) {
+                        Some(v) => with_key(v, true),
+                        None => d.to_string(),
+                    });
+                }
+                target_attr_files(t)
+                    .into_iter()
+                    .find(|(n, _)| n == attr)
+                    // These only exist when configured: always saved.
+                    .map(|(_, v)| with_key(v, true))
+                    .ok_or_else(|| TreeError::not_found(path))
+            }
             _ => Err(TreeError::not_found(path)),
         }
     }
@@ -356,7 +527,8 @@ impl ScstTree {
                     .iter()
                     .map(|s| s.to_string())
                     .collect();
-                v.extend(instance_names(&t.attrs.lock()).into_iter().map(|(n, _)| n));
+                v.extend(TARGET_PARAMS.iter().map(|(n, _)| n.to_string()));
+                v.extend(target_attr_files(t).into_iter().map(|(n, _)| n));
                 v.extend(["luns/", "ini_groups/", "sessions/"].map(String::from));
                 Ok(v)
             }
@@ -377,7 +549,11 @@ impl ScstTree {
                     .cloned()
                     .ok_or_else(|| TreeError::not_found(path))?;
                 match rest {
-                    [] => Ok(vec!["luns/".into(), "initiators/".into()]),
+                    [] => Ok(vec![
+                        "addr_method".into(),
+                        "luns/".into(),
+                        "initiators/".into(),
+                    ]),
                     ["luns", rest @ ..] => self.list_luns(path, &group.luns, rest),
                     ["initiators"] => Ok(std::iter::once("mgmt".to_string())
                         .chain(group.initiators.iter().cloned())
@@ -390,7 +566,9 @@ impl ScstTree {
                 .map(|(n, _)| format!("{n}/"))
                 .collect()),
             ["sessions", s] if session_names(t).iter().any(|(n, _)| n == s) => {
-                Ok(vec!["initiator_name".into()])
+                Ok(["initiator_name", "transport_id", "luns", "force_close"]
+                    .map(String::from)
+                    .to_vec())
             }
             _ => Err(TreeError::not_found(path)),
         }
@@ -434,8 +612,11 @@ impl ScstTree {
                 // Check every parameter before creating anything: nothing half-applied.
                 let mut rel = None;
                 let mut attrs = Vec::new();
+                let mut addr_method = None;
                 for (k, v) in params {
-                    if k == "rel_tgt_id" {
+                    if k == "addr_method" {
+                        addr_method = Some(parse_addr_method(path, &v)?);
+                    } else if k == "rel_tgt_id" {
                         rel = Some(v.parse::<u16>().ok().filter(|n| *n > 0).ok_or_else(|| {
                             err(format!("target {name}: rel_tgt_id must be 1..65535"))
                         })?);
@@ -450,6 +631,9 @@ impl ScstTree {
                     .add_target(DRIVER, &name, rel)
                     .map_err(|e| err(e.to_string()))?;
                 t.attrs.lock().extend(attrs);
+                if let Some(m) = addr_method {
+                    *t.addr_method.lock() = m;
+                }
                 log::info!("target {name} added");
                 Ok(())
             }
@@ -459,6 +643,90 @@ impl ScstTree {
                 .scst
                 .del_target(DRIVER, &name)
                 .map_err(|e| err(e.to_string())),
+            MgmtCommand::AddAttribute { attr, value } => {
+                if !DRIVER_DYN_ATTRS.contains(&attr.as_str()) {
+                    return Err(err(format!(
+                        "'{attr}' is not a dynamic driver attribute ({})",
+                        DRIVER_DYN_ATTRS.join(", ")
+                    )));
+                }
+                let old = self.iscsi.driver_attrs();
+                if old.iter().any(|(n, v)| *n == attr && *v == value) {
+                    return Err(err(format!("{attr} '{value}' already exists")));
+                }
+                // One OutgoingUser: a new one replaces the old (spec 6.5).
+                let replace = attr == "OutgoingUser";
+                if replace {
+                    self.iscsi.remove_driver_attr(&attr, None);
+                }
+                if let Err(e) = self.iscsi.set_driver_attr(&attr, &value) {
+                    if replace {
+                        for (n, v) in old.iter().filter(|(n, _)| *n == attr) {
+                            let _ = self.iscsi.set_driver_attr(n, v);
+                        }
+                    }
+                    return Err(err(e));
+                }
+                log::info!("driver {DRIVER}: {attr} added");
+                Ok(())
+            }
+            MgmtCommand::DelAttribute { attr, value } => {
+                if self.iscsi.remove_driver_attr(&attr, Some(&value)) == 0 {
+                    return Err(err(format!("no {attr} '{value}' to delete")));
+                }
+                log::info!("driver {DRIVER}: {attr} deleted");
+                Ok(())
+            }
+            MgmtCommand::AddTargetAttribute {
+                target,
+                attr,
+                value,
+            } => {
+                let t = self
+                    .scst
+                    .target(DRIVER, &target)
+                    .ok_or_else(|| err(format!("target '{target}' does not exist")))?;
+                if !TARGET_DYN_ATTRS.contains(&attr.as_str()) {
+                    return Err(err(format!(
+                        "'{attr}' is not a dynamic target attribute ({})",
+                        TARGET_DYN_ATTRS.join(", ")
+                    )));
+                }
+                scst_iscsi::validate_target_attr(&attr, &value)
+                    .map_err(|e| err(format!("target {target}: {e}")))?;
+                let mut attrs = t.attrs.lock();
+                if attrs.iter().any(|(n, v)| *n == attr && *v == value) {
+                    return Err(err(format!(
+                        "target {target}: {attr} '{value}' already exists"
+                    )));
+                }
+                if attr == "OutgoingUser" {
+                    attrs.retain(|(n, _)| *n != attr);
+                }
+                attrs.push((attr.clone(), value));
+                log::info!("target {target}: {attr} added");
+                Ok(())
+            }
+            MgmtCommand::DelTargetAttribute {
+                target,
+                attr,
+                value,
+            } => {
+                let t = self
+                    .scst
+                    .target(DRIVER, &target)
+                    .ok_or_else(|| err(format!("target '{target}' does not exist")))?;
+                let mut attrs = t.attrs.lock();
+                let before = attrs.len();
+                attrs.retain(|(n, v)| !(*n == attr && *v == value));
+                if attrs.len() == before {
+                    return Err(err(format!(
+                        "target {target}: no {attr} '{value}' to delete"
+                    )));
+                }
+                log::info!("target {target}: {attr} deleted");
+                Ok(())
+            }
             _ => Err(TreeError::not_supported(path)),
         }
     }
@@ -541,6 +809,340 @@ impl ScstTree {
     }
 }
 
+impl ScstTree {
+    fn device_group(
+        &self,
+        path: &MgmtPath,
+        dg: &str,
+    ) -> Result<scst_core::DeviceGroupInfo, TreeError> {
+        self.scst
+            .device_groups()
+            .into_iter()
+            .find(|g| g.name == dg)
+            .ok_or_else(|| TreeError::not_found(path))
+    }
+
+    /// `device_groups/...` (spec 2.9).
+    fn read_device_groups(&self, path: &MgmtPath, rest: &[&str]) -> Result<String, TreeError> {
+        if rest == ["mgmt"] {
+            return Ok(command::DEVICE_GROUPS_HELP.to_string());
+        }
+        let [dg, rest @ ..] = rest else {
+            return Err(TreeError::not_found(path));
+        };
+        let g = self.device_group(path, dg)?;
+        match rest {
+            ["devices", "mgmt"] => Ok(command::DG_DEVICES_HELP.to_string()),
+            ["devices", d] if g.devices.iter().any(|x| x == d) => Ok(d.to_string()),
+            ["target_groups", "mgmt"] => Ok(command::TARGET_GROUPS_HELP.to_string()),
+            ["target_groups", tg, rest @ ..] => {
+                let tg = g
+                    .target_groups
+                    .iter()
+                    .find(|t| t.name == *tg)
+                    .ok_or_else(|| TreeError::not_found(path))?;
+                match rest {
+                    ["mgmt"] => Ok(command::TARGET_GROUP_HELP.to_string()),
+                    ["group_id"] => Ok(with_key(tg.group_id.to_string(), true)),
+                    ["preferred"] => Ok(with_key(u8::from(tg.preferred).to_string(), tg.preferred)),
+                    ["state"] => Ok(with_key(tg.state.name().to_string(), true)),
+                    [t, "rel_tgt_id"] => {
+                        let (_, id) = tg
+                            .targets
+                            .iter()
+                            .find(|(n, _)| n == t)
+                            .ok_or_else(|| TreeError::not_found(path))?;
+                        // Only a remote target's id is configuration; a local one
+                        // reports its own live rel_tgt_id.
+                        let remote = self.scst.target(DRIVER, t).is_none();
+                        Ok(with_key(id.to_string(), remote))
+                    }
+                    _ => Err(TreeError::not_found(path)),
+                }
+            }
+            _ => Err(TreeError::not_found(path)),
+        }
+    }
+
+    fn list_device_groups(&self, path: &MgmtPath, rest: &[&str]) -> Result<Vec<String>, TreeError> {
+        let [dg, rest @ ..] = rest else {
+            return Ok(std::iter::once("mgmt".to_string())
+                .chain(
+                    self.scst
+                        .device_groups()
+                        .into_iter()
+                        .map(|g| format!("{}/", g.name)),
+                )
+                .collect());
+        };
+        let g = self.device_group(path, dg)?;
+        match rest {
+            [] => Ok(vec!["devices/".into(), "target_groups/".into()]),
+            ["devices"] => Ok(std::iter::once("mgmt".to_string())
+                .chain(g.devices.iter().cloned())
+                .collect()),
+            ["target_groups"] => Ok(std::iter::once("mgmt".to_string())
+                .chain(g.target_groups.iter().map(|t| format!("{}/", t.name)))
+                .collect()),
+            ["target_groups", tg, rest @ ..] => {
+                let tg = g
+                    .target_groups
+                    .iter()
+                    .find(|t| t.name == *tg)
+                    .ok_or_else(|| TreeError::not_found(path))?;
+                match rest {
+                    [] => Ok(["mgmt", "group_id", "preferred", "state"]
+                        .into_iter()
+                        .map(String::from)
+                        .chain(tg.targets.iter().map(|(n, _)| format!("{n}/")))
+                        .collect()),
+                    [t] if tg.targets.iter().any(|(n, _)| n == t) => Ok(vec!["rel_tgt_id".into()]),
+                    _ => Err(TreeError::not_found(path)),
+                }
+            }
+            _ => Err(TreeError::not_found(path)),
+        }
+    }
+
+    fn write_device_groups(
+        &self,
+        path: &MgmtPath,
+        rest: &[&str],
+        value: &str,
+    ) -> Result<(), TreeError> {
+        let err = |m: String| TreeError(format!("{path}: {m}"));
+        let parse = |file| parse_command(file, value).map_err(|e| err(e.to_string()));
+        let scst = &self.scst;
+        let r = match rest {
+            ["mgmt"] => match parse(MgmtFile::DeviceGroups)? {
+                MgmtCommand::CreateDeviceGroup { name } => scst.create_device_group(&name),
+                MgmtCommand::DelDeviceGroup { name } => scst.delete_device_group(&name),
+                _ => return Err(TreeError::not_supported(path)),
+            },
+            [dg, "devices", "mgmt"] => match parse(MgmtFile::DeviceGroupDevices)? {
+                MgmtCommand::DeviceGroupAddDevice { device } => {
+                    scst.device_group_add_device(dg, &device)
+                }
+                MgmtCommand::DeviceGroupDelDevice { device } => {
+                    scst.device_group_remove_device(dg, &device)
+                }
+                _ => return Err(TreeError::not_supported(path)),
+            },
+            [dg, "target_groups", "mgmt"] => match parse(MgmtFile::TargetGroups)? {
+                MgmtCommand::CreateTargetGroup { name } => scst
+                    .free_target_group_id(dg)
+                    .and_then(|id| scst.create_target_group(dg, &name, id)),
+                MgmtCommand::DelTargetGroup { name } => scst.delete_target_group(dg, &name),
+                _ => return Err(TreeError::not_supported(path)),
+            },
+            [dg, "target_groups", tg, "mgmt"] => match parse(MgmtFile::TargetGroup)? {
+                MgmtCommand::TargetGroupAddTarget { target, rel_tgt_id } => {
+                    scst.target_group_add_target(dg, tg, &target, rel_tgt_id)
+                }
+                MgmtCommand::TargetGroupDelTarget { target } => {
+                    scst.target_group_remove_target(dg, tg, &target)
+                }
+                _ => return Err(TreeError::not_supported(path)),
+            },
+            [dg, "target_groups", tg, "group_id"] => {
+                let id = value
+                    .trim()
+                    .parse::<u16>()
+                    .map_err(|_| err(format!("'{}' is not 1..65535", value.trim())))?;
+                scst.set_target_group_id(dg, tg, id)
+            }
+            [dg, "target_groups", tg, "preferred"] => {
+                scst.set_target_group_preferred(dg, tg, bool01(path, value)?)
+            }
+            [dg, "target_groups", tg, "state"] => scst_core::AluaState::from_name(value.trim())
+                .and_then(|st| scst.set_target_group_state(dg, tg, st)),
+            [dg, "target_groups", tg, t, "rel_tgt_id"] => {
+                let id = value
+                    .trim()
+                    .parse::<u16>()
+                    .map_err(|_| err(format!("'{}' is not 1..65535", value.trim())))?;
+                scst.set_target_group_member_rel_tgt_id(dg, tg, t, id)
+            }
+            _ => {
+                return match self.read(path) {
+                    Ok(_) => Err(TreeError::not_supported(path)),
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        r.map_err(|e| err(e.to_string()))
+    }
+
+    fn write_driver_attr(&self, path: &MgmtPath, attr: &str, value: &str) -> Result<(), TreeError> {
+        let err = |m: String| TreeError(format!("{path}: {m}"));
+        if DRIVER_DYN_ATTRS
+            .iter()
+            .any(|a| attr.trim_end_matches(|c: char| c.is_ascii_digit()) == *a)
+        {
+            return Err(err(format!(
+                "{attr} is changed with add_attribute/del_attribute on targets/{DRIVER}/mgmt"
+            )));
+        }
+        if !DRIVER_PARAMS.contains(&attr) {
+            return match self.read(path) {
+                Ok(_) => Err(TreeError::not_supported(path)),
+                Err(e) => Err(e),
+            };
+        }
+        let value = value.trim();
+        let old = self.iscsi.driver_attrs();
+        self.iscsi.remove_driver_attr(attr, None);
+        if value.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.iscsi.set_driver_attr(attr, value) {
+            for (n, v) in old.iter().filter(|(n, _)| n == attr) {
+                let _ = self.iscsi.set_driver_attr(n, v);
+            }
+            return Err(err(e));
+        }
+        log::info!("driver {DRIVER}: {attr} set");
+        Ok(())
+    }
+
+    fn write_target_attr(
+        &self,
+        path: &MgmtPath,
+        t: &Target,
+        rest: &[&str],
+        value: &str,
+    ) -> Result<(), TreeError> {
+        let err = |m: String| TreeError(format!("{path}: {m}"));
+        let v = value.trim();
+        match rest {
+            ["addr_method"] => {
+                *t.addr_method.lock() = parse_addr_method(path, v)?;
+                Ok(())
+            }
+            ["ini_groups", g, "addr_method"] => {
+                let m = parse_addr_method(path, v)?;
+                let mut acl = t.acl.lock();
+                acl.group_mut(g)
+                    .map_err(|_| TreeError::not_found(path))?
+                    .addr_method = Some(m);
+                Ok(())
+            }
+            ["sessions", s, "force_close"] => {
+                let (_, sess) = session_names(t)
+                    .into_iter()
+                    .find(|(n, _)| n == s)
+                    .ok_or_else(|| TreeError::not_found(path))?;
+                log::info!("target {}: closing session {s}", t.name);
+                sess.events().close();
+                Ok(())
+            }
+            [attr] if target_param_default(attr).is_some() => {
+                if v == ":default:" {
+                    set_single_attr(t, attr, None);
+                } else {
+                    scst_iscsi::validate_target_attr(attr, v)
+                        .map_err(|e| err(format!("target {}: {e}", t.name)))?;
+                    set_single_attr(t, attr, Some(v));
+                }
+                log::info!("target {}: {attr} set (new sessions)", t.name);
+                Ok(())
+            }
+            [attr]
+                if TARGET_DYN_ATTRS
+                    .iter()
+                    .any(|a| attr.trim_end_matches(|c: char| c.is_ascii_digit()) == *a) =>
+            {
+                Err(err(format!(
+                    "{attr} is changed with add_target_attribute/del_target_attribute on \
+                     targets/{DRIVER}/mgmt"
+                )))
+            }
+            _ => match self.read(path) {
+                // It exists: writing it just is not possible yet.
+                Ok(_) => Err(TreeError::not_supported(path)),
+                Err(e) => Err(e),
+            },
+        }
+    }
+
+    fn write_inner(&self, path: &MgmtPath, value: &str) -> Result<(), TreeError> {
+        let parts = path.components();
+        let parts = self.resolve(&parts);
+        match parts.as_slice() {
+            ["handlers", h, "mgmt"] if Self::handler_exists(h) => {
+                self.write_handler_mgmt(path, h, value)
+            }
+            ["devices", d, "pr_state"] => {
+                let d = self.device(path, d)?;
+                d.import_pr_state(value)
+                    .map_err(|e| TreeError(format!("{path}: {e}")))
+            }
+            ["devices", d, attr] => {
+                let d = self.device(path, d)?;
+                if !matches!(*attr, "handler" | "type")
+                    && d.dev.attributes().iter().any(|(n, _, _)| n == attr)
+                {
+                    self.scst
+                        .set_device_attr(d.name(), attr, value.trim_end_matches('\n'))
+                        .map(|effect| log::info!("device {}: {attr} set ({effect:?})", d.name()))
+                        .map_err(|e| TreeError(format!("{path}: {e}")))
+                } else {
+                    Err(TreeError(format!("{path}: no such writable attribute")))
+                }
+            }
+            ["async_lun_replace"] => {
+                self.scst.set_async_lun_replace(bool01(path, value)?);
+                Ok(())
+            }
+            ["device_groups", rest @ ..] => self.write_device_groups(path, rest, value),
+            ["targets", DRIVER, "mgmt"] => self.write_driver_mgmt(path, value),
+            ["targets", DRIVER, "enabled"] => {
+                self.iscsi.set_enabled(bool01(path, value)?);
+                Ok(())
+            }
+            ["targets", DRIVER, limit @ ("login_timeout" | "max_open_connections")] => self
+                .iscsi
+                .set_driver_attr(limit, value.trim())
+                .map_err(|e| TreeError(format!("{path}: {e}"))),
+            ["targets", DRIVER, attr] if self.scst.target(DRIVER, attr).is_none() => {
+                self.write_driver_attr(path, attr, value)
+            }
+            ["targets", DRIVER, t, rest @ ..] => {
+                let target = self.target(path, t)?;
+                match rest {
+                    ["enabled"] => {
+                        target.set_enabled(bool01(path, value)?);
+                        log::info!("target {t}: enabled={}", u8::from(target.enabled()));
+                        Ok(())
+                    }
+                    ["rel_tgt_id"] => {
+                        let id = value
+                            .trim()
+                            .parse::<u16>()
+                            .map_err(|_| TreeError(format!("{path}: '{value}' is not 1..65535")))?;
+                        self.scst
+                            .set_rel_tgt_id(&target, id)
+                            .map_err(|e| TreeError(format!("{path}: {e}")))
+                    }
+                    ["luns", "mgmt"] => self.write_luns_mgmt(path, &target, None, value),
+                    ["ini_groups", "mgmt"] => self.write_ini_groups_mgmt(path, &target, value),
+                    ["ini_groups", g, "luns", "mgmt"] => {
+                        self.write_luns_mgmt(path, &target, Some(g), value)
+                    }
+                    ["ini_groups", g, "initiators", "mgmt"] => {
+                        self.write_initiators_mgmt(path, &target, g, value)
+                    }
+                    _ => self.write_target_attr(path, &target, rest, value),
+                }
+            }
+            _ => match self.read(path) {
+                Ok(_) => Err(TreeError::not_supported(path)),
+                Err(e) => Err(e),
+            },
+        }
+    }
+}
+
 impl MgmtTree for ScstTree {
     fn read(&self, path: &MgmtPath) -> Result<String, TreeError> {
         let parts = path.components();
@@ -555,6 +1157,8 @@ impl MgmtTree for ScstTree {
                 let on = self.scst.async_lun_replace();
                 Ok(with_key(u8::from(on).to_string(), on))
             }
+            ["last_sysfs_mgmt_res"] => Ok(self.last_result.load(Ordering::Relaxed).to_string()),
+            ["device_groups", rest @ ..] => self.read_device_groups(path, rest),
             ["handlers", h, file] if Self::handler_exists(h) => match *file {
                 "mgmt" => Ok(command::handler_help(scst_vdisk::creation_params(h), &[])),
                 "type" => Ok(type_text(if *h == "vcdrom" { 5 } else { 0 })),
@@ -565,6 +1169,7 @@ impl MgmtTree for ScstTree {
                 match *attr {
                     "handler" => Ok(d.dev.handler_name().to_string()),
                     "type" => Ok(type_text(d.dev.scsi_type())),
+                    "pr_state" => Ok(d.pr_state_text()),
                     _ => d
                         .dev
                         .attributes()
@@ -583,10 +1188,36 @@ impl MgmtTree for ScstTree {
                 let on = self.iscsi.enabled();
                 Ok(with_key(u8::from(on).to_string(), on))
             }
+            // Connection limits (set in scst.conf) and live counters that show leaks.
+            ["targets", DRIVER, "login_timeout"] => {
+                let v = self.iscsi.login_timeout().as_secs();
+                let key = v != scst_iscsi::DEFAULT_LOGIN_TIMEOUT as u64;
+                Ok(with_key(v.to_string(), key))
+            }
+            ["targets", DRIVER, "max_open_connections"] => {
+                let v = self.iscsi.max_open_connections();
+                let key = v != scst_iscsi::DEFAULT_MAX_OPEN_CONNECTIONS;
+                Ok(with_key(v.to_string(), key))
+            }
+            ["targets", DRIVER, "open_connections"] => {
+                Ok(self.iscsi.open_connections().to_string())
+            }
+            ["targets", DRIVER, "active_commands"] => Ok(self.iscsi.active_commands().to_string()),
+            ["targets", DRIVER, "data_buffer_bytes"] => {
+                Ok(self.iscsi.data_buffer_bytes().to_string())
+            }
+            ["active_sessions"] => Ok(scst_core::session::live_counts().0.to_string()),
+            ["active_tgt_devs"] => Ok(scst_core::session::live_counts().1.to_string()),
             ["targets", DRIVER, t, rest @ ..] if !rest.is_empty() => {
                 let target = self.target(path, t)?;
                 self.read_target(path, &target, rest)
             }
+            ["targets", DRIVER, attr] => instance_names(&self.iscsi.driver_attrs())
+                .into_iter()
+                .find(|(n, _)| n == attr)
+                // Driver attributes only exist when configured: always saved.
+                .map(|(_, v)| with_key(v, true))
+                .ok_or_else(|| TreeError::not_found(path)),
             _ => Err(TreeError::not_found(path)),
         }
     }
@@ -600,9 +1231,13 @@ impl MgmtTree for ScstTree {
                 "version",
                 "setup_id",
                 "async_lun_replace",
+                "last_sysfs_mgmt_res",
+                "active_sessions",
+                "active_tgt_devs",
                 "handlers/",
                 "devices/",
                 "targets/",
+                "device_groups/",
             ]
             .map(String::from)
             .to_vec()),
@@ -634,11 +1269,27 @@ impl MgmtTree for ScstTree {
                 let d = self.device(path, d)?;
                 let mut v = vec!["handler".to_string(), "type".to_string()];
                 v.extend(d.dev.attributes().into_iter().map(|(n, _, _)| n));
+                v.push("pr_state".to_string());
                 Ok(v)
             }
             ["targets"] => Ok(vec![format!("{DRIVER}/")]),
             ["targets", DRIVER] => {
                 let mut v = vec!["mgmt".to_string(), "enabled".to_string()];
+                v.extend(
+                    [
+                        "login_timeout",
+                        "max_open_connections",
+                        "open_connections",
+                        "active_commands",
+                        "data_buffer_bytes",
+                    ]
+                    .map(String::from),
+                );
+                v.extend(
+                    instance_names(&self.iscsi.driver_attrs())
+                        .into_iter()
+                        .map(|(n, _)| n),
+                );
                 v.extend(
                     self.scst
                         .targets(DRIVER)
@@ -651,76 +1302,19 @@ impl MgmtTree for ScstTree {
                 let target = self.target(path, t)?;
                 self.list_target(path, &target, rest)
             }
+            ["device_groups", rest @ ..] => self.list_device_groups(path, rest),
             _ => Err(TreeError::not_found(path)),
         }
     }
 
     fn write(&self, path: &MgmtPath, value: &str) -> Result<(), TreeError> {
-        let parts = path.components();
-        let parts = self.resolve(&parts);
-        match parts.as_slice() {
-            ["handlers", h, "mgmt"] if Self::handler_exists(h) => {
-                self.write_handler_mgmt(path, h, value)
-            }
-            ["devices", d, attr] => {
-                let d = self.device(path, d)?;
-                if !matches!(*attr, "handler" | "type")
-                    && d.dev.attributes().iter().any(|(n, _, _)| n == attr)
-                {
-                    self.scst
-                        .set_device_attr(d.name(), attr, value.trim_end_matches('\n'))
-                        .map(|effect| log::info!("device {}: {attr} set ({effect:?})", d.name()))
-                        .map_err(|e| TreeError(format!("{path}: {e}")))
-                } else {
-                    Err(TreeError(format!("{path}: no such writable attribute")))
-                }
-            }
-            ["async_lun_replace"] => {
-                self.scst.set_async_lun_replace(bool01(path, value)?);
-                Ok(())
-            }
-            ["targets", DRIVER, "mgmt"] => self.write_driver_mgmt(path, value),
-            ["targets", DRIVER, "enabled"] => {
-                self.iscsi.set_enabled(bool01(path, value)?);
-                Ok(())
-            }
-            ["targets", DRIVER, t, rest @ ..] => {
-                let target = self.target(path, t)?;
-                match rest {
-                    ["enabled"] => {
-                        target.set_enabled(bool01(path, value)?);
-                        log::info!("target {t}: enabled={}", u8::from(target.enabled()));
-                        Ok(())
-                    }
-                    ["rel_tgt_id"] => {
-                        let id = value
-                            .trim()
-                            .parse::<u16>()
-                            .map_err(|_| TreeError(format!("{path}: '{value}' is not 1..65535")))?;
-                        self.scst
-                            .set_rel_tgt_id(&target, id)
-                            .map_err(|e| TreeError(format!("{path}: {e}")))
-                    }
-                    ["luns", "mgmt"] => self.write_luns_mgmt(path, &target, None, value),
-                    ["ini_groups", "mgmt"] => self.write_ini_groups_mgmt(path, &target, value),
-                    ["ini_groups", g, "luns", "mgmt"] => {
-                        self.write_luns_mgmt(path, &target, Some(g), value)
-                    }
-                    ["ini_groups", g, "initiators", "mgmt"] => {
-                        self.write_initiators_mgmt(path, &target, g, value)
-                    }
-                    _ => match self.read(path) {
-                        // It exists: writing it just is not possible yet.
-                        Ok(_) => Err(TreeError::not_supported(path)),
-                        Err(e) => Err(e),
-                    },
-                }
-            }
-            _ => match self.read(path) {
-                Ok(_) => Err(TreeError::not_supported(path)),
-                Err(e) => Err(e),
-            },
-        }
+        let r = self.write_inner(path, value);
+        let code = match &r {
+            Ok(()) => 0,
+            Err(e) => errno_of(e),
+        };
+        self.last_result.store(code, Ordering::Relaxed);
+        r
     }
 }
 
@@ -728,14 +1322,220 @@ impl MgmtTree for ScstTree {
 mod tests {
     use super::*;
 
+    #[test]
+    fn dynamic_attributes_and_parameters() {
+        let t = tree();
+        let drv = p("targets/iscsi/mgmt");
+        t.write(&drv, "add_attribute IncomingUser joe 12charsecret")
+            .unwrap();
+        t.write(&drv, "add_attribute IncomingUser ann 12charsecre2")
+            .unwrap();
+        assert!(t
+            .write(&drv, "add_attribute IncomingUser joe 12charsecret")
+            .unwrap_err()
+            .0
+            .contains("already exists"));
+        // The driver's own validator refuses short secrets.
+        assert!(t
+            .write(&drv, "add_attribute IncomingUser bob short")
+            .is_err());
+        assert!(t.write(&drv, "add_attribute tid 3").is_err());
+        let l = t.list(&p("targets/iscsi")).unwrap();
+        assert!(
+            l.contains(&"IncomingUser".into()) && l.contains(&"IncomingUser1".into()),
+            "{l:?}"
+        );
+        assert_eq!(
+            t.read(&p("targets/iscsi/IncomingUser1")).unwrap(),
+            "ann 12charsecre2\n[key]"
+        );
+        assert_eq!(
+            t.iscsi.driver_attrs(),
+            vec![
+                ("IncomingUser".to_string(), "joe 12charsecret".to_string()),
+                ("IncomingUser".to_string(), "ann 12charsecre2".to_string())
+            ]
+        );
+        t.write(&drv, "del_attribute IncomingUser joe 12charsecret")
+            .unwrap();
+        assert!(t
+            .write(&drv, "del_attribute IncomingUser joe 12charsecret")
+            .is_err());
+        t.write(&p("targets/iscsi/iSNSServer"), "192.0.2.1")
+            .unwrap();
+        assert_eq!(
+            t.read(&p("targets/iscsi/iSNSServer")).unwrap(),
+            "192.0.2.1\n[key]"
+        );
+        t.write(&p("targets/iscsi/iSNSServer"), "").unwrap();
+        assert!(t.read(&p("targets/iscsi/iSNSServer")).is_err());
+
+        t.write(
+            &drv,
+            "add_target iqn.x:t QueuedCommands=16; addr_method=LUN",
+        )
+        .unwrap();
+        let tgt = t.scst.target("iscsi", "iqn.x:t").unwrap();
+        assert_eq!(
+            t.read(&p("targets/iscsi/iqn.x:t/QueuedCommands")).unwrap(),
+            "16\n[key]"
+        );
+        assert_eq!(
+            t.read(&p("targets/iscsi/iqn.x:t/addr_method")).unwrap(),
+            "LUN\n[key]"
+        );
+        t.write(&drv, "add_target_attribute iqn.x:t allowed_portal 10.0.0.*")
+            .unwrap();
+        t.write(&drv, "add_target_attribute iqn.x:t allowed_portal !*")
+            .unwrap();
+        t.write(
+            &drv,
+            "add_target_attribute iqn.x:t OutgoingUser tgt 12charsecret",
+        )
+        .unwrap();
+        t.write(
+            &drv,
+            "add_target_attribute iqn.x:t OutgoingUser tgt2 12charsecret",
+        )
+        .unwrap();
+        assert_eq!(
+            tgt.attr_values("allowed_portal"),
+            vec!["10.0.0.*".to_string(), "!*".to_string()]
+        );
+        assert_eq!(
+            tgt.attr_values("OutgoingUser"),
+            vec!["tgt2 12charsecret".to_string()]
+        );
+        assert_eq!(
+            t.read(&p("targets/iscsi/iqn.x:t/allowed_portal1")).unwrap(),
+            "!*\n[key]"
+        );
+        t.write(&drv, "del_target_attribute iqn.x:t allowed_portal !*")
+            .unwrap();
+        assert!(t
+            .write(&drv, "add_target_attribute iqn.x:nope allowed_portal x")
+            .unwrap_err()
+            .0
+            .contains("does not exist"));
+        assert!(t
+            .write(&p("targets/iscsi/iqn.x:t/allowed_portal"), "x")
+            .unwrap_err()
+            .0
+            .contains("add_target_attribute"));
+
+        // Parameters: defaults, validated writes, :default:.
+        let mrdsl = p("targets/iscsi/iqn.x:t/MaxRecvDataSegmentLength");
+        assert_eq!(t.read(&mrdsl).unwrap(), "1048576");
+        t.write(&mrdsl, "65536").unwrap();
+        assert_eq!(t.read(&mrdsl).unwrap(), "65536\n[key]");
+        assert_eq!(
+            tgt.attr("MaxRecvDataSegmentLength").as_deref(),
+            Some("65536")
+        );
+        assert!(t.write(&mrdsl, "100").is_err());
+        assert_eq!(t.read(&mrdsl).unwrap(), "65536\n[key]");
+        t.write(&mrdsl, ":default:").unwrap();
+        assert_eq!(t.read(&mrdsl).unwrap(), "1048576");
+        assert!(t
+            .write(&p("targets/iscsi/iqn.x:t/HeaderDigest"), "MD5")
+            .is_err());
+    }
+
+    #[test]
+    fn device_groups_through_the_tree() {
+        let t = tree();
+        t.write(&p("handlers/vdisk_nullio/mgmt"), "add_device d1")
+            .unwrap();
+        t.write(&p("targets/iscsi/mgmt"), "add_target iqn.x:a")
+            .unwrap();
+        t.write(&p("device_groups/mgmt"), "create dg").unwrap();
+        t.write(&p("device_groups/dg/devices/mgmt"), "add d1")
+            .unwrap();
+        let tgs = p("device_groups/dg/target_groups/mgmt");
+        t.write(&tgs, "create local").unwrap();
+        t.write(&tgs, "create remote").unwrap();
+        t.write(&p("device_groups/dg/target_groups/remote/group_id"), "7")
+            .unwrap();
+        t.write(
+            &p("device_groups/dg/target_groups/local/mgmt"),
+            "add iqn.x:a",
+        )
+        .unwrap();
+        // A remote target needs its rel_tgt_id before it can be a member.
+        assert!(t
+            .write(
+                &p("device_groups/dg/target_groups/remote/mgmt"),
+                "add iqn.x:b"
+            )
+            .is_err());
+        t.write(
+            &p("device_groups/dg/target_groups/remote/mgmt"),
+            "add iqn.x:b rel_tgt_id=9",
+        )
+        .unwrap();
+        t.write(
+            &p("device_groups/dg/target_groups/remote/iqn.x:b/rel_tgt_id"),
+            "10",
+        )
+        .unwrap();
+        assert_eq!(
+            t.read(&p(
+                "device_groups/dg/target_groups/remote/iqn.x:b/rel_tgt_id"
+            ))
+            .unwrap(),
+            "10\n[key]"
+        );
+        t.write(&p("device_groups/dg/target_groups/local/state"), "standby")
+            .unwrap();
+        t.write(&p("device_groups/dg/target_groups/local/preferred"), "1")
+            .unwrap();
+        assert!(t
+            .write(&p("device_groups/dg/target_groups/local/state"), "sleepy")
+            .is_err());
+        assert_eq!(t.list(&p("device_groups")).unwrap(), vec!["mgmt", "dg/"]);
+        assert_eq!(
+            t.list(&p("device_groups/dg/devices")).unwrap(),
+            vec!["mgmt", "d1"]
+        );
+        assert_eq!(
+            t.list(&p("device_groups/dg/target_groups/local")).unwrap(),
+            vec!["mgmt", "group_id", "preferred", "state", "iqn.x:a/"]
+        );
+        let rd = |s: &str| t.read(&p(s)).unwrap();
+        assert_eq!(
+            rd("device_groups/dg/target_groups/local/group_id"),
+            "1\n[key]"
+        );
+        assert_eq!(
+            rd("device_groups/dg/target_groups/remote/group_id"),
+            "7\n[key]"
+        );
+        assert_eq!(
+            rd("device_groups/dg/target_groups/local/state"),
+            "standby\n[key]"
+        );
+        assert_eq!(
+            rd("device_groups/dg/target_groups/local/preferred"),
+            "1\n[key]"
+        );
+        let rel = rd("device_groups/dg/target_groups/local/iqn.x:a/rel_tgt_id");
+        assert_eq!(rel, "1", "a local member's id is its live one, not saved");
+        t.write(
+            &p("device_groups/dg/target_groups/local/mgmt"),
+            "del iqn.x:a",
+        )
+        .unwrap();
+        t.write(&tgs, "del remote").unwrap();
+        t.write(&p("device_groups/dg/devices/mgmt"), "del d1")
+            .unwrap();
+        t.write(&p("device_groups/mgmt"), "del dg").unwrap();
+        assert_eq!(t.list(&p("device_groups")).unwrap(), vec!["mgmt"]);
+    }
+
     fn tree() -> ScstTree {
         let scst = Scst::new(1);
         let iscsi = IscsiDriver::new(scst.clone());
-        ScstTree {
-            scst,
-            iscsi,
-            setup_id: 0,
-        }
+        ScstTree::new(scst, iscsi, 0)
     }
 
     fn p(s: &str) -> MgmtPath {
@@ -793,20 +1593,27 @@ mod tests {
         let t = tree();
         t.write(&p("targets/iscsi/mgmt"), "add_target t").unwrap();
         assert_eq!(
-            t.write(&p("targets/iscsi/mgmt"), "add_attribute IncomingUser u p")
+            t.write(&p("handlers/vdisk_nullio/mgmt"), "add_attribute a b")
                 .unwrap_err()
                 .0,
-            "targets/iscsi/mgmt: not supported yet"
+            "handlers/vdisk_nullio/mgmt: not supported yet"
         );
+        assert_eq!(t.read(&p("last_sysfs_mgmt_res")).unwrap(), "-38");
         assert_eq!(
             t.write(&p("targets/iscsi/t/rel_tgt_id"), "").unwrap_err().0,
             "targets/iscsi/t/rel_tgt_id: '' is not 1..65535"
         );
+        assert!(t
+            .write(&p("targets/iscsi/t/addr_method"), "SIDEWAYS")
+            .unwrap_err()
+            .0
+            .contains("PERIPHERAL, FLAT or LUN"));
+        assert_eq!(t.read(&p("last_sysfs_mgmt_res")).unwrap(), "-22");
+        t.write(&p("targets/iscsi/t/addr_method"), "flat").unwrap();
+        assert_eq!(t.read(&p("last_sysfs_mgmt_res")).unwrap(), "0");
         assert_eq!(
-            t.write(&p("targets/iscsi/t/addr_method"), "FLAT")
-                .unwrap_err()
-                .0,
-            "targets/iscsi/t/addr_method: not supported yet"
+            t.read(&p("targets/iscsi/t/addr_method")).unwrap(),
+            "FLAT\n[key]"
         );
         assert!(t.read(&p("nope")).unwrap_err().0.contains("no such"));
         assert!(t
@@ -901,9 +1708,10 @@ mod tests {
         t.write(&p("targets/iscsi/mgmt"), "del_target t").unwrap();
         assert!(lerr(t.write(&p("targets/iscsi/mgmt"), "del_target t"))
             .contains("target 'iscsi/t' does not exist"));
-        assert_eq!(
-            t.list(&p("targets/iscsi")).unwrap(),
-            vec!["mgmt", "enabled"]
-        );
+        assert!(!t
+            .list(&p("targets/iscsi"))
+            .unwrap()
+            .iter()
+            .any(|e| e.ends_with('/')));
     }
 }

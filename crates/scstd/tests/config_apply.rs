@@ -210,3 +210,157 @@ fn force_removes_what_the_file_lacks_and_additive_leaves_it() {
     );
     assert!(again.starts_with("0 change(s)"), "{again}");
 }
+
+const T2: &str = "iqn.2026-11.rs.scst:alua";
+
+/// Config Y: driver and target dynamic attributes, target parameters, a group
+/// attribute and an ALUA device group with a local and a remote target group.
+fn config_y(dev1_blocksize: u32, queued: u32, second_user: bool) -> String {
+    let user2 = if second_user {
+        "\t\tIncomingUser \"lin 12charsecretC\"\n"
+    } else {
+        ""
+    };
+    format!(
+        "HANDLER vdisk_nullio {{\n\tDEVICE dev1 {{\n\t\tblocksize {dev1_blocksize}\n\t}}\n\
+         \tDEVICE dev2\n}}\n\
+         TARGET_DRIVER iscsi {{\n\tenabled 1\n\tIncomingUser \"disc 12charsecretA\"\n\
+         \tTARGET {T2} {{\n\t\tenabled 1\n\t\trel_tgt_id 3\n\t\taddr_method FLAT\n\
+         \t\tQueuedCommands {queued}\n\t\tIncomingUser \"esx 12charsecretB\"\n{user2}\
+         \t\tallowed_portal 127.0.0.1\n\t\tLUN 0 dev1\n\
+         \t\tGROUP g {{\n\t\t\taddr_method LUN\n\t\t\tLUN 0 dev2\n\
+         \t\t\tINITIATOR iqn.2026-11.rs.scst:g*\n\t\t}}\n\t}}\n}}\n\
+         DEVICE_GROUP dg {{\n\tDEVICE dev1\n\
+         \tTARGET_GROUP local {{\n\t\tgroup_id 101\n\t\tpreferred 1\n\t\tstate active\n\
+         \t\tTARGET {T2}\n\t}}\n\
+         \tTARGET_GROUP remote {{\n\t\tgroup_id 102\n\t\tstate nonoptimized\n\
+         \t\tTARGET iqn.2026-11.rs.scst:peer {{\n\t\t\trel_tgt_id 2\n\t\t}}\n\t}}\n}}\n"
+    )
+}
+
+#[test]
+fn alua_and_dynamic_attributes_through_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let y = dir.path().join("y.conf");
+    std::fs::write(&y, config_y(512, 64, true)).unwrap();
+
+    // Applied at runtime onto an empty daemon == started with the file.
+    let d = empty_daemon(dir.path());
+    admin_ok(&d, &["-config", y.to_str().unwrap()]);
+    let applied = written(&d, dir.path(), "applied.conf");
+    let started = {
+        let d2 = Daemon::start(&y);
+        written(&d2, dir.path(), "started.conf")
+    };
+    assert_eq!(applied, started);
+    for want in [
+        "IncomingUser \"disc 12charsecretA\"",
+        "IncomingUser \"lin 12charsecretC\"",
+        "allowed_portal 127.0.0.1",
+        "QueuedCommands 64",
+        "addr_method FLAT",
+        "addr_method LUN",
+        "DEVICE_GROUP dg",
+        "group_id 102",
+        "state nonoptimized",
+        "rel_tgt_id 2",
+    ] {
+        assert!(applied.contains(want), "{want} missing:\n{applied}");
+    }
+    let again = admin_ok(&d, &["-config", y.to_str().unwrap(), "-force", "-dry_run"]);
+    assert!(again.starts_with("0 change(s)"), "{again}");
+
+    // The ALUA listings.
+    let dg = admin_ok(&d, &["-list_dgrp"]);
+    assert!(
+        dg.contains("dev1") && dg.contains("remote") && dg.contains(T2),
+        "{dg}"
+    );
+    let tg = admin_ok(&d, &["-list_tgrp_attr", "remote", "-dev_group", "dg"]);
+    assert!(tg.contains("nonoptimized"), "{tg}");
+    admin_ok(
+        &d,
+        &[
+            "-set_tgrp_attr",
+            "remote",
+            "-dev_group",
+            "dg",
+            "-attributes",
+            "state=standby",
+        ],
+    );
+    let tg = admin_ok(&d, &["-list_tgrp_attr", "remote", "-dev_group", "dg"]);
+    assert!(tg.contains("standby"), "{tg}");
+
+    // A changed parameter and a dropped account are applied to the running target;
+    // a changed creation parameter (blocksize) needs -force, which re-creates the
+    // device with its LUN and device-group membership.
+    let y2 = dir.path().join("y2.conf");
+    std::fs::write(&y2, config_y(4096, 32, false)).unwrap();
+    let out = admin(&d, &["-config", y2.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("blocksize"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    admin_ok(&d, &["-config", y2.to_str().unwrap(), "-force"]);
+    let forced = written(&d, dir.path(), "forced.conf");
+    assert!(forced.contains("blocksize 4096"), "{forced}");
+    assert!(forced.contains("QueuedCommands 32"), "{forced}");
+    assert!(!forced.contains("lin 12charsecretC"), "{forced}");
+    assert!(forced.contains("LUN 0 dev1"), "{forced}");
+    assert!(forced.contains("\tDEVICE dev1\n"), "still in dg:\n{forced}");
+    let again = admin_ok(&d, &["-config", y2.to_str().unwrap(), "-force", "-dry_run"]);
+    assert!(again.starts_with("0 change(s)"), "{again}");
+
+    // Dynamic attributes by hand.
+    admin_ok(
+        &d,
+        &[
+            "-add_tgt_attr",
+            T2,
+            "-driver",
+            "iscsi",
+            "-attributes",
+            "IncomingUser=joe 12charsecretD",
+        ],
+    );
+    let attrs = admin_ok(&d, &["-list_tgt_attr", T2, "-driver", "iscsi"]);
+    assert!(attrs.contains("joe 12charsecretD"), "{attrs}");
+    admin_ok(
+        &d,
+        &[
+            "-rem_tgt_attr",
+            T2,
+            "-driver",
+            "iscsi",
+            "-attributes",
+            "IncomingUser=joe 12charsecretD",
+        ],
+    );
+    admin_ok(
+        &d,
+        &[
+            "-set_drv_attr",
+            "iscsi",
+            "-attributes",
+            "internal_portal=10.0.0.1",
+        ],
+    );
+    let drv = admin_ok(&d, &["-list_drv_attr", "iscsi"]);
+    assert!(
+        drv.contains("internal_portal") && drv.contains("10.0.0.1"),
+        "{drv}"
+    );
+
+    // -clear_config removes the device group too.
+    admin_ok(&d, &["-clear_config", "-force"]);
+    let cleared = written(&d, dir.path(), "cleared.conf");
+    assert!(!cleared.contains("DEVICE_GROUP"), "{cleared}");
+    assert!(!cleared.contains("HANDLER"), "{cleared}");
+    assert!(
+        !cleared.contains("IncomingUser") && !cleared.contains("internal_portal"),
+        "{cleared}"
+    );
+}

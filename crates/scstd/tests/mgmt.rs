@@ -90,8 +90,8 @@ fn configure_with_scstadmin_then_log_in() {
         err.contains(&format!("targets/iscsi/{TARGET}/luns/mgmt")) && err.contains("LUN '0'"),
         "{err}"
     );
-    // A command SCST has and scst-rs does not yet: said so, non-zero exit.
-    let out = admin(&d, &["-add_dgrp", "dg1"]);
+    // A command SCST has and scst-rs cannot run (Fibre Channel's): said so, non-zero exit.
+    let out = admin(&d, &["-issue_lip"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not supported yet"));
 
@@ -116,13 +116,11 @@ fn configure_with_scstadmin_then_log_in() {
         }
         other => panic!("{other:?}"),
     }
-    match c.write(
-        "targets/iscsi/mgmt",
-        "add_attribute IncomingUser u secretsecret",
-    ) {
-        Err(ClientError::Remote(m)) => assert_eq!(m, "targets/iscsi/mgmt: not supported yet"),
+    match c.write("targets/iscsi/mgmt", "add_device_attribute d a v") {
+        Err(ClientError::Remote(m)) => assert!(m.contains("unknown command"), "{m}"),
         other => panic!("{other:?}"),
     }
+    assert_eq!(c.read("last_sysfs_mgmt_res").unwrap(), "-22");
 
     // -write_config saves what was configured, in scst.conf's grammar.
     let saved = _dir.path().join("saved.conf");
@@ -431,6 +429,42 @@ fn live_reconfiguration_with_scstadmin() {
     let devs = admin_ok(&d, &["-list_device"]);
     assert!(!devs.contains("nulla") && !devs.contains("nullb"), "{devs}");
     assert_eq!(c.list("devices").unwrap(), Vec::<String>::new());
-    assert_eq!(c.list("targets/iscsi").unwrap(), vec!["mgmt", "enabled"]);
+    // No target directory is left (the driver's own files stay).
+    let left = c.list("targets/iscsi").unwrap();
+    assert!(!left.iter().any(|e| e.ends_with('/')), "{left:?}");
     assert_eq!(d.stop(), Some(0));
+}
+
+/// Another user is refused even when the socket's mode would let it in: the daemon
+/// checks the peer's credentials (SO_PEERCRED) on accept.
+#[test]
+fn other_users_are_refused() {
+    // SAFETY: geteuid(2) has no preconditions.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "this test runs as root");
+    let (_dir, d) = empty_daemon();
+    // Open the way through the file system so that only the credential check is left.
+    let sock_dir = d.mgmt_socket.parent().unwrap();
+    std::fs::set_permissions(sock_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&d.mgmt_socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+
+    let out = {
+        use std::os::unix::process::CommandExt;
+        std::process::Command::new(common::scstadmin())
+            .arg("-socket")
+            .arg(&d.mgmt_socket)
+            .arg("-list_handler")
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .expect("run scstadmin as nobody")
+    };
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "nobody was let in: {err}");
+    assert!(
+        err.contains("permission denied: uid 65534 may not manage scstd"),
+        "{err}"
+    );
+    // Root still gets in, and the daemon logged the refusal.
+    admin_ok(&d, &["-list_handler"]);
+    assert!(d.log().contains("uid 65534"), "{}", d.log());
 }

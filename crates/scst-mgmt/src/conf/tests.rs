@@ -387,8 +387,12 @@ fn validation_errors() {
         "OutgoingUser \"a 123456789012\"\nOutgoingUser \"c 123456789012\""
     ))
     .contains("'OutgoingUser' given more than once"));
-    assert!(invalid(&in_target("IncomingUser \"joe secret\""))
-        .contains("'IncomingUser' value 'joe secret' has a CHAP secret shorter than 12 bytes"));
+    let short = invalid(&in_target("IncomingUser \"joe s3cr3t\""));
+    assert!(short.contains("'IncomingUser' for user 'joe' has a CHAP secret shorter than 12 bytes"));
+    assert!(
+        !short.contains("s3cr3t"),
+        "the secret is never shown: {short}"
+    );
     assert!(invalid(&in_target("HW_TARGET")).contains("TARGET t (iscsi): HW_TARGET is not valid"));
     assert!(invalid(&in_target("GROUP g {\nper_sess_dedicated_tgt_threads 2\n}"))
         .contains("GROUP g of TARGET t (iscsi): attribute 'per_sess_dedicated_tgt_threads' value '2' must be 0 or 1"));

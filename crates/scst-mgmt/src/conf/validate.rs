@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use super::ast::*;
 use super::ConfError;
-use crate::attrs::{self, Access, AttrInfo, Support};
+use crate::attrs::{self, Access, AttrInfo, Support, ValueKind};
 
 /// First problem of [`problems`], if any.
 pub fn validate(conf: &ScstConf) -> Result<(), ConfError> {
@@ -220,9 +220,17 @@ fn check_attrs(
             continue;
         }
         if let Err(why) = info.check_value(&a.value) {
+            // A CHAP account's value holds its secret: name the user, never the secret.
+            let shown = match info.kind {
+                ValueKind::ChapAccount => match a.value.split_whitespace().next() {
+                    Some(user) => format!("for user '{user}'"),
+                    None => "(empty)".to_string(),
+                },
+                _ => format!("value '{}'", a.value),
+            };
             out.push(ConfError::new(
                 a.line,
-                format!("{ctx}: attribute '{}' value '{}' {why}", a.name, a.value),
+                format!("{ctx}: attribute '{}' {shown} {why}", a.name),
             ));
         }
         if !info.multi {
