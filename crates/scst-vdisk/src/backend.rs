@@ -150,6 +150,29 @@ pub struct FileBackend {
     nowait_write: AtomicBool,
     /// RWF_DSYNC works on this file (else write + fdatasync).
     dsync_flag: AtomicBool,
+    /// A regular file on tmpfs or ramfs: its page cache is the medium, so a transfer
+    /// is a memory copy that never waits for a device, and runs inline even where the
+    /// filesystem lacks RWF_NOWAIT (tmpfs does).
+    memory_backed: bool,
+}
+
+/// Whether `file` is a regular file whose filesystem keeps its data in memory only.
+/// A device node lives on devtmpfs, which reports tmpfs's magic: hence the regular
+/// file check.
+fn is_memory_backed(file: &File) -> bool {
+    const TMPFS_MAGIC: i64 = 0x0102_1994;
+    const RAMFS_MAGIC: i64 = 0x8584_58f6;
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return false;
+    }
+    // SAFETY: fstatfs fills the zeroed struct for an open fd; nothing else is touched.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstatfs(file.as_raw_fd(), &mut st) } != 0 {
+        return false;
+    }
+    #[allow(clippy::unnecessary_cast)] // f_type's width differs between architectures.
+    let magic = st.f_type as i64;
+    magic == TMPFS_MAGIC || magic == RAMFS_MAGIC
 }
 
 impl FileBackend {
@@ -183,9 +206,11 @@ impl FileBackend {
         };
         // Seeking works for regular files and block devices alike.
         let size = (&file).seek(SeekFrom::End(0))?;
+        let memory_backed = !direct && is_memory_backed(&file);
         let backend = FileBackend {
             file,
             direct,
+            memory_backed,
             inline_io: inline_io && !direct,
             nowait_read: AtomicBool::new(true),
             nowait_write: AtomicBool::new(true),
@@ -226,6 +251,9 @@ impl FileBackend {
 
     /// Page-cache read that never blocks: None when the data is not all cached.
     fn read_nowait(&self, buf: &mut [u8], off: u64) -> IoOutcome {
+        if self.memory_backed {
+            return Some(self.file.read_exact_at(buf, off));
+        }
         if !self.nowait_read.load(Ordering::Relaxed) {
             return None;
         }
@@ -245,6 +273,9 @@ impl FileBackend {
     /// Page-cache write that never blocks. A partial write is finished by the blocking
     /// re-run, which rewrites the same bytes.
     fn write_nowait(&self, buf: &[u8], off: u64) -> IoOutcome {
+        if self.memory_backed {
+            return Some(self.file.write_all_at(buf, off));
+        }
         if !self.nowait_write.load(Ordering::Relaxed) {
             return None;
         }
@@ -438,6 +469,24 @@ mod tests {
         f.write_all(data).unwrap();
         f.flush().unwrap();
         f
+    }
+
+    #[test]
+    fn memory_filesystems_are_recognised() {
+        let shm = tempfile::NamedTempFile::new_in("/dev/shm").unwrap();
+        assert!(is_memory_backed(shm.as_file()));
+        let disk = tempfile::NamedTempFile::new_in("/var/tmp").unwrap();
+        assert!(!is_memory_backed(disk.as_file()));
+        // A device node sits on devtmpfs, which reports tmpfs's magic.
+        assert!(!is_memory_backed(&File::open("/dev/null").unwrap()));
+        // On tmpfs, reads and writes complete inline (no RWF_NOWAIT needed).
+        let path = shm.path().to_str().unwrap();
+        shm.as_file().set_len(8192).unwrap();
+        let (b, _) = FileBackend::open(path, false, false, true).unwrap();
+        assert!(b.write(&[7u8; 512], 512, false, ExecMode::Inline).is_some());
+        let mut out = [0u8; 512];
+        assert!(b.read(&mut out, 512, ExecMode::Inline).unwrap().is_ok());
+        assert_eq!(out, [7u8; 512]);
     }
 
     #[test]
