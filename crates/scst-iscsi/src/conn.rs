@@ -822,13 +822,16 @@ impl Conn {
                         tmf_response::COMPLETE
                     }
                     Some(_) => tmf_response::TASK_DOES_NOT_EXIST,
-                    // Already answered, or never received but inside the window (RFC
-                    // 7143 11.5.1): either way nothing is left to abort.
-                    None if sn_lt(bhs.ref_cmd_sn(), bhs.cmd_sn())
-                        || bhs.ref_cmd_sn() == bhs.cmd_sn() =>
+                    // Never received but inside the window and before this request
+                    // (RFC 7143 11.6.1 b): consider it received, and aborted.
+                    None if !sn_lt(bhs.ref_cmd_sn(), self.exp_cmd_sn)
+                        && (sn_lt(bhs.ref_cmd_sn(), bhs.cmd_sn())
+                            || bhs.ref_cmd_sn() == bhs.cmd_sn()) =>
                     {
                         tmf_response::COMPLETE
                     }
+                    // Received and already answered (its CmdSN is below the window):
+                    // the task completed, there is nothing to abort (11.6.1 c).
                     None => tmf_response::TASK_DOES_NOT_EXIST,
                 }
             }
