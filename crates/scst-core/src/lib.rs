@@ -27,6 +27,7 @@ pub mod reservation;
 #[cfg(test)]
 mod reservation_tests;
 pub mod session;
+pub mod stats;
 pub mod target;
 pub mod taskset;
 

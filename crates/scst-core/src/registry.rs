@@ -372,15 +372,38 @@ impl Scst {
         transport_id: TransportId,
         events: Arc<dyn SessionEvents>,
     ) -> Arc<Session> {
+        let name = transport_id.name.clone();
+        self.register_session_as(target, transport_id, name, events)
+    }
+
+    /// `register_session` under an initiator name of the transport's choosing, which the
+    /// ACL matches and the management tree shows: iSCSI's `per_portal_acl` registers
+    /// `<iqn>#<portal>` so groups can grant LUNs per portal (spec 6.4). The port
+    /// identity in `transport_id` (reservations, TransportIDs) keeps the plain name.
+    pub fn register_session_as(
+        &self,
+        target: &Arc<Target>,
+        transport_id: TransportId,
+        initiator_name: String,
+        events: Arc<dyn SessionEvents>,
+    ) -> Arc<Session> {
         let id = self
             .next_session_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // The ACL lock is held until the session is listed on the target, so a LUN set
         // change either precedes the binding or sees the session (reconfig.rs).
         let acl = target.acl.lock();
-        let (set, group) = acl.lookup(&transport_id.name);
+        let (set, group) = acl.lookup(&initiator_name);
         let group = group.map(|g| g.name.clone());
-        let session = Session::new(id, target.clone(), transport_id, events, set, group);
+        let session = Session::new(
+            id,
+            target.clone(),
+            transport_id,
+            initiator_name,
+            events,
+            set,
+            group,
+        );
         target.sessions.lock().push(Arc::downgrade(&session));
         drop(acl);
         session

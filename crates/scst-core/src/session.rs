@@ -39,6 +39,8 @@ pub struct TgtDev {
     pub device: Arc<DeviceEntry>,
     pub read_only: bool,
     session: Weak<Session>,
+    /// Commands of this nexus executing on the device now (`lun<N>/active_commands`).
+    active: AtomicUsize,
     /// Pending unit attentions, oldest first. `ua_pending` mirrors non-emptiness so the
     /// per-command check is one atomic load.
     ua: Mutex<VecDeque<Sense>>,
@@ -85,6 +87,7 @@ impl TgtDev {
             device: entry.device.clone(),
             read_only: entry.read_only,
             session: session.clone(),
+            active: AtomicUsize::new(0),
             ua: Mutex::new(uas),
             ua_pending: AtomicBool::new(pending),
         });
@@ -100,6 +103,11 @@ impl TgtDev {
             .tgt_devs
             .lock()
             .retain(|w| w.strong_count() > 0 && !std::ptr::eq(w.as_ptr(), me));
+    }
+
+    /// Commands of this nexus executing on its device now.
+    pub fn active_commands(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
     }
 
     /// The unit attentions queued on this nexus, oldest first (management, tests).
@@ -216,6 +224,8 @@ impl TransportId {
 pub struct Session {
     pub id: u64,
     pub target: Arc<Target>,
+    /// The name the session was registered and ACL-matched under: the initiator's name,
+    /// or `<name>#<portal>` with iSCSI's `per_portal_acl`.
     pub initiator_name: String,
     pub transport_id: TransportId,
     /// Name of the initiator group the session was bound to, if any.
@@ -226,6 +236,11 @@ pub struct Session {
     gone: AtomicBool,
     /// EXTENDED COPY list identifiers, for RECEIVE COPY RESULTS.
     pub(crate) copy_lists: crate::copy::CopyLists,
+    /// I/O statistics and the transport's outstanding-command count.
+    pub stats: crate::stats::SessionStats,
+    /// Read-only attributes the transport shows in the session's directory (iSCSI:
+    /// negotiated keys, `sid`, and `<conn>/<attr>` for each connection).
+    transport_attrs: Mutex<Vec<(String, String)>>,
 }
 
 impl Session {
@@ -237,6 +252,7 @@ impl Session {
         id: u64,
         target: Arc<Target>,
         transport_id: TransportId,
+        initiator_name: String,
         events: Arc<dyn SessionEvents>,
         set: &LunSet,
         group: Option<String>,
@@ -253,13 +269,15 @@ impl Session {
             Session {
                 id,
                 target,
-                initiator_name: transport_id.name.clone(),
+                initiator_name,
                 group,
                 transport_id,
                 luns: ArcSwap::from_pointee(LunTable { entries }),
                 events,
                 gone: AtomicBool::new(false),
                 copy_lists: Default::default(),
+                stats: Default::default(),
+                transport_attrs: Mutex::new(Vec::new()),
             }
         })
     }
@@ -268,6 +286,14 @@ impl Session {
     /// target's ACL lock; commands keep whichever table they loaded.
     pub(crate) fn store_luns(&self, table: LunTable) {
         self.luns.store(Arc::new(table));
+    }
+
+    pub fn set_transport_attrs(&self, attrs: Vec<(String, String)>) {
+        *self.transport_attrs.lock() = attrs;
+    }
+
+    pub fn transport_attrs(&self) -> Vec<(String, String)> {
+        self.transport_attrs.lock().clone()
     }
 
     pub fn luns(&self) -> arc_swap::Guard<Arc<LunTable>> {
@@ -280,6 +306,7 @@ impl Session {
 
     /// LUN translation and the checks that come before execution (spec 4.1 steps 1-3).
     pub fn route(&self, cmd: &Cmd) -> Route {
+        self.stats.count(cmd);
         let table = self.luns.load();
         let op = cmd.cdb.opcode();
         let Some(td) = table.get(cmd.lun) else {
@@ -373,7 +400,11 @@ impl Session {
             lun_read_only: td.read_only,
             alua: td.device.alua.view(&self.target),
         };
-        let mut r = td.device.dev.execute(&ctx, cmd, mode)?;
+        td.active.fetch_add(1, Ordering::Relaxed);
+        let r = td.device.dev.execute(&ctx, cmd, mode);
+        td.active.fetch_sub(1, Ordering::Relaxed);
+        let mut r = r?;
+        self.stats.count_result(&r);
         r.data_out_len = data_out_len;
         if r.sense.is_some() {
             r.descriptor_sense = td.device.dev.descriptor_sense();

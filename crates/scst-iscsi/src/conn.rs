@@ -184,6 +184,13 @@ pub struct Conn {
     budget_waiters: VecDeque<u32>,
 }
 
+impl Drop for Conn {
+    fn drop(&mut self) {
+        // Tasks still held when the connection ends go with it.
+        self.session.stats.cmds_done(self.tasks.len());
+    }
+}
+
 impl Conn {
     fn sn(&self) -> TargetSn {
         // The window shrinks by the commands we hold so that a fast initiator cannot
@@ -441,11 +448,13 @@ impl Conn {
     fn remove_task(&mut self, itt: u32) -> Option<Task> {
         let t = self.tasks.remove(&itt)?;
         self.charged -= t.charged as usize;
+        self.session.stats.cmds_done(1);
         Some(t)
     }
 
     fn new_task(&self, lun: u64, lun_raw: [u8; 8], attr: TaskAttr, edtl: u32, read: bool) -> Task {
         LIVE_TASKS.fetch_add(1, Ordering::Relaxed);
+        self.session.stats.cmd_received();
         Task {
             lun,
             lun_raw,

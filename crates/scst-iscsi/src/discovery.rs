@@ -24,7 +24,7 @@ pub fn send_targets(
     for t in driver.scst().targets("iscsi") {
         if !t.enabled()
             || !crate::params::portal_allowed(&t, portal.ip())
-            || !t.initiator_has_luns(initiator)
+            || !t.initiator_has_luns(&crate::params::acl_name(&t, initiator, portal.ip()))
             || !crate::isns::visible(driver, &t.name, initiator)
         {
             continue;

@@ -69,12 +69,24 @@ impl Drop for ConnSlot {
     }
 }
 
+/// Holds one of a target's session slots (MaxSessions) from the first login request
+/// until the session ends, so that concurrent logins cannot both take the last one.
+pub(crate) struct SessionSlot(Arc<AtomicUsize>);
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 pub struct IscsiDriver {
     scst: Arc<Scst>,
     enabled: AtomicBool,
     /// Driver-level attributes (IncomingUser, OutgoingUser, internal_portal...).
     attrs: Mutex<Vec<(String, String)>>,
     pub(crate) sessions: Mutex<HashMap<SessionKey, SessionHandle>>,
+    /// Per target: normal sessions logged in or logging in (see `SessionSlot`).
+    session_slots: Mutex<HashMap<String, Arc<AtomicUsize>>>,
     next_tsih: AtomicU16,
     shutdown: watch::Sender<bool>,
     active_conns: AtomicUsize,
@@ -90,6 +102,7 @@ impl IscsiDriver {
             enabled: AtomicBool::new(false),
             attrs: Mutex::new(Vec::new()),
             sessions: Mutex::new(HashMap::new()),
+            session_slots: Mutex::new(HashMap::new()),
             next_tsih: AtomicU16::new(1),
             shutdown: watch::channel(false).0,
             active_conns: AtomicUsize::new(0),
@@ -97,6 +110,28 @@ impl IscsiDriver {
             max_open_connections: AtomicUsize::new(DEFAULT_MAX_OPEN_CONNECTIONS),
             isns: isns::IsnsState::default(),
         })
+    }
+
+    /// Take a session slot of `target`: refused (None) when `max` (MaxSessions, 0 =
+    /// unlimited) are taken, unless `forced` (a reinstatement replaces a session).
+    pub(crate) fn take_session_slot(
+        &self,
+        target: &str,
+        max: u32,
+        forced: bool,
+    ) -> Option<SessionSlot> {
+        let counter = self
+            .session_slots
+            .lock()
+            .entry(target.to_string())
+            .or_default()
+            .clone();
+        counter
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (forced || max == 0 || n < max as usize).then_some(n + 1)
+            })
+            .ok()?;
+        Some(SessionSlot(counter))
     }
 
     pub fn scst(&self) -> &Arc<Scst> {

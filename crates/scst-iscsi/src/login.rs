@@ -18,7 +18,7 @@ use crate::auth::{Accounts, Auth};
 use crate::conn::{self, ConnEvent};
 use crate::io::{PduReader, PduWriter};
 use crate::params::{self, ConnParams};
-use crate::{EventSink, IscsiDriver, SessionHandle, SessionKey};
+use crate::{EventSink, IscsiDriver, SessionHandle, SessionKey, SessionSlot};
 
 /// Login PDUs carry at most the RFC default data segment (8192) until negotiated.
 const LOGIN_MAX_DATA: u32 = 8192;
@@ -28,12 +28,15 @@ const MAX_LOGIN_TEXT: usize = 64 * 1024;
 struct Failure {
     status: (u8, u8),
     why: String,
+    /// Keys the refusal carries (a redirection's TargetAddress).
+    keys: Vec<(String, String)>,
 }
 
 fn fail(status: (u8, u8), why: impl Into<String>) -> Failure {
     Failure {
         status,
         why: why.into(),
+        keys: Vec::new(),
     }
 }
 
@@ -42,8 +45,14 @@ struct LoggedIn {
     discovery: bool,
     initiator: String,
     target: Option<Arc<Target>>,
+    /// The name the session registers with the core (`<iqn>#<portal>` under
+    /// `per_portal_acl`).
+    acl_name: String,
+    /// The target's MaxSessions slot this session holds while it lives.
+    slot: Option<SessionSlot>,
     isid: [u8; 6],
     tsih: u16,
+    cid: u16,
     negotiated: iscsi_wire::negotiate::SessionParams,
     stat_sn: u32,
     exp_cmd_sn: u32,
@@ -54,10 +63,8 @@ pub(crate) async fn serve_connection(driver: Arc<IscsiDriver>, mut stream: TcpSt
         Ok(a) => a,
         Err(_) => return,
     };
-    let peer = stream
-        .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
+    let peer_addr = stream.peer_addr().ok();
+    let peer = peer_addr.map(|a| a.to_string()).unwrap_or_default();
     let mut reader = PduReader::new(LOGIN_MAX_DATA);
     let mut out = PduWriter::default();
     // The whole login, however its bytes trickle in, must finish in time (driver
@@ -123,8 +130,10 @@ pub(crate) async fn serve_connection(driver: Arc<IscsiDriver>, mut stream: TcpSt
         return;
     }
     let Some(target) = target else { return };
+    // Under per_portal_acl each portal's name is a distinct initiator, as in SCST:
+    // a login through another portal does not reinstate this one's session.
     let key = SessionKey {
-        initiator: li.initiator.to_ascii_lowercase(),
+        initiator: li.acl_name.to_ascii_lowercase(),
         isid: li.isid,
         target: target.name.clone(),
     };
@@ -143,9 +152,13 @@ pub(crate) async fn serve_connection(driver: Arc<IscsiDriver>, mut stream: TcpSt
         name: li.initiator.clone(),
         isid: Some(li.isid),
     };
-    let session = driver
-        .scst()
-        .register_session(&target, tid, Arc::new(EventSink(ev_tx.clone())));
+    let session = driver.scst().register_session_as(
+        &target,
+        tid,
+        li.acl_name.clone(),
+        Arc::new(EventSink(ev_tx.clone())),
+    );
+    session.set_transport_attrs(session_attrs(&li, &peer_addr));
     // The new nexus starts with POWER ON/RESET like any other, which already tells the
     // initiator its earlier state is gone. SCST queues I_T NEXUS LOSS on the old
     // session's nexuses, which end with it, so none is queued here.
@@ -182,7 +195,59 @@ pub(crate) async fn serve_connection(driver: Arc<IscsiDriver>, mut stream: TcpSt
             s.remove(&key);
         }
     }
+    drop(li.slot);
     let _ = done_tx.send(true);
+}
+
+/// What `sessions/<initiator>/` shows of an iSCSI session (spec 6.7): the negotiated
+/// keys, `sid` (ISID and TSIH), and a directory per connection named by the
+/// initiator's address with its `cid`, `ip` and `state`.
+fn session_attrs(li: &LoggedIn, peer: &Option<SocketAddr>) -> Vec<(String, String)> {
+    let p = &li.negotiated;
+    let yn = |b: bool| if b { "Yes" } else { "No" }.to_string();
+    let digest = |d: Digest| {
+        if d == Digest::Crc32c {
+            "CRC32C"
+        } else {
+            "None"
+        }
+        .to_string()
+    };
+    let isid = li.isid.iter().fold(0u64, |a, &b| a << 8 | b as u64);
+    let mut v = vec![
+        ("InitialR2T".to_string(), yn(p.initial_r2t)),
+        ("ImmediateData".to_string(), yn(p.immediate_data)),
+        (
+            "MaxRecvDataSegmentLength".to_string(),
+            p.max_recv_data_segment_length.to_string(),
+        ),
+        (
+            "MaxXmitDataSegmentLength".to_string(),
+            p.max_xmit_data_segment_length.to_string(),
+        ),
+        ("MaxBurstLength".to_string(), p.max_burst_length.to_string()),
+        (
+            "FirstBurstLength".to_string(),
+            p.first_burst_length.to_string(),
+        ),
+        (
+            "MaxOutstandingR2T".to_string(),
+            p.max_outstanding_r2t.to_string(),
+        ),
+        ("HeaderDigest".to_string(), digest(p.header_digest)),
+        ("DataDigest".to_string(), digest(p.data_digest)),
+        (
+            "sid".to_string(),
+            format!("{:x}", isid << 16 | li.tsih as u64),
+        ),
+    ];
+    if let Some(a) = peer {
+        let ip = a.ip().to_canonical().to_string();
+        v.push((format!("{ip}/cid"), li.cid.to_string()));
+        v.push((format!("{ip}/ip"), ip.clone()));
+        v.push((format!("{ip}/state"), "established".to_string()));
+    }
+    v
 }
 
 struct State {
@@ -195,6 +260,8 @@ struct State {
     initiator: Option<String>,
     discovery: bool,
     target: Option<Arc<Target>>,
+    acl_name: String,
+    slot: Option<SessionSlot>,
     neg: Option<Negotiator>,
     text: Vec<u8>,
     sent_tpgt: bool,
@@ -242,6 +309,8 @@ async fn login(
             initiator: None,
             discovery: false,
             target: None,
+            acl_name: String::new(),
+            slot: None,
             neg: None,
             text: Vec::new(),
             sent_tpgt: false,
@@ -276,6 +345,7 @@ async fn login(
                         f.why
                     );
                 }
+                let data = iscsi_wire::encode_text(&f.keys);
                 let resp = LoginResponse {
                     transit: false,
                     cont: false,
@@ -286,9 +356,10 @@ async fn login(
                     itt: s.itt,
                     status: f.status,
                     sn: s.sn(),
-                    data_len: 0,
+                    data_len: data.len() as u32,
                 };
-                out.push(pdu::login_response(&resp), None);
+                let data = (!data.is_empty()).then(|| Bytes::from(data));
+                out.push(pdu::login_response(&resp), data);
                 let _ = out.flush(stream).await;
                 return Err(f.why);
             }
@@ -325,8 +396,11 @@ async fn login(
                 discovery: s.discovery,
                 initiator: s.initiator.clone().unwrap_or_default(),
                 target: s.target.clone(),
+                acl_name: std::mem::take(&mut s.acl_name),
+                slot: s.slot.take(),
                 isid: s.isid,
                 tsih: s.tsih,
+                cid: s.cid,
                 negotiated: neg.params(),
                 stat_sn: s.stat_sn,
                 exp_cmd_sn: s.exp_cmd_sn,
@@ -444,11 +518,24 @@ fn step(
                     ),
                 ));
             }
-            if !target.initiator_has_luns(&initiator) {
+            let acl_name = params::acl_name(&target, &initiator, s.local.ip());
+            if !target.initiator_has_luns(&acl_name) {
                 return Err(fail(
                     login_status::NOT_FOUND,
-                    format!("{initiator} has no LUNs on {name}"),
+                    format!("{acl_name} has no LUNs on {name}"),
                 ));
+            }
+            if let Some(r) = params::redirect(&target) {
+                let mut f = fail(
+                    if r.permanent {
+                        login_status::TARGET_MOVED_PERMANENTLY
+                    } else {
+                        login_status::TARGET_MOVED_TEMPORARILY
+                    },
+                    format!("{initiator}: target {name} redirects to {}", r.address),
+                );
+                f.keys.push(("TargetAddress".to_string(), r.address));
+                return Err(f);
             }
             if s.tsih != 0 && !driver.sessions.lock().values().any(|h| h.tsih == s.tsih) {
                 return Err(fail(
@@ -460,21 +547,25 @@ fn step(
             // A reinstatement (same initiator and ISID) replaces a session: not counted.
             let reinstating = || {
                 driver.sessions.lock().contains_key(&SessionKey {
-                    initiator: initiator.to_ascii_lowercase(),
+                    initiator: acl_name.to_ascii_lowercase(),
                     isid: s.isid,
                     target: target.name.clone(),
                 })
             };
-            if max_sessions > 0
-                && target.sessions().len() as u32 >= max_sessions
-                && s.tsih == 0
-                && !reinstating()
-            {
-                return Err(fail(
-                    login_status::OUT_OF_RESOURCES,
-                    format!("target {name}: MaxSessions reached"),
-                ));
-            }
+            // The slot is taken now and held until the session ends: counting live
+            // sessions here would let concurrent logins all pass for the last one.
+            let forced = s.tsih != 0 || reinstating();
+            s.slot = Some(
+                driver
+                    .take_session_slot(&target.name, max_sessions, forced)
+                    .ok_or_else(|| {
+                        fail(
+                            login_status::OUT_OF_RESOURCES,
+                            format!("target {name}: MaxSessions ({max_sessions}) reached"),
+                        )
+                    })?,
+            );
+            s.acl_name = acl_name;
             s.target = Some(target);
         }
         s.initiator = Some(initiator);

@@ -140,6 +140,70 @@ pub fn is_internal_portal(driver_attrs: &[(String, String)], ip: IpAddr) -> bool
         .any(|p| p.trim_start_matches('[').trim_end_matches(']') == ip)
 }
 
+/// The name a login to `t` from `initiator` through the portal with local address `ip`
+/// is matched against the ACL and registered under: `<iqn>#<portal-ip>` when the target
+/// has `per_portal_acl` 1, so initiator groups can grant LUNs per portal (spec 6.4).
+pub fn acl_name(t: &Target, initiator: &str, ip: IpAddr) -> String {
+    if t.attr("per_portal_acl").as_deref() == Some("1") {
+        format!("{initiator}#{}", portal_ip_text(ip))
+    } else {
+        initiator.to_string()
+    }
+}
+
+/// A target's `redirect` (spec 6.4): where normal-session logins are sent instead.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Redirect {
+    /// `TargetAddress` value: `<ip>:<port>`, IPv6 in brackets.
+    pub address: String,
+    pub permanent: bool,
+}
+
+/// Parse `"<ip>[:port] temp|perm"`; IPv6 addresses in `[]`. Empty: no redirection.
+pub fn parse_redirect(v: &str) -> Result<Option<Redirect>, String> {
+    let v = v.trim();
+    if v.is_empty() {
+        return Ok(None);
+    }
+    let bad = || format!("redirect: '{v}' must be \"<ip>[:port] temp|perm\" (IPv6 in [])");
+    let (addr, kind) = v.split_once(char::is_whitespace).ok_or_else(bad)?;
+    let permanent = match kind.trim() {
+        "temp" => false,
+        "perm" => true,
+        _ => return Err(bad()),
+    };
+    let (host, port) = if let Some(rest) = addr.strip_prefix('[') {
+        let (h, after) = rest.split_once(']').ok_or_else(bad)?;
+        let h: std::net::Ipv6Addr = h.parse().map_err(|_| bad())?;
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':').ok_or_else(bad)?),
+        };
+        (format!("[{h}]"), port)
+    } else {
+        let (h, port) = match addr.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (addr, None),
+        };
+        let h: std::net::Ipv4Addr = h.parse().map_err(|_| bad())?;
+        (h.to_string(), port)
+    };
+    let port: u16 = match port {
+        None => 3260,
+        Some(p) => p.parse().ok().filter(|&p| p != 0).ok_or_else(bad)?,
+    };
+    Ok(Some(Redirect {
+        address: format!("{host}:{port}"),
+        permanent,
+    }))
+}
+
+/// The target's redirection, if set (validated when set; an invalid stored value
+/// redirects nowhere).
+pub fn redirect(t: &Target) -> Option<Redirect> {
+    parse_redirect(&t.attr("redirect")?).ok().flatten()
+}
+
 /// Check an iSCSI target attribute (scst.conf TARGET block or `add_target` parameter).
 pub fn validate_target_attr(name: &str, v: &str) -> Result<(), String> {
     const MAX_LEN: u64 = 16 << 20;
@@ -158,7 +222,8 @@ pub fn validate_target_attr(name: &str, v: &str) -> Result<(), String> {
         "black_hole" => num(name, v, 0, 4),
         "IncomingUser" | "OutgoingUser" => chap_account(name, v),
         "allowed_portal" => portal_pattern(name, v),
-        "alias" | "redirect" | "comment" | "cpu_mask" | "io_grouping_type" => Ok(()),
+        "redirect" => parse_redirect(v).map(|_| ()),
+        "alias" | "comment" | "cpu_mask" | "io_grouping_type" => Ok(()),
         // Instance names (`IncomingUser1`, `allowed_portal2`) as write_config saves them.
         n if crate::auth::is_instance_of(n, "IncomingUser") => chap_account(name, v),
         n if crate::auth::is_instance_of(n, "allowed_portal") => portal_pattern(name, v),
@@ -222,6 +287,19 @@ mod tests {
     }
 
     #[test]
+    fn redirect_addresses() {
+        let r = parse_redirect("10.1.2.3 perm").unwrap().unwrap();
+        assert_eq!(r.address, "10.1.2.3:3260");
+        assert!(r.permanent);
+        let r = parse_redirect("[fe80::1]:3261 temp").unwrap().unwrap();
+        assert_eq!(r.address, "[fe80::1]:3261");
+        assert!(!r.permanent);
+        assert_eq!(parse_redirect("  ").unwrap(), None);
+        assert!(parse_redirect("[::1 temp").is_err());
+        assert!(parse_redirect("10.1.2.3 later").is_err());
+    }
+
+    #[test]
     fn portal_patterns() {
         let p = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let v4: IpAddr = "10.0.0.9".parse().unwrap();
@@ -237,6 +315,12 @@ mod tests {
         assert!(portal_matches(&p(&["!10.*"]), v6));
         assert!(portal_matches(&p(&["::1"]), v6));
         assert!(validate_target_attr("allowed_portal", "10.0.0.*").is_ok());
+        assert!(validate_target_attr("redirect", "").is_ok());
+        assert!(validate_target_attr("redirect", "10.0.0.1 temp").is_ok());
+        assert!(validate_target_attr("redirect", "[::1]:3261 perm").is_ok());
+        assert!(validate_target_attr("redirect", "10.0.0.1").is_err());
+        assert!(validate_target_attr("redirect", "10.0.0.1:0 temp").is_err());
+        assert!(validate_target_attr("redirect", "host.example temp").is_err());
         assert!(validate_target_attr("allowed_portal1", "!::1").is_ok());
         assert!(validate_target_attr("allowed_portal", "a b").is_err());
         assert!(validate_target_attr("allowed_portal", "!").is_err());

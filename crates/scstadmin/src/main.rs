@@ -278,6 +278,22 @@ fn files(entries: &[String]) -> Vec<&str> {
         .collect()
 }
 
+/// A session's attributes and counters, then its sub-directories (connections,
+/// `lun<N>/`) the same way, as `<sub>/<attr>: <value>`.
+fn print_session_dir(c: &mut Client, dir: &str, prefix: &str) -> Result<()> {
+    let entries = c.list(dir)?;
+    for name in files(&entries).into_iter().filter(|n| *n != "force_close") {
+        let v = c.read(&format!("{dir}/{name}"))?;
+        println!("\t\t{prefix}{name}: {}", strip_key(&v).0.replace('\n', " "));
+    }
+    if prefix.is_empty() {
+        for sub in dirs(&entries) {
+            print_session_dir(c, &format!("{dir}/{sub}"), &format!("{sub}/"))?;
+        }
+    }
+    Ok(())
+}
+
 /// Every attribute of `dir` with its value and whether it is a key attribute.
 fn print_attrs(c: &mut Client, dir: &str) -> Result<()> {
     let entries = c.list(dir)?;
@@ -386,10 +402,9 @@ fn run(inv: &Invocation) -> Result<()> {
                 for t in dirs(&c.list(&format!("targets/{drv}"))?) {
                     let base = format!("targets/{drv}/{t}/sessions");
                     for s in dirs(&c.list(&base)?) {
-                        let ini = c.read(&format!("{base}/{s}/initiator_name"))?;
                         println!("Driver/Target: {drv}/{t}");
                         println!("\tSession: {s}");
-                        println!("\t\tinitiator_name: {ini}");
+                        print_session_dir(&mut c, &format!("{base}/{s}"), "")?;
                     }
                 }
             }

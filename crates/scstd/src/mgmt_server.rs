@@ -247,6 +247,8 @@ const TARGET_PARAMS: &[(&str, &str)] = &[
     ("NopInTimeout", "30"),
     ("MaxSessions", "0"),
     ("alias", ""),
+    ("per_portal_acl", "0"),
+    ("redirect", ""),
 ];
 
 fn target_param_default(name: &str) -> Option<&'static str> {
@@ -327,6 +329,142 @@ fn type_text(t: u8) -> String {
         _ => "unknown",
     };
     format!("{t} - {desc}")
+}
+
+/// Statistics of a session (spec 2.7, as for targets); writing 0 to one resets them.
+const SESSION_COUNTERS: &[&str] = &[
+    "read_cmd_count",
+    "read_io_count_kb",
+    "read_unaligned_cmd_count",
+    "write_cmd_count",
+    "write_io_count_kb",
+    "write_unaligned_cmd_count",
+    "bidi_cmd_count",
+    "bidi_io_count_kb",
+    "bidi_unaligned_cmd_count",
+    "none_cmd_count",
+    "unknown_cmd_count",
+];
+
+fn session_counter(s: &scst_core::Session, name: &str) -> Option<u64> {
+    let st = &s.stats;
+    let io = |c: &scst_core::stats::IoCounters, what: &str| match what {
+        "cmd_count" => Some(c.cmds()),
+        "io_count_kb" => Some(c.kib()),
+        "unaligned_cmd_count" => Some(c.unaligned()),
+        _ => None,
+    };
+    match name {
+        "none_cmd_count" => Some(st.none_cmds()),
+        "unknown_cmd_count" => Some(st.unknown_cmds()),
+        _ => {
+            let (dir, what) = name.split_once('_')?;
+            match dir {
+                "read" => io(&st.read, what),
+                "write" => io(&st.write, what),
+                "bidi" => io(&st.bidi, what),
+                _ => None,
+            }
+        }
+    }
+}
+
+/// Files of `sessions/<s>/` (spec 2.7, 6.7): core attributes and counters, the
+/// transport's attributes (connection directories among them), `lun<N>/` per LUN.
+fn list_session(
+    path: &MgmtPath,
+    s: &scst_core::Session,
+    rest: &[&str],
+) -> Result<Vec<String>, TreeError> {
+    let tattrs = s.transport_attrs();
+    match rest {
+        [] => {
+            let mut v: Vec<String> = [
+                "initiator_name",
+                "transport_id",
+                "luns",
+                "commands",
+                "active_commands",
+                "force_close",
+            ]
+            .map(String::from)
+            .to_vec();
+            v.extend(SESSION_COUNTERS.iter().map(|c| c.to_string()));
+            let mut dirs: Vec<String> = Vec::new();
+            for (n, _) in &tattrs {
+                match n.split_once('/') {
+                    Some((d, _)) => {
+                        let d = format!("{d}/");
+                        if !dirs.contains(&d) {
+                            dirs.push(d);
+                        }
+                    }
+                    None => v.push(n.clone()),
+                }
+            }
+            v.extend(dirs);
+            v.extend(s.luns().entries.iter().map(|td| format!("lun{}/", td.lun)));
+            Ok(v)
+        }
+        [lun] if session_lun(s, lun).is_some() => Ok(vec!["active_commands".to_string()]),
+        [dir] => {
+            let prefix = format!("{dir}/");
+            let v: Vec<String> = tattrs
+                .iter()
+                .filter_map(|(n, _)| n.strip_prefix(&prefix).map(String::from))
+                .collect();
+            if v.is_empty() {
+                Err(TreeError::not_found(path))
+            } else {
+                Ok(v)
+            }
+        }
+        _ => Err(TreeError::not_found(path)),
+    }
+}
+
+fn session_lun(s: &scst_core::Session, name: &str) -> Option<Arc<scst_core::TgtDev>> {
+    let n: u64 = name.strip_prefix("lun")?.parse().ok()?;
+    s.luns().get(n).cloned()
+}
+
+fn read_session(
+    path: &MgmtPath,
+    s: &scst_core::Session,
+    rest: &[&str],
+) -> Result<String, TreeError> {
+    match rest {
+        ["initiator_name"] => Ok(s.initiator_name.clone()),
+        // Where SCST has a link to the LUN set the session is bound to.
+        ["luns"] => Ok(match &s.group {
+            Some(g) => format!("ini_groups/{g}/luns"),
+            None => "luns".to_string(),
+        }),
+        ["transport_id"] => Ok(s.transport_id.port_name()),
+        ["force_close"] => Err(TreeError(format!("{path}: write-only"))),
+        ["commands"] => Ok(s.stats.outstanding().to_string()),
+        ["active_commands"] => Ok(s
+            .luns()
+            .entries
+            .iter()
+            .map(|td| td.active_commands())
+            .sum::<usize>()
+            .to_string()),
+        [lun, "active_commands"] => session_lun(s, lun)
+            .map(|td| td.active_commands().to_string())
+            .ok_or_else(|| TreeError::not_found(path)),
+        [name] if SESSION_COUNTERS.contains(name) => session_counter(s, name)
+            .map(|n| n.to_string())
+            .ok_or_else(|| TreeError::not_found(path)),
+        _ => {
+            let key = rest.join("/");
+            s.transport_attrs()
+                .into_iter()
+                .find(|(n, _)| *n == key)
+                .map(|(_, v)| v)
+                .ok_or_else(|| TreeError::not_found(path))
+        }
+    }
 }
 
 /// Session directory names: the initiator name, `_<n>` for later duplicates (spec 2.7).
@@ -480,22 +618,12 @@ impl ScstTree {
                     _ => Err(TreeError::not_found(path)),
                 }
             }
-            ["sessions", s, attr] => {
+            ["sessions", s, rest @ ..] => {
                 let (_, sess) = session_names(t)
                     .into_iter()
                     .find(|(n, _)| n == s)
                     .ok_or_else(|| TreeError::not_found(path))?;
-                match *attr {
-                    "initiator_name" => Ok(sess.initiator_name.clone()),
-                    // Where SCST has a link to the LUN set the session is bound to.
-                    "luns" => Ok(match &sess.group {
-                        Some(g) => format!("ini_groups/{g}/luns"),
-                        None => "luns".to_string(),
-                    }),
-                    "transport_id" => Ok(sess.transport_id.port_name()),
-                    "force_close" => Err(TreeError(format!("{path}: write-only"))),
-                    _ => Err(TreeError::not_found(path)),
-                }
+                read_session(path, &sess, rest)
             }
             [attr] => {
                 if let Some(d) = target_param_default(attr) {
@@ -565,10 +693,12 @@ impl ScstTree {
                 .into_iter()
                 .map(|(n, _)| format!("{n}/"))
                 .collect()),
-            ["sessions", s] if session_names(t).iter().any(|(n, _)| n == s) => {
-                Ok(["initiator_name", "transport_id", "luns", "force_close"]
-                    .map(String::from)
-                    .to_vec())
+            ["sessions", s, rest @ ..] => {
+                let (_, sess) = session_names(t)
+                    .into_iter()
+                    .find(|(n, _)| n == s)
+                    .ok_or_else(|| TreeError::not_found(path))?;
+                list_session(path, &sess, rest)
             }
             _ => Err(TreeError::not_found(path)),
         }
@@ -1034,6 +1164,19 @@ impl ScstTree {
                     .ok_or_else(|| TreeError::not_found(path))?;
                 log::info!("target {}: closing session {s}", t.name);
                 sess.events().close();
+                Ok(())
+            }
+            ["sessions", s, attr] if SESSION_COUNTERS.contains(attr) => {
+                let (_, sess) = session_names(t)
+                    .into_iter()
+                    .find(|(n, _)| n == s)
+                    .ok_or_else(|| TreeError::not_found(path))?;
+                if v.trim() != "0" {
+                    return Err(err(format!(
+                        "{path}: only 0 may be written (it resets the session's statistics)"
+                    )));
+                }
+                sess.stats.reset();
                 Ok(())
             }
             [attr] if target_param_default(attr).is_some() => {

@@ -1,6 +1,7 @@
 //! Login security against a real scstd (spec/scst.md 6.4-6.6): CHAP with target and
-//! driver accounts, mutual CHAP, secret length checks, `allowed_portal` on IPv4 and
-//! IPv6 portals, and `--user`/`--group` privilege dropping.
+//! driver accounts, mutual CHAP, secret length checks, `allowed_portal`,
+//! `per_portal_acl` and `redirect` on IPv4 and IPv6 portals, MaxSessions under
+//! concurrent logins, and `--user`/`--group` privilege dropping.
 
 mod common;
 
@@ -10,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, INITIATOR, IQN};
+use common::{admin_ok, Daemon, INITIATOR, IQN};
 use test_support::iscsi_wire::chap::ChapAlgorithm;
 use test_support::{Chap, Initiator, InitiatorError, LoginOptions};
 
@@ -405,6 +406,233 @@ fn allowed_portal_on_ipv4_and_ipv6_portals() {
             ready(&mut ini);
         } else {
             assert_status(r, (2, 3), &format!("{t} via {addr}"));
+        }
+    }
+}
+
+/// The IPv6 portal a daemon started with `--listen [::1]:0` listens on.
+fn v6_portal(d: &Daemon) -> SocketAddr {
+    let mut log = String::new();
+    assert!(wait_log(d, &mut log, "portal listening on [::1]:"), "{log}");
+    log.split("portal listening on ")
+        .skip(1)
+        .filter_map(|s| s.split_whitespace().next())
+        .find(|s| s.starts_with('['))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// `per_portal_acl 1`: the ACL sees `<iqn>#<portal>`, so the same initiator gets one
+/// LUN set through the IPv4 portal, another through the IPv6 one, and none (target
+/// hidden, login refused) where no group names the portal.
+#[test]
+fn per_portal_acl_binds_each_portal_to_its_group() {
+    assert!(
+        ipv6_loopback(),
+        "this machine has no IPv6 loopback (::1): the portal test needs it"
+    );
+    const PPA: &str = "iqn.2026-11.rs.scst:perportal";
+    const OTHER: &str = "iqn.2026-11.rs.scst:someone-else";
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("scst.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "HANDLER vdisk_nullio {{\n\tDEVICE null1 {{\n\t}}\n\tDEVICE null2 {{\n\t}}\n}}\n\
+             TARGET_DRIVER iscsi {{\n\tenabled 1\n\tTARGET {PPA} {{\n\t\tper_portal_acl 1\n\
+             \t\tGROUP v4 {{\n\t\t\tLUN 0 null1\n\t\t\tINITIATOR \"{INITIATOR}#127.0.0.1\"\n\t\t}}\n\
+             \t\tGROUP v6 {{\n\t\t\tLUN 0 null1\n\t\t\tLUN 1 null2\n\t\t\tINITIATOR \"*#::1\"\n\t\t}}\n\
+             \t\tenabled 1\n\t}}\n}}\n"
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start_with(&conf, &[OsStr::new("--listen"), OsStr::new("[::1]:0")]);
+    let (v4, v6) = (d.addr, v6_portal(&d));
+
+    let discover = |addr: SocketAddr, who: &str| {
+        let mut ini = Initiator::connect(addr).unwrap();
+        ini.login_discovery(who).unwrap();
+        ini.send_targets("All").unwrap()
+    };
+    assert_eq!(discover(v4, INITIATOR).len(), 1);
+    assert_eq!(discover(v6, INITIATOR).len(), 1);
+    assert_eq!(discover(v6, OTHER).len(), 1, "*#::1 admits anyone on ::1");
+    assert!(
+        discover(v4, OTHER).is_empty(),
+        "no group names OTHER on 127.0.0.1"
+    );
+
+    let luns = |addr: SocketAddr, who: &str| {
+        let mut ini = Initiator::connect(addr).unwrap();
+        ini.login(who, PPA, &LoginOptions::default()).unwrap();
+        ready(&mut ini);
+        let r = ini.report_luns().unwrap();
+        let data = r.good().unwrap().data;
+        let n = u32::from_be_bytes(data[..4].try_into().unwrap()) / 8;
+        (ini, n)
+    };
+    let (_a, n4) = luns(v4, INITIATOR);
+    let (_b, n6) = luns(v6, INITIATOR);
+    assert_eq!((n4, n6), (1, 2));
+    let mut ini = Initiator::connect(v4).unwrap();
+    assert_status(
+        ini.login(OTHER, PPA, &LoginOptions::default()).map(|_| ini),
+        (2, 3),
+        "OTHER via 127.0.0.1",
+    );
+
+    // The sessions are registered (and shown) under the per-portal names.
+    let sessions = admin_ok(&d, &["-list_sessions"]);
+    assert!(
+        sessions.contains(&format!("{INITIATOR}#127.0.0.1")),
+        "{sessions}"
+    );
+    assert!(sessions.contains(&format!("{INITIATOR}#::1")), "{sessions}");
+}
+
+/// `redirect`: logins are answered "target moved" with the new address; libiscsi
+/// follows it to the other daemon, and an empty value ends the redirection.
+#[test]
+fn redirect_sends_logins_to_the_other_portal() {
+    const MOVED: &str = "iqn.2026-11.rs.scst:moved";
+    let dir_b = tempfile::tempdir().unwrap();
+    let conf_b = dir_b.path().join("scst.conf");
+    std::fs::write(
+        &conf_b,
+        format!(
+            "HANDLER vdisk_nullio {{\n\tDEVICE there {{\n\t}}\n}}\n\
+             TARGET_DRIVER iscsi {{\n\tenabled 1\n\tTARGET {MOVED} {{\n\
+             \t\tLUN 0 there\n\t\tenabled 1\n\t}}\n}}\n"
+        ),
+    )
+    .unwrap();
+    let b = Daemon::start(&conf_b);
+    let dir_a = tempfile::tempdir().unwrap();
+    let conf_a = dir_a.path().join("scst.conf");
+    std::fs::write(
+        &conf_a,
+        format!(
+            "HANDLER vdisk_nullio {{\n\tDEVICE here {{\n\t}}\n}}\n\
+             TARGET_DRIVER iscsi {{\n\tenabled 1\n\tTARGET {MOVED} {{\n\
+             \t\tredirect \"127.0.0.1:{} temp\"\n\t\tLUN 0 here\n\t\tenabled 1\n\t}}\n}}\n",
+            b.addr.port()
+        ),
+    )
+    .unwrap();
+    let a = Daemon::start(&conf_a);
+
+    let mut ini = Initiator::connect(a.addr).unwrap();
+    assert_status(
+        ini.login(INITIATOR, MOVED, &LoginOptions::default())
+            .map(|_| ini),
+        (1, 1),
+        "login to the redirected target",
+    );
+    let product = |d: &Daemon| {
+        let url = format!("iscsi://127.0.0.1:{}/{MOVED}/0", d.addr.port());
+        let out = Command::new("iscsi-inq")
+            .args(["-i", INITIATOR, &url])
+            .output()
+            .expect("iscsi-inq (libiscsi-bin) must be installed; scripts/test installs it");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "iscsi-inq {url}: {text}");
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix("Product:"))
+            .unwrap_or_else(|| panic!("no product in {text}"))
+            .trim()
+            .to_string()
+    };
+    assert_eq!(product(&a), "there", "libiscsi follows the redirection");
+
+    admin_ok(
+        &a,
+        &[
+            "-set_tgt_attr",
+            MOVED,
+            "-driver",
+            "iscsi",
+            "-attributes",
+            "redirect=",
+            "-noprompt",
+        ],
+    );
+    assert_eq!(product(&a), "here");
+    // Malformed values are refused, naming the attribute.
+    let out = common::admin(
+        &a,
+        &[
+            "-set_tgt_attr",
+            MOVED,
+            "-driver",
+            "iscsi",
+            "-attributes",
+            "redirect=somewhere",
+            "-noprompt",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("redirect"));
+}
+
+/// MaxSessions holds under concurrent logins: a slot is taken at the first login
+/// request, so of many simultaneous logins exactly MaxSessions succeed.
+#[test]
+fn max_sessions_holds_under_concurrent_logins() {
+    const LIMITED: &str = "iqn.2026-11.rs.scst:limited";
+    let dir = tempfile::tempdir().unwrap();
+    let conf = write_conf(dir.path(), &target(LIMITED, "\t\tMaxSessions 2\n"), "");
+    let d = Daemon::start(&conf);
+    let addr = d.addr;
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+    let results: Vec<Result<Initiator, InitiatorError>> = (0..8)
+        .map(|i| {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let mut ini = Initiator::connect(addr)?;
+                barrier.wait();
+                ini.login(
+                    &format!("{INITIATOR}-{i}"),
+                    LIMITED,
+                    &LoginOptions::default(),
+                )?;
+                Ok(ini)
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .collect();
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(ok, 2, "exactly MaxSessions logins succeed");
+    for r in &results {
+        if let Err(e) = r {
+            assert!(
+                matches!(
+                    e,
+                    InitiatorError::LoginFailed {
+                        class: 3,
+                        detail: 2
+                    }
+                ),
+                "{e}"
+            );
+        }
+    }
+    // Ending a session frees its slot.
+    drop(results);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match login(addr, LIMITED, None) {
+            Ok(mut ini) => {
+                ready(&mut ini);
+                break;
+            }
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("waiting for a free slot: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => panic!("no slot freed: {e}"),
         }
     }
 }

@@ -468,3 +468,103 @@ fn other_users_are_refused() {
     admin_ok(&d, &["-list_handler"]);
     assert!(d.log().contains("uid 65534"), "{}", d.log());
 }
+
+/// `sessions/<initiator>/`: I/O statistics by direction (reset by writing 0), the
+/// outstanding and executing command gauges back at 0 once commands are answered,
+/// `lun<N>/`, the negotiated iSCSI keys, `sid` and the connection's directory.
+#[test]
+fn session_attributes_show_io_statistics() {
+    let (_dir, d) = empty_daemon();
+    admin_ok(
+        &d,
+        &[
+            "-open_dev",
+            "null1",
+            "-handler",
+            "vdisk_nullio",
+            "-attributes",
+            "size_mb=64",
+        ],
+    );
+    admin_ok(&d, &["-add_target", TARGET, "-driver", "iscsi"]);
+    admin_ok(
+        &d,
+        &[
+            "-add_lun", "0", "-driver", "iscsi", "-target", TARGET, "-device", "null1",
+        ],
+    );
+    admin_ok(
+        &d,
+        &["-enable_target", TARGET, "-driver", "iscsi", "-noprompt"],
+    );
+    let mut i = login(&d, INITIATOR);
+    drain_uas(&mut i, 0);
+
+    let mut c = Client::connect(&d.mgmt_socket).expect("connect");
+    let dir = format!("targets/iscsi/{TARGET}/sessions/{INITIATOR}");
+    let read = |c: &mut Client, a: &str| c.read(&format!("{dir}/{a}")).unwrap();
+    c.write(&format!("{dir}/read_cmd_count"), "0").unwrap();
+    assert_eq!(read(&mut c, "read_cmd_count"), "0");
+    assert_eq!(read(&mut c, "none_cmd_count"), "0");
+
+    for _ in 0..3 {
+        i.read10(0, 8, 8, 512).unwrap().good().unwrap(); // 4 KiB at byte 4096
+    }
+    i.read10(0, 1, 1, 512).unwrap().good().unwrap(); // 512 bytes at byte 512
+    for _ in 0..2 {
+        i.write10(0, 16, &[0x5A; 4096], 512)
+            .unwrap()
+            .good()
+            .unwrap();
+    }
+    i.test_unit_ready(0).unwrap().good().unwrap();
+    let bad = i.scsi(0, &[0xFF, 0, 0, 0, 0, 0], &[], 0, 0).unwrap();
+    assert_eq!(bad.sense_key_asc_ascq(), Some((5, 0x20, 0)));
+
+    assert_eq!(read(&mut c, "read_cmd_count"), "4");
+    assert_eq!(read(&mut c, "read_io_count_kb"), "12"); // 12.5 KiB, in whole KiB
+    assert_eq!(read(&mut c, "read_unaligned_cmd_count"), "1");
+    assert_eq!(read(&mut c, "write_cmd_count"), "2");
+    assert_eq!(read(&mut c, "write_io_count_kb"), "8");
+    assert_eq!(read(&mut c, "write_unaligned_cmd_count"), "0");
+    assert_eq!(read(&mut c, "bidi_cmd_count"), "0");
+    assert_eq!(read(&mut c, "none_cmd_count"), "2");
+    assert_eq!(read(&mut c, "unknown_cmd_count"), "1");
+    // Every command was answered: none is held or executing any more.
+    assert_eq!(read(&mut c, "commands"), "0");
+    assert_eq!(read(&mut c, "active_commands"), "0");
+    assert_eq!(read(&mut c, "lun0/active_commands"), "0");
+
+    match c.write(&format!("{dir}/write_cmd_count"), "7") {
+        Err(ClientError::Remote(m)) => assert!(m.contains("only 0"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    c.write(&format!("{dir}/write_cmd_count"), "0").unwrap();
+    assert_eq!(read(&mut c, "write_cmd_count"), "0");
+    assert_eq!(read(&mut c, "read_io_count_kb"), "0");
+
+    // iSCSI's view of the session (spec 6.7).
+    let files = c.list(&dir).unwrap();
+    for f in [
+        "MaxRecvDataSegmentLength",
+        "HeaderDigest",
+        "sid",
+        "127.0.0.1/",
+        "lun0/",
+    ] {
+        assert!(files.iter().any(|x| x == f), "{f} missing from {files:?}");
+    }
+    let isid = i.isid().iter().fold(0u64, |a, &b| a << 8 | b as u64);
+    assert_eq!(
+        read(&mut c, "sid"),
+        format!("{:x}", isid << 16 | i.tsih() as u64)
+    );
+    assert_eq!(read(&mut c, "HeaderDigest"), "None");
+    assert_eq!(read(&mut c, "InitialR2T"), "No");
+    assert_eq!(read(&mut c, "127.0.0.1/ip"), "127.0.0.1");
+    assert_eq!(read(&mut c, "127.0.0.1/cid"), "1", "the test initiator's CID");
+    i.read10(0, 0, 8, 512).unwrap().good().unwrap();
+    let listed = admin_ok(&d, &["-list_sessions"]);
+    assert!(listed.contains("read_cmd_count: 1"), "{listed}");
+    assert!(listed.contains("127.0.0.1/ip: 127.0.0.1"), "{listed}");
+}
