@@ -391,6 +391,18 @@ fn access_control_uses_discovery_domains() {
         &format!("dd-member-name={INI_OK}"),
     ]);
     assert!(out.contains("Registered DD"), "dd-register: {out}");
+    // The server tells the target of its new domain through the SCN port.
+    let start = Instant::now();
+    while !log.contains(&format!("iSNS: state change notification for {TA}")) {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "no SCN for {TA}:\n{log}\n--- isnsd log (tail):\n{}",
+            tail(&isns.log(), 40)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        log.push_str(&d.log());
+        log.push('\n');
+    }
 
     assert_eq!(discover(INI_OK), vec![TA.to_string()]);
     assert_eq!(login(INI_OK), Ok(()));

@@ -562,7 +562,11 @@ fn session_attributes_show_io_statistics() {
     assert_eq!(read(&mut c, "HeaderDigest"), "None");
     assert_eq!(read(&mut c, "InitialR2T"), "No");
     assert_eq!(read(&mut c, "127.0.0.1/ip"), "127.0.0.1");
-    assert_eq!(read(&mut c, "127.0.0.1/cid"), "1", "the test initiator's CID");
+    assert_eq!(
+        read(&mut c, "127.0.0.1/cid"),
+        "1",
+        "the test initiator's CID"
+    );
     i.read10(0, 0, 8, 512).unwrap().good().unwrap();
     let listed = admin_ok(&d, &["-list_sessions"]);
     assert!(listed.contains("read_cmd_count: 1"), "{listed}");

@@ -69,6 +69,11 @@ impl Connection {
         self.stream.local_addr().map(|a| wire::canonical_ip(a.ip()))
     }
 
+    /// The server's address on this connection.
+    pub fn peer_ip(&self) -> io::Result<IpAddr> {
+        self.stream.peer_addr().map(|a| wire::canonical_ip(a.ip()))
+    }
+
     /// Send one request and wait for its response.
     pub async fn call(
         &mut self,

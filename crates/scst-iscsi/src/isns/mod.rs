@@ -6,9 +6,12 @@
 //! A background task compares what should be registered with what it registered, once
 //! a second, and sends DevAttrReg/DevDereg for the difference; it re-registers before
 //! the server's registration period runs out. Every exchange is bounded by a timeout
-//! and failures back off, so a missing server costs log lines, not logins.
+//! and failures back off, so a missing server costs log lines, not logins. The targets
+//! register for state change notifications, which the server delivers to our SCN
+//! port (scn.rs).
 
 pub mod client;
+pub mod scn;
 pub mod wire;
 
 use std::collections::{BTreeMap, HashMap};
@@ -196,6 +199,8 @@ struct Registered {
     eid: String,
     nodes: BTreeMap<String, String>,
     portals: Vec<(IpAddr, u16)>,
+    /// The SCN port announced with the portals, if one could be opened.
+    scn_port: Option<u16>,
     refresh_at: Instant,
 }
 
@@ -229,6 +234,7 @@ fn announced_portals(listening: &[SocketAddr], local: IpAddr) -> Vec<(IpAddr, u1
 async fn run(driver: Arc<IscsiDriver>, listening: Vec<SocketAddr>) {
     let mut stop = driver.shutdown.subscribe();
     let mut reg: Option<Registered> = None;
+    let mut scn: Option<scn::ScnListener> = None;
     let mut retry_at = Instant::now();
     let mut backoff = MIN_BACKOFF;
     let mut failing = false;
@@ -239,7 +245,7 @@ async fn run(driver: Arc<IscsiDriver>, listening: Vec<SocketAddr>) {
         let want = desired(&driver);
         let now = Instant::now();
         if now >= retry_at && needs_work(&want, reg.as_ref(), now) {
-            match sync(&want, &mut reg, &listening).await {
+            match sync(&driver, &want, &mut reg, &mut scn, &listening).await {
                 Ok(()) => {
                     if failing {
                         log::info!("iSNS: server reachable again");
@@ -274,8 +280,10 @@ async fn run(driver: Arc<IscsiDriver>, listening: Vec<SocketAddr>) {
 }
 
 async fn sync(
+    driver: &Arc<IscsiDriver>,
     want: &Desired,
     reg: &mut Option<Registered>,
+    scn: &mut Option<scn::ScnListener>,
     listening: &[SocketAddr],
 ) -> Result<(), String> {
     // A different server or entity name: the old registration goes first.
@@ -318,6 +326,19 @@ async fn sync(
         .local_ip()
         .map_err(|e| format!("{server}: local address: {e}"))?;
     let portals = announced_portals(listening, local);
+    // The SCN port listens where the server reaches us; without one (bind failure),
+    // registration goes on and changes are seen at the next query instead.
+    if scn.as_ref().is_none_or(|l| l.local != local) {
+        *scn = None;
+        let server_ip = conn
+            .peer_ip()
+            .map_err(|e| format!("{server}: peer address: {e}"))?;
+        match scn::listen(driver, local, server_ip).await {
+            Ok(l) => *scn = Some(l),
+            Err(e) => log::warn!("iSNS: cannot listen for state change notifications: {e}"),
+        }
+    }
+    let scn_port = scn.as_ref().map(|l| l.port);
     let now = Instant::now();
     let (mut refresh_at, mut replace) = (now, true);
     if let Some(r) = reg.as_ref() {
@@ -329,14 +350,23 @@ async fn sync(
             .any(|(n, a)| a.is_empty() && r.nodes.get(n).is_some_and(|old| !old.is_empty()));
     }
     let changed = reg.as_ref().is_none_or(|r| {
-        r.portals != portals || want.nodes.iter().any(|(n, a)| r.nodes.get(n) != Some(a))
+        r.portals != portals
+            || r.scn_port != scn_port
+            || want.nodes.iter().any(|(n, a)| r.nodes.get(n) != Some(a))
     });
     if changed || now >= refresh_at {
         // The first registration replaces whatever an earlier run left under our name.
-        let period = register(&mut conn, want, &portals, replace)
+        let period = register(&mut conn, want, &portals, scn_port, replace)
             .await
             .map_err(|e| format!("{server}: DevAttrReg: {e}"))?;
         refresh_at = Instant::now() + refresh_interval(period);
+        if scn_port.is_some() {
+            for name in want.nodes.keys() {
+                if let Err(e) = scn_register(&mut conn, name).await {
+                    log::warn!("iSNS: {server}: SCNReg for {name}: {e}");
+                }
+            }
+        }
         if changed {
             log::info!(
                 "iSNS: registered entity {} with {server}: targets {:?}, portals {:?}",
@@ -377,8 +407,31 @@ async fn sync(
         eid: want.eid.clone(),
         nodes: want.nodes.clone(),
         portals,
+        scn_port,
         refresh_at,
     });
+    Ok(())
+}
+
+/// SCNReg (RFC 4171 5.6.5.5): `name` asks to hear of the changes in `TARGET_EVENTS`.
+async fn scn_register(conn: &mut Connection, name: &str) -> Result<(), String> {
+    let node = Attr::string(tag::ISCSI_NAME, name);
+    let payload = wire::request_payload(
+        &node,
+        std::slice::from_ref(&node),
+        &[Attr::u32(tag::ISCSI_SCN_BITMAP, scn::TARGET_EVENTS)],
+    );
+    let r = conn
+        .call(func::SCN_REG, 0, &payload)
+        .await
+        .map_err(|e| e.to_string())?;
+    if r.status != status::SUCCESS {
+        return Err(format!(
+            "status {} ({})",
+            r.status,
+            wire::status_text(r.status)
+        ));
+    }
     Ok(())
 }
 
@@ -396,6 +449,7 @@ async fn register(
     conn: &mut Connection,
     want: &Desired,
     portals: &[(IpAddr, u16)],
+    scn_port: Option<u16>,
     replace: bool,
 ) -> Result<Option<u32>, String> {
     let source = want.nodes.keys().next().ok_or("no nodes to register")?;
@@ -406,6 +460,9 @@ async fn register(
     for (ip, port) in portals {
         ops.push(Attr::ip(tag::PORTAL_IP, *ip));
         ops.push(Attr::tcp_port(tag::PORTAL_PORT, *port));
+        if let Some(p) = scn_port {
+            ops.push(Attr::tcp_port(tag::SCN_PORT, p));
+        }
     }
     // Nodes and portals registered together get a default portal group with tag 1
     // (RFC 4171 5.6.5.1), which is the TPGT our logins report.
@@ -672,6 +729,7 @@ mod tests {
             eid: "e".into(),
             nodes: want.nodes.clone(),
             portals: vec![],
+            scn_port: None,
             refresh_at: now + Duration::from_secs(10),
         };
         assert!(!needs_work(&want, Some(&reg), now));
