@@ -828,7 +828,9 @@ impl Planner<'_> {
                 continue;
             }
             match have {
-                Some(old) if name != "setup_id" => self.op(
+                // setup_id names the installation and threads sizes the I/O pool:
+                // both are fixed while scstd runs.
+                Some(old) if name != "setup_id" && name != "threads" => self.op(
                     name.clone(),
                     want,
                     Some((name, old)),

@@ -9,15 +9,17 @@ use anyhow::{anyhow, bail, Result};
 use scst_core::{AluaState, IniGroup, Scst};
 use scst_mgmt::conf::{Attr, ScstConf};
 
-/// The global I/O thread count: the root `threads` attribute, else SCST's fileio default.
-pub fn io_threads(conf: &ScstConf) -> usize {
+/// SCST's fileio default thread count.
+pub const DEFAULT_IO_THREADS: usize = 8;
+
+/// The global I/O thread count the root `threads` attribute asks for, if any.
+pub fn io_threads(conf: &ScstConf) -> Option<usize> {
     conf.attrs
         .iter()
         .rev()
         .find(|a| a.name == "threads")
         .and_then(|a| a.value.parse().ok())
         .filter(|n| *n > 0)
-        .unwrap_or(8)
 }
 
 fn parse_num(a: &Attr, what: &str) -> Result<u64> {

@@ -126,7 +126,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("cannot read config {}", args.config.display()))?;
     let conf = scst_mgmt::conf::parse(&text)
         .with_context(|| format!("config {}", args.config.display()))?;
-    let threads = args.io_threads.unwrap_or_else(|| config::io_threads(&conf));
+    let chosen_threads = args.io_threads.or_else(|| config::io_threads(&conf));
+    let threads = chosen_threads.unwrap_or(config::DEFAULT_IO_THREADS);
     let scst = Scst::new(threads);
     scst.set_state_dir(prepare_state_dir(args.state_dir.as_deref())?);
     let iscsi =
@@ -150,11 +151,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let _socket_guard = mgmt_listener
         .is_some()
         .then(|| mgmt_server::SocketGuard(socket_path.clone()));
-    let tree = Arc::new(mgmt_server::ScstTree::new(
-        scst.clone(),
-        iscsi.clone(),
-        setup_id(&conf),
-    ));
+    let tree = Arc::new(
+        mgmt_server::ScstTree::new(scst.clone(), iscsi.clone(), setup_id(&conf))
+            .with_io_threads(threads, chosen_threads.is_some()),
+    );
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -203,6 +203,9 @@ pub struct ScstTree {
     /// `last_sysfs_mgmt_res`: 0 or -errno of the last write. Writes complete before
     /// they are answered, so this is never EAGAIN.
     pub last_result: AtomicI32,
+    /// The root `threads`: the I/O pool's size, fixed at start, and whether the
+    /// configuration (or `--io-threads`) chose it (then it is a key attribute).
+    pub io_threads: (usize, bool),
 }
 
 impl ScstTree {
@@ -212,7 +215,13 @@ impl ScstTree {
             iscsi,
             setup_id,
             last_result: AtomicI32::new(0),
+            io_threads: (crate::config::DEFAULT_IO_THREADS, false),
         }
+    }
+
+    pub fn with_io_threads(mut self, threads: usize, configured: bool) -> ScstTree {
+        self.io_threads = (threads, configured);
+        self
     }
 }
 
@@ -1237,6 +1246,10 @@ impl ScstTree {
                 self.scst.set_async_lun_replace(bool01(path, value)?);
                 Ok(())
             }
+            ["threads"] => Err(TreeError(format!(
+                "{path}: the I/O thread pool is sized at start; restart scstd with \
+                 --io-threads or the configuration's threads attribute"
+            ))),
             ["device_groups", rest @ ..] => self.write_device_groups(path, rest, value),
             ["targets", DRIVER, "mgmt"] => self.write_driver_mgmt(path, value),
             ["targets", DRIVER, "enabled"] => {
@@ -1296,6 +1309,7 @@ impl MgmtTree for ScstTree {
                 format!("{:#x}", self.setup_id),
                 self.setup_id != 0,
             )),
+            ["threads"] => Ok(with_key(self.io_threads.0.to_string(), self.io_threads.1)),
             ["async_lun_replace"] => {
                 let on = self.scst.async_lun_replace();
                 Ok(with_key(u8::from(on).to_string(), on))
@@ -1373,6 +1387,7 @@ impl MgmtTree for ScstTree {
             [] => Ok([
                 "version",
                 "setup_id",
+                "threads",
                 "async_lun_replace",
                 "last_sysfs_mgmt_res",
                 "active_sessions",
@@ -1842,6 +1857,8 @@ mod tests {
         assert!(lerr(t.write(&p("devices/d2/handler"), "x")).contains("no such writable"));
 
         // Root attribute.
+        assert_eq!(t.read(&p("threads")).unwrap(), "8");
+        assert!(t.write(&p("threads"), "4").is_err());
         assert_eq!(t.read(&p("async_lun_replace")).unwrap(), "0");
         t.write(&p("async_lun_replace"), "1").unwrap();
         assert_eq!(t.read(&p("async_lun_replace")).unwrap(), "1\n[key]");
