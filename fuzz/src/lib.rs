@@ -223,3 +223,48 @@ pub mod mgmt_command {
         let _ = scst_mgmt::command::parse_params("add_device", &line);
     }
 }
+
+/// iSNS messages from the server (registration and query responses, state change
+/// notifications): PDU headers, reassembly, attributes and the SCN fields.
+pub mod isns_message {
+    use scst_iscsi::isns::scn::Notification;
+    use scst_iscsi::isns::wire::{self, Header, Reassembler, Response, HEADER_LEN};
+
+    pub fn run(data: &[u8]) {
+        let mut re = Reassembler::default();
+        let mut rest = data;
+        for _ in 0..64 {
+            if rest.len() < HEADER_LEN {
+                break;
+            }
+            let Ok(h) = Header::decode(&rest[..HEADER_LEN]) else {
+                break;
+            };
+            rest = &rest[HEADER_LEN..];
+            let n = (h.length as usize).min(rest.len());
+            let (body, tail) = rest.split_at(n);
+            rest = tail;
+            let payload = match re.push(&h, body) {
+                Ok(Some(p)) => p,
+                Ok(None) => continue,
+                Err(_) => {
+                    re = Reassembler::default();
+                    continue;
+                }
+            };
+            if let Ok(r) = Response::decode(&payload) {
+                let _ = (r.operating().len(), r.find(wire::tag::REGISTRATION_PERIOD));
+            }
+            if let Ok(attrs) = wire::decode_attrs(&payload) {
+                for a in &attrs {
+                    let _ = (a.as_str(), a.as_u32(), a.as_ip());
+                }
+                if let Some(n) = Notification::parse(&attrs) {
+                    assert!(!n.destination.contains('\0'));
+                }
+                // What decodes must encode back to the same bytes.
+                assert_eq!(wire::encode_attrs(&attrs), payload);
+            }
+        }
+    }
+}

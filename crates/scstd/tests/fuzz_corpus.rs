@@ -55,3 +55,8 @@ fn scst_conf() {
 fn mgmt_command() {
     replay("mgmt_command", fuzz_entry::mgmt_command::run);
 }
+
+#[test]
+fn isns_message() {
+    replay("isns_message", fuzz_entry::isns_message::run);
+}

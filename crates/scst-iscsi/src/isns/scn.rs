@@ -140,7 +140,7 @@ const MESSAGE_NOT_SUPPORTED: u32 = 15;
 
 /// One SCN: who it is for, what happened, to which objects.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Notification {
+pub struct Notification {
     pub destination: String,
     pub events: u32,
     pub objects: Vec<String>,
