@@ -630,8 +630,11 @@ fn step(
         .process(&pairs)
         .map_err(|e| fail(login_status::INITIATOR_ERROR, format!("negotiation: {e}")))?;
     out.extend(replies);
-    // Declarations go out once we are in (or leaving for) the operational stage.
-    if bhs.csg() == Stage::LoginOperational || (transit && nsg != Stage::SecurityNegotiation) {
+    // Declarations and the target's own offers go out in the operational stage, or
+    // when the initiator jumps from security straight to full feature. Offers in a
+    // response that leaves the security stage would hold that transit until the
+    // initiator answered keys it has not reached yet.
+    if bhs.csg() == Stage::LoginOperational || (transit && nsg == Stage::FullFeature) {
         out.extend(neg.target_declarations());
     }
     Ok(Step::Keys(out))
