@@ -349,20 +349,7 @@ fn allowed_portal_on_ipv4_and_ipv6_portals() {
     .concat();
     let conf = write_conf(dir.path(), &targets, "");
     let d = Daemon::start_with(&conf, &[OsStr::new("--listen"), OsStr::new("[::1]:0")]);
-    let mut log = String::new();
-    assert!(
-        wait_log(&d, &mut log, "portal listening on [::1]:"),
-        "{log}"
-    );
-    let v6: SocketAddr = log
-        .split("portal listening on ")
-        .skip(1)
-        .filter_map(|s| s.split_whitespace().next())
-        .find(|s| s.starts_with('['))
-        .unwrap()
-        .parse()
-        .unwrap();
-    let v4 = d.addr;
+    let (v4, v6) = (d.addr, v6_portal(&d));
 
     let discover = |addr: SocketAddr| {
         let mut ini = Initiator::connect(addr).unwrap();

@@ -421,8 +421,18 @@ async fn scn_register(conn: &mut Connection, name: &str) -> Result<(), String> {
         std::slice::from_ref(&node),
         &[Attr::u32(tag::ISCSI_SCN_BITMAP, scn::TARGET_EVENTS)],
     );
+    call_ok(conn, func::SCN_REG, 0, &payload).await.map(|_| ())
+}
+
+/// One request whose answer must be SUCCESS; the response, else what went wrong.
+async fn call_ok(
+    conn: &mut Connection,
+    function: u16,
+    flags: u16,
+    payload: &[u8],
+) -> Result<wire::Response, String> {
     let r = conn
-        .call(func::SCN_REG, 0, &payload)
+        .call(function, flags, payload)
         .await
         .map_err(|e| e.to_string())?;
     if r.status != status::SUCCESS {
@@ -432,7 +442,7 @@ async fn scn_register(conn: &mut Connection, name: &str) -> Result<(), String> {
             wire::status_text(r.status)
         ));
     }
-    Ok(())
+    Ok(r)
 }
 
 /// Re-register halfway through the registration period so it never lapses.
@@ -479,17 +489,7 @@ async fn register(
         &ops,
     );
     let flags = if replace { wire::flags::REPLACE } else { 0 };
-    let r = conn
-        .call(func::DEV_ATTR_REG, flags, &payload)
-        .await
-        .map_err(|e| e.to_string())?;
-    if r.status != status::SUCCESS {
-        return Err(format!(
-            "status {} ({})",
-            r.status,
-            wire::status_text(r.status)
-        ));
-    }
+    let r = call_ok(conn, func::DEV_ATTR_REG, flags, &payload).await?;
     Ok(r.operating()
         .iter()
         .find(|a| a.tag == tag::REGISTRATION_PERIOD)
