@@ -1,7 +1,9 @@
 //! A SCSI command as the core sees it: no PDUs, no sockets, just the nexus-relative
 //! LUN, the CDB, task attribute, data-out bytes and the transport's expected lengths.
 
+use parking_lot::Mutex;
 use scsi_wire::{status, Sense};
+use std::sync::Arc;
 
 /// SAM task attributes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,10 +82,18 @@ pub struct Response {
     pub status: u8,
     pub sense: Option<Sense>,
     pub data: Vec<u8>,
+    /// Data-in in static, immutable memory instead of `data` (a nullio read's zeros):
+    /// the transport sends it as it is, with no allocation or copy. Devices set it only
+    /// in responses to `ExecMode::Inline`, whose caller is the transport; `data` is
+    /// then empty.
+    pub static_data: Option<&'static [u8]>,
     /// Encode sense in descriptor format (control mode page D_SENSE); set by the core.
     pub descriptor_sense: bool,
     /// Data-out bytes the CDB called for (see `Device::data_out_len`); set by the core.
     pub data_out_len: Option<u32>,
+    /// The command was started and will complete later (see [`Deferred`]); the rest of
+    /// this response is a placeholder. Only in responses to `ExecMode::Inline`.
+    pub deferred: Option<Deferred>,
 }
 
 impl Response {
@@ -102,6 +112,19 @@ impl Response {
     pub fn data_alloc(mut data: Vec<u8>, alloc_len: usize) -> Response {
         data.truncate(alloc_len);
         Response::data(data)
+    }
+
+    /// A command that will complete through `d`.
+    pub fn deferred(d: Deferred) -> Response {
+        Response {
+            deferred: Some(d),
+            ..Response::default()
+        }
+    }
+
+    /// Data-in bytes the response carries, wherever they are held.
+    pub fn data_len(&self) -> usize {
+        self.static_data.map_or(self.data.len(), <[u8]>::len)
     }
 
     pub fn check(sense: Sense) -> Response {
@@ -132,8 +155,122 @@ impl Response {
 pub enum ExecMode {
     /// On a network thread: the device must not block. It returns `None` when the
     /// command needs to block (a page-cache miss, a flush), and the transport re-runs it
-    /// in `Blocking` mode on an I/O thread.
+    /// in `Blocking` mode on an I/O thread. A device with an asynchronous I/O engine may
+    /// instead start the I/O and return [`Response::deferred`]: the command then
+    /// completes through the [`Deferred`], from another thread.
     Inline,
     /// On an I/O thread: blocking is fine.
     Blocking,
+}
+
+/// The far end of a command that completes asynchronously: the device keeps the
+/// [`Completer`], the transport gets the `Deferred` in the placeholder response and
+/// says with [`Deferred::on_complete`] what to do with the final one. Either may come
+/// first: whichever is second runs the callback.
+pub struct Deferred(Arc<Mutex<DeferredState>>);
+
+/// The device's half of a [`Deferred`]. Dropping it without completing answers the
+/// command with INTERNAL FAILURE, so that no command is ever left without a response.
+pub struct Completer(Option<Arc<Mutex<DeferredState>>>);
+
+type Callback = Box<dyn FnOnce(Response) + Send>;
+
+enum DeferredState {
+    Pending,
+    Done(Response),
+    Waiting(Callback),
+    Finished,
+}
+
+impl Deferred {
+    pub fn new() -> (Deferred, Completer) {
+        let s = Arc::new(Mutex::new(DeferredState::Pending));
+        (Deferred(s.clone()), Completer(Some(s)))
+    }
+
+    /// Run `f` with the final response: now if it is already there, else on the
+    /// thread that completes the command.
+    pub fn on_complete(self, f: impl FnOnce(Response) + Send + 'static) {
+        let mut st = self.0.lock();
+        match std::mem::replace(&mut *st, DeferredState::Finished) {
+            DeferredState::Done(r) => {
+                drop(st);
+                f(r);
+            }
+            DeferredState::Pending => *st = DeferredState::Waiting(Box::new(f)),
+            // Only `on_complete` installs a callback and it consumes the Deferred.
+            DeferredState::Waiting(_) | DeferredState::Finished => {}
+        }
+    }
+}
+
+impl Completer {
+    pub fn complete(mut self, r: Response) {
+        if let Some(s) = self.0.take() {
+            Self::deliver(&s, r);
+        }
+    }
+
+    fn deliver(s: &Mutex<DeferredState>, r: Response) {
+        let mut st = s.lock();
+        match std::mem::replace(&mut *st, DeferredState::Finished) {
+            DeferredState::Waiting(f) => {
+                drop(st);
+                f(r);
+            }
+            DeferredState::Pending => *st = DeferredState::Done(r),
+            DeferredState::Done(_) | DeferredState::Finished => {}
+        }
+    }
+}
+
+impl Drop for Completer {
+    fn drop(&mut self) {
+        if let Some(s) = self.0.take() {
+            Self::deliver(&s, Response::check(Sense::INTERNAL_FAILURE));
+        }
+    }
+}
+
+impl std::fmt::Debug for Deferred {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Deferred")
+    }
+}
+
+impl std::fmt::Debug for Completer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Completer")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    #[test]
+    fn deferred_delivers_once_whichever_side_comes_first() {
+        // Completed before anyone listens.
+        let (d, c) = Deferred::new();
+        c.complete(Response::status(status::BUSY));
+        let (tx, rx) = mpsc::channel();
+        d.on_complete(move |r| tx.send(r.status).unwrap());
+        assert_eq!(rx.try_recv(), Ok(status::BUSY));
+        // Listening before completion, completed from another thread.
+        let (d, c) = Deferred::new();
+        let (tx, rx) = mpsc::channel();
+        d.on_complete(move |r| tx.send(r.status).unwrap());
+        assert!(rx.try_recv().is_err());
+        std::thread::spawn(move || c.complete(Response::good()))
+            .join()
+            .unwrap();
+        assert_eq!(rx.recv(), Ok(status::GOOD));
+        // A completer dropped unused still answers.
+        let (d, c) = Deferred::new();
+        drop(c);
+        let (tx, rx) = mpsc::channel();
+        d.on_complete(move |r| tx.send(r.sense).unwrap());
+        assert_eq!(rx.try_recv(), Ok(Some(Sense::INTERNAL_FAILURE)));
+    }
 }

@@ -364,8 +364,12 @@ impl Conn {
             // Without budget only the unsolicited part (at most FirstBurstLength) is
             // buffered now; the rest waits for the budget before it is solicited.
             let len = if granted { edtl } else { unsolicited_limit };
-            data_out = vec![0u8; len as usize];
-            data_out[..imm as usize].copy_from_slice(&pdu.data);
+            // Only the part the immediate data does not fill is zeroed (Data-Out PDUs
+            // overwrite it later): a write that arrives whole is copied once, with no
+            // memset before.
+            data_out = Vec::with_capacity(len as usize);
+            data_out.extend_from_slice(&pdu.data);
+            data_out.resize(len as usize, 0);
         }
         let cmd = Cmd {
             cdb,
@@ -611,7 +615,18 @@ impl Conn {
             t.device = Some(td.device.clone());
             t.phase = Phase::Running;
         }
-        if let Some(resp) = self.session.execute(&td, &mut cmd, ExecMode::Inline) {
+        if let Some(mut resp) = self.session.execute(&td, &mut cmd, ExecMode::Inline) {
+            if let Some(d) = resp.deferred.take() {
+                // Started asynchronously: the device completes it from another
+                // thread, through the same channel as the I/O pool.
+                let data_out_len = resp.data_out_len;
+                let done = self.done_tx.clone();
+                d.on_complete(move |mut resp| {
+                    resp.data_out_len = data_out_len;
+                    let _ = done.send(Completion { itt, resp });
+                });
+                return;
+            }
             self.finish(itt, resp);
             return;
         }
@@ -655,7 +670,7 @@ impl Conn {
     }
 
     fn send_response(&mut self, itt: u32, task: &Task, resp: Response) {
-        let produced = resp.data.len() as u32;
+        let produced = resp.data_len() as u32;
         // Data-In carries at most what the initiator expects; the rest is a residual.
         let send = if task.read {
             produced.min(task.edtl)
@@ -674,9 +689,11 @@ impl Conn {
         let good = resp.status == status::GOOD && resp.sense.is_none();
         let mut data_sn = 0u32;
         if send > 0 {
-            let mut data = resp.data;
+            let mut data = match resp.static_data {
+                Some(b) => Bytes::from_static(b),
+                None => Bytes::from(resp.data),
+            };
             data.truncate(send as usize);
-            let mut data = Bytes::from(data);
             let seg = self.p.max_xmit_data_segment_length.max(512);
             let burst = self.p.max_burst_length.max(seg);
             let mut off = 0u32;

@@ -42,8 +42,10 @@ mod sanitize_tests;
 mod sbc;
 #[cfg(test)]
 mod test_util;
+mod uring;
 
 pub use config::{gen_dev_id_num, Handler, NULLIO_DEFAULT_SIZE};
+pub use uring::{io_engine, set_io_engine, uring_unavailable, IoEngine, ENGINE_ENV};
 
 use backend::{FileBackend, NullBackend};
 use config::VdiskConfig;

@@ -17,6 +17,7 @@
 
 use parking_lot::{Condvar, Mutex};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// Number of fast-path counters. Threads spread over them so that concurrent shared
 /// holders on different cores do not bounce one cache line.
@@ -99,10 +100,42 @@ pub struct RangeLock {
 /// Held range; released on drop.
 #[must_use = "the range is unlocked when the guard is dropped"]
 pub struct RangeGuard<'a> {
-    lock: &'a RangeLock,
+    lock: LockRef<'a>,
     kind: GuardKind,
 }
 
+/// The lock a guard releases: borrowed for the usual scoped use, owned by a guard that
+/// outlives the call that took it (an asynchronous transfer).
+enum LockRef<'a> {
+    Borrowed(&'a RangeLock),
+    Owned(Arc<RangeLock>),
+}
+
+impl std::ops::Deref for LockRef<'_> {
+    type Target = RangeLock;
+    fn deref(&self) -> &RangeLock {
+        match self {
+            LockRef::Borrowed(l) => l,
+            LockRef::Owned(l) => l,
+        }
+    }
+}
+
+impl RangeGuard<'_> {
+    /// The same hold, kept alive by `lock` (the lock this guard came from) rather than
+    /// by a borrow.
+    pub fn into_owned(mut self, lock: Arc<RangeLock>) -> RangeGuard<'static> {
+        assert!(std::ptr::eq(&*self.lock, &*lock), "guard of another lock");
+        // The hold moves to the new guard: the old one, emptied, releases nothing.
+        let kind = std::mem::replace(&mut self.kind, GuardKind::Empty);
+        RangeGuard {
+            lock: LockRef::Owned(lock),
+            kind,
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
 enum GuardKind {
     /// Empty range: nothing was locked.
     Empty,
@@ -182,7 +215,10 @@ impl RangeLock {
     }
 
     fn guard(&self, kind: GuardKind) -> RangeGuard<'_> {
-        RangeGuard { lock: self, kind }
+        RangeGuard {
+            lock: LockRef::Borrowed(self),
+            kind,
+        }
     }
 
     fn fast_holders(&self) -> bool {

@@ -37,9 +37,13 @@ const SANITIZE_FAILED: Sense = Sense::new(key::MEDIUM_ERROR, 0x31, 0x03);
 
 fn exec(d: &dyn Device, ctx: &CmdCtx<'_>, cdb: &[u8], data_out: Vec<u8>) -> Response {
     let mut c = cmd(cdb, data_out);
-    // Inline first, as a network thread would; then on an "I/O thread".
-    if let Some(r) = d.execute(ctx, &mut c, ExecMode::Inline) {
-        return r;
+    // Inline first, as a network thread would (waiting for a transfer it started on
+    // the asynchronous engine); then on an "I/O thread".
+    if let Some(mut r) = d.execute(ctx, &mut c, ExecMode::Inline) {
+        return match r.deferred.take() {
+            Some(deferred) => crate::test_util::settle(deferred),
+            None => r,
+        };
     }
     d.execute(ctx, &mut c, ExecMode::Blocking)
         .expect("Blocking mode always completes")

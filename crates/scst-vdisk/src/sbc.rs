@@ -10,12 +10,14 @@ use crate::config::VdiskConfig;
 use crate::inquiry;
 use crate::longop::MediumState;
 use crate::mode::{ModeGeometry, ModeState};
-use crate::rangelock::RangeLock;
+use crate::rangelock::{RangeGuard, RangeLock};
 use crate::removable::{prevent_requested, Removable, StartStop, MEDIUM_REMOVAL_PREVENTED};
+use crate::uring::Done;
 use scsi_wire::cdb::{self, decode_rw, decode_sync_cache, opcode, RwCdb, RwKind};
 use scsi_wire::sbc::opcode as sbc_op;
 use scsi_wire::sense::key;
 use scsi_wire::Sense;
+use scst_core::cmd::Deferred;
 use scst_core::{AttrEffect, Cmd, CmdCtx, Device, ExecMode, Response};
 use std::io;
 use std::sync::Arc;
@@ -65,6 +67,23 @@ fn good() -> CmdResult {
 
 fn data(d: Vec<u8>) -> CmdResult {
     Ok(Some(Response::data(d)))
+}
+
+/// Zeros for nullio reads in Inline mode, whose responses go straight to the wire: a
+/// static, never written region (untouched pages of it all map the kernel's zero
+/// page), so a read costs no allocation and no zeroing.
+static ZEROS: [u8; MAX_XFER_BYTES as usize] = [0; MAX_XFER_BYTES as usize];
+
+/// `len` (<= MAX_XFER_BYTES) zero bytes of data-in.
+fn zeros(len: usize, mode: ExecMode) -> Response {
+    match mode {
+        ExecMode::Inline => Response {
+            static_data: Some(&ZEROS[..len]),
+            ..Response::default()
+        },
+        // Other callers (EXTENDED COPY, tests) read `data`.
+        ExecMode::Blocking => Response::data(vec![0u8; len]),
+    }
 }
 
 fn read_error(_: &io::Error) -> Sense {
@@ -175,25 +194,63 @@ impl<B: Backend> Vdisk<B> {
         if rw.blocks == 0 {
             return good();
         }
-        let Some(_range) = self
+        let len = (rw.blocks as usize) << self.shift;
+        if self.backend.is_null() {
+            // No medium: nothing to read, and nothing a range lock could order.
+            return Ok(Some(zeros(len, mode)));
+        }
+        let Some(range) = self
             .ranges
             .shared(rw.lba, rw.blocks as u64, mode == ExecMode::Blocking)
         else {
             return Ok(None);
         };
         let off = rw.lba << self.shift;
-        // vec![0; n] is calloc: fresh pages are already zero, so this costs no memset
-        // for large reads, and nullio returns zeros without doing anything.
-        let mut buf = vec![0u8; (rw.blocks as usize) << self.shift];
-        if !self.io(
-            "read",
-            off,
-            self.backend.read(&mut buf, off, mode),
-            read_error,
-        )? {
-            return Ok(None);
+        match self.backend.read_vec(len, off, mode) {
+            Some(Ok(buf)) => data(buf),
+            Some(Err(e)) => self.io("read", off, Some(Err(e)), read_error).map(|_| None),
+            None if mode == ExecMode::Inline && self.backend.async_io() => {
+                self.read_deferred(range, len, off)
+            }
+            None => Ok(None),
         }
-        data(buf)
+    }
+
+    /// Hand a read that would block to the backend's asynchronous engine. The range
+    /// stays locked until the data is in.
+    fn read_deferred(&self, range: RangeGuard<'_>, len: usize, off: u64) -> CmdResult {
+        let range = range.into_owned(self.ranges.clone());
+        let (deferred, completer) = Deferred::new();
+        let fail = self.async_failure("read", off, read_error);
+        let done: Done = Box::new(move |r| {
+            drop(range);
+            completer.complete(match r {
+                Ok(buf) => Response::data(buf),
+                Err(e) => fail(e),
+            });
+        });
+        match self.backend.clone().read_async(len, off, done) {
+            Ok(()) => Ok(Some(Response::deferred(deferred))),
+            // Not started: re-run on an I/O thread.
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// The response to an asynchronous transfer that failed, logged as `io` logs.
+    fn async_failure(
+        &self,
+        what: &'static str,
+        off: u64,
+        map: fn(&io::Error) -> Sense,
+    ) -> impl FnOnce(io::Error) -> Response + Send + 'static {
+        let name = self.cfg.name.clone();
+        let desc = self.mode.d_sense();
+        move |e| {
+            log::error!("{name}: {what} at byte {off} failed: {e}");
+            let mut r = Response::check(map(&e));
+            r.descriptor_sense = desc;
+            r
+        }
     }
 
     fn write(&self, ctx: &CmdCtx<'_>, cdb: &[u8], data_out: &[u8], mode: ExecMode) -> CmdResult {
@@ -219,19 +276,29 @@ impl<B: Backend> Vdisk<B> {
         {
             return Ok(None);
         }
-        let Some(_range) = self
+        let stable = !self.cfg.nv_cache && (rw.fua || !self.mode.wce());
+        if self.backend.is_null() {
+            // Nothing is written: no range to lock.
+            return good();
+        }
+        let Some(range) = self
             .ranges
             .shared(rw.lba, rw.blocks as u64, mode == ExecMode::Blocking)
         else {
             return Ok(None);
         };
-        let stable = !self.cfg.nv_cache && (rw.fua || !self.mode.wce());
         if !self.io(
             "write",
             off,
             self.backend.write(buf, off, stable, mode),
             write_error,
         )? {
+            if mode == ExecMode::Inline
+                && rw.kind != RwKind::WriteAndVerify
+                && self.backend.async_io()
+            {
+                return self.write_deferred(range, buf, off, stable);
+            }
             return Ok(None);
         }
         if rw.kind == RwKind::WriteAndVerify && !self.backend.is_null() {
@@ -245,6 +312,35 @@ impl<B: Backend> Vdisk<B> {
             }
         }
         good()
+    }
+
+    /// Hand a write that would block to the backend's asynchronous engine, with a copy
+    /// of the data (the command's buffer goes back to the transport).
+    fn write_deferred(
+        &self,
+        range: RangeGuard<'_>,
+        buf: &[u8],
+        off: u64,
+        stable: bool,
+    ) -> CmdResult {
+        let range = range.into_owned(self.ranges.clone());
+        let (deferred, completer) = Deferred::new();
+        let fail = self.async_failure("write", off, write_error);
+        let done: Done = Box::new(move |r| {
+            drop(range);
+            completer.complete(match r {
+                Ok(_) => Response::good(),
+                Err(e) => fail(e),
+            });
+        });
+        match self
+            .backend
+            .clone()
+            .write_async(buf.to_vec(), off, stable, done)
+        {
+            Ok(()) => Ok(Some(Response::deferred(deferred))),
+            Err(_) => Ok(None),
+        }
     }
 
     fn verify(&self, cdb: &[u8], data_out: &[u8], mode: ExecMode) -> CmdResult {

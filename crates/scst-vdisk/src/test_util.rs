@@ -52,7 +52,10 @@ pub(crate) fn cmd(cdb: &[u8], data_out: Vec<u8>) -> Cmd {
     }
 }
 
-/// Executes `cdb` in `mode`; `None` when an inline execution was deferred.
+/// Executes `cdb` in `mode`; `None` when an inline execution did not complete right
+/// there: deferred to an I/O thread, or started on the asynchronous engine (then it is
+/// waited for, so that the test goes on with the transfer over). Data held in
+/// `static_data` is moved to `data`, where the tests look.
 pub(crate) fn exec(
     d: &(impl AsDevice + ?Sized),
     ctx: &CmdCtx<'_>,
@@ -60,7 +63,28 @@ pub(crate) fn exec(
     data_out: Vec<u8>,
     mode: ExecMode,
 ) -> Option<Response> {
-    d.device().execute(ctx, &mut cmd(cdb, data_out), mode)
+    let mut r = d.device().execute(ctx, &mut cmd(cdb, data_out), mode)?;
+    if let Some(deferred) = r.deferred.take() {
+        let final_response = settle(deferred);
+        assert_eq!(
+            final_response.status,
+            status::GOOD,
+            "{:?}",
+            final_response.sense
+        );
+        return None;
+    }
+    if let Some(b) = r.static_data.take() {
+        r.data = b.to_vec();
+    }
+    Some(r)
+}
+
+/// The final response of an asynchronously completing command.
+pub(crate) fn settle(d: scst_core::cmd::Deferred) -> Response {
+    let (tx, rx) = std::sync::mpsc::channel();
+    d.on_complete(move |r| tx.send(r).expect("receiver alive"));
+    rx.recv().expect("every deferred command completes")
 }
 
 /// Executes `cdb` on `ctx` in blocking mode.
