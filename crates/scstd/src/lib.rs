@@ -16,12 +16,17 @@ use scst_core::Scst;
 pub use config::apply_config;
 
 pub const USAGE: &str = "usage: scstd --config FILE [--listen ADDR:PORT]... [--mgmt-socket PATH]
-                    [--state-dir DIR] [--io-threads N] [--user NAME] [--group NAME]
+                    [--state-dir DIR] [--io-threads N] [--io-engine ENGINE]
+                    [--user NAME] [--group NAME]
 
   --config FILE       scst.conf to load (SCST's grammar)
   --listen ADDR:PORT  iSCSI portal to listen on (repeatable; default 0.0.0.0:3260)
   --io-threads N      threads for blocking storage I/O (default: the config's
                       'threads' attribute, else 8)
+  --io-engine ENGINE  how fileio transfers that would block run: 'threads' (on the
+                      I/O threads, the default) or 'io_uring' (submitted to a ring,
+                      no thread waits; falls back to threads where io_uring is
+                      unavailable). Default: $SCSTD_IO_ENGINE, else threads
   --state-dir DIR     persistent state: APTPL files in DIR/pr/<device> (default
                       /var/lib/scst)
   --mgmt-socket PATH  management socket, mode 0600 (default /run/scstd.sock);
@@ -40,6 +45,8 @@ pub struct Args {
     pub config: PathBuf,
     pub listen: Vec<SocketAddr>,
     pub io_threads: Option<usize>,
+    /// `--io-engine`; None: `SCSTD_IO_ENGINE`, else the I/O threads.
+    pub io_engine: Option<scst_vdisk::IoEngine>,
     /// `--state-dir`; None: [`DEFAULT_STATE_DIR`].
     pub state_dir: Option<PathBuf>,
     /// `--mgmt-socket`; None: [`scst_mgmt::client::DEFAULT_SOCKET`], where failing to
@@ -58,6 +65,7 @@ impl Args {
         let mut config = None;
         let mut listen = Vec::new();
         let mut io_threads = None;
+        let mut io_engine = None;
         let mut state_dir = None;
         let mut mgmt_socket = None;
         let mut user = None;
@@ -76,6 +84,12 @@ impl Args {
                     let v = value("--io-threads")?;
                     io_threads = Some(v.parse().ok().filter(|n| *n > 0).with_context(|| {
                         format!("--io-threads '{v}': expected a positive number")
+                    })?);
+                }
+                "--io-engine" => {
+                    let v = value("--io-engine")?;
+                    io_engine = Some(scst_vdisk::IoEngine::from_name(&v).with_context(|| {
+                        format!("--io-engine '{v}': expected threads or io_uring")
                     })?);
                 }
                 "--state-dir" => {
@@ -106,6 +120,7 @@ impl Args {
             config,
             listen,
             io_threads,
+            io_engine,
             state_dir,
             mgmt_socket,
             user,
@@ -129,6 +144,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let chosen_threads = args.io_threads.or_else(|| config::io_threads(&conf));
     let threads = chosen_threads.unwrap_or(config::DEFAULT_IO_THREADS);
     let scst = Scst::new(threads);
+    // Before any device is opened: each fileio device takes the engine at open.
+    if let Some(e) = args.io_engine {
+        scst_vdisk::set_io_engine(e);
+    }
+    // The ring is set up here, not at the first device, so that a kernel without
+    // io_uring is reported at start (uring_unavailable logs why).
+    let engine = match scst_vdisk::io_engine() {
+        scst_vdisk::IoEngine::Uring if scst_vdisk::uring_unavailable().is_some() => "threads",
+        e => e.name(),
+    };
+    log::info!("fileio backing-file I/O engine: {engine}");
     scst.set_state_dir(prepare_state_dir(args.state_dir.as_deref())?);
     let iscsi =
         apply_config(&scst, &conf).with_context(|| format!("config {}", args.config.display()))?;
@@ -252,4 +278,28 @@ async fn serve(
     iscsi.shutdown().await;
     drop(scst);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> anyhow::Result<Args> {
+        Args::parse(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn io_engine_takes_threads_or_io_uring_and_names_a_bad_value() {
+        let a = parse(&["--config", "c"]).unwrap();
+        assert_eq!(a.io_engine, None);
+        let a = parse(&["--config", "c", "--io-engine", "io_uring"]).unwrap();
+        assert_eq!(a.io_engine, Some(scst_vdisk::IoEngine::Uring));
+        let a = parse(&["--config", "c", "--io-engine", "threads"]).unwrap();
+        assert_eq!(a.io_engine, Some(scst_vdisk::IoEngine::Threads));
+        let e = parse(&["--config", "c", "--io-engine", "aio"]).unwrap_err();
+        assert_eq!(
+            format!("{e:#}"),
+            "--io-engine 'aio': expected threads or io_uring"
+        );
+    }
 }

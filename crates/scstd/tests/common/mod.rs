@@ -18,6 +18,8 @@ pub struct Daemon {
     /// The management socket, in a scratch directory of its own (never /run).
     pub mgmt_socket: PathBuf,
     _mgmt_dir: tempfile::TempDir,
+    /// What scstd logged before its portal was up (configuration, devices, engine).
+    pub startup_log: Vec<String>,
     /// stderr lines, collected by a thread, for diagnostics.
     log: mpsc::Receiver<String>,
 }
@@ -63,6 +65,7 @@ impl Daemon {
                             addr,
                             mgmt_socket,
                             _mgmt_dir: mgmt_dir,
+                            startup_log: seen,
                             log: rx,
                         };
                     }
