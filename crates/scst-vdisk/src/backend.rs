@@ -189,6 +189,24 @@ pub struct FileBackend {
     uring: Option<&'static Arc<Ring>>,
 }
 
+/// What a RWF_NOWAIT transfer of `want` bytes came to: done, or `None` to redo it
+/// blocking (it would block, was interrupted, or moved only part: partly cached or at
+/// EOF, and the re-run redoes it whole), or an error. A filesystem that refuses the
+/// flag is remembered in `supported` and not asked again.
+fn nowait_outcome(r: io::Result<usize>, want: usize, supported: &AtomicBool) -> IoOutcome {
+    match r {
+        Ok(n) if n == want => Some(Ok(())),
+        Ok(_) => None,
+        Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => None,
+        Err(e) if is_unsupported(&e) => {
+            supported.store(false, Ordering::Relaxed);
+            None
+        }
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => None,
+        Err(e) => Some(Err(e)),
+    }
+}
+
 /// Whether `file` is a regular file whose filesystem keeps its data in memory only.
 /// A device node lives on devtmpfs, which reports tmpfs's magic: hence the regular
 /// file check.
@@ -335,17 +353,8 @@ impl FileBackend {
             return None;
         }
         let mut v = Vec::with_capacity(len);
-        match self.pread_spare(&mut v, len, off, libc::RWF_NOWAIT) {
-            Ok(n) if n == len => Some(Ok(v)),
-            Ok(_) => None,
-            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => None,
-            Err(e) if is_unsupported(&e) => {
-                self.nowait_read.store(false, Ordering::Relaxed);
-                None
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => None,
-            Err(e) => Some(Err(e)),
-        }
+        let r = self.pread_spare(&mut v, len, off, libc::RWF_NOWAIT);
+        nowait_outcome(r, len, &self.nowait_read).map(|r| r.map(|()| v))
     }
 
     /// Page-cache read that never blocks: None when the data is not all cached.
@@ -356,17 +365,8 @@ impl FileBackend {
         if !self.nowait_read.load(Ordering::Relaxed) {
             return None;
         }
-        match self.rw2(false, buf.as_mut_ptr(), buf.len(), off, libc::RWF_NOWAIT) {
-            Ok(n) if n == buf.len() => Some(Ok(())),
-            Ok(_) => None, // partly cached (or EOF): redo the whole read blocking
-            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => None,
-            Err(e) if is_unsupported(&e) => {
-                self.nowait_read.store(false, Ordering::Relaxed);
-                None
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => None,
-            Err(e) => Some(Err(e)),
-        }
+        let r = self.rw2(false, buf.as_mut_ptr(), buf.len(), off, libc::RWF_NOWAIT);
+        nowait_outcome(r, buf.len(), &self.nowait_read)
     }
 
     /// Page-cache write that never blocks. A partial write is finished by the blocking
@@ -378,17 +378,8 @@ impl FileBackend {
         if !self.nowait_write.load(Ordering::Relaxed) {
             return None;
         }
-        match self.rw2(true, buf.as_ptr(), buf.len(), off, libc::RWF_NOWAIT) {
-            Ok(n) if n == buf.len() => Some(Ok(())),
-            Ok(_) => None,
-            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => None,
-            Err(e) if is_unsupported(&e) => {
-                self.nowait_write.store(false, Ordering::Relaxed);
-                None
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => None,
-            Err(e) => Some(Err(e)),
-        }
+        let r = self.rw2(true, buf.as_ptr(), buf.len(), off, libc::RWF_NOWAIT);
+        nowait_outcome(r, buf.len(), &self.nowait_write)
     }
 
     /// Write all of `buf` durably: RWF_DSYNC per call (O_DSYNC semantics for just this

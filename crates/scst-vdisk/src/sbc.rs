@@ -219,19 +219,37 @@ impl<B: Backend> Vdisk<B> {
     /// Hand a read that would block to the backend's asynchronous engine. The range
     /// stays locked until the data is in.
     fn read_deferred(&self, range: RangeGuard<'_>, len: usize, off: u64) -> CmdResult {
+        let backend = self.backend.clone();
+        self.start_async(range, "read", off, read_error, Response::data, |done| {
+            backend.read_async(len, off, done)
+        })
+    }
+
+    /// Start a transfer on the backend's asynchronous engine (`start` hands it `done`):
+    /// the command completes, with `ok(buffer)` or the failure mapped by `map`, when the
+    /// transfer does, and its LBA range stays locked until then. `Ok(None)` when nothing
+    /// was started: the command is re-run on an I/O thread.
+    fn start_async(
+        &self,
+        range: RangeGuard<'_>,
+        what: &'static str,
+        off: u64,
+        map: fn(&io::Error) -> Sense,
+        ok: fn(Vec<u8>) -> Response,
+        start: impl FnOnce(Done) -> Result<(), Done>,
+    ) -> CmdResult {
         let range = range.into_owned(self.ranges.clone());
         let (deferred, completer) = Deferred::new();
-        let fail = self.async_failure("read", off, read_error);
+        let fail = self.async_failure(what, off, map);
         let done: Done = Box::new(move |r| {
             drop(range);
             completer.complete(match r {
-                Ok(buf) => Response::data(buf),
+                Ok(buf) => ok(buf),
                 Err(e) => fail(e),
             });
         });
-        match self.backend.clone().read_async(len, off, done) {
+        match start(done) {
             Ok(()) => Ok(Some(Response::deferred(deferred))),
-            // Not started: re-run on an I/O thread.
             Err(_) => Ok(None),
         }
     }
@@ -323,24 +341,15 @@ impl<B: Backend> Vdisk<B> {
         off: u64,
         stable: bool,
     ) -> CmdResult {
-        let range = range.into_owned(self.ranges.clone());
-        let (deferred, completer) = Deferred::new();
-        let fail = self.async_failure("write", off, write_error);
-        let done: Done = Box::new(move |r| {
-            drop(range);
-            completer.complete(match r {
-                Ok(_) => Response::good(),
-                Err(e) => fail(e),
-            });
-        });
-        match self
-            .backend
-            .clone()
-            .write_async(buf.to_vec(), off, stable, done)
-        {
-            Ok(()) => Ok(Some(Response::deferred(deferred))),
-            Err(_) => Ok(None),
-        }
+        let (backend, data) = (self.backend.clone(), buf.to_vec());
+        self.start_async(
+            range,
+            "write",
+            off,
+            write_error,
+            |_| Response::good(),
+            |done| backend.write_async(data, off, stable, done),
+        )
     }
 
     fn verify(&self, cdb: &[u8], data_out: &[u8], mode: ExecMode) -> CmdResult {

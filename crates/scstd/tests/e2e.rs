@@ -4,9 +4,10 @@
 mod common;
 
 use std::io::Write;
+use std::path::Path;
 use std::time::Duration;
 
-use common::{fileio_fixture, Daemon, INITIATOR, IQN};
+use common::{fileio_fixture, fileio_fixture_in, Daemon, INITIATOR, IQN};
 use test_support::iscsi_wire::bhs::task_attr;
 use test_support::iscsi_wire::pdu::{tmf_function, tmf_response};
 use test_support::{scsi, Initiator, LoginOptions};
@@ -178,23 +179,10 @@ fn many_commands_in_flight_with_task_attributes() {
 fn io_uring_engine_reads_back_what_it_wrote() {
     use std::os::unix::io::AsRawFd;
     // On disk, not tmpfs: a memory filesystem never waits, so it never uses the ring.
-    let dir = tempfile::tempdir_in("/var/tmp").expect("tempdir");
-    let disk = dir.path().join("disk.img");
     let size = 16u64 << 20;
-    std::fs::File::create(&disk)
-        .and_then(|f| f.set_len(size))
-        .expect("backing file");
-    let conf = dir.path().join("scst.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "HANDLER vdisk_fileio {{\n\tDEVICE disk1 {{\n\t\tfilename {}\n\t\twrite_through 1\n\t}}\n}}\n\
-             TARGET_DRIVER iscsi {{\n\tenabled 1\n\tTARGET {IQN} {{\n\t\tLUN 0 disk1\n\t\tenabled 1\n\t}}\n}}\n",
-            disk.display()
-        ),
-    )
-    .expect("config");
-    let d = Daemon::start_with(&conf, &["--io-engine".as_ref(), "io_uring".as_ref()]);
+    let fx = fileio_fixture_in(Path::new("/var/tmp"), size, "\t\twrite_through 1\n");
+    let disk = &fx.disk;
+    let d = Daemon::start_with(&fx.conf, &["--io-engine".as_ref(), "io_uring".as_ref()]);
     // The daemon says which engine it runs; io_uring wherever this process has it.
     let expected = match scst_vdisk::uring_unavailable() {
         None => "io_uring",
@@ -230,7 +218,7 @@ fn io_uring_engine_reads_back_what_it_wrote() {
     }
     // Drop the file's cached pages (clean after write-through) so that the reads
     // miss the cache and go to the ring.
-    let f = std::fs::File::open(&disk).expect("open backing file");
+    let f = std::fs::File::open(disk).expect("open backing file");
     // SAFETY: a hint on an open descriptor; no memory is passed.
     let rc = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
     assert_eq!(rc, 0);
@@ -259,7 +247,7 @@ fn io_uring_engine_reads_back_what_it_wrote() {
         i.anomalies()
     );
     i.logout().expect("logout");
-    let file = std::fs::read(&disk).expect("backing file");
+    let file = std::fs::read(disk).expect("backing file");
     let at = (run(5) / 32 * 32) as usize * 512;
     assert!(
         file[at..at + 16384] == pattern(16384, 5)[..],

@@ -132,7 +132,12 @@ pub struct Fixture {
 }
 
 pub fn fileio_fixture(size: u64, extra_device_attrs: &str) -> Fixture {
-    let dir = tempfile::tempdir().expect("tempdir");
+    fileio_fixture_in(&std::env::temp_dir(), size, extra_device_attrs)
+}
+
+/// [`fileio_fixture`] in a scratch directory under `parent` (a filesystem of choice).
+pub fn fileio_fixture_in(parent: &Path, size: u64, extra_device_attrs: &str) -> Fixture {
+    let dir = tempfile::tempdir_in(parent).expect("tempdir");
     let disk = dir.path().join("disk.img");
     std::fs::File::create(&disk)
         .and_then(|f| f.set_len(size))
