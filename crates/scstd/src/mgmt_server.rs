@@ -740,6 +740,16 @@ impl ScstTree {
                 }
                 self.scst.del_device(&name).map_err(|e| err(e.to_string()))
             }
+            // SCST offers these only for handlers that declare optional attributes
+            // (its help text then lists them); the vdisk handlers declare none, and
+            // this help text leaves the commands out accordingly.
+            MgmtCommand::AddAttribute { .. }
+            | MgmtCommand::DelAttribute { .. }
+            | MgmtCommand::AddDeviceAttribute { .. }
+            | MgmtCommand::DelDeviceAttribute { .. } => Err(err(format!(
+                "{}: {handler} declares no optional attributes",
+                value.split_whitespace().next().unwrap_or_default()
+            ))),
             _ => Err(TreeError::not_supported(path)),
         }
     }
@@ -1754,7 +1764,21 @@ mod tests {
             t.write(&p("handlers/vdisk_nullio/mgmt"), "add_attribute a b")
                 .unwrap_err()
                 .0,
-            "handlers/vdisk_nullio/mgmt: not supported yet"
+            "handlers/vdisk_nullio/mgmt: add_attribute: vdisk_nullio declares no optional attributes"
+        );
+        assert_eq!(t.read(&p("last_sysfs_mgmt_res")).unwrap(), "-22");
+        assert!(t
+            .write(
+                &p("handlers/vdisk_fileio/mgmt"),
+                "add_device_attribute d t10_dev_id x"
+            )
+            .unwrap_err()
+            .0
+            .ends_with("add_device_attribute: vdisk_fileio declares no optional attributes"));
+        // An attribute the tree does not take writes to (here a read-only one).
+        assert_eq!(
+            t.write(&p("version"), "9").unwrap_err().0,
+            "version: not supported yet"
         );
         assert_eq!(t.read(&p("last_sysfs_mgmt_res")).unwrap(), "-38");
         assert_eq!(
