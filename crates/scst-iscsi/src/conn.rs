@@ -994,6 +994,23 @@ fn sn_lt(a: u32, b: u32) -> bool {
     a != b && (b.wrapping_sub(a) as i32) > 0
 }
 
+/// One nap of a lingering connection: shorter than the client takes to turn a burst
+/// of responses into new commands, so a nap rarely finds nothing.
+const LINGER_NAP: Duration = Duration::from_micros(10);
+/// Naps before the connection sleeps in epoll like any other: 50 us of nothing ends a
+/// burst.
+const LINGER_NAPS: u32 = 5;
+
+/// Poll a future once: its output if it is ready now.
+async fn futures_poll_once<F: std::future::Future + ?Sized>(
+    mut f: std::pin::Pin<&mut F>,
+) -> Option<F::Output> {
+    match std::future::poll_fn(|cx| std::task::Poll::Ready(f.as_mut().poll(cx))).await {
+        std::task::Poll::Ready(v) => Some(v),
+        std::task::Poll::Pending => None,
+    }
+}
+
 fn sn_gt(a: u32, b: u32) -> bool {
     sn_lt(b, a)
 }
@@ -1047,13 +1064,17 @@ pub async fn run(
     let nop_deadline = tokio::time::sleep(Duration::from_secs(3600));
     tokio::pin!(nop_deadline);
     let mut idle = true;
+    let linger = crate::net_threads::on_net_thread();
+    let mut busy = crate::net_threads::Busy::default();
     let why: String = 'conn: loop {
+        let mut worked = false;
         // Everything already received, then everything already completed, then one
         // flush for all the responses that produced.
         loop {
             match reader.next_buffered() {
                 Ok(Some(pdu)) => {
                     idle = false;
+                    worked = true;
                     if let Err(e) = c.handle_pdu(pdu) {
                         break 'conn e;
                     }
@@ -1080,6 +1101,31 @@ pub async fn run(
         }
         if c.logged_out {
             break 'conn "logout".to_string();
+        }
+        // Linger (see net_threads): after a burst, when no other connection of this
+        // thread has work, nap LINGER_NAP at a time, up to LINGER_NAPS times, for the
+        // next commands before sleeping in epoll. Each turn looks at the socket's
+        // readiness as the runtime last saw it (no system call) and then lets the
+        // runtime poll epoll once without blocking.
+        busy.set(linger && worked);
+        if linger && worked && crate::net_threads::busy_here() == 1 {
+            for _ in 0..LINGER_NAPS {
+                std::thread::sleep(LINGER_NAP);
+                tokio::task::yield_now().await;
+                let mut fill = std::pin::pin!(reader.fill(&mut rd));
+                match futures_poll_once(fill.as_mut()).await {
+                    Some(Ok(())) => continue 'conn,
+                    Some(Err(RecvError::Closed)) => {
+                        break 'conn "closed by the initiator".to_string()
+                    }
+                    Some(Err(e)) => break 'conn format!("receive: {e}"),
+                    None => {}
+                }
+                if !done_rx.is_empty() || !events.is_empty() {
+                    continue 'conn;
+                }
+            }
+            busy.set(false);
         }
         tokio::select! {
             r = reader.fill(&mut rd) => match r {

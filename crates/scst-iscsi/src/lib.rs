@@ -8,6 +8,7 @@ mod discovery;
 mod io;
 pub mod isns;
 mod login;
+pub mod net_threads;
 mod params;
 
 use std::collections::HashMap;
@@ -93,6 +94,8 @@ pub struct IscsiDriver {
     login_timeout: AtomicU32,
     max_open_connections: AtomicUsize,
     pub(crate) isns: isns::IsnsState,
+    /// Where connections run; without them (tests), on the caller's runtime.
+    net_threads: std::sync::OnceLock<net_threads::NetThreads>,
 }
 
 impl IscsiDriver {
@@ -109,6 +112,7 @@ impl IscsiDriver {
             login_timeout: AtomicU32::new(DEFAULT_LOGIN_TIMEOUT),
             max_open_connections: AtomicUsize::new(DEFAULT_MAX_OPEN_CONNECTIONS),
             isns: isns::IsnsState::default(),
+            net_threads: std::sync::OnceLock::new(),
         })
     }
 
@@ -231,6 +235,11 @@ impl IscsiDriver {
         }
     }
 
+    /// Serve connections accepted from now on on these threads.
+    pub fn use_net_threads(&self, threads: net_threads::NetThreads) {
+        let _ = self.net_threads.set(threads);
+    }
+
     /// Accept connections on `listener` until shutdown.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) {
         let mut stop = self.shutdown.subscribe();
@@ -249,11 +258,20 @@ impl IscsiDriver {
                             drop(slot);
                             continue;
                         }
-                        tokio::spawn(async move {
+                        let serve = move |stream: TcpStream| async move {
                             slot.0.connection(stream).await;
                             log::debug!("connection from {peer} finished");
                             drop(slot);
-                        });
+                        };
+                        match self.net_threads.get() {
+                            Some(threads) => match stream.into_std() {
+                                Ok(std) => threads.spawn(std, serve),
+                                Err(e) => log::warn!("connection from {peer}: {e}"),
+                            },
+                            None => {
+                                tokio::spawn(serve(stream));
+                            }
+                        }
                     }
                     Err(e) => {
                         // Out of descriptors and the like: back off instead of spinning.

@@ -182,6 +182,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .with_io_threads(threads, chosen_threads.is_some()),
     );
 
+    // Connections run on their own threads, one per core (net_threads explains why);
+    // the runtime below accepts them and serves management and iSNS.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    iscsi.use_net_threads(
+        scst_iscsi::net_threads::NetThreads::start(cores)
+            .context("cannot start the network threads")?,
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("scstd-net")
