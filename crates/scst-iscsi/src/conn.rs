@@ -994,25 +994,42 @@ fn sn_lt(a: u32, b: u32) -> bool {
     a != b && (b.wrapping_sub(a) as i32) > 0
 }
 
-/// One nap of a lingering connection: shorter than the client takes to turn a burst
-/// of responses into new commands, so a nap rarely finds nothing.
-const LINGER_NAP: Duration = Duration::from_micros(10);
-/// Naps before the connection sleeps in epoll like any other: 50 us of nothing ends a
-/// burst.
-const LINGER_NAPS: u32 = 5;
+fn sn_gt(a: u32, b: u32) -> bool {
+    sn_lt(b, a)
+}
 
-/// Poll a future once: its output if it is ready now.
-async fn futures_poll_once<F: std::future::Future + ?Sized>(
+/// How a connection lingers (see net_threads) after a turn that handled a burst of
+/// PDUs: a few long naps. The initiator answers a burst of responses with a burst of
+/// commands within tens of microseconds, and a long nap gathers more of them into one
+/// read for less CPU than several short ones.
+const LINGER_AFTER_BURST: Linger = Linger {
+    nap: Duration::from_micros(30),
+    naps: 2,
+};
+/// How it lingers after a turn with a single PDU, an initiator with one command in
+/// flight: its next one comes a round trip later, at no predictable moment, and short
+/// naps see it sooner.
+const LINGER_AFTER_ONE: Linger = Linger {
+    nap: Duration::from_micros(10),
+    naps: 6,
+};
+/// PDUs in a turn that make a burst.
+const LINGER_BURST: u32 = 2;
+
+/// Naps of `nap` before a connection sleeps in epoll like any other.
+struct Linger {
+    nap: Duration,
+    naps: u32,
+}
+
+/// Poll a future once: its output if it is ready now, without waiting.
+async fn poll_once<F: std::future::Future + ?Sized>(
     mut f: std::pin::Pin<&mut F>,
 ) -> Option<F::Output> {
     match std::future::poll_fn(|cx| std::task::Poll::Ready(f.as_mut().poll(cx))).await {
         std::task::Poll::Ready(v) => Some(v),
         std::task::Poll::Pending => None,
     }
-}
-
-fn sn_gt(a: u32, b: u32) -> bool {
-    sn_lt(b, a)
 }
 
 /// Run the full-feature phase until logout, close or a connection error.
@@ -1067,14 +1084,14 @@ pub async fn run(
     let linger = crate::net_threads::on_net_thread();
     let mut busy = crate::net_threads::Busy::default();
     let why: String = 'conn: loop {
-        let mut worked = false;
+        let mut handled = 0u32;
         // Everything already received, then everything already completed, then one
         // flush for all the responses that produced.
         loop {
             match reader.next_buffered() {
                 Ok(Some(pdu)) => {
                     idle = false;
-                    worked = true;
+                    handled += 1;
                     if let Err(e) = c.handle_pdu(pdu) {
                         break 'conn e;
                     }
@@ -1102,18 +1119,22 @@ pub async fn run(
         if c.logged_out {
             break 'conn "logout".to_string();
         }
-        // Linger (see net_threads): after a burst, when no other connection of this
-        // thread has work, nap LINGER_NAP at a time, up to LINGER_NAPS times, for the
-        // next commands before sleeping in epoll. Each turn looks at the socket's
-        // readiness as the runtime last saw it (no system call) and then lets the
-        // runtime poll epoll once without blocking.
-        busy.set(linger && worked);
-        if linger && worked && crate::net_threads::busy_here() == 1 {
-            for _ in 0..LINGER_NAPS {
-                std::thread::sleep(LINGER_NAP);
+        // Linger (see net_threads): after a turn that handled commands, when no other
+        // connection of this thread has work, nap a few times for the next commands
+        // before sleeping in epoll. After each nap the runtime polls epoll once without
+        // blocking (yield_now), and the socket is read if that found it readable.
+        busy.set(linger && handled > 0);
+        if linger && handled > 0 && crate::net_threads::busy_here() == 1 {
+            let how = if handled >= LINGER_BURST {
+                &LINGER_AFTER_BURST
+            } else {
+                &LINGER_AFTER_ONE
+            };
+            for _ in 0..how.naps {
+                std::thread::sleep(how.nap);
                 tokio::task::yield_now().await;
                 let mut fill = std::pin::pin!(reader.fill(&mut rd));
-                match futures_poll_once(fill.as_mut()).await {
+                match poll_once(fill.as_mut()).await {
                     Some(Ok(())) => continue 'conn,
                     Some(Err(RecvError::Closed)) => {
                         break 'conn "closed by the initiator".to_string()
