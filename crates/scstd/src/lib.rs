@@ -191,7 +191,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .thread_name("scstd-net")
+        .thread_name("scstd-rt")
         .build()
         .context("cannot start the runtime")?;
     rt.block_on(async {
