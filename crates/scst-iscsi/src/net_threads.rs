@@ -61,14 +61,6 @@ impl NetThreads {
         Ok(NetThreads { threads })
     }
 
-    pub fn len(&self) -> usize {
-        self.threads.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.threads.is_empty()
-    }
-
     /// Run a connection's future on the thread with the fewest connections. The
     /// stream moves as a std socket: a tokio one belongs to the runtime that made it.
     pub(crate) fn spawn<F, Fut>(&self, stream: std::net::TcpStream, serve: F)
