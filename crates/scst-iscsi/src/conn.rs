@@ -1016,20 +1016,29 @@ const LINGER_AFTER_ONE: Linger = Linger {
 /// PDUs in a turn that make a burst.
 const LINGER_BURST: u32 = 2;
 
+/// SO_RCVLOWAT while a connection lingers. Each command the initiator sends then lands
+/// in our socket without waking anything: below the low-water mark the kernel skips
+/// the socket's wakeup callbacks (epoll's included), work done in the initiator's own
+/// send. The lingering connection reads by itself after each nap.
+const LINGER_RCVLOWAT: libc::c_int = 16 * 1024;
+
+fn set_rcvlowat(fd: std::os::fd::RawFd, v: libc::c_int) {
+    // SAFETY: a plain integer option on a socket this connection owns.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVLOWAT,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+}
+
 /// Naps of `nap` before a connection sleeps in epoll like any other.
 struct Linger {
     nap: Duration,
     naps: u32,
-}
-
-/// Poll a future once: its output if it is ready now, without waiting.
-async fn poll_once<F: std::future::Future + ?Sized>(
-    mut f: std::pin::Pin<&mut F>,
-) -> Option<F::Output> {
-    match std::future::poll_fn(|cx| std::task::Poll::Ready(f.as_mut().poll(cx))).await {
-        std::task::Poll::Ready(v) => Some(v),
-        std::task::Poll::Pending => None,
-    }
 }
 
 /// Run the full-feature phase until logout, close or a connection error.
@@ -1072,6 +1081,8 @@ pub async fn run(
     let rsp_timeout =
         crate::params::target_num(&c.session.target, "RspTimeout", DEFAULT_RSP_TIMEOUT).max(1);
     c.out.stall_timeout = Some(Duration::from_secs(rsp_timeout as u64));
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
+    let mut muted = false;
     let (mut rd, mut wr) = stream.split();
     let mut nop_timer = tokio::time::interval(nop_interval.unwrap_or(Duration::from_secs(3600)));
     nop_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -1130,23 +1141,28 @@ pub async fn run(
             } else {
                 &LINGER_AFTER_ONE
             };
+            if !muted {
+                set_rcvlowat(fd, LINGER_RCVLOWAT);
+                muted = true;
+            }
             for _ in 0..how.naps {
                 std::thread::sleep(how.nap);
                 tokio::task::yield_now().await;
-                let mut fill = std::pin::pin!(reader.fill(&mut rd));
-                match poll_once(fill.as_mut()).await {
-                    Some(Ok(())) => continue 'conn,
-                    Some(Err(RecvError::Closed)) => {
-                        break 'conn "closed by the initiator".to_string()
-                    }
-                    Some(Err(e)) => break 'conn format!("receive: {e}"),
-                    None => {}
+                match reader.fill_now(fd) {
+                    Ok(true) => continue 'conn,
+                    Ok(false) => {}
+                    Err(RecvError::Closed) => break 'conn "closed by the initiator".to_string(),
+                    Err(e) => break 'conn format!("receive: {e}"),
                 }
                 if !done_rx.is_empty() || !events.is_empty() {
                     continue 'conn;
                 }
             }
             busy.set(false);
+        }
+        if muted {
+            set_rcvlowat(fd, 1);
+            muted = false;
         }
         tokio::select! {
             r = reader.fill(&mut rd) => match r {

@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::io::IoSlice;
+use std::os::fd::RawFd;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -81,6 +82,41 @@ impl PduReader {
             return Err(RecvError::Closed);
         }
         Ok(())
+    }
+
+    /// Read what the socket holds right now, bypassing the runtime's readiness, which
+    /// says nothing while SO_RCVLOWAT is raised (see `conn::run`). Ok(false): nothing
+    /// there.
+    pub fn fill_now(&mut self, fd: RawFd) -> Result<bool, RecvError> {
+        if self.buf.capacity() - self.buf.len() < 64 * 1024 {
+            self.buf.reserve(256 * 1024);
+        }
+        let spare = self.buf.spare_capacity_mut();
+        // SAFETY: recv writes at most spare.len() bytes into the buffer's spare
+        // capacity, and set_len covers only the n bytes it reports written.
+        let n = unsafe {
+            libc::recv(
+                fd,
+                spare.as_mut_ptr().cast(),
+                spare.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        match n {
+            0 => Err(RecvError::Closed),
+            n if n > 0 => {
+                // SAFETY: recv initialised these n bytes of spare capacity.
+                unsafe { self.buf.set_len(self.buf.len() + n as usize) };
+                Ok(true)
+            }
+            _ => {
+                let e = std::io::Error::last_os_error();
+                match e.kind() {
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => Ok(false),
+                    _ => Err(e.into()),
+                }
+            }
+        }
     }
 
     /// Read until one PDU is complete (login phase, where nothing else happens).
@@ -246,5 +282,45 @@ mod tests {
         let got = reader.await.expect("join").expect("read");
         assert_eq!(got.len(), 48 + (64 << 10));
         assert!(w.is_empty() && w.queued_bytes() == 0);
+    }
+
+    #[test]
+    fn fill_now_reads_below_the_low_water_mark_and_sees_close() {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let mut peer =
+            std::net::TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
+        let (ours, _) = l.accept().expect("accept");
+        let fd = ours.as_raw_fd();
+        let lowat: libc::c_int = 16 * 1024;
+        // SAFETY: a plain integer option on a socket the test owns.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVLOWAT,
+                (&lowat as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0);
+        let mut r = PduReader::new(8192);
+        assert!(!r.fill_now(fd).expect("empty socket"));
+        peer.write_all(&[1u8; 48]).expect("write");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while r.buf.len() < 48 && std::time::Instant::now() < deadline {
+            r.fill_now(fd).expect("read");
+        }
+        assert_eq!(&r.buf[..], &[1u8; 48][..]);
+        drop(peer);
+        let closed = loop {
+            match r.fill_now(fd) {
+                Err(RecvError::Closed) => break true,
+                Ok(false) if std::time::Instant::now() < deadline => continue,
+                _ => break false,
+            }
+        };
+        assert!(closed, "a closed peer reads as Closed");
     }
 }
