@@ -1022,8 +1022,9 @@ const LINGER_BURST: u32 = 2;
 /// send. The lingering connection reads by itself after each nap.
 const LINGER_RCVLOWAT: libc::c_int = 16 * 1024;
 
-/// Set the socket's SO_RCVLOWAT. A failure is ignored on purpose: it leaves the mark
-/// where it was, and a mark at 1 only brings the wakeup callbacks back.
+/// Set the socket's SO_RCVLOWAT. On a TCP socket the call fails only for a bad
+/// argument, and these are constants; a failed raise would leave the mark at 1, which
+/// only brings the wakeup callbacks back.
 fn set_rcvlowat(fd: std::os::fd::RawFd, v: libc::c_int) {
     // SAFETY: a plain integer option on a socket this connection owns.
     unsafe {
