@@ -1022,22 +1022,6 @@ const LINGER_BURST: u32 = 2;
 /// send. The lingering connection reads by itself after each nap.
 const LINGER_RCVLOWAT: libc::c_int = 16 * 1024;
 
-/// Set the socket's SO_RCVLOWAT. On a TCP socket the call fails only for a bad
-/// argument, and these are constants; a failed raise would leave the mark at 1, which
-/// only brings the wakeup callbacks back.
-fn set_rcvlowat(fd: std::os::fd::RawFd, v: libc::c_int) {
-    // SAFETY: a plain integer option on a socket this connection owns.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVLOWAT,
-            (&v as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-}
-
 /// Naps of `nap` before a connection sleeps in epoll like any other.
 struct Linger {
     nap: Duration,
@@ -1145,7 +1129,8 @@ pub async fn run(
                 &LINGER_AFTER_ONE
             };
             if !muted {
-                set_rcvlowat(fd, LINGER_RCVLOWAT);
+                // A failed raise leaves the mark at 1: the callbacks come back, nothing is lost.
+                let _ = crate::io::set_rcvlowat(fd, LINGER_RCVLOWAT);
                 muted = true;
             }
             for _ in 0..how.naps {
@@ -1164,7 +1149,8 @@ pub async fn run(
             busy.set(false);
         }
         if muted {
-            set_rcvlowat(fd, 1);
+            // Fails only for a bad argument, and 1 is a constant.
+            let _ = crate::io::set_rcvlowat(fd, 1);
             muted = false;
         }
         tokio::select! {

@@ -41,6 +41,27 @@ pub struct PduReader {
     pub max_data: u32,
 }
 
+/// Set a socket's SO_RCVLOWAT: below that many bytes the kernel neither reports it
+/// readable nor runs its wakeup callbacks (see `conn::run`, and `PduReader::fill_now`
+/// for reading it regardless).
+pub(crate) fn set_rcvlowat(fd: RawFd, bytes: libc::c_int) -> std::io::Result<()> {
+    // SAFETY: a plain integer option, passed by pointer and size, on a socket fd.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVLOWAT,
+            (&bytes as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 impl PduReader {
     pub fn new(max_data: u32) -> PduReader {
         PduReader {
@@ -293,18 +314,7 @@ mod tests {
             std::net::TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
         let (ours, _) = l.accept().expect("accept");
         let fd = ours.as_raw_fd();
-        let lowat: libc::c_int = 16 * 1024;
-        // SAFETY: a plain integer option on a socket the test owns.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_RCVLOWAT,
-                (&lowat as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(rc, 0);
+        set_rcvlowat(fd, 16 * 1024).expect("SO_RCVLOWAT");
         let mut r = PduReader::new(8192);
         assert!(!r.fill_now(fd).expect("empty socket"));
         peer.write_all(&[1u8; 48]).expect("write");
