@@ -142,7 +142,15 @@ fn main() -> ExitCode {
         })
     };
     // The sampler spins until the responder answers: both must be in place first.
-    for (cpu, pinned) in [(b, pinned_rx.recv().unwrap_or(Ok(()))), (a, pin(a))] {
+    for (cpu, pinned) in [
+        (
+            b,
+            pinned_rx
+                .recv()
+                .unwrap_or_else(|_| Err(std::io::Error::other("its thread ended"))),
+        ),
+        (a, pin(a)),
+    ] {
         if let Err(e) = pinned {
             eprintln!("cpu-pair-latency: cannot run on CPU {cpu}: {e}");
             shared.stop.store(true, Ordering::Release);
