@@ -15,4 +15,8 @@ pub enum MgmtError {
     },
     #[error("{0}")]
     Invalid(String),
+    /// Something SCST offers that this driver or handler does not: refused, never
+    /// accepted and ignored.
+    #[error("{0}")]
+    NotSupported(String),
 }

@@ -12,6 +12,7 @@ mod copy_tests;
 pub mod device;
 #[cfg(test)]
 mod device_tests;
+pub mod driver;
 pub mod error;
 pub mod iopool;
 pub mod pattern;
@@ -34,6 +35,7 @@ pub mod taskset;
 pub use alua::{AluaState, DeviceGroupInfo, PortView, TargetGroupInfo};
 pub use cmd::{Cdb, Cmd, ExecMode, Response, TaskAttr};
 pub use device::{AttrEffect, CmdCtx, Device, DeviceEvents};
+pub use driver::{AttrFile, DevHandler, TargetDriver};
 pub use error::MgmtError;
 pub use pr::{PrRegistrant, PrReservation, PrState, PrType};
 pub use registry::{DeviceEntry, Scst};

@@ -168,6 +168,8 @@ pub struct Scst {
     state_dir: Mutex<Option<PathBuf>>,
     /// Handler-wide `pr_dump_dir` (spec 2.4), by handler name.
     pr_dump_dirs: Mutex<BTreeMap<String, PathBuf>>,
+    /// The target drivers and dev handlers management reaches (driver.rs).
+    pub(crate) registrations: crate::driver::Registrations,
 }
 
 impl Scst {
@@ -181,6 +183,7 @@ impl Scst {
             next_session_id: std::sync::atomic::AtomicU64::new(1),
             state_dir: Mutex::new(None),
             pr_dump_dirs: Mutex::new(BTreeMap::new()),
+            registrations: Default::default(),
         })
     }
 

@@ -8,6 +8,7 @@ mod discovery;
 mod io;
 pub mod isns;
 mod login;
+pub mod mgmt;
 pub mod net_threads;
 mod params;
 
