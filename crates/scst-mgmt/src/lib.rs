@@ -1,15 +1,18 @@
 //! SCST management for scst-rs: the scst.conf parser/writer ([`conf`]), the attribute
 //! knowledge ([`attrs`]) that the layer applying a configuration validates against, the
-//! grammar of the management tree's `mgmt` files ([`command`]), and the management
-//! socket's protocol ([`protocol`]) with a blocking client ([`client`]).
+//! grammar of the management tree's `mgmt` files ([`command`]), the management tree
+//! itself over the core ([`tree`]), and the management socket's protocol ([`protocol`])
+//! with a blocking client ([`client`]).
 
 pub mod attrs;
 pub mod client;
 pub mod command;
 pub mod conf;
 pub mod protocol;
+pub mod tree;
 
 pub use client::{Client, ClientError};
 pub use command::{parse_command, CmdError, MgmtCommand, MgmtFile};
 pub use conf::{parse, validate, write_config, ConfError, ScstConf};
-pub use protocol::{MgmtPath, MgmtTree, Request, Response, TreeError};
+pub use protocol::{ErrorKind, MgmtPath, MgmtTree, PathError, Request, Response, TreeError};
+pub use tree::ScstTree;

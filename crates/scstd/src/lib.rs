@@ -156,8 +156,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     log::info!("fileio backing-file I/O engine: {engine}");
     scst.set_state_dir(prepare_state_dir(args.state_dir.as_deref())?);
+    scst_vdisk::handler::register_all(&scst).context("cannot register the dev handlers")?;
     let iscsi =
         apply_config(&scst, &conf).with_context(|| format!("config {}", args.config.display()))?;
+    scst.register_target_driver(&iscsi)
+        .context("cannot register the iSCSI target driver")?;
 
     // Bound before the runtime's threads exist: binding narrows the umask (see
     // bind_socket). A socket asked for must work; the default one may not (not root, or
@@ -178,7 +181,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .is_some()
         .then(|| mgmt_server::SocketGuard(socket_path.clone()));
     let tree = Arc::new(
-        mgmt_server::ScstTree::new(scst.clone(), iscsi.clone(), setup_id(&conf))
+        scst_mgmt::ScstTree::new(scst.clone(), setup_id(&conf))
             .with_io_threads(threads, chosen_threads.is_some()),
     );
 

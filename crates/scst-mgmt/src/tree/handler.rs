@@ -1,0 +1,123 @@
+//! `handlers/` and `handlers/<h>/` (spec/scst.md 2.4): one directory per registered dev
+//! handler, with its `mgmt` file and links to its devices (resolved in [`super`]).
+
+use scst_core::DevHandler;
+use std::sync::Arc;
+
+use super::{core_error, refuse_write, type_text, ScstTree};
+use crate::command::{self, parse_command, MgmtCommand, MgmtFile};
+use crate::protocol::{MgmtPath, TreeError};
+
+fn handler(tree: &ScstTree, name: &str) -> Option<Arc<dyn DevHandler>> {
+    tree.scst.dev_handler(name)
+}
+
+pub(super) fn read(tree: &ScstTree, path: &MgmtPath, rest: &[&str]) -> Result<String, TreeError> {
+    let [h, file] = rest else {
+        return Err(TreeError::not_found(path));
+    };
+    let h = handler(tree, h).ok_or_else(|| TreeError::not_found(path))?;
+    match *file {
+        "mgmt" => Ok(command::handler_help(
+            h.creation_params(),
+            h.optional_attrs(),
+        )),
+        "type" => Ok(type_text(h.scsi_type())),
+        _ => Err(TreeError::not_found(path)),
+    }
+}
+
+pub(super) fn list(
+    tree: &ScstTree,
+    path: &MgmtPath,
+    rest: &[&str],
+) -> Result<Vec<String>, TreeError> {
+    match rest {
+        [] => Ok(tree
+            .scst
+            .dev_handlers()
+            .iter()
+            .map(|h| format!("{}/", h.name()))
+            .collect()),
+        [h] if handler(tree, h).is_some() => {
+            let mut v = vec!["mgmt".to_string(), "type".to_string()];
+            v.extend(
+                tree.scst
+                    .devices()
+                    .iter()
+                    .filter(|d| d.dev.handler_name() == *h)
+                    .map(|d| format!("{}/", d.name())),
+            );
+            Ok(v)
+        }
+        _ => Err(TreeError::not_found(path)),
+    }
+}
+
+pub(super) fn write(
+    tree: &ScstTree,
+    path: &MgmtPath,
+    rest: &[&str],
+    value: &str,
+) -> Result<(), TreeError> {
+    match rest {
+        [h, "mgmt"] => match handler(tree, h) {
+            Some(h) => write_mgmt(tree, path, h.as_ref(), value),
+            None => refuse_write(tree, path),
+        },
+        _ => refuse_write(tree, path),
+    }
+}
+
+fn write_mgmt(
+    tree: &ScstTree,
+    path: &MgmtPath,
+    h: &dyn DevHandler,
+    value: &str,
+) -> Result<(), TreeError> {
+    let handler = h.name();
+    let cmd = parse_command(MgmtFile::Handler, value).map_err(|e| TreeError::invalid(path, e))?;
+    match cmd {
+        MgmtCommand::AddDevice { name, params } => {
+            let dev = h
+                .create_device(&name, &params, tree.setup_id)
+                .map_err(|e| core_error(path, e))?;
+            tree.scst.add_device(dev).map_err(|e| core_error(path, e))?;
+            log::info!("device {name} added ({handler})");
+            Ok(())
+        }
+        MgmtCommand::DelDevice { name } => {
+            match tree.scst.device(&name) {
+                Ok(d) if d.dev.handler_name() != handler => {
+                    return Err(TreeError::invalid(
+                        path,
+                        format!(
+                            "device '{name}' belongs to handler {}",
+                            d.dev.handler_name()
+                        ),
+                    ))
+                }
+                _ => {}
+            }
+            tree.scst.del_device(&name).map_err(|e| core_error(path, e))
+        }
+        // SCST offers these only for handlers that declare optional attributes (its
+        // help text then lists them); a handler that declares none is told so, and
+        // its help text leaves the commands out accordingly.
+        MgmtCommand::AddAttribute { .. }
+        | MgmtCommand::DelAttribute { .. }
+        | MgmtCommand::AddDeviceAttribute { .. }
+        | MgmtCommand::DelDeviceAttribute { .. }
+            if h.optional_attrs().is_empty() =>
+        {
+            Err(TreeError::invalid(
+                path,
+                format!(
+                    "{}: {handler} declares no optional attributes",
+                    value.split_whitespace().next().unwrap_or_default()
+                ),
+            ))
+        }
+        _ => Err(TreeError::not_supported(path)),
+    }
+}
