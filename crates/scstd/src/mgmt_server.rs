@@ -78,7 +78,7 @@ pub async fn serve(listener: UnixListener, tree: Arc<dyn MgmtTree>) {
             Ok((stream, _)) => {
                 if let Err(why) = check_peer(&stream) {
                     log::warn!("management socket: {why}");
-                    tokio::spawn(refuse(stream, why));
+                    tokio::spawn(refuse(stream, why.to_string()));
                     continue;
                 }
                 let tree = tree.clone();
@@ -98,22 +98,39 @@ pub async fn serve(listener: UnixListener, tree: Arc<dyn MgmtTree>) {
     }
 }
 
+/// Why a client may not manage the daemon; the message it is sent.
+#[derive(Debug)]
+enum Refusal {
+    NoCredentials(std::io::Error),
+    NotAllowed { uid: u32, me: u32 },
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::NoCredentials(e) => {
+                write!(f, "cannot read the client's credentials (SO_PEERCRED): {e}")
+            }
+            Refusal::NotAllowed { uid, me } => write!(
+                f,
+                "permission denied: uid {uid} may not manage scstd (only root and uid {me})"
+            ),
+        }
+    }
+}
+
 /// Only root and the daemon's own user may manage it. The socket's mode already keeps
 /// others out; this holds even when the mode or a directory's permissions are loosened
 /// (or the socket is passed on), and gives the refused client a clear answer.
-fn check_peer(stream: &UnixStream) -> Result<(), String> {
-    let cred = stream
-        .peer_cred()
-        .map_err(|e| format!("cannot read the client's credentials (SO_PEERCRED): {e}"))?;
+fn check_peer(stream: &UnixStream) -> Result<(), Refusal> {
+    let cred = stream.peer_cred().map_err(Refusal::NoCredentials)?;
     // SAFETY: geteuid(2) has no preconditions and cannot fail.
     let me = unsafe { libc::geteuid() };
     let uid = cred.uid();
     if uid == 0 || uid == me {
         Ok(())
     } else {
-        Err(format!(
-            "permission denied: uid {uid} may not manage scstd (only root and uid {me})"
-        ))
+        Err(Refusal::NotAllowed { uid, me })
     }
 }
 
