@@ -4,6 +4,8 @@
 //! itself over the core ([`tree`]), and the management socket's protocol ([`protocol`])
 //! with a blocking client ([`client`]).
 
+#![forbid(unsafe_code)]
+
 pub mod attrs;
 pub mod client;
 pub mod command;

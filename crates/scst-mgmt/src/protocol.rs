@@ -419,6 +419,14 @@ impl fmt::Display for TreeError {
 
 impl std::error::Error for TreeError {}
 
+/// What the client is told of a failure: its message. The kind stays with the server,
+/// which reports its errno in `last_sysfs_mgmt_res`.
+impl From<TreeError> for Response {
+    fn from(e: TreeError) -> Response {
+        Response::Error(e.message)
+    }
+}
+
 /// The management tree the server exposes. Implementations do their own locking; the
 /// server serializes writes so that each is atomic with respect to other writes.
 pub trait MgmtTree: Send + Sync + 'static {
@@ -440,7 +448,7 @@ pub fn dispatch(tree: &dyn MgmtTree, req: &Request) -> Response {
             .write(path, value)
             .map(|()| Response::Ok(String::new())),
     }
-    .unwrap_or_else(|e| Response::Error(e.message))
+    .unwrap_or_else(Response::from)
 }
 
 /// Split a read value into its text and whether it was marked `[key]`.

@@ -14,7 +14,8 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use scst_mgmt::protocol::{
-    dispatch, MgmtTree, ProtoError, Request, RequestParser, Response, MAX_LINE,
+    dispatch, ErrorKind, MgmtTree, ProtoError, Request, RequestParser, Response, TreeError,
+    MAX_LINE,
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -201,7 +202,7 @@ async fn execute(
         Ok(r) => r,
         Err(e) => {
             log::error!("management request on {what} failed: {e}");
-            Response::Error(format!("{what}: internal error"))
+            TreeError::new(ErrorKind::Internal, format!("{what}: internal error")).into()
         }
     }
 }
