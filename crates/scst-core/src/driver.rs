@@ -34,9 +34,10 @@ pub trait TargetDriver: Send + Sync {
     /// The directory name under `targets/` (SCST's template name, e.g. `iscsi`).
     fn name(&self) -> &str;
 
-    /// The driver's `enabled` attribute (for iSCSI: whether it accepts logins at all).
-    fn enabled(&self) -> bool {
-        true
+    /// The driver's own `enabled` attribute (iSCSI's: whether it accepts logins at
+    /// all); None: the driver has none, and its directory shows no `enabled` file.
+    fn enabled(&self) -> Option<bool> {
+        None
     }
 
     fn set_enabled(&self, _on: bool) -> Result<(), MgmtError> {

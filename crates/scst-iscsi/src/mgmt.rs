@@ -51,8 +51,8 @@ impl TargetDriver for IscsiDriver {
         DRIVER_NAME
     }
 
-    fn enabled(&self) -> bool {
-        IscsiDriver::enabled(self)
+    fn enabled(&self) -> Option<bool> {
+        Some(IscsiDriver::enabled(self))
     }
 
     fn set_enabled(&self, on: bool) -> Result<(), MgmtError> {

@@ -29,8 +29,8 @@ pub(super) fn read(tree: &ScstTree, path: &MgmtPath, rest: &[&str]) -> Result<St
             d.driver_dyn_attrs(),
             d.target_dyn_attrs(),
         )),
-        ["enabled"] => {
-            let on = d.enabled();
+        ["enabled"] if d.enabled().is_some() => {
+            let on = d.enabled() == Some(true);
             Ok(with_key(u8::from(on).to_string(), on))
         }
         [t, rest @ ..] if !rest.is_empty() => {
@@ -68,7 +68,10 @@ pub(super) fn list(
     let d = driver(tree, drv).ok_or_else(|| TreeError::not_found(path))?;
     match rest {
         [] => {
-            let mut v = vec!["mgmt".to_string(), "enabled".to_string()];
+            let mut v = vec!["mgmt".to_string()];
+            if d.enabled().is_some() {
+                v.push("enabled".to_string());
+            }
             v.extend(d.driver_files().into_iter().map(|f| f.name));
             v.extend(
                 instance_names(&d.driver_attrs())
@@ -105,7 +108,7 @@ pub(super) fn write(
     let d = d.as_ref();
     match rest {
         ["mgmt"] => write_mgmt(tree, path, d, value),
-        ["enabled"] => d
+        ["enabled"] if d.enabled().is_some() => d
             .set_enabled(bool01(path, value)?)
             .map_err(|e| core_error(path, e)),
         [name] if d.driver_files().iter().any(|f| f.name == *name) => {

@@ -157,10 +157,14 @@ fn registered_drivers_and_handlers_are_the_tree() {
     assert_eq!(t.list(&p("handlers")).unwrap(), vec!["fake_disk/"]);
     assert_eq!(
         t.list(&p("targets/fake")).unwrap(),
-        vec!["mgmt", "enabled", "open_links"]
+        vec!["mgmt", "open_links"]
     );
     assert_eq!(read(&t, "targets/fake/open_links"), "3");
-    assert_eq!(read(&t, "targets/fake/enabled"), "1\n[key]");
+    // No driver-level enable: no file, rather than one that refuses writes.
+    assert_eq!(
+        t.read(&p("targets/fake/enabled")).unwrap_err().kind,
+        ErrorKind::NotFound
+    );
     assert!(read(&t, "handlers/fake_disk/mgmt").contains("available: size."));
     assert_eq!(
         read(&t, "handlers/fake_disk/type"),
@@ -256,7 +260,7 @@ fn target_driver_and_target_nodes() {
     assert_eq!(refused(&t, mgmt, "add_target t1").2, -17);
     assert_eq!(refused(&t, mgmt, "del_target nope").2, -2);
     // Driver-level capabilities it lacks.
-    assert_eq!(refused(&t, "targets/fake/enabled", "0").2, -38);
+    assert_eq!(refused(&t, "targets/fake/enabled", "0").2, -2);
     assert_eq!(
         refused(&t, mgmt, "add_attribute IncomingUser a b").1,
         "targets/fake/mgmt: 'IncomingUser' is not a dynamic driver attribute ()"
@@ -289,7 +293,7 @@ fn target_driver_and_target_nodes() {
     assert_eq!(read(&t, "targets/fake/t1/enabled"), "1\n[key]");
     assert_eq!(refused(&t, "targets/fake/t1/rel_tgt_id", "x").2, -22);
     write(&t, mgmt, "del_target t1");
-    assert_eq!(t.list(&p("targets/fake")).unwrap().len(), 3);
+    assert_eq!(t.list(&p("targets/fake")).unwrap().len(), 2);
 }
 
 #[test]
