@@ -6,8 +6,10 @@ use std::sync::Arc;
 
 use scst_core::{Target, TargetDriver};
 
-use super::{bool01, core_error, core_error_about, instance_names, is_instance_of_any};
-use super::{ini_group, luns, parse_id, refuse_write, session, with_key, ScstTree};
+use super::{
+    bool01, core_error, core_error_about, ini_group, instance_names, is_instance_of_any, luns,
+    parse_id, refuse_write, session, with_key, ScstTree,
+};
 use crate::protocol::{MgmtPath, TreeError};
 
 pub(super) fn lookup(

@@ -1,15 +1,14 @@
 //! `targets/` and `targets/<driver>/` (spec/scst.md 2.6, 6.6): one directory per
-//! registered target driver, with its `mgmt` file, `enabled`, the files the driver
-//! computes, its configured attributes and its targets.
+//! registered target driver, with its `mgmt` file, its own `enabled` if it has one, the
+//! files the driver computes, its configured attributes and its targets.
 
 use std::sync::Arc;
 
 use scst_core::TargetDriver;
 
-use super::{bool01, ScstTree};
 use super::{
-    core_error, core_error_about, instance_names, is_instance_of_any, refuse_write, target,
-    with_key,
+    bool01, core_error, core_error_about, instance_names, is_instance_of_any, refuse_write, target,
+    with_key, ScstTree,
 };
 use crate::command::{self, parse_command, MgmtCommand, MgmtFile};
 use crate::protocol::{ErrorKind, MgmtPath, TreeError};
