@@ -14,11 +14,11 @@ use scst_core::{Target, TransportId};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
-use crate::auth::{Accounts, Auth};
 use crate::conn::{self, ConnEvent};
 use crate::io::{PduReader, PduWriter};
 use crate::params::{self, ConnParams};
 use crate::{EventSink, IscsiDriver, SessionHandle, SessionKey, SessionSlot};
+use iscsi_engine::auth::{Accounts, Auth};
 
 /// Login PDUs carry at most the RFC default data segment (8192) until negotiated.
 const LOGIN_MAX_DATA: u32 = 8192;
