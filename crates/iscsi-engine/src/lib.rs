@@ -4,10 +4,10 @@
 //! no socket, no clock: `now` is always an argument, so tests drive whole exchanges in
 //! memory with a fake clock, and the fuzzer drives it with arbitrary PDU sequences.
 //!
-//! What it covers today: the login phase (a state per stage: security negotiation with
-//! one-way and mutual CHAP, operational negotiation, the transition to full feature,
-//! see [`login`](crate::Connection) and [`auth`]), the login timeout, and the whole life
-//! of a discovery session (SendTargets text exchanges, NOP-Out, logout).
+//! What it covers today: the login phase (a type per state: the first request and its
+//! admission, security negotiation with one-way and mutual CHAP ([`auth`]), operational
+//! negotiation, the transition to full feature), the login timeout, and the whole life
+//! of a discovery session (SendTargets text exchanges in pieces, NOP-Out, logout).
 //!
 //! What the engine needs from the driver comes two ways: synchronous decisions through
 //! the [`LoginHost`] trait (admission of a normal session to a target, CHAP accounts,
@@ -53,6 +53,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use iscsi_wire::frame::{self, Digests};
+use iscsi_wire::negotiate::SCST_MAX_DATA_SEGMENT;
 use iscsi_wire::Bhs;
 
 pub use auth::Accounts;
@@ -61,6 +62,11 @@ pub use login::NormalSession;
 
 use discovery::Discovery;
 use login::{Login, Outcome};
+
+/// Received bytes the engine holds at most: one whole PDU of the largest data segment
+/// it declares (a discovery session's MaxRecvDataSegmentLength) with its header and
+/// AHS, and some slack.
+const MAX_AHEAD: usize = SCST_MAX_DATA_SEGMENT as usize + 64 * 1024;
 
 /// How one connection runs.
 #[derive(Debug, Clone, Copy)]
@@ -193,6 +199,15 @@ impl<A> Connection<A> {
         self.rx.extend_from_slice(bytes);
         self.handle_timeout(now);
         self.process(host);
+        // What is left is at most one partial PDU, unless the exchange waits for the
+        // driver's answer: an initiator that keeps sending meanwhile is not buffered
+        // without end.
+        if self.rx.len() > MAX_AHEAD {
+            self.close(Close::ProtocolError(format!(
+                "{} bytes received ahead of the exchange",
+                self.rx.len()
+            )));
+        }
     }
 
     /// A deadline from [`Connection::poll_timeout`] passed (or may have).

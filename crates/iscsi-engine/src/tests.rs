@@ -955,3 +955,33 @@ fn a_failed_login_releases_its_admission() {
         .iter()
         .all(|e| !matches!(e, Event::SessionReady(_))));
 }
+
+#[test]
+fn bytes_piling_up_behind_a_query_close_the_connection() {
+    let mut p = Pair::new(FakeHost::default());
+    let bytes = p.login_pdu(
+        SEC,
+        OP,
+        true,
+        false,
+        &iscsi_wire::encode_text(&normal_keys()),
+    );
+    p.send_bytes(&bytes);
+    assert!(matches!(
+        p.conn.poll_event(),
+        Some(Event::AccessQuery { .. })
+    ));
+    // Whole, valid PDUs, but nobody may consume them before the answer.
+    let next = p.login_pdu(SEC, OP, false, false, &[b'x'; 8000]);
+    let mut sent = 0;
+    while p.conn.phase() == Phase::Login {
+        p.send_bytes(&next);
+        sent += next.len();
+        assert!(sent < 2 * MAX_AHEAD, "never closed");
+    }
+    assert!(sent > iscsi_wire::negotiate::SCST_MAX_DATA_SEGMENT as usize);
+    assert!(matches!(
+        p.conn.poll_event(),
+        Some(Event::Closed(Close::ProtocolError(_)))
+    ));
+}
