@@ -985,3 +985,26 @@ fn bytes_piling_up_behind_a_query_close_the_connection() {
         Some(Event::Closed(Close::ProtocolError(_)))
     ));
 }
+
+/// The engine stays sans-I/O: neither it nor the wire crate under it depends on a
+/// runtime or a networking crate (`cargo tree -p iscsi-engine -e normal` shows the
+/// whole tree; this catches the direct way in).
+#[test]
+fn no_runtime_in_the_dependency_tree() {
+    for (name, manifest) in [
+        ("iscsi-engine", include_str!("../Cargo.toml")),
+        ("iscsi-wire", include_str!("../../iscsi-wire/Cargo.toml")),
+    ] {
+        let deps = manifest
+            .split("[dependencies]")
+            .nth(1)
+            .and_then(|d| d.split("\n[").next())
+            .unwrap_or_default();
+        for banned in ["tokio", "mio", "socket2", "async-std", "smol", "libc"] {
+            assert!(
+                !deps.lines().any(|l| l.trim_start().starts_with(banned)),
+                "{name} depends on {banned}"
+            );
+        }
+    }
+}
