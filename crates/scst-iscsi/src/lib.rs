@@ -2,7 +2,7 @@
 //! operational negotiation, discovery sessions, session reinstatement, and the
 //! full-feature connection engine over the SCST core.
 
-mod auth;
+use iscsi_engine::auth;
 mod conn;
 mod discovery;
 mod io;
