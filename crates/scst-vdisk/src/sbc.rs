@@ -13,6 +13,7 @@ use crate::mode::{ModeGeometry, ModeState};
 use crate::rangelock::{RangeGuard, RangeLock};
 use crate::removable::{prevent_requested, Removable, StartStop, MEDIUM_REMOVAL_PREVENTED};
 use crate::uring::Done;
+use scsi_wire::asc;
 use scsi_wire::cdb::{self, decode_rw, decode_sync_cache, opcode, RwCdb, RwKind};
 use scsi_wire::sbc::opcode as sbc_op;
 use scsi_wire::sense::key;
@@ -29,8 +30,11 @@ use std::sync::Arc;
 pub const MAX_XFER_BYTES: u64 = 32 << 20;
 /// Chunk size for reading back long VERIFY ranges.
 const VERIFY_CHUNK: usize = 1 << 20;
-/// DATA PROTECT / LOGICAL UNIT SOFTWARE WRITE PROTECTED (control page SWP).
-const SOFTWARE_WRITE_PROTECTED: Sense = Sense::new(key::DATA_PROTECT, 0x27, 0x02);
+/// Writes refused while the control mode page's SWP bit is set.
+const SOFTWARE_WRITE_PROTECTED: Sense = Sense::named(
+    key::DATA_PROTECT,
+    asc::LOGICAL_UNIT_SOFTWARE_WRITE_PROTECTED,
+);
 
 pub(crate) type CmdResult = Result<Option<Response>, Sense>;
 
@@ -447,7 +451,7 @@ impl<B: Backend> Vdisk<B> {
     fn request_sense(&self, cdb: &[u8]) -> CmdResult {
         let desc = cdb::u8_at(cdb, 1)? & 0x01 != 0;
         let alloc = cdb::u8_at(cdb, 4)? as usize;
-        let mut d = Sense::new(key::NO_SENSE, 0, 0).encode(desc);
+        let mut d = Sense::NO_SENSE.encode(desc);
         d.truncate(alloc);
         data(d)
     }
