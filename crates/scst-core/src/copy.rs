@@ -26,6 +26,7 @@ use scsi_wire::xcopy::{
 use scsi_wire::{asc, status, Asc, ForwardedSense, Sense};
 
 use crate::cmd::{Cdb, Cmd, ExecMode, Response, TaskAttr};
+use crate::error::{in_device_format, sense_format};
 use crate::session::{Session, TgtDev};
 
 /// SCST's limit: more makes the blocking machinery costly (spec 4.2).
@@ -180,14 +181,11 @@ impl CopyLists {
 /// RECEIVE COPY RESULTS (LID1): answered by the core after the UA and reservation
 /// checks, without the device.
 pub(crate) fn receive_copy_results(sess: &Session, td: &TgtDev, cmd: &Cmd) -> Response {
-    let mut r = match rcr(sess, cmd) {
+    let r = match rcr(sess, cmd) {
         Ok(r) => r,
         Err(s) => Response::check(s),
     };
-    if r.sense.is_some() {
-        r.descriptor_sense = td.device.dev.descriptor_sense();
-    }
-    r
+    in_device_format(td.device.dev.as_ref(), r)
 }
 
 fn rcr(sess: &Session, cmd: &Cmd) -> Result<Response, Sense> {
@@ -231,10 +229,7 @@ pub(crate) fn extended_copy(
         None => Response::check(Sense::invalid_field_in_cdb(0, None)),
     };
     r.data_out_len = param_len;
-    if r.sense.is_some() {
-        r.descriptor_sense = td.device.dev.descriptor_sense();
-    }
-    Some(r)
+    Some(in_device_format(td.device.dev.as_ref(), r))
 }
 
 /// How a parameter list failed: before its segments were looked at (no copy status
@@ -276,7 +271,7 @@ fn run_list(sess: &Session, td: &TgtDev, list: &[u8], param_len: u32) -> Respons
         bytes: 0,
     };
     let outcome = copy_list(sess, list, &h, &mut progress);
-    let descriptor = td.device.dev.descriptor_sense();
+    let format = sense_format(td.device.dev.as_ref());
     match outcome {
         Ok(()) => {
             if let Some(id) = tracked {
@@ -293,7 +288,7 @@ fn run_list(sess: &Session, td: &TgtDev, list: &[u8], param_len: u32) -> Respons
         Err(Failure::Copy(s)) => {
             if let Some(id) = tracked {
                 sess.copy_lists
-                    .finish(id, status::CHECK_CONDITION, s.encode(descriptor));
+                    .finish(id, status::CHECK_CONDITION, s.encode_as(format));
             }
             Response::check(s)
         }

@@ -14,12 +14,12 @@ use crate::config::VdiskConfig;
 use crate::mmc::{self, opcode as mmc_op, Disc, MediaEvent};
 use crate::mode::{ModeGeometry, ModeState};
 use crate::removable::{prevent_requested, Removable, StartStop};
-use crate::sbc::{CmdResult, MAX_XFER_BYTES};
+use crate::sbc::{failed, CmdResult, MAX_XFER_BYTES};
 use parking_lot::{Mutex, RwLock};
 use scsi_wire::cdb::{self, decode_inquiry, decode_rw, decode_sync_cache, opcode};
 use scsi_wire::inquiry::{self as wire, version, PortIds, StdInquiry};
 use scsi_wire::Sense;
-use scst_core::{Cmd, CmdCtx, Device, DeviceEvents, ExecMode, Response};
+use scst_core::{Cmd, CmdCtx, Device, DeviceEvents, ExecMode, IoError, IoOp, Response};
 use std::io;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Weak};
@@ -212,12 +212,12 @@ impl Vcdrom {
             None => Ok(None),
             Some(Ok(())) => data(buf),
             Some(Err(e)) => {
-                log::error!(
-                    "{}: read at byte {off} of {} failed: {e}",
-                    self.cfg.name,
-                    m.path
-                );
-                Err(Sense::READ_ERROR)
+                let what = format!("read of {}", m.path);
+                Err(failed(
+                    &self.cfg.name,
+                    &what,
+                    IoError::new(IoOp::Read, off, e),
+                ))
             }
         }
     }
