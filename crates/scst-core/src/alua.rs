@@ -286,6 +286,10 @@ impl DeviceAlua {
 /// an empty list, as in SCST (scst_tg_get_group_info), so RSOC may list the command for
 /// every device.
 pub(crate) fn report_target_port_groups(dev: &DeviceEntry, cmd: &Cmd) -> Response {
+    crate::error::in_device_format(dev.dev.as_ref(), rtpg(dev, cmd))
+}
+
+fn rtpg(dev: &DeviceEntry, cmd: &Cmd) -> Response {
     let cdb = &cmd.cdb;
     if cdb.len() < 12 {
         return Response::check(Sense::invalid_field_in_cdb(0, None));
