@@ -212,6 +212,8 @@ impl Sense {
         Sense::named(key::HARDWARE_ERROR, asc::INTERNAL_TARGET_FAILURE);
     pub const COMMAND_ABORTED: Sense =
         Sense::named(key::ABORTED_COMMAND, asc::NO_ADDITIONAL_SENSE_INFORMATION);
+    /// The transport could not move the data the command called for.
+    pub const DATA_PHASE_ERROR: Sense = Sense::named(key::ABORTED_COMMAND, asc::DATA_PHASE_ERROR);
     pub const CRC_ERROR: Sense =
         Sense::named(key::ABORTED_COMMAND, asc::PROTOCOL_SERVICE_CRC_ERROR);
     pub const OVERLAPPED_COMMANDS: Sense =
