@@ -397,7 +397,11 @@ fn parameter_list_errors() {
 }
 
 fn copy_aborted(asc: u8, ascq: u8, segment: u16, field: Option<u16>) -> Sense {
-    let mut s = Sense::copy_aborted(asc, ascq, segment);
+    let code = scsi_wire::Asc {
+        code: asc,
+        qualifier: ascq,
+    };
+    let mut s = Sense::copy_aborted(code, segment);
     s.copy = Some(CopyAborted {
         segment,
         segment_field: field,

@@ -36,7 +36,7 @@ pub use alua::{AluaState, DeviceGroupInfo, PortView, TargetGroupInfo};
 pub use cmd::{Cdb, Cmd, ExecMode, Response, TaskAttr};
 pub use device::{AttrEffect, CmdCtx, Device, DeviceEvents};
 pub use driver::{AttrFile, DevHandler, TargetDriver};
-pub use error::MgmtError;
+pub use error::{IoError, IoErrorKind, IoOp, MgmtError};
 pub use pr::{PrRegistrant, PrReservation, PrState, PrType};
 pub use registry::{DeviceEntry, Scst};
 pub use reservation::Reservations;

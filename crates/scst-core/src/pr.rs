@@ -7,6 +7,7 @@
 //! delivered by the caller after the lock is dropped, so the lock never nests inside
 //! a tgt_dev or session lock.
 
+use scsi_wire::asc;
 use scsi_wire::pr::{sa_in, sa_out, IscsiTid, PrOutParams, RegisterMoveParams};
 use scsi_wire::sense::key;
 use scsi_wire::{status, Sense};
@@ -15,7 +16,10 @@ use crate::cmd::Response;
 use crate::session::TransportId;
 
 /// INVALID RELEASE OF PERSISTENT RESERVATION (SPC-4: RELEASE with the wrong type/scope).
-pub const INVALID_RELEASE: Sense = Sense::new(key::ILLEGAL_REQUEST, 0x26, 0x04);
+pub const INVALID_RELEASE: Sense = Sense::named(
+    key::ILLEGAL_REQUEST,
+    asc::INVALID_RELEASE_OF_PERSISTENT_RESERVATION,
+);
 
 /// Largest PR OUT parameter list accepted; SPEC_I_PT lists of a few hundred
 /// TransportIDs fit many times over.

@@ -634,7 +634,7 @@ fn malformed_pr_state_is_rejected_naming_the_line() {
         ),
     ];
     for (text, want) in cases {
-        let e = parse_text(&text).expect_err(&text);
+        let e = parse_text(&text).expect_err(&text).to_string();
         assert!(
             e.contains(want),
             "{text:?}: error {e:?} should contain {want:?}"

@@ -305,11 +305,8 @@ pub(crate) fn route(sess: &Session, td: &TgtDev, cmd: &Cmd) -> Option<Response> 
     Some(finish(td, resp))
 }
 
-fn finish(td: &TgtDev, mut r: Response) -> Response {
-    if r.sense.is_some() {
-        r.descriptor_sense = td.device.dev.descriptor_sense();
-    }
-    r
+fn finish(td: &TgtDev, r: Response) -> Response {
+    crate::error::in_device_format(td.device.dev.as_ref(), r)
 }
 
 /// SPC-2 RESERVE(6)/(10): third-party and extent reservations are not supported.

@@ -541,3 +541,46 @@ fn the_io_uring_engine_completes_commands_asynchronously() {
     good(&r);
     assert!(r.data == data);
 }
+
+/// A backend whose every transfer fails with one OS error.
+struct Broken(i32);
+
+impl crate::backend::Backend for Broken {
+    fn read(&self, _: &mut [u8], _: u64, _: ExecMode) -> crate::backend::IoOutcome {
+        Some(Err(std::io::Error::from_raw_os_error(self.0)))
+    }
+    fn write(&self, _: &[u8], _: u64, _: bool, _: ExecMode) -> crate::backend::IoOutcome {
+        Some(Err(std::io::Error::from_raw_os_error(self.0)))
+    }
+    fn flush(&self, _: ExecMode) -> crate::backend::IoOutcome {
+        Some(Err(std::io::Error::from_raw_os_error(self.0)))
+    }
+}
+
+fn broken(errno: i32) -> std::sync::Arc<dyn scst_core::Device> {
+    use crate::config::{Handler, VdiskConfig};
+    let a = attrs(&[("filename", "/nonexistent/broken")]);
+    let cfg = VdiskConfig::parse(Handler::Fileio, "broken0", &a, 0).unwrap();
+    std::sync::Arc::new(crate::sbc::Vdisk::new(cfg, Broken(errno), 1 << 20))
+}
+
+#[test]
+fn backend_failures_reach_the_initiator_by_kind() {
+    let write = rw16(WRITE_16, 0, 1, 0);
+    let block = vec![0u8; 512];
+    let d = broken(libc::EIO);
+    assert_eq!(
+        sense(&run(&d, &rw16(READ_16, 0, 1, 0), vec![])),
+        Sense::READ_ERROR
+    );
+    assert_eq!(sense(&run(&d, &write, block.clone())), Sense::WRITE_ERROR);
+    let mut sync_cache_10 = [0u8; 10];
+    sync_cache_10[0] = scsi_wire::opcode::SYNCHRONIZE_CACHE_10;
+    assert_eq!(sense(&run(&d, &sync_cache_10, vec![])), Sense::WRITE_ERROR);
+    for errno in [libc::ENOSPC, libc::EDQUOT] {
+        let s = sense(&run(&broken(errno), &write, block.clone()));
+        assert_eq!(s, Sense::SPACE_ALLOCATION_FAILED);
+    }
+    let s = sense(&run(&broken(libc::EROFS), &write, block.clone()));
+    assert_eq!((s.key, s), (key::DATA_PROTECT, Sense::WRITE_PROTECTED));
+}
