@@ -3,6 +3,8 @@
 //! grammar of the management tree's `mgmt` files ([`command`]), and the management
 //! socket's protocol ([`protocol`]) with a blocking client ([`client`]).
 
+#![forbid(unsafe_code)]
+
 pub mod attrs;
 pub mod client;
 pub mod command;
