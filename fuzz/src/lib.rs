@@ -3,6 +3,8 @@
 //! replay the checked-in corpora on stable Rust (crates/scstd/tests/fuzz_corpus.rs
 //! includes this file as a module), so only external crate paths are used here.
 
+#![forbid(unsafe_code)]
+
 /// iSCSI PDU framing: BHS, AHS, digests and the per-opcode field accessors.
 pub mod pdu_decode {
     use iscsi_wire::frame::{self, Digests};

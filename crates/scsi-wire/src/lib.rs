@@ -2,6 +2,8 @@
 //! decoding and the encoders for the data a target returns. Pure functions over bytes:
 //! no I/O and no state, so every piece is unit-testable and fuzzable.
 
+#![forbid(unsafe_code)]
+
 pub mod asc;
 pub mod atomic;
 pub mod cdb;

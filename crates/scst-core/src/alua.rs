@@ -2,7 +2,7 @@
 //! asymmetric access states, the per-command state filter, REPORT TARGET PORT GROUPS
 //! and the ASYMMETRIC ACCESS STATE CHANGED unit attention.
 //!
-//! Management changes go through one mutex ([`Scst::alua`]); after each change the
+//! Management changes go through one mutex (`Scst::alua`); after each change the
 //! device group's devices get a fresh immutable snapshot ([`DgSnapshot`]) that the data
 //! path reads without locks. A device in no device group pays one atomic load per
 //! command ([`DeviceAlua::view`]).

@@ -2,6 +2,8 @@
 //! tables and security groups, sessions and their tgt_devs, unit attentions, task sets
 //! and task management. It never sees a PDU, a socket or a login key.
 
+#![forbid(unsafe_code)]
+
 pub mod alua;
 #[cfg(test)]
 mod alua_tests;

@@ -3,7 +3,7 @@
 //! access rule the core applies to every command while a reservation exists.
 //!
 //! Everything here runs under the device's reservation lock and only computes: unit
-//! attentions and task aborts for other nexuses are returned as [`Effects`] and
+//! attentions and task aborts for other nexuses are returned as `Effects` and
 //! delivered by the caller after the lock is dropped, so the lock never nests inside
 //! a tgt_dev or session lock.
 

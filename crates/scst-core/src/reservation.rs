@@ -3,7 +3,7 @@
 //! RESERVE, RELEASE, PERSISTENT RESERVE IN and PERSISTENT RESERVE OUT, which the core
 //! answers itself without the device.
 //!
-//! Every command passes through [`route`]; while a device has neither an SPC-2
+//! Every command passes through `route`; while a device has neither an SPC-2
 //! reservation nor a PR registration, that costs one atomic load.
 
 use std::path::PathBuf;
