@@ -1,6 +1,11 @@
 //! The SCST target core (spec/scst.md sections 4.1, 5.1, 5.2): devices, targets, LUN
 //! tables and security groups, sessions and their tgt_devs, unit attentions, task sets
 //! and task management. It never sees a PDU, a socket or a login key.
+//!
+//! A target driver opens a [`Session`] for each I_T nexus (`Scst::register_session`)
+//! and drives its commands through a [`lifecycle::Nexus`]: it submits commands and
+//! TMFs and polls for responses, and the core runs LUN lookup, task sets, the checks
+//! at enable, execution and completion the same way for every transport.
 
 pub mod alua;
 #[cfg(test)]
@@ -14,6 +19,9 @@ pub mod device;
 mod device_tests;
 pub mod error;
 pub mod iopool;
+pub mod lifecycle;
+#[cfg(test)]
+mod lifecycle_tests;
 pub mod pattern;
 pub mod pr;
 pub mod pr_persist;
@@ -35,6 +43,7 @@ pub use alua::{AluaState, DeviceGroupInfo, PortView, TargetGroupInfo};
 pub use cmd::{Cdb, Cmd, ExecMode, Response, TaskAttr};
 pub use device::{AttrEffect, CmdCtx, Device, DeviceEvents};
 pub use error::MgmtError;
+pub use lifecycle::{CompletionQueue, Event, IntMap, Nexus, Tmf};
 pub use pr::{PrRegistrant, PrReservation, PrState, PrType};
 pub use registry::{DeviceEntry, Scst};
 pub use reservation::Reservations;
