@@ -14,6 +14,7 @@ pub mod cmd;
 mod copy;
 #[cfg(test)]
 mod copy_tests;
+mod core_cmds;
 pub mod device;
 #[cfg(test)]
 mod device_tests;
