@@ -112,7 +112,7 @@ fn fixture() -> Fx {
     scst.target_group_add_target("dg", "b", "iqn.peer", Some(7))
         .unwrap();
     let session = |t, isid: u8| {
-        let tid = TransportId {
+        let tid = TransportId::Iscsi {
             name: "iqn.i".into(),
             isid: Some([0x40, 0, 0, 0, 0, isid]),
         };

@@ -39,6 +39,7 @@ pub mod session;
 pub mod stats;
 pub mod target;
 pub mod taskset;
+pub mod transport_id;
 
 pub use alua::{AluaState, DeviceGroupInfo, PortView, TargetGroupInfo};
 pub use cmd::{Cdb, Cmd, ExecMode, Response, TaskAttr};

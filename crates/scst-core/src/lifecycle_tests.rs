@@ -107,7 +107,7 @@ fn session(scst: &Arc<Scst>, name: &str) -> Arc<Session> {
     let t = scst.target("iscsi", "iqn.t").expect("target");
     scst.register_session(
         &t,
-        TransportId {
+        TransportId::Iscsi {
             name: name.to_string(),
             isid: Some([0x40, 0, 0, 0, 0, 1]),
         },

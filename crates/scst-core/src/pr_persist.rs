@@ -14,8 +14,6 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use scsi_wire::pr::IscsiTid;
-
 use crate::pr::{PrRegistrant, PrReservation, PrState, PrType};
 use crate::session::TransportId;
 
@@ -32,11 +30,7 @@ pub fn format_text(st: &PrState) -> String {
         let _ = writeln!(s, "reservation {:02x} {:02x}", res.pr_type as u8, res.scope);
     }
     for r in &st.registrants {
-        let tid = IscsiTid {
-            name: r.tid.name.clone(),
-            isid: r.tid.isid,
-        }
-        .encode();
+        let tid = r.tid.encode();
         let hex: String = tid.iter().map(|b| format!("{b:02x}")).collect();
         let _ = writeln!(
             s,
@@ -153,18 +147,12 @@ pub fn parse_text(text: &str) -> Result<PrState, String> {
                         bytes.len()
                     )));
                 }
-                let tid = match IscsiTid::decode(&bytes) {
+                let tid = match TransportId::decode(&bytes) {
                     Ok((t, used)) if used == bytes.len() => t,
                     Ok(_) => {
                         return Err(err("TransportID length field disagrees with tid_len".into()))
                     }
-                    Err(off) => {
-                        return Err(err(format!("not a valid iSCSI TransportID (byte {off})")))
-                    }
-                };
-                let tid = TransportId {
-                    name: tid.name,
-                    isid: tid.isid,
+                    Err(off) => return Err(err(format!("not a valid TransportID (byte {off})"))),
                 };
                 if st
                     .registrants

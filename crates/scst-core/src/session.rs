@@ -197,26 +197,7 @@ pub enum TmfStatus {
     Rejected,
 }
 
-/// The initiator port of an I_T nexus (SPC-4 7.6.4 TransportID). For iSCSI the
-/// port is the initiator name plus the session's ISID.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct TransportId {
-    pub name: String,
-    pub isid: Option<[u8; 6]>,
-}
-
-impl TransportId {
-    /// The iSCSI initiator port name, `<name>,i,0x<isid>` (RFC 7143 4.4.3).
-    pub fn port_name(&self) -> String {
-        match self.isid {
-            Some(i) => format!(
-                "{},i,0x{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
-                self.name, i[0], i[1], i[2], i[3], i[4], i[5]
-            ),
-            None => self.name.clone(),
-        }
-    }
-}
+pub use crate::transport_id::TransportId;
 
 pub struct Session {
     pub id: u64,
