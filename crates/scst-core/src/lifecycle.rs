@@ -320,6 +320,7 @@ impl<T> Nexus<T> {
             };
         }
         let Some(mut resp) = self.session.execute(&td, &mut cmd, ExecMode::Inline) else {
+            // The device cannot resume: it runs the command again, blocking.
             let session = self.session.clone();
             let done = self.done.clone();
             self.scst.io_pool.spawn(move || {
@@ -330,6 +331,16 @@ impl<T> Nexus<T> {
             });
             return;
         };
+        if resp.resume.is_some() {
+            // The command continues on an I/O thread from where it stopped.
+            let session = self.session.clone();
+            let done = self.done.clone();
+            self.scst.io_pool.spawn(move || {
+                let resp = session.resume(&td, &mut cmd, resp);
+                done.push(tag, resp);
+            });
+            return;
+        }
         if let Some(d) = resp.deferred.take() {
             // Started asynchronously: the device completes it from another thread.
             let data_out_len = resp.data_out_len;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use scsi_wire::{status, Sense};
 
-use crate::cmd::{Cdb, Cmd, Completer, Deferred, ExecMode, Response, TaskAttr};
+use crate::cmd::{Cdb, Cmd, Completer, Deferred, ExecMode, Response, Resume, TaskAttr};
 use crate::device::{CmdCtx, Device};
 use crate::lifecycle::{CompletionQueue, Event, Nexus, Tmf};
 use crate::registry::{DeviceEntry, Scst};
@@ -18,13 +18,19 @@ use crate::session::{Session, SessionEvents, TmfStatus, TransportId};
 const TEST_UNIT_READY: u8 = 0x00;
 /// Completes later, through a `Completer` the test holds (an asynchronous engine).
 const ASYNC_OP: u8 = 0xC0;
-/// Would block: runs on the I/O pool.
+/// Would block: runs again, blocking, on the I/O pool.
 const BLOCKING_OP: u8 = 0xC1;
+/// Would block: stops, and the rest runs on the I/O pool.
+const RESUMING_OP: u8 = 0xC2;
 
 /// Records the order in which commands reached it, by tag.
 #[derive(Default)]
 struct FakeDev {
     executed: Mutex<Vec<u64>>,
+    /// Commands run in Blocking mode from the top.
+    reruns: Arc<Mutex<u32>>,
+    /// Commands whose rest ran after they stopped.
+    resumed: Arc<Mutex<Vec<u64>>>,
     pending: Mutex<Vec<(u64, Completer)>>,
     aborts: Mutex<u32>,
 }
@@ -51,8 +57,18 @@ impl Device for FakeDev {
         0
     }
     fn execute(&self, _: &CmdCtx<'_>, cmd: &mut Cmd, mode: ExecMode) -> Option<Response> {
+        if mode == ExecMode::Blocking {
+            *self.reruns.lock() += 1;
+        }
         match (cmd.cdb.opcode(), mode) {
             (BLOCKING_OP, ExecMode::Inline) => return None,
+            (RESUMING_OP, ExecMode::Inline) => {
+                let resumed = self.resumed.clone();
+                return Some(Response::resume(Resume::new(move |cmd| {
+                    resumed.lock().push(cmd.tag);
+                    Response::data(cmd.data_out.clone())
+                })));
+            }
             (ASYNC_OP, _) => {
                 self.executed.lock().push(cmd.tag);
                 let (d, c) = Deferred::new();
@@ -199,6 +215,30 @@ fn a_command_that_would_block_completes_from_the_io_pool() {
     h.nexus.complete(tag, resp);
     assert_eq!(h.responses(), vec![(1, None)]);
     assert_eq!(h.executed(), vec![1]);
+}
+
+#[test]
+fn a_command_that_stops_to_block_resumes_on_the_io_pool_without_a_rerun() {
+    let mut h = Harness::new();
+    let mut c = cmd(1, 0, RESUMING_OP, TaskAttr::Simple);
+    c.data_out = vec![5; 8];
+    h.nexus.submit(1, c, "");
+    assert!(h.responses().is_empty());
+    let (tag, resp) = h
+        .done
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the I/O pool runs the rest");
+    h.nexus.complete(tag, resp);
+    match h.events().as_slice() {
+        [Event::Respond { tag: 1, resp, .. }] => assert_eq!(resp.data, vec![5; 8]),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(*h.dev.resumed.lock(), vec![1]);
+    assert_eq!(*h.dev.reruns.lock(), 0, "the command was not run again");
+    assert_eq!(
+        h.nexus.session().luns().get(0).unwrap().active_commands(),
+        0
+    );
 }
 
 #[test]

@@ -378,12 +378,33 @@ impl Session {
         let r = td.device.dev.execute(&ctx, cmd, mode);
         td.active.fetch_sub(1, Ordering::Relaxed);
         let mut r = r?;
-        self.stats.count_result(&r);
         r.data_out_len = data_out_len;
+        if r.resume.is_none() {
+            self.finish_response(td, &mut r);
+        }
+        Some(r)
+    }
+
+    /// Run the rest of a command that stopped in Inline mode ([`Response::resume`]),
+    /// on an I/O thread. `placeholder` is the response that carried it.
+    pub fn resume(&self, td: &TgtDev, cmd: &mut Cmd, placeholder: Response) -> Response {
+        let Some(rest) = placeholder.resume else {
+            return placeholder;
+        };
+        td.active.fetch_add(1, Ordering::Relaxed);
+        let mut r = rest.run(cmd);
+        td.active.fetch_sub(1, Ordering::Relaxed);
+        r.data_out_len = placeholder.data_out_len;
+        self.finish_response(td, &mut r);
+        r
+    }
+
+    /// What the core adds to every device response: statistics, the sense format.
+    fn finish_response(&self, td: &TgtDev, r: &mut Response) {
+        self.stats.count_result(r);
         if r.sense.is_some() {
             r.descriptor_sense = td.device.dev.descriptor_sense();
         }
-        Some(r)
     }
 
     /// Commands to a LUN this session does not have (spec 4.1 step 1).
