@@ -102,13 +102,22 @@ impl Hasher for IntHasher {
 /// A hash map keyed by integers from the initiator, with [`IntHasher`].
 pub type IntMap<K, V> = std::collections::HashMap<K, V, BuildHasherDefault<IntHasher>>;
 
-/// Where a submitted command is.
+/// Where a command in the table is. Commands answered inline never enter it.
 enum State {
     /// In its task set behind an ORDERED task (or behind one that is).
     Held(Cmd),
-    /// Enabled: checked and executing (or answered by the core, in which case it
-    /// leaves at once). `device` is known once the LUN lookup found one.
+    /// Enabled and running elsewhere (the I/O pool, a device's engine) on `device`
+    /// (None only while a released held task is being started).
     Running { device: Option<Arc<DeviceEntry>> },
+}
+
+/// How an enabled command went.
+enum Started {
+    /// Answered already: by the core, or inline by the device.
+    Done(Response),
+    /// Running elsewhere (I/O pool, a device's engine), on `device`; it completes
+    /// through the [`CompletionQueue`].
+    Away(Arc<DeviceEntry>),
 }
 
 struct Task<T> {
@@ -203,12 +212,21 @@ impl<T> Nexus<T> {
             state: State::Running { device: None },
             aborted: false,
         };
-        if enabled {
-            self.tasks.insert(tag, task);
-            self.enable(tag, cmd);
-        } else {
+        if !enabled {
             task.state = State::Held(cmd);
             self.tasks.insert(tag, task);
+            return;
+        }
+        // A command answered inline (most are) never enters the table: nothing can
+        // reach it between its start and its answer on this thread.
+        match self.start(tag, cmd) {
+            Started::Done(resp) => self.retire(tag, task, resp),
+            Started::Away(device) => {
+                task.state = State::Running {
+                    device: Some(device),
+                };
+                self.tasks.insert(tag, task);
+            }
         }
         self.run_ready();
     }
@@ -309,16 +327,12 @@ impl<T> Nexus<T> {
 
     /// The task `tag` became enabled: the checks SCST makes at this point, then
     /// execution, inline when the device can, else on the I/O pool.
-    fn enable(&mut self, tag: u64, mut cmd: Cmd) {
+    fn start(&mut self, tag: u64, mut cmd: Cmd) -> Started {
         let td = match self.session.route(&cmd) {
-            Route::Done(resp) => return self.finish(tag, resp),
+            Route::Done(resp) => return Started::Done(resp),
             Route::Device(td) => td,
         };
-        if let Some(t) = self.tasks.get_mut(&tag) {
-            t.state = State::Running {
-                device: Some(td.device.clone()),
-            };
-        }
+        let device = td.device.clone();
         let Some(mut resp) = self.session.execute(&td, &mut cmd, ExecMode::Inline) else {
             // The device cannot resume: it runs the command again, blocking.
             let session = self.session.clone();
@@ -329,7 +343,7 @@ impl<T> Nexus<T> {
                     .unwrap_or_else(|| Response::check(Sense::INTERNAL_FAILURE));
                 done.push(tag, resp);
             });
-            return;
+            return Started::Away(device);
         };
         if resp.resume.is_some() {
             // The command continues on an I/O thread from where it stopped.
@@ -339,7 +353,7 @@ impl<T> Nexus<T> {
                 let resp = session.resume(&td, &mut cmd, resp);
                 done.push(tag, resp);
             });
-            return;
+            return Started::Away(device);
         }
         if let Some(d) = resp.deferred.take() {
             // Started asynchronously: the device completes it from another thread.
@@ -349,17 +363,21 @@ impl<T> Nexus<T> {
                 resp.data_out_len = data_out_len;
                 done.push(tag, resp);
             });
-            return;
+            return Started::Away(device);
         }
-        self.finish(tag, resp);
+        Started::Done(resp)
+    }
+
+    /// A command in the table is done.
+    fn finish(&mut self, tag: u64, resp: Response) {
+        if let Some(task) = self.tasks.remove(&tag) {
+            self.retire(tag, task, resp);
+        }
     }
 
     /// A task is done: it leaves its task set (releasing what waited behind it), is
     /// answered unless aborted, and TMFs waiting for it may finish.
-    fn finish(&mut self, tag: u64, resp: Response) {
-        let Some(task) = self.tasks.remove(&tag) else {
-            return;
-        };
+    fn retire(&mut self, tag: u64, task: Task<T>, resp: Response) {
         if let Some(ts) = self.task_sets.get_mut(&task.lun) {
             ts.complete(task.attr, &mut self.ready);
         }
@@ -384,10 +402,20 @@ impl<T> Nexus<T> {
             let Some(task) = self.tasks.get_mut(&tag) else {
                 continue;
             };
-            if let State::Held(cmd) =
+            let State::Held(cmd) =
                 std::mem::replace(&mut task.state, State::Running { device: None })
-            {
-                self.enable(tag, cmd);
+            else {
+                continue;
+            };
+            match self.start(tag, cmd) {
+                Started::Done(resp) => self.finish(tag, resp),
+                Started::Away(device) => {
+                    if let Some(task) = self.tasks.get_mut(&tag) {
+                        task.state = State::Running {
+                            device: Some(device),
+                        };
+                    }
+                }
             }
         }
     }

@@ -1,8 +1,14 @@
 //! The full-feature phase of one normal-session connection (RFC 7143 ERL 0): SCSI
 //! commands with immediate, unsolicited and R2T-solicited data, Data-In with status
 //! folded into the last PDU, the CmdSN window, NOP keep-alive, task management and
-//! logout. One tokio task owns the connection; commands that may block run on the
-//! core's I/O pool and come back through a channel, so no lock guards the connection.
+//! logout.
+//!
+//! Only iSCSI lives here. A command whose data-out is in goes to the core's
+//! [`Nexus`], which runs its lifecycle (LUN lookup, task set, checks, execution,
+//! completion) and TMFs; the connection drains the nexus's events into PDUs. One tokio
+//! task owns the connection and its nexus; commands that finish elsewhere (the I/O
+//! pool, an asynchronous engine) come back through a channel, so no lock guards
+//! either.
 
 mod command;
 mod response;
