@@ -284,8 +284,9 @@ impl Session {
 
     /// LUN translation and the checks made when a task becomes enabled (spec 4.1
     /// steps 1-3): unit attention, ALUA state, SPC-2 and persistent reservations. The
-    /// commands the core answers itself ([`crate::core_cmds`]) are answered here,
-    /// except those that block, which [`Session::execute`] runs.
+    /// commands the core answers itself (the `core_cmds` table) are answered here,
+    /// except those that block, which [`Session::execute`] runs. Target drivers do not
+    /// call it: [`crate::lifecycle::Nexus`] does, when the task becomes enabled.
     pub fn route(&self, cmd: &Cmd) -> Route {
         self.stats.count(cmd);
         let table = self.luns.load();
