@@ -149,20 +149,6 @@ pub fn filter(state: AluaState, cdb: &[u8]) -> Option<Sense> {
     }
 }
 
-/// Commands the reservation gate executes itself (so they never reach a later check):
-/// the ALUA filter must run before it for these.
-pub(crate) fn executed_by_reservation_gate(opcode: u8) -> bool {
-    matches!(
-        opcode,
-        op::RESERVE_6
-            | op::RESERVE_10
-            | op::RELEASE_6
-            | op::RELEASE_10
-            | op::PERSISTENT_RESERVE_IN
-            | op::PERSISTENT_RESERVE_OUT
-    )
-}
-
 /// One member of a target port group as the data path sees it.
 #[derive(Debug)]
 struct PortSnapshot {

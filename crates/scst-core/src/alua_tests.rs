@@ -112,7 +112,7 @@ fn fixture() -> Fx {
     scst.target_group_add_target("dg", "b", "iqn.peer", Some(7))
         .unwrap();
     let session = |t, isid: u8| {
-        let tid = TransportId {
+        let tid = TransportId::Iscsi {
             name: "iqn.i".into(),
             isid: Some([0x40, 0, 0, 0, 0, isid]),
         };
@@ -392,7 +392,7 @@ fn rtpg_errors_follow_the_device_sense_format() {
     scst.add_device(Arc::new(DSenseDev)).unwrap();
     let t = scst.add_target("iscsi", "iqn.t:d", Some(1)).unwrap();
     scst.add_lun(&t, None, 0, "dd", false).unwrap();
-    let tid = TransportId {
+    let tid = TransportId::Iscsi {
         name: "iqn.i".into(),
         isid: Some([0x40, 0, 0, 0, 0, 1]),
     };

@@ -133,7 +133,7 @@ impl Fixture {
     /// A session on iqn.t:1 with its POWER ON UAs consumed.
     fn session(&self, name: &str) -> Arc<Session> {
         let t = self.scst.target("iscsi", "iqn.t:1").unwrap();
-        let tid = TransportId {
+        let tid = TransportId::Iscsi {
             name: name.to_string(),
             isid: Some([0x40, 0, 0, 0, 0, 1]),
         };

@@ -115,11 +115,7 @@ pub(crate) struct NexusRef<'a> {
 
 /// Name compare ignores case; a name-only TransportID matches any ISID (spec 5.3.3).
 pub(crate) fn tid_matches(a: &TransportId, b: &TransportId) -> bool {
-    a.name.eq_ignore_ascii_case(&b.name)
-        && match (a.isid, b.isid) {
-            (Some(x), Some(y)) => x == y,
-            _ => true,
-        }
+    a.matches(b)
 }
 
 /// What a PR OUT does to other nexuses, applied once the reservation lock is released.
@@ -253,17 +249,7 @@ fn check(sense: Sense) -> Response {
 }
 
 fn tid_from_wire(t: IscsiTid) -> TransportId {
-    TransportId {
-        name: t.name,
-        isid: t.isid,
-    }
-}
-
-fn tid_to_wire(t: &TransportId) -> IscsiTid {
-    IscsiTid {
-        name: t.name.clone(),
-        isid: t.isid,
-    }
+    TransportId::iscsi(t.name, t.isid)
 }
 
 /// The PR OUT parameter list length (CDB bytes 5..9), or the error for a bad CDB.
@@ -662,7 +648,7 @@ pub(crate) fn pr_in(st: &PrState, cdb: &[u8]) -> Response {
         sa_in::READ_FULL_STATUS => {
             d.extend_from_slice(&[0; 4]); // additional length, set below
             for (i, r) in st.registrants.iter().enumerate() {
-                let tid = tid_to_wire(&r.tid).encode();
+                let tid = r.tid.encode();
                 d.extend_from_slice(&r.key.to_be_bytes());
                 d.extend_from_slice(&[0; 4]);
                 let holder = st.is_holder(i);

@@ -14,8 +14,6 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use scsi_wire::pr::IscsiTid;
-
 use crate::pr::{PrRegistrant, PrReservation, PrState, PrType};
 use crate::session::TransportId;
 
@@ -34,11 +32,7 @@ pub fn format_text(st: &PrState) -> String {
         let _ = writeln!(s, "reservation {:02x} {:02x}", res.pr_type as u8, res.scope);
     }
     for r in &st.registrants {
-        let tid = IscsiTid {
-            name: r.tid.name.clone(),
-            isid: r.tid.isid,
-        }
-        .encode();
+        let tid = r.tid.encode();
         let hex: String = tid.iter().map(|b| format!("{b:02x}")).collect();
         let _ = writeln!(
             s,
@@ -88,7 +82,7 @@ pub enum PrTextError {
     },
     #[error("line {line}: TransportID length field disagrees with tid_len")]
     TransportIdLengthField { line: usize },
-    #[error("line {line}: not a valid iSCSI TransportID (byte {byte})")]
+    #[error("line {line}: not a valid TransportID (byte {byte})")]
     TransportIdInvalid { line: usize, byte: usize },
     #[error("line {line}: duplicate registrant (same TransportID and port)")]
     DuplicateRegistrant { line: usize },
@@ -210,14 +204,10 @@ pub fn parse_text(text: &str) -> Result<PrState, PrTextError> {
                         tid_len,
                     });
                 }
-                let tid = match IscsiTid::decode(&bytes) {
+                let tid = match TransportId::decode(&bytes) {
                     Ok((t, used)) if used == bytes.len() => t,
                     Ok(_) => return Err(E::TransportIdLengthField { line }),
                     Err(byte) => return Err(E::TransportIdInvalid { line, byte }),
-                };
-                let tid = TransportId {
-                    name: tid.name,
-                    isid: tid.isid,
                 };
                 if st
                     .registrants

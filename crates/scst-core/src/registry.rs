@@ -375,7 +375,7 @@ impl Scst {
         transport_id: TransportId,
         events: Arc<dyn SessionEvents>,
     ) -> Arc<Session> {
-        let name = transport_id.name.clone();
+        let name = transport_id.name();
         self.register_session_as(target, transport_id, name, events)
     }
 

@@ -313,7 +313,7 @@ pub(crate) async fn serve_connection(driver: Arc<IscsiDriver>, mut stream: TcpSt
     }
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
     let (done_tx, done_rx) = watch::channel(false);
-    let tid = TransportId {
+    let tid = TransportId::Iscsi {
         name: li.initiator.clone(),
         isid: Some(li.isid),
     };

@@ -19,7 +19,7 @@ use scsi_wire::sbc::opcode as sbc_op;
 use scsi_wire::sense::key;
 use scsi_wire::Sense;
 use scst_core::cmd::Deferred;
-use scst_core::{AttrEffect, Cmd, CmdCtx, Device, ExecMode, IoError, IoOp, Response};
+use scst_core::{AttrEffect, Cmd, CmdCtx, Device, ExecMode, IoError, IoOp, Response, Resume};
 use std::io;
 use std::sync::Arc;
 
@@ -189,21 +189,51 @@ impl<B: Backend> Vdisk<B> {
             // No medium: nothing to read, and nothing a range lock could order.
             return Ok(Some(zeros(len, mode)));
         }
+        let off = rw.lba << self.shift;
         let Some(range) = self
             .ranges
             .shared(rw.lba, rw.blocks as u64, mode == ExecMode::Blocking)
         else {
-            return Ok(None);
+            return self.read_resumed(None, rw.lba, rw.blocks, len, off);
         };
-        let off = rw.lba << self.shift;
         match self.backend.read_vec(len, off, mode) {
             Some(Ok(buf)) => data(buf),
             Some(Err(e)) => self.io("read", IoOp::Read, off, Some(Err(e))).map(|_| None),
             None if mode == ExecMode::Inline && self.backend.async_io() => {
                 self.read_deferred(range, len, off)
             }
-            None => Ok(None),
+            None => self.read_resumed(Some(range), rw.lba, rw.blocks, len, off),
         }
+    }
+
+    /// A read that would block continues on an I/O thread from here: decoded and
+    /// checked, its LBA range held (`range`), or taken there, waiting, when it was
+    /// not free.
+    fn read_resumed(
+        &self,
+        range: Option<RangeGuard<'_>>,
+        lba: u64,
+        blocks: u32,
+        len: usize,
+        off: u64,
+    ) -> CmdResult {
+        let ranges = self.ranges.clone();
+        let range = range.map(|r| r.into_owned(ranges.clone()));
+        let backend = self.backend.clone();
+        let fail = self.async_failure("read", IoOp::Read, off);
+        Ok(Some(Response::resume(Resume::new(move |_| {
+            let _range = range.or_else(|| {
+                ranges
+                    .shared(lba, blocks as u64, true)
+                    .map(|r| r.into_owned(ranges.clone()))
+            });
+            match backend.read_vec(len, off, ExecMode::Blocking) {
+                Some(Ok(buf)) => Response::data(buf),
+                Some(Err(e)) => fail(e),
+                // Blocking mode always does the I/O.
+                None => Response::check(Sense::INTERNAL_FAILURE),
+            }
+        }))))
     }
 
     /// Hand a read that would block to the backend's asynchronous engine. The range
@@ -293,7 +323,7 @@ impl<B: Backend> Vdisk<B> {
             .ranges
             .shared(rw.lba, rw.blocks as u64, mode == ExecMode::Blocking)
         else {
-            return Ok(None);
+            return self.write_resumed(None, rw.lba, rw.blocks, len, off, stable);
         };
         if !self.io(
             "write",
@@ -307,7 +337,8 @@ impl<B: Backend> Vdisk<B> {
             {
                 return self.write_deferred(range, buf, off, stable);
             }
-            return Ok(None);
+            // (WRITE AND VERIFY never gets here inline: it runs blocking from the top.)
+            return self.write_resumed(Some(range), rw.lba, rw.blocks, len, off, stable);
         }
         if rw.kind == RwKind::WriteAndVerify && !self.backend.is_null() {
             let mut back = vec![0u8; len];
@@ -320,6 +351,39 @@ impl<B: Backend> Vdisk<B> {
             }
         }
         good()
+    }
+
+    /// A write that would block continues on an I/O thread from here, writing the
+    /// first `len` bytes of the command's data-out in place (no copy): decoded,
+    /// checked, its LBA range held (`range`) or taken there when it was not free.
+    fn write_resumed(
+        &self,
+        range: Option<RangeGuard<'_>>,
+        lba: u64,
+        blocks: u32,
+        len: usize,
+        off: u64,
+        stable: bool,
+    ) -> CmdResult {
+        let ranges = self.ranges.clone();
+        let range = range.map(|r| r.into_owned(ranges.clone()));
+        let backend = self.backend.clone();
+        let fail = self.async_failure("write", IoOp::Write, off);
+        Ok(Some(Response::resume(Resume::new(move |cmd| {
+            let _range = range.or_else(|| {
+                ranges
+                    .shared(lba, blocks as u64, true)
+                    .map(|r| r.into_owned(ranges.clone()))
+            });
+            let Some(buf) = cmd.data_out.get(..len) else {
+                return Response::check(Sense::INTERNAL_FAILURE);
+            };
+            match backend.write(buf, off, stable, ExecMode::Blocking) {
+                Some(Ok(())) => Response::good(),
+                Some(Err(e)) => fail(e),
+                None => Response::check(Sense::INTERNAL_FAILURE),
+            }
+        }))))
     }
 
     /// Hand a write that would block to the backend's asynchronous engine, with a copy

@@ -8,13 +8,6 @@ use std::path::{Path, PathBuf};
 
 const MAX_LINES: usize = 1_000;
 
-/// Files over the limit that are being split. Each entry is a debt: the test fails once
-/// a listed file is back under the limit (or gone), so that the list only shrinks.
-const OVERSIZED_ALLOWLIST: &[&str] = &[
-    // The iSCSI connection: its protocol logic moves to the sans-I/O engine crate.
-    "crates/scst-iscsi/src/conn.rs",
-];
-
 /// Directories that hold no sources of ours: build output, version control, and the
 /// fuzz corpora (inputs, not code).
 const SKIPPED_DIRS: &[&str] = &["target", ".git", "corpus"];
@@ -73,8 +66,7 @@ fn no_source_file_outside_tests_is_over_the_limit() {
     let mut oversized = Vec::new();
     for rel in files.iter().filter(|f| !is_test_file(f)) {
         let lines = line_count(&root.join(rel));
-        let listed = OVERSIZED_ALLOWLIST.iter().any(|a| Path::new(a) == rel);
-        if lines > MAX_LINES && !listed {
+        if lines > MAX_LINES {
             oversized.push(format!("{} ({lines} lines)", rel.display()));
         }
     }
@@ -82,27 +74,6 @@ fn no_source_file_outside_tests_is_over_the_limit() {
         oversized.is_empty(),
         "over {MAX_LINES} lines: split these into modules:\n  {}",
         oversized.join("\n  ")
-    );
-}
-
-#[test]
-fn the_allowlist_only_names_files_still_over_the_limit() {
-    let root = repo_root();
-    let stale: Vec<String> = OVERSIZED_ALLOWLIST
-        .iter()
-        .filter_map(|rel| {
-            let path = root.join(rel);
-            if !path.exists() {
-                return Some(format!("{rel} (gone)"));
-            }
-            let lines = line_count(&path);
-            (lines <= MAX_LINES).then(|| format!("{rel} ({lines} lines)"))
-        })
-        .collect();
-    assert!(
-        stale.is_empty(),
-        "remove from OVERSIZED_ALLOWLIST, these are within the limit now:\n  {}",
-        stale.join("\n  ")
     );
 }
 

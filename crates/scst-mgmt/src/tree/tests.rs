@@ -354,7 +354,7 @@ fn session_node() {
     write(&t, "targets/fake/t/luns/mgmt", "add d1 0");
     let target = t.scst().target("fake", "t").unwrap();
     let events = Arc::new(Events(driver.clone(), AtomicBool::new(false)));
-    let tid = |isid| TransportId {
+    let tid = |isid| TransportId::Iscsi {
         name: "iqn.i".into(),
         isid: Some([0x40, 0, 0, 0, 0, isid]),
     };
