@@ -150,10 +150,16 @@ pub fn sense_format(dev: &dyn Device) -> SenseFormat {
 /// device's LUN returns goes through here once before it is sent; REQUEST SENSE data
 /// is the exception, its DESC bit chooses.
 pub fn in_device_format(dev: &dyn Device, mut r: Response) -> Response {
-    if r.sense.is_some() {
-        r.descriptor_sense = sense_format(dev).is_descriptor();
-    }
+    set_format(sense_format(dev), &mut r);
     r
+}
+
+/// Mark `r`'s sense, if any, to be encoded in `format`: what [`in_device_format`] does,
+/// for a format read from the device earlier (a completion from another thread).
+pub fn set_format(format: SenseFormat, r: &mut Response) {
+    if r.sense.is_some() {
+        r.descriptor_sense = format.is_descriptor();
+    }
 }
 
 #[cfg(test)]

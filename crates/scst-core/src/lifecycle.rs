@@ -358,9 +358,13 @@ impl<T> Nexus<T> {
         if let Some(d) = resp.deferred.take() {
             // Started asynchronously: the device completes it from another thread.
             let data_out_len = resp.data_out_len;
+            // The device's sense format as the command started; the completion comes
+            // from the device's engine, past the core's `finish_response`.
+            let format = crate::error::sense_format(&*device.dev);
             let done = self.done.clone();
             d.on_complete(move |mut resp| {
                 resp.data_out_len = data_out_len;
+                crate::error::set_format(format, &mut resp);
                 done.push(tag, resp);
             });
             return Started::Away(device);

@@ -349,9 +349,7 @@ impl Session {
 
     /// CHECK CONDITION in the device's sense format.
     fn device_check(td: &TgtDev, sense: Sense) -> Response {
-        let mut r = Response::check(sense);
-        r.descriptor_sense = td.device.dev.descriptor_sense();
-        r
+        crate::error::in_device_format(&*td.device.dev, Response::check(sense))
     }
 
     /// Run a routed command on its device. `None`: the device would block in Inline mode.
@@ -403,9 +401,7 @@ impl Session {
     /// What the core adds to every device response: statistics, the sense format.
     fn finish_response(&self, td: &TgtDev, r: &mut Response) {
         self.stats.count_result(r);
-        if r.sense.is_some() {
-            r.descriptor_sense = td.device.dev.descriptor_sense();
-        }
+        crate::error::set_format(crate::error::sense_format(&*td.device.dev), r);
     }
 
     /// Commands to a LUN this session does not have (spec 4.1 step 1).

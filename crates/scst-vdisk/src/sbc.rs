@@ -282,13 +282,8 @@ impl<B: Backend> Vdisk<B> {
         off: u64,
     ) -> impl FnOnce(io::Error) -> Response + Send + 'static {
         let name = self.cfg.name.clone();
-        let desc = self.mode.d_sense();
-        move |e| {
-            let mut r = Response::check(failed(&name, what, IoError::new(op, off, e)));
-            // A deferred completion does not pass the core's `in_device_format`.
-            r.descriptor_sense = desc;
-            r
-        }
+        // The core puts the sense in the device's format.
+        move |e| Response::check(failed(&name, what, IoError::new(op, off, e)))
     }
 
     fn write(&self, ctx: &CmdCtx<'_>, cdb: &[u8], data_out: &[u8], mode: ExecMode) -> CmdResult {
