@@ -35,6 +35,11 @@ impl DeviceEntry {
         self.dev.name()
     }
 
+    /// Where the device's PR state is persisted (`pr_file_name`), if anywhere.
+    pub fn pr_file(&self) -> Option<PathBuf> {
+        self.resv.pr_file()
+    }
+
     /// Live nexuses of this device.
     pub fn tgt_devs(&self) -> Vec<Arc<TgtDev>> {
         let mut v = self.tgt_devs.lock();

@@ -43,6 +43,20 @@ pub enum ValueKind {
     Text,
 }
 
+/// Whether scst-rs implements an attribute SCST defines. Nothing is accepted and then
+/// ignored: an attribute is either in effect or refused as not supported, at load and at
+/// write (docs/management.md lists both sets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttrSupport {
+    Implemented,
+    /// Not implemented, but SCST's default value describes how scst-rs behaves, so that
+    /// value is accepted (SCST's write_config saves key attributes such as
+    /// `cluster_mode 0` even at their default); any other value is refused.
+    DefaultOnly(&'static str),
+    /// Refused whatever the value.
+    NotSupported,
+}
+
 /// Static facts about one attribute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttrInfo {
@@ -58,6 +72,7 @@ pub struct AttrInfo {
     pub dynamic: bool,
     /// May occur several times (multi-instance, e.g. `IncomingUser`).
     pub multi: bool,
+    pub support: AttrSupport,
 }
 
 impl AttrInfo {
@@ -70,7 +85,18 @@ impl AttrInfo {
             key: false,
             dynamic: false,
             multi: false,
+            support: AttrSupport::Implemented,
         }
+    }
+    /// SCST has it, scst-rs does not implement it.
+    const fn not_supported(mut self) -> Self {
+        self.support = AttrSupport::NotSupported;
+        self
+    }
+    /// SCST has it, scst-rs behaves as its default `value` and accepts only that.
+    const fn default_only(mut self, value: &'static str) -> Self {
+        self.support = AttrSupport::DefaultOnly(value);
+        self
     }
     const fn creation(mut self) -> Self {
         self.creation = true;
@@ -95,6 +121,35 @@ impl AttrInfo {
     /// Check a value; the error text completes "attribute 'x' ...".
     pub fn check_value(&self, value: &str) -> Result<(), String> {
         check_kind(self.kind, value)
+    }
+
+    /// Whether scst-rs puts `value` into effect; the error text completes
+    /// "attribute 'x' ..." and always says "not supported" (never "unknown").
+    pub fn check_supported(&self, value: &str) -> Result<(), String> {
+        match self.support {
+            AttrSupport::Implemented => Ok(()),
+            AttrSupport::DefaultOnly(default) if same_value(self.kind, value, default) => Ok(()),
+            AttrSupport::DefaultOnly(default) => Err(format!(
+                "is not supported by scst-rs (only its default, '{default}', is accepted)"
+            )),
+            AttrSupport::NotSupported => Err("is not supported by scst-rs".into()),
+        }
+    }
+
+    pub fn implemented(&self) -> bool {
+        self.support == AttrSupport::Implemented
+    }
+}
+
+/// Equal as values of `kind`: `0x0` is `0`, `AUTO` is `auto` where case does not matter.
+fn same_value(kind: ValueKind, a: &str, b: &str) -> bool {
+    let (a, b) = (a.trim(), b.trim());
+    match kind {
+        ValueKind::Int { .. } | ValueKind::PowerOfTwo { .. } | ValueKind::Bool => {
+            a == b || parse_int(a).is_some_and(|n| Some(n) == parse_int(b))
+        }
+        ValueKind::EnumNoCase(_) | ValueKind::IoGrouping => a.eq_ignore_ascii_case(b),
+        _ => a == b,
     }
 }
 
@@ -211,14 +266,17 @@ fn find(table: &[AttrInfo], name: &str) -> Option<AttrInfo> {
 const ROOT: &[AttrInfo] = &[
     AttrInfo::new("setup_id", U32, RW).key(),
     AttrInfo::new("threads", int(1, 4096), RW),
-    AttrInfo::new("poll_us", U32, RW),
-    AttrInfo::new("suspend", I32, RW),
-    AttrInfo::new("max_tasklet_cmd", U32, RW),
-    AttrInfo::new("measure_latency", Bool, RW),
+    AttrInfo::new("poll_us", U32, RW).default_only("0"),
+    AttrInfo::new("suspend", I32, RW).default_only("0"),
+    AttrInfo::new("max_tasklet_cmd", U32, RW).not_supported(),
+    AttrInfo::new("measure_latency", Bool, RW).default_only("0"),
     AttrInfo::new("async_lun_replace", Bool, RW),
-    AttrInfo::new("force_global_sgv_pool", Bool, RW),
-    AttrInfo::new("trace_level", Text, RW),
-    AttrInfo::new("cluster_name", Text, RW).key(),
+    AttrInfo::new("force_global_sgv_pool", Bool, RW).default_only("0"),
+    AttrInfo::new("trace_level", Text, RW).not_supported(),
+    // Cluster mode is a later step.
+    AttrInfo::new("cluster_name", Text, RW)
+        .key()
+        .not_supported(),
     AttrInfo::new("version", Text, RO),
     AttrInfo::new("trace_cmds", Text, RO),
     AttrInfo::new("trace_mcmds", Text, RO),
@@ -318,7 +376,7 @@ fn vdisk_mask(handler: &str) -> Option<u8> {
 /// Handler directory attributes. `pr_dump_dir` is dev_disk's in SCST; scst-rs offers it on
 /// its disk-type vdisk handlers, which are the ones that keep PR state.
 const HANDLER_ATTRS: &[(u8, AttrInfo)] = &[
-    (ALL, AttrInfo::new("trace_level", Text, RW)),
+    (ALL, AttrInfo::new("trace_level", Text, RW).not_supported()),
     (FBN, AttrInfo::new("pr_dump_dir", Text, RW)),
     (ALL, AttrInfo::new("type", Text, RO)),
 ];
@@ -351,18 +409,19 @@ const VDISK_ATTRS: &[(u8, AttrInfo)] = &[
         .creation()
         .key(),
     ),
+    // fileio's and blockio's size is the backend's (resync_size re-reads it).
     (N, AttrInfo::new("size", SIZE, RW).creation()),
-    (B, AttrInfo::new("size", SIZE, RW)),
-    (F | C, AttrInfo::new("size", SIZE, RO)),
+    (F | B | C, AttrInfo::new("size", SIZE, RO)),
     (N, AttrInfo::new("size_mb", SIZE, RW).creation()),
-    (B, AttrInfo::new("size_mb", SIZE, RW)),
-    (F | C, AttrInfo::new("size_mb", SIZE, RO)),
+    (F | B | C, AttrInfo::new("size_mb", SIZE, RO)),
     (FB, AttrInfo::new("resync_size", Text, WO)),
     (FB, AttrInfo::new("sync", Text, WO)),
-    (FBN, AttrInfo::new("read_only", Bool, RO).creation().key()),
+    // read_only and write_through change at run time in scst-rs (SCST: creation only);
+    // see scst-vdisk's attrs.rs.
+    (FBN, AttrInfo::new("read_only", Bool, RW).creation().key()),
     (
         FB,
-        AttrInfo::new("write_through", Bool, RO).creation().key(),
+        AttrInfo::new("write_through", Bool, RW).creation().key(),
     ),
     (FB, AttrInfo::new("nv_cache", Bool, RO).creation().key()),
     (F, AttrInfo::new("o_direct", Bool, RO).creation()),
@@ -380,12 +439,26 @@ const VDISK_ATTRS: &[(u8, AttrInfo)] = &[
     (ALL, AttrInfo::new("tst", Bool, RO).creation()),
     (FBN, AttrInfo::new("opt_trans_len", U32, RW)),
     (FB, AttrInfo::new("lb_per_pb_exp", Bool, RW)),
-    (FB, AttrInfo::new("expl_alua", Bool, RW)),
-    (FB, AttrInfo::new("active", Bool, RW).creation()),
-    (FB, AttrInfo::new("bind_alua_state", Bool, RW).creation()),
+    // Explicit ALUA (SET TARGET PORT GROUPS) is a later step.
+    (FB, AttrInfo::new("expl_alua", Bool, RW).not_supported()),
+    (
+        FB,
+        AttrInfo::new("active", Bool, RW)
+            .creation()
+            .default_only("1"),
+    ),
+    (
+        FB,
+        AttrInfo::new("bind_alua_state", Bool, RW)
+            .creation()
+            .not_supported(),
+    ),
     (
         FBN,
-        AttrInfo::new("cluster_mode", Bool, RW).creation().key(),
+        AttrInfo::new("cluster_mode", Bool, RW)
+            .creation()
+            .key()
+            .default_only("0"),
     ),
     (N, AttrInfo::new("dummy", Bool, RO).creation()),
     (N, AttrInfo::new("read_zero", Bool, RW)),
@@ -399,7 +472,10 @@ const VDISK_ATTRS: &[(u8, AttrInfo)] = &[
     (ALL, AttrInfo::new("eui64_id", Text, RW)),
     (ALL, AttrInfo::new("naa_id", Text, RW)),
     (ALL, AttrInfo::new("scsi_device_name", Text, RW)),
-    (ALL, AttrInfo::new("inq_vend_specific", Text, RW)),
+    (
+        ALL,
+        AttrInfo::new("inq_vend_specific", Text, RW).not_supported(),
+    ),
     (
         FBN,
         AttrInfo::new(
@@ -407,24 +483,43 @@ const VDISK_ATTRS: &[(u8, AttrInfo)] = &[
             Flags(&["tgt", "scst", "dev_check", "dev_store"]),
             RO,
         )
-        .creation(),
+        .creation()
+        .not_supported(),
     ),
-    (FBN, AttrInfo::new("dif_type", int(0, 3), RO).creation()),
-    (FBN, AttrInfo::new("dif_static_app_tag", U16, RW).creation()),
-    (FB, AttrInfo::new("dif_filename", Text, RO).creation()),
+    // T10-PI is a later step.
     (
         FBN,
-        AttrInfo::new("numa_node_id", int(-1, 4095), RO).creation(),
+        AttrInfo::new("dif_type", int(0, 3), RO)
+            .creation()
+            .default_only("0"),
+    ),
+    (
+        FBN,
+        AttrInfo::new("dif_static_app_tag", U16, RW)
+            .creation()
+            .not_supported(),
+    ),
+    (
+        FB,
+        AttrInfo::new("dif_filename", Text, RO)
+            .creation()
+            .not_supported(),
+    ),
+    (
+        FBN,
+        AttrInfo::new("numa_node_id", int(-1, 4095), RO)
+            .creation()
+            .default_only("-1"),
     ),
 ];
 
 /// Core device attributes every device has (spec 2.5, first table), consulted after the
 /// handler's own table.
 const CORE_DEVICE_ATTRS: &[AttrInfo] = &[
-    AttrInfo::new("max_tgt_dev_commands", int(1, 65535), RW),
-    AttrInfo::new("numa_node_id", int(-1, 4095), RW),
-    AttrInfo::new("threads_num", I32, RW),
-    AttrInfo::new("threads_pool_type", Enum(&["per_initiator", "shared"]), RW),
+    AttrInfo::new("max_tgt_dev_commands", int(1, 65535), RW).not_supported(),
+    AttrInfo::new("numa_node_id", int(-1, 4095), RW).default_only("-1"),
+    AttrInfo::new("threads_num", I32, RW).not_supported(),
+    AttrInfo::new("threads_pool_type", Enum(&["per_initiator", "shared"]), RW).not_supported(),
     AttrInfo::new("pr_file_name", Text, RW),
     AttrInfo::new("type", Text, RO),
     AttrInfo::new("pr_state", Text, RO),
@@ -480,14 +575,14 @@ const ISCSI_DRIVER: &[AttrInfo] = &[
     AttrInfo::new("iSNSServer", Text, RW).key(),
     AttrInfo::new("isns_entity_name", Text, RW),
     AttrInfo::new("internal_portal", Text, RW),
-    AttrInfo::new("link_local", Bool, RW),
+    AttrInfo::new("link_local", Bool, RW).not_supported(),
     // scst-rs connection limits and counters.
     AttrInfo::new("login_timeout", int(1, 65535), RW).key(),
     AttrInfo::new("max_open_connections", int(1, 1 << 20), RW).key(),
     AttrInfo::new("open_connections", Text, RO),
     AttrInfo::new("active_commands", Text, RO),
     AttrInfo::new("data_buffer_bytes", Text, RO),
-    AttrInfo::new("trace_level", Text, RW),
+    AttrInfo::new("trace_level", Text, RW).not_supported(),
     AttrInfo::new("open_state", Text, RO),
     AttrInfo::new("version", Text, RO),
 ];
@@ -505,14 +600,15 @@ const CORE_TARGET: &[AttrInfo] = &[
     AttrInfo::new("enabled", Bool, RW).key(),
     AttrInfo::new("rel_tgt_id", int(1, 65535), RW).key(),
     AttrInfo::new("addr_method", ADDR_METHOD, RW),
-    AttrInfo::new("io_grouping_type", IoGrouping, RW),
-    AttrInfo::new("black_hole", int(0, 4), RW),
-    AttrInfo::new("cpu_mask", Text, RW),
+    AttrInfo::new("io_grouping_type", IoGrouping, RW).default_only("auto"),
+    AttrInfo::new("black_hole", int(0, 4), RW).default_only("0"),
+    AttrInfo::new("cpu_mask", Text, RW).not_supported(),
     AttrInfo::new("comment", Text, RW),
-    AttrInfo::new("forward_src", Bool, RW),
-    AttrInfo::new("forward_dst", Bool, RW),
-    AttrInfo::new("forwarding", Bool, RW),
-    AttrInfo::new("aen_disabled", Bool, RW),
+    // Forwarding belongs to pass-through and cluster mode, later steps.
+    AttrInfo::new("forward_src", Bool, RW).default_only("0"),
+    AttrInfo::new("forward_dst", Bool, RW).default_only("0"),
+    AttrInfo::new("forwarding", Bool, RW).default_only("0"),
+    AttrInfo::new("aen_disabled", Bool, RW).not_supported(),
     AttrInfo::new("sg_tablesize", Text, RO),
     AttrInfo::new("hw_target", Text, RO),
     AttrInfo::new("dif_capabilities", Text, RO),
@@ -562,12 +658,13 @@ pub fn target_attr(driver: &str, name: &str) -> Option<AttrInfo> {
 
 const CORE_GROUP: &[AttrInfo] = &[
     AttrInfo::new("addr_method", ADDR_METHOD, RW),
-    AttrInfo::new("io_grouping_type", IoGrouping, RW),
-    AttrInfo::new("black_hole", int(0, 4), RW),
-    AttrInfo::new("cpu_mask", Text, RW),
+    AttrInfo::new("io_grouping_type", IoGrouping, RW).default_only("auto"),
+    AttrInfo::new("black_hole", int(0, 4), RW).default_only("0"),
+    AttrInfo::new("cpu_mask", Text, RW).not_supported(),
 ];
 
-const ISCSI_GROUP: &[AttrInfo] = &[AttrInfo::new("per_sess_dedicated_tgt_threads", Bool, RW)];
+const ISCSI_GROUP: &[AttrInfo] =
+    &[AttrInfo::new("per_sess_dedicated_tgt_threads", Bool, RW).default_only("0")];
 
 /// Security group attribute (`targets/<driver>/<target>/ini_groups/<group>/<name>`).
 pub fn group_attr(driver: &str, name: &str) -> Option<AttrInfo> {
@@ -614,7 +711,7 @@ const TARGET_GROUP: &[AttrInfo] = &[
         RW,
     )
     .key(),
-    AttrInfo::new("comment", Text, RW),
+    AttrInfo::new("comment", Text, RW).not_supported(),
 ];
 
 /// Target group attribute (`device_groups/<dg>/target_groups/<tg>/<name>`).
@@ -627,6 +724,71 @@ const TARGET_GROUP_TARGET: &[AttrInfo] = &[AttrInfo::new("rel_tgt_id", int(1, 65
 /// Attribute of a target inside a target group (`.../target_groups/<tg>/<target>/<name>`).
 pub fn tg_target_attr(name: &str) -> Option<AttrInfo> {
     find(TARGET_GROUP_TARGET, name)
+}
+
+// ---------------------------------------------------------------------------------------
+// The whole table, for documentation and for tests that walk it
+
+/// Where in the tree (and in scst.conf) an attribute lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Root,
+    /// `handlers/<handler>/`
+    Handler(&'static str),
+    /// `devices/<dev>/` of a device of this handler
+    Device(&'static str),
+    /// `targets/<driver>/`
+    Driver(&'static str),
+    /// `targets/<driver>/<target>/`
+    Target(&'static str),
+    /// `targets/<driver>/<target>/ini_groups/<group>/`
+    Group(&'static str),
+    /// `.../luns/<n>/`
+    Lun,
+    /// `device_groups/<dg>/target_groups/<tg>/`
+    TargetGroup,
+    /// `device_groups/<dg>/target_groups/<tg>/<target>/`
+    TargetGroupTarget,
+}
+
+/// Every attribute a configuration may set (creation parameters, writable and dynamic
+/// ones), at each level, for the handlers and drivers scst-rs implements.
+pub fn configurable_attrs() -> Vec<(Level, AttrInfo)> {
+    fn merged(own: &[AttrInfo], core: &[AttrInfo]) -> Vec<AttrInfo> {
+        let mut out: Vec<AttrInfo> = Vec::new();
+        for a in own.iter().chain(core) {
+            if !out.iter().any(|o| o.name == a.name) {
+                out.push(*a);
+            }
+        }
+        out
+    }
+    let mut out: Vec<(Level, AttrInfo)> = Vec::new();
+    let mut add = |level: Level, list: Vec<AttrInfo>| {
+        out.extend(
+            list.into_iter()
+                .filter(AttrInfo::configurable)
+                .map(|a| (level, a)),
+        );
+    };
+    add(Level::Root, ROOT.to_vec());
+    for h in SUPPORTED_HANDLERS {
+        let mask = vdisk_mask(h).unwrap_or(0);
+        let own: Vec<AttrInfo> = HANDLER_ATTRS
+            .iter()
+            .filter(|(m, _)| m & mask != 0)
+            .map(|(_, a)| *a)
+            .collect();
+        add(Level::Handler(h), own);
+        add(Level::Device(h), device_attrs(h));
+    }
+    add(Level::Driver("iscsi"), ISCSI_DRIVER.to_vec());
+    add(Level::Target("iscsi"), merged(ISCSI_TARGET, CORE_TARGET));
+    add(Level::Group("iscsi"), merged(ISCSI_GROUP, CORE_GROUP));
+    add(Level::Lun, LUN.to_vec());
+    add(Level::TargetGroup, TARGET_GROUP.to_vec());
+    add(Level::TargetGroupTarget, TARGET_GROUP_TARGET.to_vec());
+    out
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! grammar of the management tree's `mgmt` files ([`command`]), and the management
 //! socket's protocol ([`protocol`]) with a blocking client ([`client`]).
 
+pub mod apply;
 pub mod attrs;
 pub mod client;
 pub mod command;

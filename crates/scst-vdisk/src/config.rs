@@ -56,7 +56,7 @@ impl Handler {
                 Handler::Nullio => matches!(attr, "read_zero" | "opt_trans_len"),
                 // Runtime attributes scst.conf sets right after add_device: the medium
                 // (empty = none) and the RW t10_dev_id.
-                Handler::Vcdrom => matches!(attr, "filename" | "t10_dev_id"),
+                Handler::Vcdrom => matches!(attr, "filename" | "t10_dev_id" | "numa_node_id"),
             }
     }
 
@@ -441,11 +441,16 @@ impl VdiskConfig {
                     "T10-PI is not supported".into(),
                 ));
             }
-            "bind_alua_state" => {
-                b()?;
+            // Only the default: any NUMA node serves the device.
+            "numa_node_id" if v.trim() != "-1" => {
+                return Err(VdiskError::invalid(
+                    name,
+                    attr,
+                    format!("'{}' is not supported (only -1)", v.trim()),
+                ));
             }
-            "dif_static_app_tag" | "numa_node_id" => {
-                parse_u64(name, attr, v)?;
+            "bind_alua_state" | "dif_static_app_tag" | "dif_filename" => {
+                return Err(VdiskError::invalid(name, attr, "not supported".into()));
             }
             _ => {}
         }

@@ -7,7 +7,40 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Result};
 use scst_core::{AluaState, IniGroup, Scst};
+use scst_mgmt::attrs;
 use scst_mgmt::conf::{Attr, ScstConf};
+
+use crate::mgmt_server::ScstTree;
+
+/// Whether `value` is the default of an attribute scst-rs does not implement, which is
+/// how it behaves anyway (validation refused any other value): nothing to apply.
+fn in_effect_by_default(info: Option<attrs::AttrInfo>, value: &str) -> bool {
+    info.is_some_and(|i| !i.implemented() && i.check_supported(value).is_ok())
+}
+
+/// The root `setup_id` (spec 2.3), 32 bits.
+pub fn setup_id(conf: &ScstConf) -> u64 {
+    conf.attrs
+        .iter()
+        .rev()
+        .find(|a| a.name == "setup_id")
+        .and_then(|a| attrs::parse_int(a.value.trim()))
+        .map_or(0, |n| n as u64 & 0xffff_ffff)
+}
+
+/// The management tree over what [`apply_config`] built, with the start-up choices it
+/// shows: `setup_id`, and the I/O pool's size (`io_threads`: `--io-threads`, which
+/// overrides the configuration's `threads`).
+pub fn management_tree(
+    scst: &Arc<Scst>,
+    iscsi: &Arc<scst_iscsi::IscsiDriver>,
+    conf: &ScstConf,
+    io_threads: Option<usize>,
+) -> ScstTree {
+    let chosen = io_threads.or_else(|| self::io_threads(conf));
+    ScstTree::new(scst.clone(), iscsi.clone(), setup_id(conf))
+        .with_io_threads(chosen.unwrap_or(DEFAULT_IO_THREADS), chosen.is_some())
+}
 
 /// SCST's fileio default thread count.
 pub const DEFAULT_IO_THREADS: usize = 8;
@@ -47,13 +80,15 @@ fn parse_bool(a: &Attr, what: &str) -> Result<bool> {
 /// but not yet listening.
 pub fn apply_config(scst: &Arc<Scst>, conf: &ScstConf) -> Result<Arc<scst_iscsi::IscsiDriver>> {
     scst_mgmt::validate(conf)?;
-    let mut setup_id = 0u64;
+    let setup_id = setup_id(conf);
     for a in &conf.attrs {
         match a.name.as_str() {
-            "setup_id" => setup_id = parse_num(a, "setup_id")? & 0xffff_ffff,
-            // Known root attributes without an effect in this daemon yet are accepted
-            // (validation already rejected unknown ones).
-            _ => log::debug!("root attribute {} = {} accepted", a.name, a.value),
+            // Read by the caller: they size the I/O pool and name the installation.
+            "setup_id" | "threads" => {}
+            "async_lun_replace" => scst.set_async_lun_replace(parse_bool(a, "top level")?),
+            name if in_effect_by_default(attrs::root_attr(name), &a.value) => {}
+            // Validation refused what is not supported; anything else is a gap here.
+            name => bail!("line {}: attribute {name} is not applied at start", a.line),
         }
     }
 
@@ -97,6 +132,7 @@ pub fn apply_config(scst: &Arc<Scst>, conf: &ScstConf) -> Result<Arc<scst_iscsi:
                         // Empty means the default (spec 2.5).
                         pr_file = (!v.is_empty()).then(|| std::path::PathBuf::from(v));
                     }
+                    name if in_effect_by_default(attrs::device_attr(&h.name, name), &a.value) => {}
                     _ => attrs.push((a.name.clone(), a.value.clone())),
                 }
             }
@@ -158,6 +194,7 @@ pub fn apply_config(scst: &Arc<Scst>, conf: &ScstConf) -> Result<Arc<scst_iscsi:
                     "addr_method" => {
                         *target.addr_method.lock() = parse_addr_method(a, &what)?;
                     }
+                    name if in_effect_by_default(attrs::target_attr("iscsi", name), &a.value) => {}
                     _ => {
                         scst_iscsi::validate_target_attr(&a.name, &a.value)
                             .map_err(|e| anyhow!("line {}: {what}: {e}", a.line))?;
@@ -176,8 +213,17 @@ pub fn apply_config(scst: &Arc<Scst>, conf: &ScstConf) -> Result<Arc<scst_iscsi:
                     ..IniGroup::default()
                 };
                 for a in &g.attrs {
-                    if a.name == "addr_method" {
-                        group.addr_method = Some(parse_addr_method(a, &what)?);
+                    match a.name.as_str() {
+                        "addr_method" => group.addr_method = Some(parse_addr_method(a, &what)?),
+                        name if in_effect_by_default(
+                            attrs::group_attr("iscsi", name),
+                            &a.value,
+                        ) => {}
+                        name => bail!(
+                            "line {}: {what}: GROUP {}: attribute {name} is not applied at start",
+                            a.line,
+                            g.name
+                        ),
                     }
                 }
                 group.initiators = g.initiators.iter().map(|i| i.pattern.clone()).collect();

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use scst_core::Scst;
 
-pub use config::apply_config;
+pub use config::{apply_config, management_tree};
 
 pub const USAGE: &str = "usage: scstd --config FILE [--listen ADDR:PORT]... [--mgmt-socket PATH]
                     [--state-dir DIR] [--io-threads N] [--io-engine ENGINE]
@@ -177,10 +177,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let _socket_guard = mgmt_listener
         .is_some()
         .then(|| mgmt_server::SocketGuard(socket_path.clone()));
-    let tree = Arc::new(
-        mgmt_server::ScstTree::new(scst.clone(), iscsi.clone(), setup_id(&conf))
-            .with_io_threads(threads, chosen_threads.is_some()),
-    );
+    let tree = Arc::new(config::management_tree(
+        &scst,
+        &iscsi,
+        &conf,
+        args.io_threads,
+    ));
 
     // Connections run on their own threads, one per core (net_threads explains why);
     // the runtime below accepts them and serves management and iSNS.
@@ -205,16 +207,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     scst.detach_all();
     log::info!("scstd stopped");
     Ok(())
-}
-
-/// The root `setup_id` (spec 2.3), as apply_config reads it.
-fn setup_id(conf: &scst_mgmt::ScstConf) -> u64 {
-    conf.attrs
-        .iter()
-        .rev()
-        .find(|a| a.name == "setup_id")
-        .and_then(|a| scst_mgmt::attrs::parse_int(a.value.trim()))
-        .map_or(0, |n| n as u64 & 0xffff_ffff)
 }
 
 /// Create `<dir>/pr` for the APTPL files. A directory given with --state-dir must be

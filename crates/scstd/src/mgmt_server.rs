@@ -16,6 +16,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use scst_core::{LunSet, Scst, Target};
 use scst_iscsi::IscsiDriver;
+use scst_mgmt::apply::WriteCheck;
 use scst_mgmt::command::{self, parse_command, MgmtCommand, MgmtFile};
 use scst_mgmt::protocol::{
     dispatch, MgmtPath, MgmtTree, ProtoError, Request, RequestParser, Response, TreeError, MAX_LINE,
@@ -1230,6 +1231,12 @@ impl ScstTree {
     fn write_inner(&self, path: &MgmtPath, value: &str) -> Result<(), TreeError> {
         let parts = path.components();
         let parts = self.resolve(&parts);
+        let handler_of = |d: &str| self.scst.device(d).ok().map(|e| e.dev.handler_name());
+        match scst_mgmt::apply::check_write(&parts, value, handler_of) {
+            WriteCheck::Proceed => {}
+            WriteCheck::AlreadyInEffect => return Ok(()),
+            WriteCheck::Refused(why) => return Err(TreeError(format!("{path}: {why}"))),
+        }
         match parts.as_slice() {
             ["handlers", h, "mgmt"] if Self::handler_exists(h) => {
                 self.write_handler_mgmt(path, h, value)
