@@ -13,7 +13,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use scst_core::Scst;
 
-pub use config::{apply_config, management_tree};
+pub use config::{apply_config, Started};
 
 pub const USAGE: &str = "usage: scstd --config FILE [--listen ADDR:PORT]... [--mgmt-socket PATH]
                     [--state-dir DIR] [--io-threads N] [--io-engine ENGINE]
@@ -156,8 +156,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     log::info!("fileio backing-file I/O engine: {engine}");
     scst.set_state_dir(prepare_state_dir(args.state_dir.as_deref())?);
-    let iscsi =
-        apply_config(&scst, &conf).with_context(|| format!("config {}", args.config.display()))?;
+    let config::Started { iscsi, tree } = apply_config(&scst, &conf, args.io_threads)
+        .with_context(|| format!("config {}", args.config.display()))?;
 
     // Bound before the runtime's threads exist: binding narrows the umask (see
     // bind_socket). A socket asked for must work; the default one may not (not root, or
@@ -177,12 +177,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let _socket_guard = mgmt_listener
         .is_some()
         .then(|| mgmt_server::SocketGuard(socket_path.clone()));
-    let tree = Arc::new(config::management_tree(
-        &scst,
-        &iscsi,
-        &conf,
-        args.io_threads,
-    ));
 
     // Connections run on their own threads, one per core (net_threads explains why);
     // the runtime below accepts them and serves management and iSNS.

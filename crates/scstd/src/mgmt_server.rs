@@ -722,10 +722,27 @@ impl ScstTree {
     ) -> Result<(), TreeError> {
         let err = |m: String| TreeError(format!("{path}: {m}"));
         match parse_command(MgmtFile::Handler, value).map_err(|e| err(e.to_string()))? {
-            MgmtCommand::AddDevice { name, params } => {
+            MgmtCommand::AddDevice { name, mut params } => {
+                // pr_file_name is the core's (spec 2.5), the rest the dev handler's.
+                let pr_file = match params.iter().position(|(k, _)| k == "pr_file_name") {
+                    Some(i) => {
+                        let (_, v) = params.remove(i);
+                        let v = v.trim();
+                        if !v.is_empty() && !v.starts_with('/') {
+                            return Err(err(format!(
+                                "device {name}: pr_file_name must be an absolute path, not '{v}'"
+                            )));
+                        }
+                        // Empty means the default (spec 2.5).
+                        (!v.is_empty()).then(|| PathBuf::from(v))
+                    }
+                    None => None,
+                };
                 let dev = scst_vdisk::create_device(handler, &name, &params, self.setup_id)
                     .map_err(|e| err(e.to_string()))?;
-                self.scst.add_device(dev).map_err(|e| err(e.to_string()))?;
+                self.scst
+                    .add_device_with_pr_file(dev, pr_file)
+                    .map_err(|e| err(e.to_string()))?;
                 log::info!("device {name} added ({handler})");
                 Ok(())
             }
@@ -1241,6 +1258,16 @@ impl ScstTree {
             ["handlers", h, "mgmt"] if Self::handler_exists(h) => {
                 self.write_handler_mgmt(path, h, value)
             }
+            ["handlers", h, "pr_dump_dir"] if Self::handler_exists(h) => {
+                let dir = value.trim();
+                if !dir.is_empty() && !dir.starts_with('/') {
+                    return Err(TreeError(format!(
+                        "{path}: '{dir}' is not an absolute path"
+                    )));
+                }
+                self.scst.set_pr_dump_dir(h, Some(dir.into()));
+                Ok(())
+            }
             ["devices", d, "pr_state"] => {
                 let d = self.device(path, d)?;
                 d.import_pr_state(value)
@@ -1336,6 +1363,14 @@ impl MgmtTree for ScstTree {
             ["handlers", h, file] if Self::handler_exists(h) => match *file {
                 "mgmt" => Ok(command::handler_help(scst_vdisk::creation_params(h), &[])),
                 "type" => Ok(type_text(if *h == "vcdrom" { 5 } else { 0 })),
+                "pr_dump_dir" if scst_mgmt::attrs::handler_attr(h, file).is_some() => {
+                    let dir = self.scst.pr_dump_dir(h);
+                    let set = dir.is_some();
+                    Ok(with_key(
+                        dir.map(|d| d.display().to_string()).unwrap_or_default(),
+                        set,
+                    ))
+                }
                 _ => Err(TreeError::not_found(path)),
             },
             ["devices", d, attr] => {
@@ -1424,6 +1459,9 @@ impl MgmtTree for ScstTree {
             )),
             ["handlers", h] if Self::handler_exists(h) => {
                 let mut v = vec!["mgmt".to_string(), "type".to_string()];
+                if scst_mgmt::attrs::handler_attr(h, "pr_dump_dir").is_some() {
+                    v.push("pr_dump_dir".to_string());
+                }
                 v.extend(
                     self.scst
                         .devices()

@@ -168,12 +168,11 @@ fn same(kind: ValueKind, shown: &str, given: &str) -> bool {
         || n(shown).is_some_and(|a| Some(a) == n(given))
 }
 
-fn load(text: &str) -> Result<(Arc<Scst>, ScstTree), String> {
+fn load(text: &str) -> Result<(Arc<Scst>, Arc<ScstTree>), String> {
     let conf = scst_mgmt::parse(text).map_err(|e| e.to_string())?;
     let scst = Scst::new(1);
-    let iscsi = scstd::apply_config(&scst, &conf).map_err(|e| format!("{e:#}"))?;
-    let tree = scstd::management_tree(&scst, &iscsi, &conf, None);
-    Ok((scst, tree))
+    let started = scstd::apply_config(&scst, &conf, None).map_err(|e| format!("{e:#}"))?;
+    Ok((scst, started.tree))
 }
 
 fn scratch(dir: &Path) {
@@ -212,9 +211,6 @@ fn every_attribute_is_in_effect_or_refused_as_not_supported() {
                         .ok()
                         .and_then(|d| d.pr_file())
                         .map(|p| p.display().to_string()),
-                    (Level::Handler(h), "pr_dump_dir") => {
-                        scst.pr_dump_dir(h).map(|p| p.display().to_string())
-                    }
                     _ => MgmtPath::parse(&tree_path(level, a.name))
                         .ok()
                         .and_then(|p| tree.read(&p).ok()),
