@@ -15,4 +15,7 @@ pub enum MgmtError {
     },
     #[error("{0}")]
     Invalid(String),
+    /// A device refused an attribute write.
+    #[error(transparent)]
+    Attribute(#[from] crate::device::AttrError),
 }

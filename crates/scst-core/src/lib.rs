@@ -33,7 +33,7 @@ pub mod taskset;
 
 pub use alua::{AluaState, DeviceGroupInfo, PortView, TargetGroupInfo};
 pub use cmd::{Cdb, Cmd, ExecMode, Response, TaskAttr};
-pub use device::{AttrEffect, CmdCtx, Device, DeviceEvents};
+pub use device::{AttrEffect, AttrError, CmdCtx, Device, DeviceEvents};
 pub use error::MgmtError;
 pub use pr::{PrRegistrant, PrReservation, PrState, PrType};
 pub use registry::{DeviceEntry, Scst};

@@ -3,7 +3,7 @@
 use crate::test_util::{exec, fileio, good, nullio, run, run_ctx, rw10, sense, CTX};
 use scsi_wire::sense::key;
 use scsi_wire::Sense;
-use scst_core::{AttrEffect, Device, ExecMode};
+use scst_core::{AttrEffect, AttrError, Device, ExecMode};
 use std::sync::Arc;
 
 const WRITE_10: u8 = 0x2A;
@@ -118,7 +118,10 @@ fn nullio_resize_reaches_read_capacity() {
 #[test]
 fn fileio_resync_size_rereads_the_file() {
     let (f, d) = fileio(100, None, &[]);
-    let e = d.apply_attribute("size", "1048576").unwrap_err();
+    let e = d
+        .apply_attribute("size", "1048576")
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("attribute size") && e.contains("resync_size"),
         "{e}"
@@ -162,7 +165,10 @@ fn read_only_protects_the_medium_live() {
 
     // Created read-only: the file was opened read-only, it cannot become writable.
     let (_f2, ro) = fileio(100, None, &[("read_only", "1")]);
-    let e = ro.apply_attribute("read_only", "0").unwrap_err();
+    let e = ro
+        .apply_attribute("read_only", "0")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("read_only") && e.contains("re-create"), "{e}");
     assert_eq!(value(&ro, "read_only"), "1");
     assert_eq!(sense(&run(&ro, &w, vec![0; 512])), Sense::WRITE_PROTECTED);
@@ -222,7 +228,7 @@ fn invalid_writes_are_refused_and_change_nothing() {
         (&n, "size_mb", "99999999999999999"),
     ];
     for (dev, name, v) in cases {
-        let e = dev.apply_attribute(name, v).unwrap_err();
+        let e = dev.apply_attribute(name, v).unwrap_err().to_string();
         assert!(e.contains(name), "{name}: {e}");
         assert!(e.starts_with("device "), "{e}");
     }
@@ -230,6 +236,8 @@ fn invalid_writes_are_refused_and_change_nothing() {
     assert!(n.apply_attribute("sync", "1").is_err());
     assert!(n.apply_attribute("resync_size", "1").is_err());
     let e = d.apply_attribute("blocksize", "4096").unwrap_err();
+    assert!(matches!(e, AttrError::CreationOnly { .. }), "{e:?}");
+    let e = e.to_string();
     assert!(e.contains("read-only"), "{e}");
 }
 

@@ -19,7 +19,7 @@ use parking_lot::{Mutex, RwLock};
 use scsi_wire::cdb::{self, decode_inquiry, decode_rw, decode_sync_cache, opcode};
 use scsi_wire::inquiry::{self as wire, version, PortIds, StdInquiry};
 use scsi_wire::Sense;
-use scst_core::{Cmd, CmdCtx, Device, DeviceEvents, ExecMode, Response};
+use scst_core::{AttrError, Cmd, CmdCtx, Device, DeviceEvents, ExecMode, Response};
 use std::io;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Weak};
@@ -147,28 +147,35 @@ impl Vcdrom {
 
     /// Insert the ISO at `path`, or eject with an empty path (the `filename`
     /// attribute). Refused while PREVENT MEDIUM REMOVAL is in effect, as SCST does.
-    fn change_medium(&self, path: &str) -> Result<(), String> {
+    fn change_medium(&self, path: &str) -> Result<(), AttrError> {
         let name = &self.cfg.name;
         if !path.is_empty() && !path.starts_with('/') {
-            return Err(format!(
-                "device {name}: filename '{path}' is not an absolute path"
-            ));
+            return Err(AttrError::Invalid {
+                device: name.clone(),
+                attr: "filename".into(),
+                reason: format!("'{path}' is not an absolute path"),
+            });
         }
         // Open before taking the lock: a slow open must not stall commands.
         let new = if path.is_empty() {
             None
         } else {
-            let m =
-                Medium::open(path).map_err(|e| format!("device {name}: filename {path}: {e}"))?;
+            let m = Medium::open(path).map_err(|e| AttrError::Backend {
+                device: name.clone(),
+                attr: "filename".into(),
+                reason: format!("{path}: {e}"),
+            })?;
             Some(Arc::new(m))
         };
         {
             let mut slot = self.medium.write();
             if self.state.prevented() {
-                return Err(format!(
-                    "device {name}: medium removal is prevented (PREVENT ALLOW MEDIUM \
-                     REMOVAL); the initiator must allow it first"
-                ));
+                return Err(AttrError::Busy {
+                    device: name.clone(),
+                    reason: "medium removal is prevented (PREVENT ALLOW MEDIUM REMOVAL); \
+                             the initiator must allow it first"
+                        .into(),
+                });
             }
             *slot = new.clone();
             // A new medium closes the tray, whatever START STOP UNIT did before.
@@ -453,13 +460,13 @@ impl Device for Vcdrom {
             .collect()
     }
 
-    fn set_attribute(&self, name: &str, value: &str) -> Result<(), String> {
+    fn set_attribute(&self, name: &str, value: &str) -> Result<(), AttrError> {
         match name {
             "filename" => self.change_medium(value.trim()),
-            _ => Err(format!(
-                "device {}: attribute {name} is unknown or read-only",
-                self.cfg.name
-            )),
+            _ => Err(AttrError::NotWritable {
+                device: self.cfg.name.clone(),
+                attr: name.to_string(),
+            }),
         }
     }
 

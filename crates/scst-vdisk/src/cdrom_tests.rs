@@ -259,7 +259,7 @@ fn tray_and_prevention() {
         sense(&run_ctx(&*d, &OTHER, &EJECT, Vec::new())),
         MEDIUM_REMOVAL_PREVENTED
     );
-    let e = d.set_attribute("filename", "").unwrap_err();
+    let e = d.set_attribute("filename", "").unwrap_err().to_string();
     assert!(e.contains("prevented"), "{e}");
     // MM capabilities page reports the lock.
     assert_eq!(
