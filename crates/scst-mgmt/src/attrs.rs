@@ -118,21 +118,19 @@ impl AttrInfo {
         self.creation || self.dynamic || self.access == Access::ReadWrite
     }
 
-    /// Check a value; the error text completes "attribute 'x' ...".
-    pub fn check_value(&self, value: &str) -> Result<(), String> {
+    /// Check a value's shape; the error's text completes "attribute 'x' ...".
+    pub fn check_value(&self, value: &str) -> Result<(), ValueError> {
         check_kind(self.kind, value)
     }
 
-    /// Whether scst-rs puts `value` into effect; the error text completes
-    /// "attribute 'x' ..." and always says "not supported" (never "unknown").
-    pub fn check_supported(&self, value: &str) -> Result<(), String> {
+    /// Whether scst-rs puts `value` into effect; the error's text completes
+    /// "attribute 'x' ..." and says "not supported" (never "unknown").
+    pub fn check_supported(&self, value: &str) -> Result<(), ValueError> {
         match self.support {
             AttrSupport::Implemented => Ok(()),
             AttrSupport::DefaultOnly(default) if same_value(self.kind, value, default) => Ok(()),
-            AttrSupport::DefaultOnly(default) => Err(format!(
-                "is not supported by scst-rs (only its default, '{default}', is accepted)"
-            )),
-            AttrSupport::NotSupported => Err("is not supported by scst-rs".into()),
+            AttrSupport::DefaultOnly(default) => Err(ValueError::OnlyDefault(default)),
+            AttrSupport::NotSupported => Err(ValueError::NotSupported),
         }
     }
 
@@ -153,62 +151,67 @@ fn same_value(kind: ValueKind, a: &str, b: &str) -> bool {
     }
 }
 
-fn check_kind(kind: ValueKind, value: &str) -> Result<(), String> {
+/// Why a value is refused; displayed, it completes "attribute 'x' ...".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    #[error("must be 0 or 1")]
+    NotBool,
+    #[error("must be a number in {min}..{max}")]
+    NotInRange { min: i64, max: i64 },
+    #[error("must be a power of two in {min}..{max}")]
+    NotPowerOfTwo { min: i64, max: i64 },
+    #[error("must be one of {}", .0.join(", "))]
+    NotOneOf(&'static [&'static str]),
+    #[error("must be a '|'-separated list of {}", .0.join(", "))]
+    NotFlags(&'static [&'static str]),
+    #[error("must be auto, this_group_only, never or a group number > 0")]
+    NotIoGrouping,
+    #[error("has a CHAP secret shorter than {MIN_CHAP_SECRET} bytes")]
+    ShortChapSecret,
+    #[error("must be \"<user name> <secret>\"")]
+    NotChapAccount,
+    /// scst-rs does not implement the attribute.
+    #[error("is not supported by scst-rs")]
+    NotSupported,
+    /// scst-rs implements only the attribute's default behaviour.
+    #[error("is not supported by scst-rs (only its default, '{0}', is accepted)")]
+    OnlyDefault(&'static str),
+}
+
+fn check_kind(kind: ValueKind, value: &str) -> Result<(), ValueError> {
+    let ok = |good: bool, e: ValueError| if good { Ok(()) } else { Err(e) };
     match kind {
         ValueKind::Text => Ok(()),
-        ValueKind::Bool => match value {
-            "0" | "1" => Ok(()),
-            _ => Err("must be 0 or 1".into()),
-        },
-        ValueKind::Int { min, max } => match parse_int(value) {
-            Some(n) if (min..=max).contains(&n) => Ok(()),
-            _ => Err(format!("must be a number in {min}..{max}")),
-        },
-        ValueKind::PowerOfTwo { min, max } => match parse_int(value) {
-            Some(n) if (min..=max).contains(&n) && (n as u64).is_power_of_two() => Ok(()),
-            _ => Err(format!("must be a power of two in {min}..{max}")),
-        },
-        ValueKind::Enum(words) => {
-            if words.contains(&value) {
-                Ok(())
-            } else {
-                Err(format!("must be one of {}", words.join(", ")))
-            }
-        }
-        ValueKind::EnumNoCase(words) => {
-            if words.iter().any(|w| w.eq_ignore_ascii_case(value)) {
-                Ok(())
-            } else {
-                Err(format!("must be one of {}", words.join(", ")))
-            }
-        }
-        ValueKind::Flags(words) => {
-            if value.split('|').all(|part| words.contains(&part.trim())) {
-                Ok(())
-            } else {
-                Err(format!(
-                    "must be a '|'-separated list of {}",
-                    words.join(", ")
-                ))
-            }
-        }
-        ValueKind::IoGrouping => {
-            let ok = matches!(value, "auto" | "this_group_only" | "never")
-                || parse_int(value).is_some_and(|n| n > 0);
-            if ok {
-                Ok(())
-            } else {
-                Err("must be auto, this_group_only, never or a group number > 0".into())
-            }
-        }
+        ValueKind::Bool => ok(matches!(value, "0" | "1"), ValueError::NotBool),
+        ValueKind::Int { min, max } => ok(
+            parse_int(value).is_some_and(|n| (min..=max).contains(&n)),
+            ValueError::NotInRange { min, max },
+        ),
+        ValueKind::PowerOfTwo { min, max } => ok(
+            parse_int(value)
+                .is_some_and(|n| (min..=max).contains(&n) && (n as u64).is_power_of_two()),
+            ValueError::NotPowerOfTwo { min, max },
+        ),
+        ValueKind::Enum(words) => ok(words.contains(&value), ValueError::NotOneOf(words)),
+        ValueKind::EnumNoCase(words) => ok(
+            words.iter().any(|w| w.eq_ignore_ascii_case(value)),
+            ValueError::NotOneOf(words),
+        ),
+        ValueKind::Flags(words) => ok(
+            value.split('|').all(|part| words.contains(&part.trim())),
+            ValueError::NotFlags(words),
+        ),
+        ValueKind::IoGrouping => ok(
+            matches!(value, "auto" | "this_group_only" | "never")
+                || parse_int(value).is_some_and(|n| n > 0),
+            ValueError::NotIoGrouping,
+        ),
         ValueKind::ChapAccount => {
             let mut words = value.split_whitespace();
             match (words.next(), words.next(), words.next()) {
                 (Some(_), Some(secret), None) if secret.len() >= MIN_CHAP_SECRET => Ok(()),
-                (Some(_), Some(_), None) => Err(format!(
-                    "has a CHAP secret shorter than {MIN_CHAP_SECRET} bytes"
-                )),
-                _ => Err("must be \"<user name> <secret>\"".into()),
+                (Some(_), Some(_), None) => Err(ValueError::ShortChapSecret),
+                _ => Err(ValueError::NotChapAccount),
             }
         }
     }
@@ -844,7 +847,10 @@ mod tests {
         assert!(bs.check_value("256").is_err());
         let b = lun_attr("read_only").unwrap();
         assert!(b.check_value("1").is_ok());
-        assert_eq!(b.check_value("yes").unwrap_err(), "must be 0 or 1");
+        assert_eq!(
+            b.check_value("yes").unwrap_err().to_string(),
+            "must be 0 or 1"
+        );
         let am = target_attr("iscsi", "addr_method").unwrap();
         assert!(am.check_value("flat").is_ok());
         let d = target_attr("iscsi", "HeaderDigest").unwrap();
@@ -860,7 +866,7 @@ mod tests {
         let chap = driver_attr("iscsi", "IncomingUser").unwrap();
         assert!(chap.check_value("joe 123456789012").is_ok());
         assert_eq!(
-            chap.check_value("joe short").unwrap_err(),
+            chap.check_value("joe short").unwrap_err().to_string(),
             "has a CHAP secret shorter than 12 bytes"
         );
         assert!(chap.check_value("joe").is_err());
