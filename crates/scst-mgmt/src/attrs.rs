@@ -465,20 +465,28 @@ const VDISK_ATTRS: &[(u8, AttrInfo)] = &[
     ),
     (N, AttrInfo::new("dummy", Bool, RO).creation()),
     (N, AttrInfo::new("read_zero", Bool, RW)),
-    (ALL, AttrInfo::new("t10_vend_id", Text, RW)),
-    (ALL, AttrInfo::new("prod_id", Text, RW).key()),
-    (ALL, AttrInfo::new("prod_rev_lvl", Text, RW)),
+    // Identity: the disks change it at run time (INQUIRY DATA HAS CHANGED); vcdrom
+    // takes it when the device is created.
+    (FBN, AttrInfo::new("t10_vend_id", Text, RW)),
+    (C, AttrInfo::new("t10_vend_id", Text, RO).creation()),
+    (FBN, AttrInfo::new("prod_id", Text, RW).key()),
+    (C, AttrInfo::new("prod_id", Text, RO).creation().key()),
+    (FBN, AttrInfo::new("prod_rev_lvl", Text, RW)),
+    (C, AttrInfo::new("prod_rev_lvl", Text, RO).creation()),
     (FBN, AttrInfo::new("t10_dev_id", Text, RW).creation().key()),
-    (C, AttrInfo::new("t10_dev_id", Text, RW).key()),
-    (ALL, AttrInfo::new("vend_specific_id", Text, RW)),
-    (ALL, AttrInfo::new("usn", Text, RW)),
-    (ALL, AttrInfo::new("eui64_id", Text, RW)),
-    (ALL, AttrInfo::new("naa_id", Text, RW)),
-    (ALL, AttrInfo::new("scsi_device_name", Text, RW)),
-    (
-        ALL,
-        AttrInfo::new("inq_vend_specific", Text, RW).not_supported(),
-    ),
+    (C, AttrInfo::new("t10_dev_id", Text, RO).creation().key()),
+    (FBN, AttrInfo::new("vend_specific_id", Text, RW)),
+    (C, AttrInfo::new("vend_specific_id", Text, RO).creation()),
+    (FBN, AttrInfo::new("usn", Text, RW)),
+    (C, AttrInfo::new("usn", Text, RO).creation()),
+    (FBN, AttrInfo::new("eui64_id", Text, RW)),
+    (C, AttrInfo::new("eui64_id", Text, RO).creation()),
+    (FBN, AttrInfo::new("naa_id", Text, RW)),
+    (C, AttrInfo::new("naa_id", Text, RO).creation()),
+    (FBN, AttrInfo::new("scsi_device_name", Text, RW)),
+    (C, AttrInfo::new("scsi_device_name", Text, RO).creation()),
+    (FBN, AttrInfo::new("inq_vend_specific", Text, RW)),
+    (C, AttrInfo::new("inq_vend_specific", Text, RO).creation()),
     (
         FBN,
         AttrInfo::new(
@@ -823,7 +831,8 @@ mod tests {
         assert!(!device_attr("vdisk_fileio", "size").unwrap().configurable());
         assert!(device_attr("vdisk_fileio", "threads_num").is_some());
         assert!(device_attr("dev_disk", "filename").is_none());
-        assert_eq!(creation_params("vcdrom"), ["tst"]);
+        let cd = creation_params("vcdrom");
+        assert!(cd.contains(&"tst") && cd.contains(&"prod_id") && !cd.contains(&"filename"));
         let nullio = creation_params("vdisk_nullio");
         for p in [
             "blocksize",

@@ -51,6 +51,7 @@ const IDENTITY: &[&str] = &[
     "naa_id",
     "eui64_id",
     "scsi_device_name",
+    "inq_vend_specific",
 ];
 
 /// The run-time writable part of a vdisk's configuration.
@@ -169,6 +170,10 @@ impl<B: Backend> Vdisk<B> {
         a.push((
             "scsi_device_name",
             id.scsi_device_name.clone().unwrap_or_default(),
+        ));
+        a.push((
+            "inq_vend_specific",
+            String::from_utf8_lossy(&id.vend_specific).into_owned(),
         ));
         let written = self.live.written.lock();
         a.into_iter()

@@ -285,3 +285,27 @@ fn opt_trans_len_reaches_block_limits() {
     );
     assert_eq!(read_capacity_16(&d).1, 0);
 }
+
+/// `inq_vend_specific` fills bytes 36..56 of the standard INQUIRY data, at creation
+/// and at run time; more than the 20 bytes SCST puts there is refused.
+#[test]
+fn inq_vend_specific_is_in_the_standard_inquiry_data() {
+    let std_inquiry = |d: &Arc<dyn Device>| run(d, &[0x12, 0, 0, 0, 96, 0], Vec::new()).data;
+    let n = nullio(&[("inq_vend_specific", "made-here")]);
+    let b = std_inquiry(&n);
+    assert_eq!(&b[36..45], b"made-here");
+    assert!(b[45..56].iter().all(|x| *x == 0));
+    assert_eq!(
+        n.apply_attribute("inq_vend_specific", "0123456789abcdefghij")
+            .unwrap(),
+        AttrEffect::InquiryDataChanged
+    );
+    assert_eq!(&std_inquiry(&n)[36..56], b"0123456789abcdefghij");
+    assert_eq!(value(&n, "inq_vend_specific"), "0123456789abcdefghij");
+    let e = n
+        .apply_attribute("inq_vend_specific", "0123456789abcdefghijK")
+        .unwrap_err();
+    assert!(matches!(e, AttrError::Invalid { .. }), "{e:?}");
+    // Without it the data has no vendor-specific bytes.
+    assert!(std_inquiry(&nullio(&[]))[36..56].iter().all(|x| *x == 0));
+}

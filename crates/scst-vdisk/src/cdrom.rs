@@ -249,6 +249,7 @@ impl Vcdrom {
                     version::SPC_4,
                     version::MMC_6,
                 ],
+                vend_specific: id.vend_specific.clone(),
                 ..Default::default()
             };
             wire::standard_inquiry(id, &p)
@@ -450,6 +451,10 @@ impl Device for Vcdrom {
             (
                 "scsi_device_name",
                 id.scsi_device_name.clone().unwrap_or_default(),
+            ),
+            (
+                "inq_vend_specific",
+                String::from_utf8_lossy(&id.vend_specific).into_owned(),
             ),
         ];
         a.into_iter()

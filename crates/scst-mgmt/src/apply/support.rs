@@ -107,7 +107,7 @@ mod tests {
             ("targets/iscsi/t1/cpu_mask", "ff"),
             ("targets/iscsi/t1/ini_groups/g/io_grouping_type", "never"),
             ("devices/disk01/expl_alua", "1"),
-            ("devices/disk01/inq_vend_specific", "abc"),
+            ("devices/disk01/dif_static_app_tag", "7"),
             ("measure_latency", "1"),
             ("cluster_name", "c1"),
             ("targets/iscsi/mgmt", "add_target t2 forward_src=1"),
