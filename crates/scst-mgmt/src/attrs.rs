@@ -267,8 +267,11 @@ fn find(table: &[AttrInfo], name: &str) -> Option<AttrInfo> {
 // Root (spec 2.3)
 
 const ROOT: &[AttrInfo] = &[
-    AttrInfo::new("setup_id", U32, RW).key(),
-    AttrInfo::new("threads", int(1, 4096), RW),
+    // Fixed while scstd runs (SCST: RW): setup_id names the installation in every
+    // device id, threads sizes the I/O pool. Both are read from the configuration at
+    // start, hence "creation".
+    AttrInfo::new("setup_id", U32, RO).creation().key(),
+    AttrInfo::new("threads", int(1, 4096), RO).creation(),
     AttrInfo::new("poll_us", U32, RW).default_only("0"),
     AttrInfo::new("suspend", I32, RW).default_only("0"),
     AttrInfo::new("max_tasklet_cmd", U32, RW).not_supported(),

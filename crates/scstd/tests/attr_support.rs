@@ -363,3 +363,32 @@ fn tree_writes_refuse_what_is_not_supported_and_accept_its_default() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+/// What the table says about writing at run time is what the tree does: writing an
+/// implemented attribute's current value back succeeds exactly when the table calls it
+/// writable. (`-config` decides between writing an attribute and re-creating its object
+/// from the table, so a difference makes it refuse or re-create needlessly.)
+#[test]
+fn the_table_says_which_attributes_change_at_run_time() {
+    let dir = tempfile::tempdir().unwrap();
+    scratch(dir.path());
+    let (_scst, tree) = load(&config(dir.path(), Level::Root, "", "")).unwrap();
+    let mut wrong = Vec::new();
+    for (level, a) in configurable_attrs() {
+        if !a.implemented() || a.dynamic {
+            continue;
+        }
+        let path = MgmtPath::parse(&tree_path(level, a.name)).unwrap();
+        let Ok(shown) = tree.read(&path) else {
+            continue;
+        };
+        let value = scst_mgmt::protocol::strip_key(&shown).0.to_string();
+        let writable = a.access == scst_mgmt::attrs::Access::ReadWrite;
+        match (writable, tree.write(&path, &value)) {
+            (true, Err(e)) => wrong.push(format!("{path} is writable in the table: {e}")),
+            (false, Ok(())) => wrong.push(format!("{path} is read-only in the table")),
+            _ => {}
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
