@@ -11,6 +11,9 @@ mod plan;
 mod support;
 mod tree;
 
+#[cfg(test)]
+mod tests;
+
 use std::fmt;
 
 pub use live::{dirs, files, read_config, saved_attrs};
