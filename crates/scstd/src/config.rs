@@ -7,10 +7,10 @@
 
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{anyhow, Result};
 use scst_core::Scst;
 use scst_iscsi::IscsiDriver;
-use scst_mgmt::apply::{self, InProcess};
+use scst_mgmt::apply::{self, ApplyError, InProcess};
 use scst_mgmt::attrs;
 use scst_mgmt::conf::ScstConf;
 
@@ -68,6 +68,10 @@ pub fn apply_config(
         .retain(|a| a.name != "setup_id" && a.name != "threads");
     let mut access = InProcess(&*tree);
     let plan = apply::plan(&mut access, &rest, false)?;
-    apply::execute(&mut access, &plan.ops)?;
-    Ok(Started { iscsi, tree })
+    match apply::execute(&mut access, &plan.ops) {
+        Ok(()) => Ok(Started { iscsi, tree }),
+        // The daemon does not start: what was undone does not matter, what failed does.
+        Err(ApplyError::Write { what, error, .. }) => Err(anyhow!("{what}: {error}")),
+        Err(e) => Err(e.into()),
+    }
 }
