@@ -1258,7 +1258,9 @@ impl ScstTree {
             ["handlers", h, "mgmt"] if Self::handler_exists(h) => {
                 self.write_handler_mgmt(path, h, value)
             }
-            ["handlers", h, "pr_dump_dir"] if Self::handler_exists(h) => {
+            ["handlers", h, "pr_dump_dir"]
+                if scst_mgmt::attrs::handler_attr(h, "pr_dump_dir").is_some() =>
+            {
                 let dir = value.trim();
                 if !dir.is_empty() && !dir.starts_with('/') {
                     return Err(TreeError(format!(
