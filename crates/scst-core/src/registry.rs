@@ -205,6 +205,11 @@ impl Scst {
         };
     }
 
+    /// The state directory (`--state-dir`), where APTPL files go by default.
+    pub fn state_dir(&self) -> Option<PathBuf> {
+        self.state_dir.lock().clone()
+    }
+
     pub fn pr_dump_dir(&self, handler: &str) -> Option<PathBuf> {
         self.pr_dump_dirs.lock().get(handler).cloned()
     }

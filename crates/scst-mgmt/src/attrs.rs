@@ -534,7 +534,9 @@ const CORE_DEVICE_ATTRS: &[AttrInfo] = &[
     AttrInfo::new("numa_node_id", int(-1, 4095), RW).default_only("-1"),
     AttrInfo::new("threads_num", I32, RW).not_supported(),
     AttrInfo::new("threads_pool_type", Enum(&["per_initiator", "shared"]), RW).not_supported(),
-    AttrInfo::new("pr_file_name", Text, RW),
+    // Given when the device is added (its PR state is loaded from it then); SCST lets it
+    // change later.
+    AttrInfo::new("pr_file_name", Text, RO).creation(),
     AttrInfo::new("type", Text, RO),
     AttrInfo::new("pr_state", Text, RO),
 ];

@@ -1381,6 +1381,14 @@ impl MgmtTree for ScstTree {
                     "handler" => Ok(d.dev.handler_name().to_string()),
                     "type" => Ok(type_text(d.dev.scsi_type())),
                     "pr_state" => Ok(d.pr_state_text()),
+                    // A key attribute when it is not the default, so that write_config
+                    // keeps the APTPL file where it is.
+                    "pr_file_name" => {
+                        let file = d.pr_file();
+                        let default = self.scst.state_dir().map(|s| s.join("pr").join(d.name()));
+                        let shown = file.as_ref().map(|f| f.display().to_string());
+                        Ok(with_key(shown.unwrap_or_default(), file != default))
+                    }
                     _ => d
                         .dev
                         .attributes()
@@ -1484,6 +1492,7 @@ impl MgmtTree for ScstTree {
                 let d = self.device(path, d)?;
                 let mut v = vec!["handler".to_string(), "type".to_string()];
                 v.extend(d.dev.attributes().into_iter().map(|(n, _, _)| n));
+                v.push("pr_file_name".to_string());
                 v.push("pr_state".to_string());
                 Ok(v)
             }

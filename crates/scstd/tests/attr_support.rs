@@ -204,17 +204,10 @@ fn every_attribute_is_in_effect_or_refused_as_not_supported() {
         let what = format!("{level:?} {} = '{value}'", a.name);
         match (a.support, load(&text)) {
             (AttrSupport::Implemented, Err(e)) => wrong.push(format!("{what}: refused: {e}")),
-            (AttrSupport::Implemented, Ok((scst, tree))) => {
-                let shown = match (level, a.name) {
-                    (Level::Device(h), "pr_file_name") => scst
-                        .device(device_of(h))
-                        .ok()
-                        .and_then(|d| d.pr_file())
-                        .map(|p| p.display().to_string()),
-                    _ => MgmtPath::parse(&tree_path(level, a.name))
-                        .ok()
-                        .and_then(|p| tree.read(&p).ok()),
-                };
+            (AttrSupport::Implemented, Ok((_scst, tree))) => {
+                let shown = MgmtPath::parse(&tree_path(level, a.name))
+                    .ok()
+                    .and_then(|p| tree.read(&p).ok());
                 match shown {
                     Some(v) if same(a.kind, &v, &value) => {}
                     Some(v) => wrong.push(format!("{what}: shows '{}'", v.trim())),

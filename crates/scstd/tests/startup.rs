@@ -10,7 +10,8 @@ fn conf(dir: &std::path::Path, file: &str) -> String {
         "setup_id 0x10\nasync_lun_replace 1\n\
          HANDLER vdisk_fileio {{\n\tDEVICE f1 {{\n\t\tfilename {}\n\t\twrite_through 1\n\
          \t\tcluster_mode 0\n\t}}\n}}\n\
-         HANDLER vdisk_nullio {{\n\tDEVICE n1 {{\n\t\tsize_mb 16\n\t\tprod_id NULL1\n\t}}\n}}\n\
+         HANDLER vdisk_nullio {{\n\tDEVICE n1 {{\n\t\tsize_mb 16\n\t\tprod_id NULL1\n\
+         \t\tpr_file_name {pr}\n\t}}\n}}\n\
          TARGET_DRIVER iscsi {{\n\tenabled 1\n\tIncomingUser \"joe 12charsecretA\"\n\
          \tTARGET iqn.2026-11.rs.scst:s1 {{\n\t\tenabled 1\n\t\trel_tgt_id 3\n\
          \t\tQueuedCommands 32\n\t\tLUN 0 f1\n\
@@ -18,7 +19,8 @@ fn conf(dir: &std::path::Path, file: &str) -> String {
          \t\t\tINITIATOR iqn.2026-11.rs.scst:i*\n\t\t}}\n\t}}\n}}\n\
          DEVICE_GROUP dg {{\n\tDEVICE f1\n\tTARGET_GROUP tg {{\n\t\tgroup_id 7\n\
          \t\tstate nonoptimized\n\t\tTARGET iqn.2026-11.rs.scst:s1\n\t}}\n}}\n",
-        dir.join(file).display()
+        dir.join(file).display(),
+        pr = dir.join("n1.pr").display(),
     )
 }
 
@@ -49,6 +51,8 @@ fn after_start_up_config_of_the_same_file_changes_nothing() {
     );
     assert!(text.contains("async_lun_replace 1"), "{text}");
     assert!(text.contains("write_through 1"), "{text}");
+    // The APTPL file stays where the configuration put it.
+    assert!(text.contains("pr_file_name "), "{text}");
 }
 
 #[test]
