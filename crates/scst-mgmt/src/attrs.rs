@@ -4,8 +4,11 @@
 //! function returning an [`AttrInfo`]: how a value is checked, whether the attribute is
 //! writable, whether it is a creation parameter (`add_device`/`add_target` `k=v;`), a key
 //! attribute (★, saved by write_config) and whether it is dynamic / multi-valued
-//! (`add_attribute`). The layer applying a configuration uses the same data to decide what
-//! goes into `add_device` and what is written afterwards.
+//! (`add_attribute`), and whether scst-rs implements it at all ([`AttrSupport`]: what it
+//! does not is refused as not supported, at load and at write). The apply engine
+//! ([`crate::apply`]) uses the same data to decide what goes into `add_device`, what is
+//! written afterwards, and what needs the object re-created; [`configurable_attrs`]
+//! walks the whole table (docs/management.md lists it, a test compares).
 //!
 //! Runtime-only entries (statistics, counters, links) are not listed; read-only ones that
 //! people tend to copy into a config are, so that validation can say "read-only" rather than

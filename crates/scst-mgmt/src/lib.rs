@@ -1,7 +1,8 @@
 //! SCST management for scst-rs: the scst.conf parser/writer ([`conf`]), the attribute
-//! knowledge ([`attrs`]) that the layer applying a configuration validates against, the
-//! grammar of the management tree's `mgmt` files ([`command`]), and the management
-//! socket's protocol ([`protocol`]) with a blocking client ([`client`]).
+//! knowledge ([`attrs`]), the one apply engine that start-up, `scstadmin -config` and tree
+//! writes share ([`apply`]), the grammar of the management tree's `mgmt` files
+//! ([`command`]), and the management socket's protocol ([`protocol`]) with a blocking
+//! client ([`client`]).
 
 pub mod apply;
 pub mod attrs;
