@@ -444,4 +444,32 @@ fn tree_writes_config_and_check_config_agree() {
         check.contains("matches the running configuration"),
         "{check}"
     );
+
+    // What scst-rs does not implement is refused alike by all three, as not supported.
+    let refused = |out: std::process::Output| {
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(
+            !out.status.success() && err.contains("'black_hole' is not supported"),
+            "{err}"
+        );
+    };
+    refused(admin(
+        &d,
+        &[
+            "-set_tgt_attr",
+            T1,
+            "-driver",
+            "iscsi",
+            "-attributes",
+            "black_hole=1",
+        ],
+    ));
+    let bad = dir.path().join("bad.conf");
+    let text = std::fs::read_to_string(&saved).unwrap();
+    let marked = format!("TARGET {T1} {{\n");
+    assert!(text.contains(&marked), "{text}");
+    let text = text.replace(&marked, &format!("{marked}\t\tblack_hole 1\n"));
+    std::fs::write(&bad, text).unwrap();
+    refused(admin(&d, &["-check_config", bad.to_str().unwrap()]));
+    refused(admin(&d, &["-config", bad.to_str().unwrap()]));
 }
