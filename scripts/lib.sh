@@ -11,6 +11,22 @@ ensure_cmd() { # command package
   command -v "$1" >/dev/null 2>&1 || { echo "error: $1 is missing and could not be installed: run 'apt-get install $2' as root" >&2; exit 2; }
 }
 
+# The checks that need no daemon: formatting, clippy with warnings as errors, the API
+# docs without warnings (broken intra-doc links), and a build of the fuzz targets.
+# fuzz/ is a workspace of its own, so it is formatted and built on its own, into a
+# directory of its own under the target directory. On stable its binaries are libFuzzer
+# linked without coverage instrumentation: the build proves they compile and link and
+# can replay a corpus (fuzz/README.md says how to run a real fuzzing session).
+static_checks() {
+  cargo fmt --version >/dev/null 2>&1 && cargo clippy --version >/dev/null 2>&1 ||
+    { echo "error: cargo fmt and cargo clippy are needed: run 'rustup component add rustfmt clippy'" >&2; exit 2; }
+  cargo fmt --all --check
+  cargo fmt --manifest-path fuzz/Cargo.toml --check
+  cargo clippy --workspace --all-targets -- -D warnings
+  RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+  cargo build --manifest-path fuzz/Cargo.toml --bins --target-dir "${CARGO_TARGET_DIR:-target}/fuzz"
+}
+
 # Start scstd on an ephemeral loopback port. Sets SCSTD_PID and SCSTD_PORT.
 # usage: start_scstd CONFIG LOGFILE
 start_scstd() {

@@ -3,6 +3,8 @@
 //! replay the checked-in corpora on stable Rust (crates/scstd/tests/fuzz_corpus.rs
 //! includes this file as a module), so only external crate paths are used here.
 
+#![forbid(unsafe_code)]
+
 /// iSCSI PDU framing: BHS, AHS, digests and the per-opcode field accessors.
 pub mod pdu_decode {
     use iscsi_wire::frame::{self, Digests};
@@ -264,6 +266,326 @@ pub mod isns_message {
                 }
                 // What decodes must encode back to the same bytes.
                 assert_eq!(wire::encode_attrs(&attrs), payload);
+            }
+        }
+    }
+}
+
+/// The iSCSI engine (crate iscsi-engine) driven from login onward: a sequence of
+/// operations, each building one PDU (login requests with keys from a table or raw
+/// text, CHAP answers computed from the target's challenge, Text, NOP-Out, Logout, any
+/// other header), raw bytes, or a clock step. The target's output must always frame
+/// into whole PDUs and nothing may follow a close.
+pub mod login_session {
+    use std::time::{Duration, Instant};
+
+    use iscsi_engine::{
+        Accounts, AdmissionRequest, Admitted, Config, Connection, Event, LoginHost, Phase, Refusal,
+    };
+    use iscsi_wire::chap::{self, ChapAlgorithm};
+    use iscsi_wire::negotiate::LocalParams;
+    use iscsi_wire::pdu::{self, login_status, LoginRequest};
+    use iscsi_wire::{frame, Bhs, Digests, Opcode, Stage};
+
+    const TARGET: &str = "iqn.2024-01.org.example:t";
+    const SECRET: &str = "secret123456";
+
+    struct Host {
+        chap: bool,
+        internal: bool,
+        accepting: bool,
+        tsih: u16,
+    }
+
+    impl LoginHost for Host {
+        type Admission = ();
+
+        fn accepting_logins(&self) -> bool {
+            self.accepting
+        }
+
+        fn admit(&mut self, req: &AdmissionRequest<'_>) -> Result<Admitted<()>, Refusal> {
+            if req.target != TARGET {
+                return Err(Refusal::new(login_status::NOT_FOUND, "no such target"));
+            }
+            Ok(Admitted {
+                handle: (),
+                acl_name: req.initiator.to_string(),
+                accounts: self.discovery_accounts(),
+                params: LocalParams {
+                    immediate_data: false,
+                    max_burst_length: 65536,
+                    ..LocalParams::default()
+                },
+                alias: Some("fuzz".to_string()),
+            })
+        }
+
+        fn discovery_accounts(&self) -> Accounts {
+            let mut attrs = Vec::new();
+            if self.chap {
+                attrs.push(("IncomingUser".to_string(), format!("joe {SECRET}")));
+                attrs.push(("OutgoingUser".to_string(), "tgt targetsecret12".to_string()));
+            }
+            Accounts::from_attrs(&attrs)
+        }
+
+        fn internal_portal(&self) -> bool {
+            self.internal
+        }
+
+        fn alloc_tsih(&mut self) -> u16 {
+            self.tsih = self.tsih.wrapping_add(1).max(1);
+            self.tsih
+        }
+    }
+
+    /// Login keys the operations pick from by index.
+    const KEYS: &[(&str, &str)] = &[
+        ("InitiatorName", "iqn.1994-05.com.example:i"),
+        ("TargetName", TARGET),
+        ("SessionType", "Discovery"),
+        ("SessionType", "Normal"),
+        ("AuthMethod", "CHAP,None"),
+        ("AuthMethod", "None"),
+        ("CHAP_A", "5,7"),
+        ("MaxRecvDataSegmentLength", "512"),
+        ("HeaderDigest", "CRC32C,None"),
+        ("ImmediateData", "No"),
+        ("MaxBurstLength", "65536"),
+        ("InitialR2T", "No"),
+        ("TargetName", "iqn.none"),
+        ("SessionType", "Bogus"),
+        ("ErrorRecoveryLevel", "1"),
+        ("SendTargets", "All"),
+    ];
+
+    fn stage(bits: u8) -> Stage {
+        match bits & 3 {
+            0 => Stage::SecurityNegotiation,
+            1 => Stage::LoginOperational,
+            _ => Stage::FullFeature,
+        }
+    }
+
+    /// What the initiator side remembers between operations.
+    struct Initiator {
+        itt: u32,
+        cmd_sn: u32,
+        exp_stat_sn: u32,
+        /// The target's last CHAP_A/CHAP_I/CHAP_C.
+        challenge: Option<(u32, u8, Vec<u8>)>,
+        ttt: u32,
+    }
+
+    impl Initiator {
+        fn login(&mut self, flags: u8, text: &[u8]) -> Vec<u8> {
+            self.itt = self.itt.wrapping_add(1);
+            let b = pdu::login_request(&LoginRequest {
+                transit: flags & 0x10 != 0,
+                cont: flags & 0x20 != 0,
+                csg: stage(flags),
+                nsg: stage(flags >> 2),
+                isid: [0x80, 0, 0, 1, 0, flags >> 6],
+                tsih: 0,
+                itt: self.itt,
+                cid: 0,
+                cmd_sn: self.cmd_sn,
+                exp_stat_sn: self.exp_stat_sn,
+                data_len: text.len() as u32,
+            });
+            frame::encode_pdu(&b, text, Digests::NONE)
+        }
+
+        /// CHAP_N/CHAP_R answering the last challenge, right or wrong, with a mutual
+        /// challenge of our own when asked.
+        fn chap_answer(&self, body: &[u8]) -> Vec<(String, String)> {
+            let sel = body.first().copied().unwrap_or(0);
+            let Some((code, id, c)) = &self.challenge else {
+                return vec![("CHAP_N".into(), "joe".into())];
+            };
+            let Some(alg) = ChapAlgorithm::from_code(*code) else {
+                return Vec::new();
+            };
+            let secret = if sel & 1 == 0 { SECRET } else { "wrongsecret1" };
+            let r = alg.response(*id, secret.as_bytes(), c);
+            let mut keys = vec![
+                ("CHAP_N".to_string(), "joe".to_string()),
+                ("CHAP_R".to_string(), chap::encode_hex(&r)),
+            ];
+            if sel & 2 != 0 {
+                let mine = body.get(1..).unwrap_or_default();
+                keys.push(("CHAP_I".into(), (sel >> 2).to_string()));
+                keys.push(("CHAP_C".into(), chap::encode_hex(mine)));
+            }
+            keys
+        }
+
+        /// Learns StatSN, the CHAP challenge and a Text TTT from what the target sent.
+        fn observe(&mut self, bytes: &[u8]) {
+            let f = match frame::parse_frame(bytes, Digests::NONE, 1 << 24) {
+                Ok(Some(f)) => f,
+                other => panic!("the target queued something that is not one PDU: {other:?}"),
+            };
+            assert_eq!(f.total_len, bytes.len(), "one PDU per transmit");
+            self.exp_stat_sn = f.bhs.stat_sn().wrapping_add(1);
+            if f.bhs.opcode() == Some(Opcode::TextResponse) {
+                self.ttt = f.bhs.ttt();
+            }
+            let Ok(keys) = iscsi_wire::parse_text(&bytes[f.data.clone()]) else {
+                return;
+            };
+            let get = |k: &str| keys.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+            if let (Some(a), Some(i), Some(c)) = (get("CHAP_A"), get("CHAP_I"), get("CHAP_C")) {
+                if let (Ok(a), Ok(i), Ok(c)) = (
+                    a.parse(),
+                    chap::decode_identifier(i),
+                    chap::decode_binary(c),
+                ) {
+                    self.challenge = Some((a, i, c));
+                }
+            }
+        }
+    }
+
+    pub fn run(data: &[u8]) {
+        let Some((&flags, mut rest)) = data.split_first() else {
+            return;
+        };
+        let mut host = Host {
+            chap: flags & 1 != 0,
+            internal: flags & 2 != 0,
+            accepting: flags & 4 == 0,
+            tsih: 0,
+        };
+        let access = flags & 8 == 0;
+        let mut now = Instant::now();
+        let config = Config {
+            login_timeout: Duration::from_secs(15),
+        };
+        let mut conn: Connection<()> = Connection::new(config, now);
+        let mut ini = Initiator {
+            itt: 0,
+            cmd_sn: 1,
+            exp_stat_sn: 0,
+            challenge: None,
+            ttt: u32::MAX,
+        };
+        let mut closed = false;
+        for _ in 0..256 {
+            let Some((&op, tail)) = rest.split_first() else {
+                break;
+            };
+            let Some((&len, tail)) = tail.split_first() else {
+                break;
+            };
+            let (body, tail) = tail.split_at(tail.len().min(len as usize));
+            rest = tail;
+            let sel = body.first().copied().unwrap_or(0);
+            let arg = body.get(1..).unwrap_or_default();
+            let bytes = match op % 9 {
+                // A login request with keys from the table.
+                0 => {
+                    let keys: Vec<(String, String)> = arg
+                        .iter()
+                        .map(|&i| KEYS[i as usize % KEYS.len()])
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect();
+                    ini.login(sel, &iscsi_wire::encode_text(&keys))
+                }
+                // A login request with raw text.
+                1 => ini.login(sel, arg),
+                // The answer to the last CHAP challenge.
+                2 => ini.login(sel, &iscsi_wire::encode_text(&ini.chap_answer(arg))),
+                // Text request: SendTargets, or continuing the last answer.
+                3 => {
+                    let text =
+                        iscsi_wire::encode_text(&[("SendTargets".to_string(), "All".to_string())]);
+                    let (ttt, text) = if sel & 1 != 0 {
+                        (ini.ttt, &[][..])
+                    } else {
+                        (u32::MAX, &text[..])
+                    };
+                    ini.itt = ini.itt.wrapping_add(1);
+                    let b = pdu::text_request(
+                        sel & 2 != 0,
+                        true,
+                        false,
+                        ini.itt,
+                        ttt,
+                        ini.cmd_sn,
+                        ini.exp_stat_sn,
+                        text.len() as u32,
+                    );
+                    ini.cmd_sn = ini.cmd_sn.wrapping_add(1);
+                    frame::encode_pdu(&b, text, Digests::NONE)
+                }
+                4 => {
+                    let itt = if sel & 1 != 0 { u32::MAX } else { ini.itt };
+                    let b =
+                        pdu::nop_out(true, [0; 8], itt, u32::MAX, ini.cmd_sn, 0, arg.len() as u32);
+                    frame::encode_pdu(&b, arg, Digests::NONE)
+                }
+                5 => {
+                    let b =
+                        pdu::logout_request(true, sel & 3, ini.itt, 0, ini.cmd_sn, ini.exp_stat_sn);
+                    frame::encode_pdu(&b, &[], Digests::NONE)
+                }
+                // Any header, with the rest as its data segment.
+                6 => {
+                    let mut bhs = Bhs([0; 48]);
+                    for (d, s) in bhs.0.iter_mut().zip(arg) {
+                        *d = *s;
+                    }
+                    let text = arg.get(48..).unwrap_or_default();
+                    bhs.set_data_segment_len(text.len() as u32);
+                    frame::encode_pdu(&bhs, text, Digests::NONE)
+                }
+                // Raw bytes, as a socket might split them.
+                7 => body.to_vec(),
+                // Time passes.
+                _ => {
+                    now += Duration::from_secs(u64::from(sel) / 8);
+                    conn.handle_timeout(now);
+                    Vec::new()
+                }
+            };
+            if !bytes.is_empty() {
+                conn.handle_bytes(now, &bytes, &mut host);
+            }
+            loop {
+                while let Some(out) = conn.poll_transmit() {
+                    assert!(!closed, "transmit after close");
+                    ini.observe(&out);
+                }
+                let Some(event) = conn.poll_event() else {
+                    break;
+                };
+                assert!(!closed, "event after close");
+                match event {
+                    Event::AccessQuery { .. } => conn.answer_access(access, &mut host),
+                    Event::SendTargets { .. } => {
+                        let listing: Vec<(String, String)> = (0..sel % 64)
+                            .flat_map(|i| {
+                                [
+                                    ("TargetName".to_string(), format!("{TARGET}{i}")),
+                                    ("TargetAddress".to_string(), "10.0.0.1:3260,1".to_string()),
+                                ]
+                            })
+                            .collect();
+                        conn.answer_send_targets(&listing, &mut host);
+                    }
+                    Event::Closed(_) => closed = true,
+                    Event::SessionReady(_) | Event::DiscoveryReady { .. } => {}
+                }
+            }
+            match conn.phase() {
+                Phase::Login => assert!(conn.poll_timeout().is_some()),
+                Phase::Closed => assert!(closed),
+                Phase::Discovery | Phase::FullFeature => assert!(conn.poll_timeout().is_none()),
+            }
+            if closed || conn.phase() == Phase::FullFeature {
+                break;
             }
         }
     }

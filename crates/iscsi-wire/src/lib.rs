@@ -30,6 +30,8 @@
 //! - [`chap`]: CHAP algorithms (CHAP_A 5..8), responses, `0x`/`0b` binary values,
 //!   challenges, constant-time verification.
 
+#![forbid(unsafe_code)]
+
 pub mod bhs;
 pub mod chap;
 pub mod digest;

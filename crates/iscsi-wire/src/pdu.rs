@@ -346,7 +346,7 @@ pub fn nop_in(lun: [u8; 8], itt: u32, ttt: u32, sn: TargetSn, data_len: u32) -> 
     b
 }
 
-/// Logout Response (see [`logout_response`] codes).
+/// Logout Response (see [`logout_response`](mod@logout_response) codes).
 pub fn logout_response(
     itt: u32,
     response: u8,
@@ -364,7 +364,7 @@ pub fn logout_response(
     b
 }
 
-/// Task Management Function Response (see [`tmf_response`] codes).
+/// Task Management Function Response (see [`tmf_response`](mod@tmf_response) codes).
 pub fn tmf_response(itt: u32, response: u8, sn: TargetSn) -> Bhs {
     let mut b = Bhs::new(Opcode::TaskMgmtResponse);
     b.set_flags(flags::FINAL);

@@ -2,6 +2,9 @@
 //! decoding and the encoders for the data a target returns. Pure functions over bytes:
 //! no I/O and no state, so every piece is unit-testable and fuzzable.
 
+#![forbid(unsafe_code)]
+
+pub mod asc;
 pub mod atomic;
 pub mod cdb;
 pub mod inquiry;
@@ -15,6 +18,7 @@ pub mod sense;
 pub mod status;
 pub mod xcopy;
 
+pub use asc::Asc;
 pub use cdb::{opcode, PageControl};
 pub use lun::{decode_lun, encode_lun, AddrMethod};
-pub use sense::{CopyAborted, FieldPointer, ForwardedSense, Sense};
+pub use sense::{CopyAborted, FieldPointer, ForwardedSense, Sense, SenseFormat};

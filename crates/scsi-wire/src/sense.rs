@@ -1,5 +1,9 @@
 //! Sense data (SPC-4 4.5): one `Sense` value, encoded as fixed (0x70) or descriptor
-//! (0x72) format depending on the control mode page's D_SENSE bit.
+//! (0x72) format depending on the control mode page's D_SENSE bit ([`SenseFormat`]).
+//! Its additional sense codes come from the one table, [`crate::asc`].
+
+use crate::asc::{self, Asc};
+use std::fmt;
 
 /// Sense keys.
 pub mod key {
@@ -14,6 +18,49 @@ pub mod key {
     pub const COPY_ABORTED: u8 = 0xA;
     pub const ABORTED_COMMAND: u8 = 0xB;
     pub const MISCOMPARE: u8 = 0xE;
+
+    /// The SPC-4 name of a sense key (for logs).
+    pub fn name(key: u8) -> &'static str {
+        match key {
+            NO_SENSE => "NO SENSE",
+            RECOVERED_ERROR => "RECOVERED ERROR",
+            NOT_READY => "NOT READY",
+            MEDIUM_ERROR => "MEDIUM ERROR",
+            HARDWARE_ERROR => "HARDWARE ERROR",
+            ILLEGAL_REQUEST => "ILLEGAL REQUEST",
+            UNIT_ATTENTION => "UNIT ATTENTION",
+            DATA_PROTECT => "DATA PROTECT",
+            COPY_ABORTED => "COPY ABORTED",
+            ABORTED_COMMAND => "ABORTED COMMAND",
+            MISCOMPARE => "MISCOMPARE",
+            _ => "RESERVED SENSE KEY",
+        }
+    }
+}
+
+/// Which sense data format a logical unit returns (SPC-4 4.5.1): descriptor when its
+/// control mode page has D_SENSE set, fixed otherwise. REQUEST SENSE chooses for
+/// itself with its DESC bit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SenseFormat {
+    #[default]
+    Fixed,
+    Descriptor,
+}
+
+impl SenseFormat {
+    /// The format a D_SENSE (or REQUEST SENSE DESC) bit asks for.
+    pub const fn from_d_sense(d_sense: bool) -> SenseFormat {
+        if d_sense {
+            SenseFormat::Descriptor
+        } else {
+            SenseFormat::Fixed
+        }
+    }
+
+    pub const fn is_descriptor(self) -> bool {
+        matches!(self, SenseFormat::Descriptor)
+    }
 }
 
 /// Sense-key-specific field pointer (SPC-4 4.5.2.4.2): which byte (and optionally
@@ -63,6 +110,13 @@ pub struct Sense {
 }
 
 impl Sense {
+    /// Sense with a named additional sense code: how the target builds sense.
+    pub const fn named(key: u8, code: Asc) -> Sense {
+        Sense::new(key, code.code, code.qualifier)
+    }
+
+    /// Sense from raw codes, as decoded from bytes (a copy target's answer, sense data
+    /// being parsed). Sense the target reports itself is built with [`Sense::named`].
     pub const fn new(key: u8, asc: u8, ascq: u8) -> Sense {
         Sense {
             key,
@@ -75,9 +129,17 @@ impl Sense {
         }
     }
 
+    /// The additional sense code and qualifier.
+    pub const fn code(&self) -> Asc {
+        Asc {
+            code: self.asc,
+            qualifier: self.ascq,
+        }
+    }
+
     /// COPY ABORTED while processing segment descriptor `segment` (SPC-4 6.4.5.1).
-    pub const fn copy_aborted(asc: u8, ascq: u8, segment: u16) -> Sense {
-        let mut s = Sense::new(key::COPY_ABORTED, asc, ascq);
+    pub const fn copy_aborted(code: Asc, segment: u16) -> Sense {
+        let mut s = Sense::named(key::COPY_ABORTED, code);
         s.copy = Some(CopyAborted {
             segment,
             segment_field: None,
@@ -93,7 +155,7 @@ impl Sense {
 
     /// ILLEGAL REQUEST / INVALID FIELD IN CDB with the field pointer on `byte` (and `bit`).
     pub const fn invalid_field_in_cdb(byte: u16, bit: Option<u8>) -> Sense {
-        let mut s = Sense::new(key::ILLEGAL_REQUEST, 0x24, 0x00);
+        let mut s = Sense::named(key::ILLEGAL_REQUEST, asc::INVALID_FIELD_IN_CDB);
         s.field = Some(FieldPointer {
             in_cdb: true,
             byte,
@@ -104,7 +166,7 @@ impl Sense {
 
     /// ILLEGAL REQUEST / INVALID FIELD IN PARAMETER LIST with the field pointer.
     pub const fn invalid_field_in_param(byte: u16, bit: Option<u8>) -> Sense {
-        let mut s = Sense::new(key::ILLEGAL_REQUEST, 0x26, 0x00);
+        let mut s = Sense::named(key::ILLEGAL_REQUEST, asc::INVALID_FIELD_IN_PARAMETER_LIST);
         s.field = Some(FieldPointer {
             in_cdb: false,
             byte,
@@ -113,42 +175,81 @@ impl Sense {
         s
     }
 
-    pub const INVALID_OPCODE: Sense = Sense::new(key::ILLEGAL_REQUEST, 0x20, 0x00);
-    pub const LBA_OUT_OF_RANGE: Sense = Sense::new(key::ILLEGAL_REQUEST, 0x21, 0x00);
-    pub const LUN_NOT_SUPPORTED: Sense = Sense::new(key::ILLEGAL_REQUEST, 0x25, 0x00);
-    pub const PARAM_LIST_LENGTH_ERROR: Sense = Sense::new(key::ILLEGAL_REQUEST, 0x1A, 0x00);
-    pub const PARAM_VALUE_INVALID: Sense = Sense::new(key::ILLEGAL_REQUEST, 0x26, 0x02);
-    pub const SAVING_PARAMS_UNSUPPORTED: Sense = Sense::new(key::ILLEGAL_REQUEST, 0x39, 0x00);
-    pub const INVALID_MESSAGE: Sense = Sense::new(key::ILLEGAL_REQUEST, 0x49, 0x00);
-    pub const WRITE_PROTECTED: Sense = Sense::new(key::DATA_PROTECT, 0x27, 0x00);
-    pub const DATA_PROTECT: Sense = Sense::new(key::DATA_PROTECT, 0x00, 0x00);
-    pub const SPACE_ALLOCATION_FAILED: Sense = Sense::new(key::DATA_PROTECT, 0x27, 0x07);
-    pub const READ_ERROR: Sense = Sense::new(key::MEDIUM_ERROR, 0x11, 0x00);
-    pub const WRITE_ERROR: Sense = Sense::new(key::MEDIUM_ERROR, 0x03, 0x00);
-    pub const MISCOMPARE: Sense = Sense::new(key::MISCOMPARE, 0x1D, 0x00);
-    pub const MEDIUM_NOT_PRESENT: Sense = Sense::new(key::NOT_READY, 0x3A, 0x00);
-    pub const INTERNAL_FAILURE: Sense = Sense::new(key::ABORTED_COMMAND, 0x44, 0x00);
-    pub const HARDWARE_INTERNAL_FAILURE: Sense = Sense::new(key::HARDWARE_ERROR, 0x44, 0x00);
-    pub const COMMAND_ABORTED: Sense = Sense::new(key::ABORTED_COMMAND, 0x00, 0x00);
-    pub const CRC_ERROR: Sense = Sense::new(key::ABORTED_COMMAND, 0x47, 0x05);
-    pub const OVERLAPPED_COMMANDS: Sense = Sense::new(key::ABORTED_COMMAND, 0x4E, 0x00);
+    /// NO SENSE: nothing to report (REQUEST SENSE with no pending condition).
+    pub const NO_SENSE: Sense = Sense::named(key::NO_SENSE, asc::NO_ADDITIONAL_SENSE_INFORMATION);
+    pub const INVALID_OPCODE: Sense =
+        Sense::named(key::ILLEGAL_REQUEST, asc::INVALID_COMMAND_OPERATION_CODE);
+    pub const LBA_OUT_OF_RANGE: Sense = Sense::named(
+        key::ILLEGAL_REQUEST,
+        asc::LOGICAL_BLOCK_ADDRESS_OUT_OF_RANGE,
+    );
+    pub const LUN_NOT_SUPPORTED: Sense =
+        Sense::named(key::ILLEGAL_REQUEST, asc::LOGICAL_UNIT_NOT_SUPPORTED);
+    pub const PARAM_LIST_LENGTH_ERROR: Sense =
+        Sense::named(key::ILLEGAL_REQUEST, asc::PARAMETER_LIST_LENGTH_ERROR);
+    pub const PARAM_VALUE_INVALID: Sense =
+        Sense::named(key::ILLEGAL_REQUEST, asc::PARAMETER_VALUE_INVALID);
+    pub const SAVING_PARAMS_UNSUPPORTED: Sense =
+        Sense::named(key::ILLEGAL_REQUEST, asc::SAVING_PARAMETERS_NOT_SUPPORTED);
+    pub const INVALID_MESSAGE: Sense =
+        Sense::named(key::ILLEGAL_REQUEST, asc::INVALID_MESSAGE_ERROR);
+    pub const WRITE_PROTECTED: Sense = Sense::named(key::DATA_PROTECT, asc::WRITE_PROTECTED);
+    pub const DATA_PROTECT: Sense =
+        Sense::named(key::DATA_PROTECT, asc::NO_ADDITIONAL_SENSE_INFORMATION);
+    pub const SPACE_ALLOCATION_FAILED: Sense = Sense::named(
+        key::DATA_PROTECT,
+        asc::SPACE_ALLOCATION_FAILED_WRITE_PROTECT,
+    );
+    pub const READ_ERROR: Sense = Sense::named(key::MEDIUM_ERROR, asc::UNRECOVERED_READ_ERROR);
+    pub const WRITE_ERROR: Sense =
+        Sense::named(key::MEDIUM_ERROR, asc::PERIPHERAL_DEVICE_WRITE_FAULT);
+    pub const MISCOMPARE: Sense =
+        Sense::named(key::MISCOMPARE, asc::MISCOMPARE_DURING_VERIFY_OPERATION);
+    pub const MEDIUM_NOT_PRESENT: Sense = Sense::named(key::NOT_READY, asc::MEDIUM_NOT_PRESENT);
+    pub const INTERNAL_FAILURE: Sense =
+        Sense::named(key::ABORTED_COMMAND, asc::INTERNAL_TARGET_FAILURE);
+    pub const HARDWARE_INTERNAL_FAILURE: Sense =
+        Sense::named(key::HARDWARE_ERROR, asc::INTERNAL_TARGET_FAILURE);
+    pub const COMMAND_ABORTED: Sense =
+        Sense::named(key::ABORTED_COMMAND, asc::NO_ADDITIONAL_SENSE_INFORMATION);
+    /// The transport could not move the data the command called for.
+    pub const DATA_PHASE_ERROR: Sense = Sense::named(key::ABORTED_COMMAND, asc::DATA_PHASE_ERROR);
+    pub const CRC_ERROR: Sense =
+        Sense::named(key::ABORTED_COMMAND, asc::PROTOCOL_SERVICE_CRC_ERROR);
+    pub const OVERLAPPED_COMMANDS: Sense =
+        Sense::named(key::ABORTED_COMMAND, asc::OVERLAPPED_COMMANDS_ATTEMPTED);
     // Unit attentions (spec/scst.md 5.1).
-    pub const UA_POWER_ON_RESET: Sense = Sense::new(key::UNIT_ATTENTION, 0x29, 0x00);
-    pub const UA_BUS_RESET: Sense = Sense::new(key::UNIT_ATTENTION, 0x29, 0x02);
-    pub const UA_TARGET_RESET: Sense = Sense::new(key::UNIT_ATTENTION, 0x29, 0x03);
-    pub const UA_I_T_NEXUS_LOSS: Sense = Sense::new(key::UNIT_ATTENTION, 0x29, 0x07);
-    pub const UA_MODE_PARAMETERS_CHANGED: Sense = Sense::new(key::UNIT_ATTENTION, 0x2A, 0x01);
-    pub const UA_RESERVATIONS_PREEMPTED: Sense = Sense::new(key::UNIT_ATTENTION, 0x2A, 0x03);
-    pub const UA_RESERVATIONS_RELEASED: Sense = Sense::new(key::UNIT_ATTENTION, 0x2A, 0x04);
-    pub const UA_REGISTRATIONS_PREEMPTED: Sense = Sense::new(key::UNIT_ATTENTION, 0x2A, 0x05);
+    pub const UA_POWER_ON_RESET: Sense =
+        Sense::named(key::UNIT_ATTENTION, asc::POWER_ON_RESET_OR_BUS_DEVICE_RESET);
+    pub const UA_BUS_RESET: Sense = Sense::named(key::UNIT_ATTENTION, asc::SCSI_BUS_RESET_OCCURRED);
+    pub const UA_TARGET_RESET: Sense =
+        Sense::named(key::UNIT_ATTENTION, asc::BUS_DEVICE_RESET_FUNCTION_OCCURRED);
+    pub const UA_I_T_NEXUS_LOSS: Sense =
+        Sense::named(key::UNIT_ATTENTION, asc::I_T_NEXUS_LOSS_OCCURRED);
+    pub const UA_MODE_PARAMETERS_CHANGED: Sense =
+        Sense::named(key::UNIT_ATTENTION, asc::MODE_PARAMETERS_CHANGED);
+    pub const UA_RESERVATIONS_PREEMPTED: Sense =
+        Sense::named(key::UNIT_ATTENTION, asc::RESERVATIONS_PREEMPTED);
+    pub const UA_RESERVATIONS_RELEASED: Sense =
+        Sense::named(key::UNIT_ATTENTION, asc::RESERVATIONS_RELEASED);
+    pub const UA_REGISTRATIONS_PREEMPTED: Sense =
+        Sense::named(key::UNIT_ATTENTION, asc::REGISTRATIONS_PREEMPTED);
     pub const UA_ASYMMETRIC_ACCESS_STATE_CHANGED: Sense =
-        Sense::new(key::UNIT_ATTENTION, 0x2A, 0x06);
-    pub const UA_CAPACITY_DATA_CHANGED: Sense = Sense::new(key::UNIT_ATTENTION, 0x2A, 0x09);
-    pub const UA_COMMANDS_CLEARED_BY_ANOTHER_INITIATOR: Sense =
-        Sense::new(key::UNIT_ATTENTION, 0x2F, 0x00);
-    pub const UA_INQUIRY_DATA_CHANGED: Sense = Sense::new(key::UNIT_ATTENTION, 0x3F, 0x03);
-    pub const UA_REPORTED_LUNS_DATA_CHANGED: Sense = Sense::new(key::UNIT_ATTENTION, 0x3F, 0x0E);
-    pub const UA_MEDIUM_MAY_HAVE_CHANGED: Sense = Sense::new(key::UNIT_ATTENTION, 0x28, 0x00);
+        Sense::named(key::UNIT_ATTENTION, asc::ASYMMETRIC_ACCESS_STATE_CHANGED);
+    pub const UA_CAPACITY_DATA_CHANGED: Sense =
+        Sense::named(key::UNIT_ATTENTION, asc::CAPACITY_DATA_HAS_CHANGED);
+    pub const UA_COMMANDS_CLEARED_BY_ANOTHER_INITIATOR: Sense = Sense::named(
+        key::UNIT_ATTENTION,
+        asc::COMMANDS_CLEARED_BY_ANOTHER_INITIATOR,
+    );
+    pub const UA_INQUIRY_DATA_CHANGED: Sense =
+        Sense::named(key::UNIT_ATTENTION, asc::INQUIRY_DATA_HAS_CHANGED);
+    pub const UA_REPORTED_LUNS_DATA_CHANGED: Sense =
+        Sense::named(key::UNIT_ATTENTION, asc::REPORTED_LUNS_DATA_HAS_CHANGED);
+    pub const UA_MEDIUM_MAY_HAVE_CHANGED: Sense = Sense::named(
+        key::UNIT_ATTENTION,
+        asc::NOT_READY_TO_READY_CHANGE_MEDIUM_MAY_HAVE_CHANGED,
+    );
 
     /// Fixed-format sense data (response code 0x70), 18 bytes.
     pub fn to_fixed(&self) -> [u8; 18] {
@@ -206,8 +307,10 @@ impl Sense {
         b
     }
 
-    pub fn encode(&self, descriptor: bool) -> Vec<u8> {
-        if descriptor {
+    /// Sense data in `format`: fixed (with a forwarded copy target's answer appended
+    /// after the standard bytes) or descriptor.
+    pub fn encode_as(&self, format: SenseFormat) -> Vec<u8> {
+        if format.is_descriptor() {
             return self.to_descriptor();
         }
         let mut b = self.to_fixed().to_vec();
@@ -221,6 +324,11 @@ impl Sense {
             b[7] = (b.len() - 8) as u8;
         }
         b
+    }
+
+    /// `encode_as` with a D_SENSE bit.
+    pub fn encode(&self, descriptor: bool) -> Vec<u8> {
+        self.encode_as(SenseFormat::from_d_sense(descriptor))
     }
 
     /// The 3 sense-key-specific bytes with SKSV set, if any apply.
@@ -307,6 +415,12 @@ impl Sense {
     }
 }
 
+impl fmt::Display for Sense {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", key::name(self.key), self.code())
+    }
+}
+
 impl CopyAborted {
     /// COMMAND-SPECIFIC INFORMATION: source and destination sense data offsets (set
     /// when sense is forwarded), then the segment number.
@@ -335,6 +449,31 @@ mod tests {
         assert_eq!((b[12], b[13]), (0x24, 0x00));
         assert_eq!(b[15], 0x80 | 0x40 | 0x08 | 1);
         assert_eq!(Sense::parse(&b), Some(s));
+    }
+
+    #[test]
+    fn named_codes_land_in_the_sense_bytes() {
+        let s = Sense::named(
+            key::DATA_PROTECT,
+            asc::SPACE_ALLOCATION_FAILED_WRITE_PROTECT,
+        );
+        assert_eq!(s, Sense::SPACE_ALLOCATION_FAILED);
+        assert_eq!(s.code(), asc::SPACE_ALLOCATION_FAILED_WRITE_PROTECT);
+        let b = s.to_fixed();
+        assert_eq!((b[2], b[12], b[13]), (0x07, 0x27, 0x07));
+        assert_eq!(
+            s.to_string(),
+            "DATA PROTECT: SPACE ALLOCATION FAILED WRITE PROTECT"
+        );
+    }
+
+    #[test]
+    fn format_follows_d_sense() {
+        let s = Sense::INVALID_OPCODE;
+        assert_eq!(s.encode_as(SenseFormat::from_d_sense(true))[0], 0x72);
+        assert_eq!(s.encode_as(SenseFormat::from_d_sense(false))[0], 0x70);
+        assert_eq!(s.encode(true), s.to_descriptor());
+        assert_eq!(SenseFormat::default(), SenseFormat::Fixed);
     }
 
     #[test]

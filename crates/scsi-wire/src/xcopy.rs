@@ -7,6 +7,7 @@
 //! Decoders take the bytes of one descriptor; lengths are checked by the caller against
 //! the header, so a short slice is simply `None`.
 
+use crate::asc;
 use crate::sense::{key, Sense};
 
 /// LID1 parameter list header length.
@@ -34,24 +35,24 @@ pub mod rcr_sa {
     pub const FAILED_SEGMENT_DETAILS: u8 = 0x04;
 }
 
-/// ILLEGAL REQUEST additional sense codes 26/06..0B of EXTENDED COPY.
-pub const TOO_MANY_TARGET_DESCRIPTORS: Sense = Sense::new(key::ILLEGAL_REQUEST, 0x26, 0x06);
-pub const UNSUPPORTED_TARGET_DESCRIPTOR_TYPE: Sense = Sense::new(key::ILLEGAL_REQUEST, 0x26, 0x07);
-pub const TOO_MANY_SEGMENT_DESCRIPTORS: Sense = Sense::new(key::ILLEGAL_REQUEST, 0x26, 0x08);
-pub const UNSUPPORTED_SEGMENT_DESCRIPTOR_TYPE: Sense = Sense::new(key::ILLEGAL_REQUEST, 0x26, 0x09);
-pub const INLINE_DATA_LENGTH_EXCEEDED: Sense = Sense::new(key::ILLEGAL_REQUEST, 0x26, 0x0B);
-/// 05/00/16: a list identifier that is still in use.
-pub const OPERATION_IN_PROGRESS: Sense = Sense::new(key::ILLEGAL_REQUEST, 0x00, 0x16);
-
-/// COPY ABORTED additional sense codes (with `Sense::copy_aborted`).
-pub mod aborted {
-    /// 00/00: the failure is described by the forwarded sense or the segment pointer.
-    pub const NO_ADDITIONAL: (u8, u8) = (0x00, 0x00);
-    /// 0D/01 THIRD PARTY DEVICE FAILURE.
-    pub const THIRD_PARTY_DEVICE_FAILURE: (u8, u8) = (0x0D, 0x01);
-    /// 0D/02 COPY TARGET DEVICE NOT REACHABLE.
-    pub const TARGET_NOT_REACHABLE: (u8, u8) = (0x0D, 0x02);
-}
+/// ILLEGAL REQUEST sense of EXTENDED COPY parameter list checks.
+pub const TOO_MANY_TARGET_DESCRIPTORS: Sense =
+    Sense::named(key::ILLEGAL_REQUEST, asc::TOO_MANY_TARGET_DESCRIPTORS);
+pub const UNSUPPORTED_TARGET_DESCRIPTOR_TYPE: Sense = Sense::named(
+    key::ILLEGAL_REQUEST,
+    asc::UNSUPPORTED_TARGET_DESCRIPTOR_TYPE_CODE,
+);
+pub const TOO_MANY_SEGMENT_DESCRIPTORS: Sense =
+    Sense::named(key::ILLEGAL_REQUEST, asc::TOO_MANY_SEGMENT_DESCRIPTORS);
+pub const UNSUPPORTED_SEGMENT_DESCRIPTOR_TYPE: Sense = Sense::named(
+    key::ILLEGAL_REQUEST,
+    asc::UNSUPPORTED_SEGMENT_DESCRIPTOR_TYPE_CODE,
+);
+pub const INLINE_DATA_LENGTH_EXCEEDED: Sense =
+    Sense::named(key::ILLEGAL_REQUEST, asc::INLINE_DATA_LENGTH_EXCEEDED);
+/// A list identifier that is still in use.
+pub const OPERATION_IN_PROGRESS: Sense =
+    Sense::named(key::ILLEGAL_REQUEST, asc::OPERATION_IN_PROGRESS);
 
 /// LIST ID USAGE (SPC-4 table 110, LID1 byte 1 bits 4-3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -367,7 +368,7 @@ mod tests {
 
     #[test]
     fn copy_aborted_sense_encodings() {
-        let mut s = Sense::copy_aborted(0, 0, 3);
+        let mut s = Sense::copy_aborted(asc::NO_ADDITIONAL_SENSE_INFORMATION, 3);
         if let Some(c) = s.copy.as_mut() {
             c.segment_field = Some(6);
             c.forwarded = Some(crate::sense::ForwardedSense {

@@ -2,7 +2,7 @@
 //! asymmetric access states, the per-command state filter, REPORT TARGET PORT GROUPS
 //! and the ASYMMETRIC ACCESS STATE CHANGED unit attention.
 //!
-//! Management changes go through one mutex ([`Scst::alua`]); after each change the
+//! Management changes go through one mutex (`Scst::alua`); after each change the
 //! device group's devices get a fresh immutable snapshot ([`DgSnapshot`]) that the data
 //! path reads without locks. A device in no device group pays one atomic load per
 //! command ([`DeviceAlua::view`]).
@@ -16,6 +16,7 @@ use std::sync::{Arc, Weak};
 
 use arc_swap::ArcSwapOption;
 use parking_lot::Mutex;
+use scsi_wire::asc;
 use scsi_wire::opcode as op;
 use scsi_wire::sense::key;
 use scsi_wire::Sense;
@@ -35,9 +36,14 @@ const RECEIVE_DIAGNOSTIC: u8 = 0x1C;
 const WRITE_BUFFER: u8 = 0x3B;
 const READ_BUFFER: u8 = 0x3C;
 
-pub const SENSE_ALUA_TRANSITIONING: Sense = Sense::new(key::NOT_READY, 0x04, 0x0A);
-pub const SENSE_ALUA_STANDBY: Sense = Sense::new(key::NOT_READY, 0x04, 0x0B);
-pub const SENSE_ALUA_UNAVAILABLE: Sense = Sense::new(key::NOT_READY, 0x04, 0x0C);
+pub const SENSE_ALUA_TRANSITIONING: Sense = Sense::named(
+    key::NOT_READY,
+    asc::LOGICAL_UNIT_NOT_ACCESSIBLE_TRANSITIONING,
+);
+pub const SENSE_ALUA_STANDBY: Sense =
+    Sense::named(key::NOT_READY, asc::LOGICAL_UNIT_NOT_ACCESSIBLE_STANDBY);
+pub const SENSE_ALUA_UNAVAILABLE: Sense =
+    Sense::named(key::NOT_READY, asc::LOGICAL_UNIT_NOT_ACCESSIBLE_UNAVAILABLE);
 
 /// Asymmetric access states (SPC-4 6.37 table 287), with SCST's names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,20 +147,6 @@ pub fn filter(state: AluaState, cdb: &[u8]) -> Option<Sense> {
         }
         AluaState::Transitioning => (!always).then_some(SENSE_ALUA_TRANSITIONING),
     }
-}
-
-/// Commands the reservation gate executes itself (so they never reach a later check):
-/// the ALUA filter must run before it for these.
-pub(crate) fn executed_by_reservation_gate(opcode: u8) -> bool {
-    matches!(
-        opcode,
-        op::RESERVE_6
-            | op::RESERVE_10
-            | op::RELEASE_6
-            | op::RELEASE_10
-            | op::PERSISTENT_RESERVE_IN
-            | op::PERSISTENT_RESERVE_OUT
-    )
 }
 
 /// One member of a target port group as the data path sees it.
@@ -280,6 +272,10 @@ impl DeviceAlua {
 /// an empty list, as in SCST (scst_tg_get_group_info), so RSOC may list the command for
 /// every device.
 pub(crate) fn report_target_port_groups(dev: &DeviceEntry, cmd: &Cmd) -> Response {
+    crate::error::in_device_format(dev.dev.as_ref(), rtpg(dev, cmd))
+}
+
+fn rtpg(dev: &DeviceEntry, cmd: &Cmd) -> Response {
     let cdb = &cmd.cdb;
     if cdb.len() < 12 {
         return Response::check(Sense::invalid_field_in_cdb(0, None));

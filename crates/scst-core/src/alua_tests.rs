@@ -112,7 +112,7 @@ fn fixture() -> Fx {
     scst.target_group_add_target("dg", "b", "iqn.peer", Some(7))
         .unwrap();
     let session = |t, isid: u8| {
-        let tid = TransportId {
+        let tid = TransportId::Iscsi {
             name: "iqn.i".into(),
             isid: Some([0x40, 0, 0, 0, 0, isid]),
         };
@@ -363,4 +363,43 @@ fn devices_see_the_ports_group_and_state() {
     fx.scst.device_group_remove_device("dg", "d0").unwrap();
     send(&fx.s2, 0, &READ_10);
     assert_eq!(*fx.d0.last_alua.lock(), Some(None));
+}
+
+/// Reports sense in descriptor format (control mode page D_SENSE).
+struct DSenseDev;
+
+impl Device for DSenseDev {
+    fn name(&self) -> &str {
+        "dd"
+    }
+    fn handler_name(&self) -> &'static str {
+        "test"
+    }
+    fn scsi_type(&self) -> u8 {
+        0
+    }
+    fn execute(&self, _: &CmdCtx<'_>, _: &mut Cmd, _: ExecMode) -> Option<Response> {
+        Some(Response::good())
+    }
+    fn descriptor_sense(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+fn rtpg_errors_follow_the_device_sense_format() {
+    let scst = Scst::new(1);
+    scst.add_device(Arc::new(DSenseDev)).unwrap();
+    let t = scst.add_target("iscsi", "iqn.t:d", Some(1)).unwrap();
+    scst.add_lun(&t, None, 0, "dd", false).unwrap();
+    let tid = TransportId::Iscsi {
+        name: "iqn.i".into(),
+        isid: Some([0x40, 0, 0, 0, 0, 1]),
+    };
+    let s = scst.register_session(&t, tid, Arc::new(NoEvents));
+    assert!(send(&s, 0, &TUR).sense.is_some(), "the POWER ON UA");
+    // PARAMETER DATA FORMAT 2 is reserved.
+    let r = send(&s, 0, &rtpg(2, 64));
+    assert_eq!(r.sense, Some(Sense::invalid_field_in_cdb(1, Some(7))));
+    assert_eq!(r.sense_bytes()[0], 0x72);
 }

@@ -94,6 +94,9 @@ pub struct Response {
     /// The command was started and will complete later (see [`Deferred`]); the rest of
     /// this response is a placeholder. Only in responses to `ExecMode::Inline`.
     pub deferred: Option<Deferred>,
+    /// The command stopped where it would block (see [`Resume`]); the rest of this
+    /// response is a placeholder. Only in responses to `ExecMode::Inline`.
+    pub resume: Option<Resume>,
 }
 
 impl Response {
@@ -118,6 +121,14 @@ impl Response {
     pub fn deferred(d: Deferred) -> Response {
         Response {
             deferred: Some(d),
+            ..Response::default()
+        }
+    }
+
+    /// A command that continues on an I/O thread through `r`.
+    pub fn resume(r: Resume) -> Response {
+        Response {
+            resume: Some(r),
             ..Response::default()
         }
     }
@@ -153,14 +164,39 @@ impl Response {
 /// Where a device is asked to run a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExecMode {
-    /// On a network thread: the device must not block. It returns `None` when the
-    /// command needs to block (a page-cache miss, a flush), and the transport re-runs it
-    /// in `Blocking` mode on an I/O thread. A device with an asynchronous I/O engine may
+    /// On a network thread: the device must not block. When the command needs to
+    /// block (a page-cache miss, a flush) the device either returns
+    /// [`Response::resume`] with the rest of the command, which the core runs on an
+    /// I/O thread from where it stopped (its CDB decoded, its checks made, its LBA
+    /// range held), or `None`, and the core runs the whole command again in
+    /// `Blocking` mode on an I/O thread. A device with an asynchronous I/O engine may
     /// instead start the I/O and return [`Response::deferred`]: the command then
     /// completes through the [`Deferred`], from another thread.
     Inline,
     /// On an I/O thread: blocking is fine.
     Blocking,
+}
+
+/// The rest of a command that stopped in `ExecMode::Inline` because it has to block:
+/// the core runs it once, on an I/O thread, with the same command (its data-out still
+/// there), and the response it returns is the command's.
+pub struct Resume(Box<dyn FnOnce(&mut Cmd) -> Response + Send>);
+
+impl Resume {
+    pub fn new(rest: impl FnOnce(&mut Cmd) -> Response + Send + 'static) -> Resume {
+        Resume(Box::new(rest))
+    }
+
+    /// Run the rest of the command (on an I/O thread: it may block).
+    pub fn run(self, cmd: &mut Cmd) -> Response {
+        (self.0)(cmd)
+    }
+}
+
+impl std::fmt::Debug for Resume {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Resume")
+    }
 }
 
 /// The far end of a command that completes asynchronously: the device keeps the

@@ -20,12 +20,13 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use scsi_wire::cdb::opcode as op;
 use scsi_wire::xcopy::{
-    self, aborted, desc_type, rcr_sa, seg_field, B2bSegment, CopyState, IdTargetDesc, ListHeader,
+    self, desc_type, rcr_sa, seg_field, B2bSegment, CopyState, IdTargetDesc, ListHeader,
     ListIdUsage, OperatingParams, RcrCdb,
 };
-use scsi_wire::{status, ForwardedSense, Sense};
+use scsi_wire::{asc, status, Asc, ForwardedSense, Sense};
 
 use crate::cmd::{Cdb, Cmd, ExecMode, Response, TaskAttr};
+use crate::error::{in_device_format, sense_format};
 use crate::session::{Session, TgtDev};
 
 /// SCST's limit: more makes the blocking machinery costly (spec 4.2).
@@ -180,14 +181,11 @@ impl CopyLists {
 /// RECEIVE COPY RESULTS (LID1): answered by the core after the UA and reservation
 /// checks, without the device.
 pub(crate) fn receive_copy_results(sess: &Session, td: &TgtDev, cmd: &Cmd) -> Response {
-    let mut r = match rcr(sess, cmd) {
+    let r = match rcr(sess, cmd) {
         Ok(r) => r,
         Err(s) => Response::check(s),
     };
-    if r.sense.is_some() {
-        r.descriptor_sense = td.device.dev.descriptor_sense();
-    }
-    r
+    in_device_format(td.device.dev.as_ref(), r)
 }
 
 fn rcr(sess: &Session, cmd: &Cmd) -> Result<Response, Sense> {
@@ -231,10 +229,7 @@ pub(crate) fn extended_copy(
         None => Response::check(Sense::invalid_field_in_cdb(0, None)),
     };
     r.data_out_len = param_len;
-    if r.sense.is_some() {
-        r.descriptor_sense = td.device.dev.descriptor_sense();
-    }
-    Some(r)
+    Some(in_device_format(td.device.dev.as_ref(), r))
 }
 
 /// How a parameter list failed: before its segments were looked at (no copy status
@@ -276,7 +271,7 @@ fn run_list(sess: &Session, td: &TgtDev, list: &[u8], param_len: u32) -> Respons
         bytes: 0,
     };
     let outcome = copy_list(sess, list, &h, &mut progress);
-    let descriptor = td.device.dev.descriptor_sense();
+    let format = sense_format(td.device.dev.as_ref());
     match outcome {
         Ok(()) => {
             if let Some(id) = tracked {
@@ -293,7 +288,7 @@ fn run_list(sess: &Session, td: &TgtDev, list: &[u8], param_len: u32) -> Respons
         Err(Failure::Copy(s)) => {
             if let Some(id) = tracked {
                 sess.copy_lists
-                    .finish(id, status::CHECK_CONDITION, s.encode(descriptor));
+                    .finish(id, status::CHECK_CONDITION, s.encode_as(format));
             }
             Response::check(s)
         }
@@ -397,8 +392,10 @@ fn copy_list(
     let mut plan = Vec::with_capacity(offs.len());
     for (i, &off) in offs.iter().enumerate() {
         let seg_no = i as u16;
-        let s = B2bSegment::decode(&segs[off..])
-            .ok_or(Failure::Copy(Sense::copy_aborted(0, 0, seg_no)))?;
+        let s = B2bSegment::decode(&segs[off..]).ok_or(Failure::Copy(Sense::copy_aborted(
+            asc::NO_ADDITIONAL_SENSE_INFORMATION,
+            seg_no,
+        )))?;
         plan.push(plan_segment(&s, &targets, seg_no).map_err(Failure::Copy)?);
     }
     for (i, p) in plan.iter().enumerate() {
@@ -418,8 +415,8 @@ struct SegmentPlan {
     bytes: u64,
 }
 
-fn seg_error(asc_ascq: (u8, u8), segment: u16, field: u16) -> Sense {
-    let mut s = Sense::copy_aborted(asc_ascq.0, asc_ascq.1, segment);
+fn seg_error(code: Asc, segment: u16, field: u16) -> Sense {
+    let mut s = Sense::copy_aborted(code, segment);
     if let Some(c) = s.copy.as_mut() {
         c.segment_field = Some(field);
     }
@@ -429,18 +426,20 @@ fn seg_error(asc_ascq: (u8, u8), segment: u16, field: u16) -> Sense {
 fn plan_segment(s: &B2bSegment, targets: &[CopyTarget], seg: u16) -> Result<SegmentPlan, Sense> {
     if s.descriptor_length != xcopy::B2B_DESCRIPTOR_LENGTH {
         return Err(seg_error(
-            aborted::NO_ADDITIONAL,
+            asc::NO_ADDITIONAL_SENSE_INFORMATION,
             seg,
             seg_field::DESCRIPTOR_LENGTH,
         ));
     }
     let pick = |index: u16, field: u16| -> Result<CopyTarget, Sense> {
-        let t = targets
-            .get(index as usize)
-            .ok_or(seg_error(aborted::NO_ADDITIONAL, seg, field))?;
+        let t = targets.get(index as usize).ok_or(seg_error(
+            asc::NO_ADDITIONAL_SENSE_INFORMATION,
+            seg,
+            field,
+        ))?;
         if t.td.is_none() {
             // A NUL descriptor names no device to read or write.
-            return Err(seg_error(aborted::TARGET_NOT_REACHABLE, seg, field));
+            return Err(seg_error(asc::COPY_TARGET_DEVICE_NOT_REACHABLE, seg, field));
         }
         Ok(t.clone())
     };
@@ -451,7 +450,11 @@ fn plan_segment(s: &B2bSegment, targets: &[CopyTarget], seg: u16) -> Result<Segm
     if !bytes.is_multiple_of(u64::from(src.block_size))
         || !bytes.is_multiple_of(u64::from(dst.block_size))
     {
-        return Err(seg_error(aborted::NO_ADDITIONAL, seg, seg_field::BLOCKS));
+        return Err(seg_error(
+            asc::NO_ADDITIONAL_SENSE_INFORMATION,
+            seg,
+            seg_field::BLOCKS,
+        ));
     }
     Ok(SegmentPlan {
         src,
@@ -466,8 +469,7 @@ fn plan_segment(s: &B2bSegment, targets: &[CopyTarget], seg: u16) -> Result<Segm
 fn target_failure(r: &Response, destination: bool, segment: u16) -> Sense {
     match r.sense {
         Some(t) if r.status == status::CHECK_CONDITION => {
-            let mut s =
-                Sense::copy_aborted(aborted::NO_ADDITIONAL.0, aborted::NO_ADDITIONAL.1, segment);
+            let mut s = Sense::copy_aborted(asc::NO_ADDITIONAL_SENSE_INFORMATION, segment);
             if let Some(c) = s.copy.as_mut() {
                 c.forwarded = Some(ForwardedSense {
                     destination,
@@ -480,10 +482,7 @@ fn target_failure(r: &Response, destination: bool, segment: u16) -> Sense {
             s
         }
         // RESERVATION CONFLICT, BUSY...: the target refused without sense.
-        _ => {
-            let (asc, ascq) = aborted::THIRD_PARTY_DEVICE_FAILURE;
-            Sense::copy_aborted(asc, ascq, segment)
-        }
+        _ => Sense::copy_aborted(asc::THIRD_PARTY_DEVICE_FAILURE, segment),
     }
 }
 
@@ -495,7 +494,7 @@ fn copy_segment(
 ) -> Result<(), Sense> {
     let (Some(src), Some(dst)) = (p.src.td.as_deref(), p.dst.td.as_deref()) else {
         return Err(seg_error(
-            aborted::TARGET_NOT_REACHABLE,
+            asc::COPY_TARGET_DEVICE_NOT_REACHABLE,
             seg,
             seg_field::SOURCE_INDEX,
         ));

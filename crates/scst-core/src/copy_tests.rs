@@ -133,7 +133,7 @@ impl Fixture {
     /// A session on iqn.t:1 with its POWER ON UAs consumed.
     fn session(&self, name: &str) -> Arc<Session> {
         let t = self.scst.target("iscsi", "iqn.t:1").unwrap();
-        let tid = TransportId {
+        let tid = TransportId::Iscsi {
             name: name.to_string(),
             isid: Some([0x40, 0, 0, 0, 0, 1]),
         };
@@ -397,7 +397,11 @@ fn parameter_list_errors() {
 }
 
 fn copy_aborted(asc: u8, ascq: u8, segment: u16, field: Option<u16>) -> Sense {
-    let mut s = Sense::copy_aborted(asc, ascq, segment);
+    let code = scsi_wire::Asc {
+        code: asc,
+        qualifier: ascq,
+    };
+    let mut s = Sense::copy_aborted(code, segment);
     s.copy = Some(CopyAborted {
         segment,
         segment_field: field,

@@ -216,7 +216,7 @@ mod tests {
         scst.add_device(Arc::new(Formatting)).unwrap();
         let t = scst.add_target("iscsi", "iqn.t:1", Some(1)).unwrap();
         scst.add_lun(&t, None, 0, "fmt0", false).unwrap();
-        let tid = TransportId {
+        let tid = TransportId::Iscsi {
             name: "iqn.i".into(),
             isid: Some([0x40, 0, 0, 0, 0, 1]),
         };

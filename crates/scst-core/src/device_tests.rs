@@ -75,7 +75,7 @@ fn setup() -> (Arc<Scst>, Arc<HookDev>, Arc<Session>, Arc<Session>) {
     let session = |name: &str| {
         let s = scst.register_session(
             &t,
-            TransportId {
+            TransportId::Iscsi {
                 name: name.to_string(),
                 isid: Some([0x40, 0, 0, 0, 0, 1]),
             },

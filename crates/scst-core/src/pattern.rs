@@ -8,28 +8,37 @@ pub fn matches(pattern: &str, name: &str) -> bool {
     }
 }
 
+/// Why an initiator name or pattern was refused.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum PatternError {
+    #[error("initiator name or pattern is empty")]
+    Empty,
+    #[error("initiator name or pattern '{0}' contains whitespace, a control character or '/'")]
+    BadCharacter(String),
+    #[error("initiator pattern '{0}' has more than one '!' negation")]
+    DoubleNegation(String),
+    #[error("initiator pattern '!' negates nothing")]
+    NegatesNothing,
+}
+
 /// Check an initiator name or pattern given to `initiators/mgmt`: it becomes a file
 /// name in the management tree, so it must be one non-empty token without `/`, and at
 /// most one `!` (the negation) is meaningful.
-pub fn validate(pattern: &str) -> Result<(), String> {
+pub fn validate(pattern: &str) -> Result<(), PatternError> {
     if pattern.is_empty() {
-        return Err("initiator name or pattern is empty".into());
+        return Err(PatternError::Empty);
     }
     if pattern
         .chars()
         .any(|c| c.is_whitespace() || c.is_control() || c == '/')
     {
-        return Err(format!(
-            "initiator name or pattern '{pattern}' contains whitespace, a control character or '/'"
-        ));
+        return Err(PatternError::BadCharacter(pattern.to_string()));
     }
     if pattern.matches('!').count() > 1 {
-        return Err(format!(
-            "initiator pattern '{pattern}' has more than one '!' negation"
-        ));
+        return Err(PatternError::DoubleNegation(pattern.to_string()));
     }
     if pattern == "!" {
-        return Err("initiator pattern '!' negates nothing".into());
+        return Err(PatternError::NegatesNothing);
     }
     Ok(())
 }
@@ -59,7 +68,27 @@ fn glob(p: &[u8], s: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::matches;
+    use super::{matches, validate, PatternError};
+
+    #[test]
+    fn validation_names_what_is_wrong() {
+        assert_eq!(validate("iqn.a*"), Ok(()));
+        assert_eq!(validate("!iqn.a*"), Ok(()));
+        assert_eq!(validate(""), Err(PatternError::Empty));
+        assert_eq!(
+            validate("iqn a"),
+            Err(PatternError::BadCharacter("iqn a".into()))
+        );
+        assert_eq!(
+            validate("!!a"),
+            Err(PatternError::DoubleNegation("!!a".into()))
+        );
+        assert_eq!(validate("!"), Err(PatternError::NegatesNothing));
+        assert_eq!(
+            validate("a/b").unwrap_err().to_string(),
+            "initiator name or pattern 'a/b' contains whitespace, a control character or '/'"
+        );
+    }
 
     #[test]
     fn wildcards_and_negation() {

@@ -3,10 +3,11 @@
 //! access rule the core applies to every command while a reservation exists.
 //!
 //! Everything here runs under the device's reservation lock and only computes: unit
-//! attentions and task aborts for other nexuses are returned as [`Effects`] and
+//! attentions and task aborts for other nexuses are returned as `Effects` and
 //! delivered by the caller after the lock is dropped, so the lock never nests inside
 //! a tgt_dev or session lock.
 
+use scsi_wire::asc;
 use scsi_wire::pr::{sa_in, sa_out, IscsiTid, PrOutParams, RegisterMoveParams};
 use scsi_wire::sense::key;
 use scsi_wire::{status, Sense};
@@ -15,7 +16,10 @@ use crate::cmd::Response;
 use crate::session::TransportId;
 
 /// INVALID RELEASE OF PERSISTENT RESERVATION (SPC-4: RELEASE with the wrong type/scope).
-pub const INVALID_RELEASE: Sense = Sense::new(key::ILLEGAL_REQUEST, 0x26, 0x04);
+pub const INVALID_RELEASE: Sense = Sense::named(
+    key::ILLEGAL_REQUEST,
+    asc::INVALID_RELEASE_OF_PERSISTENT_RESERVATION,
+);
 
 /// Largest PR OUT parameter list accepted; SPEC_I_PT lists of a few hundred
 /// TransportIDs fit many times over.
@@ -111,11 +115,7 @@ pub(crate) struct NexusRef<'a> {
 
 /// Name compare ignores case; a name-only TransportID matches any ISID (spec 5.3.3).
 pub(crate) fn tid_matches(a: &TransportId, b: &TransportId) -> bool {
-    a.name.eq_ignore_ascii_case(&b.name)
-        && match (a.isid, b.isid) {
-            (Some(x), Some(y)) => x == y,
-            _ => true,
-        }
+    a.matches(b)
 }
 
 /// What a PR OUT does to other nexuses, applied once the reservation lock is released.
@@ -249,17 +249,7 @@ fn check(sense: Sense) -> Response {
 }
 
 fn tid_from_wire(t: IscsiTid) -> TransportId {
-    TransportId {
-        name: t.name,
-        isid: t.isid,
-    }
-}
-
-fn tid_to_wire(t: &TransportId) -> IscsiTid {
-    IscsiTid {
-        name: t.name.clone(),
-        isid: t.isid,
-    }
+    TransportId::iscsi(t.name, t.isid)
 }
 
 /// The PR OUT parameter list length (CDB bytes 5..9), or the error for a bad CDB.
@@ -658,7 +648,7 @@ pub(crate) fn pr_in(st: &PrState, cdb: &[u8]) -> Response {
         sa_in::READ_FULL_STATUS => {
             d.extend_from_slice(&[0; 4]); // additional length, set below
             for (i, r) in st.registrants.iter().enumerate() {
-                let tid = tid_to_wire(&r.tid).encode();
+                let tid = r.tid.encode();
                 d.extend_from_slice(&r.key.to_be_bytes());
                 d.extend_from_slice(&[0; 4]);
                 let holder = st.is_holder(i);

@@ -14,13 +14,13 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use scsi_wire::pr::IscsiTid;
-
 use crate::pr::{PrRegistrant, PrReservation, PrState, PrType};
 use crate::session::TransportId;
 
 /// SPC-4 bounds a TransportID to far less; SCST's import accepts 1..512 bytes.
 const MAX_TID_LEN: usize = 512;
+/// What a bad `tid_len` is told (`MAX_TID_LEN`).
+const TID_LEN_RANGE: &str = "is not 1..512";
 
 /// The `pr_state` text (version 1) of `st`.
 pub fn format_text(st: &PrState) -> String {
@@ -32,11 +32,7 @@ pub fn format_text(st: &PrState) -> String {
         let _ = writeln!(s, "reservation {:02x} {:02x}", res.pr_type as u8, res.scope);
     }
     for r in &st.registrants {
-        let tid = IscsiTid {
-            name: r.tid.name.clone(),
-            isid: r.tid.isid,
-        }
-        .encode();
+        let tid = r.tid.encode();
         let hex: String = tid.iter().map(|b| format!("{b:02x}")).collect();
         let _ = writeln!(
             s,
@@ -50,24 +46,79 @@ pub fn format_text(st: &PrState) -> String {
     s
 }
 
-/// Parse the `pr_state` text format. Errors name the line (1-based) and what is wrong.
+/// Why a `pr_state` text was refused. Each names the line (1-based) where it can.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum PrTextError {
+    #[error("line 1: expected 'version 1', the text is empty")]
+    Empty,
+    #[error("line {line}: expected 'version 1', found '{found}'")]
+    Version { line: usize, found: String },
+    #[error("line {line}: unknown keyword '{keyword}'")]
+    UnknownKeyword { line: usize, keyword: String },
+    #[error("line {line}: '{keyword}' takes {want} fields, found {found}")]
+    FieldCount {
+        line: usize,
+        keyword: String,
+        want: usize,
+        found: usize,
+    },
+    #[error("line {line}: a second '{keyword}' line")]
+    Repeated { line: usize, keyword: &'static str },
+    /// A field whose value is out of its range or not a number.
+    #[error("line {line}: {field} '{value}' {expected}")]
+    Field {
+        line: usize,
+        field: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("line {line}: TransportID is not hex")]
+    TransportIdNotHex { line: usize },
+    #[error("line {line}: TransportID has {bytes} bytes, tid_len says {tid_len}")]
+    TransportIdLength {
+        line: usize,
+        bytes: usize,
+        tid_len: usize,
+    },
+    #[error("line {line}: TransportID length field disagrees with tid_len")]
+    TransportIdLengthField { line: usize },
+    #[error("line {line}: not a valid TransportID (byte {byte})")]
+    TransportIdInvalid { line: usize, byte: usize },
+    #[error("line {line}: duplicate registrant (same TransportID and port)")]
+    DuplicateRegistrant { line: usize },
+    #[error("no 'generation' line")]
+    NoGeneration,
+    #[error("a registrant is marked holder but there is no reservation")]
+    HolderWithoutReservation,
+    #[error("line {line}: an all-registrants reservation without registrants")]
+    AllRegistrantsWithoutRegistrants { line: usize },
+    #[error(
+        "line {line}: the reservation needs exactly one 'holder 1' registrant, found {holders}"
+    )]
+    HolderCount { line: usize, holders: usize },
+}
+
+/// Parse the `pr_state` text format.
 /// The result has APTPL=0; the caller decides (an APTPL file implies APTPL=1).
-pub fn parse_text(text: &str) -> Result<PrState, String> {
+pub fn parse_text(text: &str) -> Result<PrState, PrTextError> {
+    use PrTextError as E;
     let mut st = PrState::default();
     let mut version_seen = false;
     let mut generation_seen = false;
     let mut reservation_line = 0;
     for (i, raw) in text.lines().enumerate() {
-        let line_no = i + 1;
-        let line = raw.trim();
-        if line.is_empty() {
+        let line = i + 1;
+        let text = raw.trim();
+        if text.is_empty() {
             continue;
         }
-        let err = |what: String| format!("line {line_no}: {what}");
-        let words: Vec<&str> = line.split_ascii_whitespace().collect();
+        let words: Vec<&str> = text.split_ascii_whitespace().collect();
         if !version_seen {
             if words != ["version", "1"] {
-                return Err(err(format!("expected 'version 1', found '{line}'")));
+                return Err(E::Version {
+                    line,
+                    found: text.to_string(),
+                });
             }
             version_seen = true;
             continue;
@@ -76,45 +127,52 @@ pub fn parse_text(text: &str) -> Result<PrState, String> {
             if words.len() == n {
                 Ok(())
             } else {
-                Err(err(format!(
-                    "'{}' takes {} fields, found {}",
-                    words[0],
-                    n - 1,
-                    words.len() - 1
-                )))
+                Err(E::FieldCount {
+                    line,
+                    keyword: words[0].to_string(),
+                    want: n - 1,
+                    found: words.len() - 1,
+                })
             }
+        };
+        let field = |field: &'static str, value: &str, expected: &'static str| E::Field {
+            line,
+            field,
+            value: value.to_string(),
+            expected,
         };
         match words[0] {
             "generation" => {
                 want(2)?;
                 if generation_seen {
-                    return Err(err("a second 'generation' line".into()));
+                    return Err(E::Repeated {
+                        line,
+                        keyword: "generation",
+                    });
                 }
                 st.generation = words[1]
                     .parse()
-                    .map_err(|_| err(format!("generation '{}' is not a u32", words[1])))?;
+                    .map_err(|_| field("generation", words[1], "is not a u32"))?;
                 generation_seen = true;
             }
             "reservation" => {
                 want(3)?;
                 if reservation_line != 0 {
-                    return Err(err("a second 'reservation' line".into()));
+                    return Err(E::Repeated {
+                        line,
+                        keyword: "reservation",
+                    });
                 }
                 let t = u8::from_str_radix(words[1], 16)
                     .ok()
                     .and_then(PrType::from_u8)
-                    .ok_or_else(|| err(format!("reservation type '{}' is invalid", words[1])))?;
+                    .ok_or_else(|| field("reservation type", words[1], "is invalid"))?;
                 let scope = u8::from_str_radix(words[2], 16)
                     .ok()
                     .filter(|s| *s == 0)
-                    .ok_or_else(|| {
-                        err(format!(
-                            "reservation scope '{}' is not 00 (LU scope)",
-                            words[2]
-                        ))
-                    })?;
+                    .ok_or_else(|| field("reservation scope", words[2], "is not 00 (LU scope)"))?;
                 st.reservation = Some(PrReservation { pr_type: t, scope });
-                reservation_line = line_no;
+                reservation_line = line;
             }
             "registrant" => {
                 want(6)?;
@@ -122,58 +180,41 @@ pub fn parse_text(text: &str) -> Result<PrState, String> {
                     .parse()
                     .ok()
                     .filter(|id| *id != 0)
-                    .ok_or_else(|| err(format!("rel_tgt_id '{}' is not 1..65535", words[1])))?;
+                    .ok_or_else(|| field("rel_tgt_id", words[1], "is not 1..65535"))?;
                 let key = (words[2].len() <= 16)
                     .then(|| u64::from_str_radix(words[2], 16).ok())
                     .flatten()
                     .filter(|k| *k != 0)
-                    .ok_or_else(|| {
-                        err(format!(
-                            "key '{}' is not a non-zero 64-bit hex number",
-                            words[2]
-                        ))
-                    })?;
+                    .ok_or_else(|| field("key", words[2], "is not a non-zero 64-bit hex number"))?;
                 let holder = match words[3] {
                     "0" => false,
                     "1" => true,
-                    h => return Err(err(format!("holder '{h}' is not 0 or 1"))),
+                    h => return Err(field("holder", h, "is not 0 or 1")),
                 };
                 let tid_len: usize = words[4]
                     .parse()
                     .ok()
                     .filter(|l| (1..=MAX_TID_LEN).contains(l))
-                    .ok_or_else(|| {
-                        err(format!("tid_len '{}' is not 1..{MAX_TID_LEN}", words[4]))
-                    })?;
-                let bytes = decode_hex(words[5])
-                    .ok_or_else(|| err("TransportID is not hex".to_string()))?;
+                    .ok_or_else(|| field("tid_len", words[4], TID_LEN_RANGE))?;
+                let bytes = decode_hex(words[5]).ok_or(E::TransportIdNotHex { line })?;
                 if bytes.len() != tid_len {
-                    return Err(err(format!(
-                        "TransportID has {} bytes, tid_len says {tid_len}",
-                        bytes.len()
-                    )));
+                    return Err(E::TransportIdLength {
+                        line,
+                        bytes: bytes.len(),
+                        tid_len,
+                    });
                 }
-                let tid = match IscsiTid::decode(&bytes) {
+                let tid = match TransportId::decode(&bytes) {
                     Ok((t, used)) if used == bytes.len() => t,
-                    Ok(_) => {
-                        return Err(err("TransportID length field disagrees with tid_len".into()))
-                    }
-                    Err(off) => {
-                        return Err(err(format!("not a valid iSCSI TransportID (byte {off})")))
-                    }
-                };
-                let tid = TransportId {
-                    name: tid.name,
-                    isid: tid.isid,
+                    Ok(_) => return Err(E::TransportIdLengthField { line }),
+                    Err(byte) => return Err(E::TransportIdInvalid { line, byte }),
                 };
                 if st
                     .registrants
                     .iter()
                     .any(|r| r.rel_tgt_id == rel_tgt_id && r.tid == tid)
                 {
-                    return Err(err(
-                        "duplicate registrant (same TransportID and port)".into()
-                    ));
+                    return Err(E::DuplicateRegistrant { line });
                 }
                 st.registrants.push(PrRegistrant {
                     tid,
@@ -182,25 +223,28 @@ pub fn parse_text(text: &str) -> Result<PrState, String> {
                     holder,
                 });
             }
-            other => return Err(err(format!("unknown keyword '{other}'"))),
+            other => {
+                return Err(E::UnknownKeyword {
+                    line,
+                    keyword: other.to_string(),
+                })
+            }
         }
     }
     if !version_seen {
-        return Err("line 1: expected 'version 1', the text is empty".into());
+        return Err(E::Empty);
     }
     if !generation_seen {
-        return Err("no 'generation' line".into());
+        return Err(E::NoGeneration);
     }
     let holders = st.registrants.iter().filter(|r| r.holder).count();
     match st.reservation {
-        None if holders > 0 => {
-            return Err("a registrant is marked holder but there is no reservation".into())
-        }
+        None if holders > 0 => return Err(E::HolderWithoutReservation),
         Some(res) if res.pr_type.all_registrants() => {
             if st.registrants.is_empty() {
-                return Err(format!(
-                    "line {reservation_line}: an all-registrants reservation without registrants"
-                ));
+                return Err(E::AllRegistrantsWithoutRegistrants {
+                    line: reservation_line,
+                });
             }
             // Every registrant holds it; the flags carry nothing.
             for r in &mut st.registrants {
@@ -208,10 +252,10 @@ pub fn parse_text(text: &str) -> Result<PrState, String> {
             }
         }
         Some(_) if holders != 1 => {
-            return Err(format!(
-                "line {reservation_line}: the reservation needs exactly one 'holder 1' \
-                 registrant, found {holders}"
-            ))
+            return Err(E::HolderCount {
+                line: reservation_line,
+                holders,
+            })
         }
         _ => {}
     }
@@ -305,20 +349,46 @@ pub enum Loaded {
     State(PrState),
 }
 
-/// Read an APTPL file. Errors are one line naming the file.
-pub fn load_aptpl(path: &Path) -> Result<Loaded, String> {
+/// Why an APTPL file could not be loaded: one line naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum AptplError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read { path: PathBuf, source: io::Error },
+    #[error("{}: not UTF-8 text", path.display())]
+    NotUtf8 { path: PathBuf },
+    #[error("{}: {source}", path.display())]
+    Parse { path: PathBuf, source: PrTextError },
+}
+
+/// Read an APTPL file.
+pub fn load_aptpl(path: &Path) -> Result<Loaded, AptplError> {
     let text = match fs::read(path) {
         Ok(b) => b,
         Err(e) if absent(&e) => return Ok(Loaded::Absent),
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        Err(source) => {
+            return Err(AptplError::Read {
+                path: path.into(),
+                source,
+            })
+        }
     };
-    let text =
-        String::from_utf8(text).map_err(|_| format!("{}: not UTF-8 text", path.display()))?;
-    let mut st = parse_text(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = String::from_utf8(text).map_err(|_| AptplError::NotUtf8 { path: path.into() })?;
+    let mut st = parse_text(&text).map_err(|source| AptplError::Parse {
+        path: path.into(),
+        source,
+    })?;
     if st.registrants.is_empty() {
         // Written only with registrants present; an empty one means no state.
         return Ok(Loaded::Absent);
     }
     st.aptpl = true;
     Ok(Loaded::State(st))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tid_len_message_names_the_bound() {
+        assert!(super::TID_LEN_RANGE.ends_with(&format!("..{}", super::MAX_TID_LEN)));
+    }
 }

@@ -78,7 +78,7 @@ fn setup(name: &'static str, state_dir: Option<&Path>) -> Setup {
 impl Setup {
     /// A session of initiator `name` on port `port`, its POWER ON UA consumed.
     fn session(&self, port: u16, name: &str) -> Arc<Session> {
-        let tid = TransportId {
+        let tid = TransportId::Iscsi {
             name: name.into(),
             isid: Some(ISID),
         };
@@ -502,7 +502,7 @@ fn golden_three_nexus_run() {
 }
 
 fn sample_state() -> PrState {
-    let tid = |name: &str, isid: Option<[u8; 6]>| TransportId {
+    let tid = |name: &str, isid: Option<[u8; 6]>| TransportId::Iscsi {
         name: name.into(),
         isid,
     };
@@ -616,7 +616,7 @@ fn malformed_pr_state_is_rejected_naming_the_line() {
         ),
         (
             with_line(3, "registrant 1 a 0 4 01020304"),
-            "line 4: not a valid iSCSI TransportID",
+            "line 4: not a valid TransportID",
         ),
         (with_line(3, "bogus 1"), "line 4: unknown keyword 'bogus'"),
         (
@@ -634,7 +634,7 @@ fn malformed_pr_state_is_rejected_naming_the_line() {
         ),
     ];
     for (text, want) in cases {
-        let e = parse_text(&text).expect_err(&text);
+        let e = parse_text(&text).expect_err(&text).to_string();
         assert!(
             e.contains(want),
             "{text:?}: error {e:?} should contain {want:?}"
@@ -802,7 +802,7 @@ fn pr_dump_dir_dump_imports_on_another_device() {
     g.1.add_lun(&t, None, 0, "d1", false).unwrap();
     let a2 = g.1.register_session(
         &t,
-        TransportId {
+        TransportId::Iscsi {
             name: "iqn.i:a".into(),
             isid: Some(ISID),
         },

@@ -600,7 +600,7 @@ impl Scst {
 
     /// `initiators/mgmt add <name-or-pattern>`.
     pub fn initiator_add(&self, target: &Target, group: &str, name: &str) -> Result<(), MgmtError> {
-        pattern::validate(name).map_err(MgmtError::Invalid)?;
+        pattern::validate(name).map_err(|e| MgmtError::Invalid(e.to_string()))?;
         let mut acl = target.acl.lock();
         let g = group_mut(&mut acl, target, group)?;
         if g.initiators.iter().any(|i| i.eq_ignore_ascii_case(name)) {

@@ -132,7 +132,7 @@ impl Fixture {
     }
 
     fn login(&self, initiator: &str, events: Arc<Events>) -> Arc<Session> {
-        let tid = TransportId {
+        let tid = TransportId::Iscsi {
             name: initiator.into(),
             isid: Some([0x40, 0, 0, 0, 0, 1]),
         };

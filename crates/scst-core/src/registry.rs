@@ -173,6 +173,8 @@ pub struct Scst {
     state_dir: Mutex<Option<PathBuf>>,
     /// Handler-wide `pr_dump_dir` (spec 2.4), by handler name.
     pr_dump_dirs: Mutex<BTreeMap<String, PathBuf>>,
+    /// The target drivers and dev handlers management reaches (driver.rs).
+    pub(crate) registrations: crate::driver::Registrations,
 }
 
 impl Scst {
@@ -186,6 +188,7 @@ impl Scst {
             next_session_id: std::sync::atomic::AtomicU64::new(1),
             state_dir: Mutex::new(None),
             pr_dump_dirs: Mutex::new(BTreeMap::new()),
+            registrations: Default::default(),
         })
     }
 
@@ -382,7 +385,7 @@ impl Scst {
         transport_id: TransportId,
         events: Arc<dyn SessionEvents>,
     ) -> Arc<Session> {
-        let name = transport_id.name.clone();
+        let name = transport_id.name();
         self.register_session_as(target, transport_id, name, events)
     }
 

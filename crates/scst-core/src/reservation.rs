@@ -3,7 +3,7 @@
 //! RESERVE, RELEASE, PERSISTENT RESERVE IN and PERSISTENT RESERVE OUT, which the core
 //! answers itself without the device.
 //!
-//! Every command passes through [`route`]; while a device has neither an SPC-2
+//! Every command passes through `route`; while a device has neither an SPC-2
 //! reservation nor a PR registration, that costs one atomic load.
 
 use std::path::PathBuf;
@@ -305,11 +305,8 @@ pub(crate) fn route(sess: &Session, td: &TgtDev, cmd: &Cmd) -> Option<Response> 
     Some(finish(td, resp))
 }
 
-fn finish(td: &TgtDev, mut r: Response) -> Response {
-    if r.sense.is_some() {
-        r.descriptor_sense = td.device.dev.descriptor_sense();
-    }
-    r
+fn finish(td: &TgtDev, r: Response) -> Response {
+    crate::error::in_device_format(td.device.dev.as_ref(), r)
 }
 
 /// SPC-2 RESERVE(6)/(10): third-party and extent reservations are not supported.

@@ -80,7 +80,7 @@ impl Fixture {
     /// A session on target port `port` (1-based), its POWER ON UA already consumed.
     fn session(&self, port: usize, name: &str, isid: [u8; 6]) -> (Arc<Session>, Arc<Events>) {
         let ev = Arc::new(Events::default());
-        let tid = TransportId {
+        let tid = TransportId::Iscsi {
             name: name.to_string(),
             isid: Some(isid),
         };
@@ -506,10 +506,7 @@ fn register_with_spec_i_pt_and_all_tg_pt() {
     }]));
     good(run(&a, &prout_cdb(sa_out::REGISTER, 0, l.len() as u32), &l));
     let regs = f.dev.pr_state().registrants;
-    let mut who: Vec<(String, u16)> = regs
-        .iter()
-        .map(|r| (r.tid.name.clone(), r.rel_tgt_id))
-        .collect();
+    let mut who: Vec<(String, u16)> = regs.iter().map(|r| (r.tid.name(), r.rel_tgt_id)).collect();
     who.sort();
     assert_eq!(
         who,

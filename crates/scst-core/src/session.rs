@@ -12,13 +12,10 @@ use scsi_wire::lun::encode_lun;
 use scsi_wire::Sense;
 
 use crate::cmd::{Cmd, ExecMode, Response};
+use crate::core_cmds::{self, Owner};
 use crate::device::CmdCtx;
 use crate::registry::DeviceEntry;
 use crate::target::{LunEntry, LunSet, Target};
-
-const INQUIRY: u8 = 0x12;
-const REQUEST_SENSE: u8 = 0x03;
-const REPORT_LUNS: u8 = 0xA0;
 
 /// How the core reaches a session's transport for effects that originate elsewhere
 /// (another initiator's LUN RESET, a management force_close).
@@ -200,26 +197,7 @@ pub enum TmfStatus {
     Rejected,
 }
 
-/// The initiator port of an I_T nexus (SPC-4 7.6.4 TransportID). For iSCSI the
-/// port is the initiator name plus the session's ISID.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct TransportId {
-    pub name: String,
-    pub isid: Option<[u8; 6]>,
-}
-
-impl TransportId {
-    /// The iSCSI initiator port name, `<name>,i,0x<isid>` (RFC 7143 4.4.3).
-    pub fn port_name(&self) -> String {
-        match self.isid {
-            Some(i) => format!(
-                "{},i,0x{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
-                self.name, i[0], i[1], i[2], i[3], i[4], i[5]
-            ),
-            None => self.name.clone(),
-        }
-    }
-}
+pub use crate::transport_id::TransportId;
 
 pub struct Session {
     pub id: u64,
@@ -304,16 +282,20 @@ impl Session {
         &self.events
     }
 
-    /// LUN translation and the checks that come before execution (spec 4.1 steps 1-3).
+    /// LUN translation and the checks made when a task becomes enabled (spec 4.1
+    /// steps 1-3): unit attention, ALUA state, SPC-2 and persistent reservations. The
+    /// commands the core answers itself (the `core_cmds` table) are answered here,
+    /// except those that block, which [`Session::execute`] runs. Target drivers do not
+    /// call it: [`crate::lifecycle::Nexus`] does, when the task becomes enabled.
     pub fn route(&self, cmd: &Cmd) -> Route {
         self.stats.count(cmd);
         let table = self.luns.load();
-        let op = cmd.cdb.opcode();
         let Some(td) = table.get(cmd.lun) else {
             return Route::Done(self.unknown_lun(cmd, &table));
         };
-        match op {
-            REPORT_LUNS => {
+        let core = core_cmds::lookup(&cmd.cdb);
+        match core.owner {
+            Owner::ReportLuns => {
                 // The LUN inventory is reported once for the whole session, so the
                 // REPORTED LUNS DATA HAS CHANGED queued on each of its LUNs goes.
                 for t in &table.entries {
@@ -321,20 +303,18 @@ impl Session {
                 }
                 return Route::Done(self.report_luns(cmd, &table));
             }
-            REQUEST_SENSE => {
+            Owner::RequestSense => {
                 // A pending UA first; else the device's own state (a format or sanitize
                 // in progress with its progress indication), else NO SENSE.
                 let sense = td.take_ua().or_else(|| td.device.dev.pending_sense());
                 return Route::Done(request_sense(cmd, sense));
             }
-            INQUIRY => {}
-            _ => {
+            _ if core.reports_ua => {
                 if let Some(ua) = td.take_ua() {
-                    let mut r = Response::check(ua);
-                    r.descriptor_sense = td.device.dev.descriptor_sense();
-                    return Route::Done(r);
+                    return Route::Done(Self::device_check(td, ua));
                 }
             }
+            _ => {}
         }
         // ALUA state filter (spec 5.4). It comes after the reservation checks (spec 4.1),
         // except for the commands the reservation gate executes itself, which must
@@ -345,7 +325,7 @@ impl Session {
             .view(&self.target)
             .and_then(|v| crate::alua::filter(v.state, &cmd.cdb));
         if let Some(sense) = alua_reject {
-            if crate::alua::executed_by_reservation_gate(op) {
+            if core.owner == Owner::Reservation {
                 return Route::Done(Self::device_check(td, sense));
             }
         }
@@ -356,17 +336,15 @@ impl Session {
         if let Some(sense) = alua_reject {
             return Route::Done(Self::device_check(td, sense));
         }
-        if op == scsi_wire::opcode::MAINTENANCE_IN
-            && cmd.cdb.len() > 1
-            && cmd.cdb[1] & 0x1F == crate::alua::SA_REPORT_TARGET_PORT_GROUPS
-        {
-            return Route::Done(crate::alua::report_target_port_groups(&td.device, cmd));
+        match core.owner {
+            Owner::ReportTargetPortGroups => {
+                Route::Done(crate::alua::report_target_port_groups(&td.device, cmd))
+            }
+            Owner::ReceiveCopyResults => {
+                Route::Done(crate::copy::receive_copy_results(self, td, cmd))
+            }
+            _ => Route::Device(td.clone()),
         }
-        // The copy manager's results need no device and never block.
-        if op == scsi_wire::opcode::RECEIVE_COPY_RESULTS {
-            return Route::Done(crate::copy::receive_copy_results(self, td, cmd));
-        }
-        Route::Device(td.clone())
     }
 
     /// CHECK CONDITION in the device's sense format.
@@ -378,15 +356,12 @@ impl Session {
 
     /// Run a routed command on its device. `None`: the device would block in Inline mode.
     pub fn execute(&self, td: &TgtDev, cmd: &mut Cmd, mode: ExecMode) -> Option<Response> {
-        // The copy manager runs EXTENDED COPY itself, on the I/O thread (it blocks on
-        // the copy targets).
-        if cmd.cdb.opcode() == scsi_wire::opcode::EXTENDED_COPY {
-            return crate::copy::extended_copy(self, td, cmd, mode);
-        }
-        // A PR OUT reaches here only when its state goes to the APTPL file (the
-        // reservation gate answers the others in `route`): the core runs it, blocking.
-        if cmd.cdb.opcode() == scsi_wire::opcode::PERSISTENT_RESERVE_OUT {
-            return crate::reservation::execute_durable(self, td, cmd, mode);
+        match core_cmds::lookup(&cmd.cdb).owner {
+            Owner::ExtendedCopy => return crate::copy::extended_copy(self, td, cmd, mode),
+            // Only a PR OUT whose state goes to the APTPL file gets here (the
+            // reservation gate answers the others in `route`): it runs blocking.
+            Owner::Reservation => return crate::reservation::execute_durable(self, td, cmd, mode),
+            _ => {}
         }
         // What the CDB transfers, for the transport's residual. The data-out buffer
         // stays as the initiator sent it: a device writes only what it received (SBC
@@ -404,19 +379,45 @@ impl Session {
         let r = td.device.dev.execute(&ctx, cmd, mode);
         td.active.fetch_sub(1, Ordering::Relaxed);
         let mut r = r?;
-        self.stats.count_result(&r);
         r.data_out_len = data_out_len;
+        if r.resume.is_none() {
+            self.finish_response(td, &mut r);
+        }
+        Some(r)
+    }
+
+    /// Run the rest of a command that stopped in Inline mode ([`Response::resume`]),
+    /// on an I/O thread. `placeholder` is the response that carried it.
+    pub fn resume(&self, td: &TgtDev, cmd: &mut Cmd, placeholder: Response) -> Response {
+        let Some(rest) = placeholder.resume else {
+            return placeholder;
+        };
+        td.active.fetch_add(1, Ordering::Relaxed);
+        let mut r = rest.run(cmd);
+        td.active.fetch_sub(1, Ordering::Relaxed);
+        r.data_out_len = placeholder.data_out_len;
+        self.finish_response(td, &mut r);
+        r
+    }
+
+    /// What the core adds to every device response: statistics, the sense format.
+    fn finish_response(&self, td: &TgtDev, r: &mut Response) {
+        self.stats.count_result(r);
         if r.sense.is_some() {
             r.descriptor_sense = td.device.dev.descriptor_sense();
         }
-        Some(r)
     }
 
     /// Commands to a LUN this session does not have (spec 4.1 step 1).
     fn unknown_lun(&self, cmd: &Cmd, table: &LunTable) -> Response {
         let cdb = &cmd.cdb;
-        match cdb.opcode() {
-            INQUIRY if cdb.len() >= 5 && cdb[1] & 0x03 == 0 => {
+        match core_cmds::lookup(cdb).owner {
+            // Standard INQUIRY data of a LUN nobody is at; VPD pages fail below.
+            Owner::Device
+                if cdb.opcode() == scsi_wire::opcode::INQUIRY
+                    && cdb.len() >= 5
+                    && cdb[1] & 0x03 == 0 =>
+            {
                 let alloc = u16::from_be_bytes([cdb[3], cdb[4]]) as usize;
                 let mut d = vec![0u8; 36];
                 d[0] = 0x7F; // peripheral qualifier 3: no LU at this LUN; type 1Fh
@@ -427,8 +428,8 @@ impl Session {
                 d[16..32].copy_from_slice(b"Virtual LUN     ");
                 Response::data_alloc(d, alloc)
             }
-            REPORT_LUNS => self.report_luns(cmd, table),
-            REQUEST_SENSE => {
+            Owner::ReportLuns => self.report_luns(cmd, table),
+            Owner::RequestSense => {
                 let desc = cdb.len() > 1 && cdb[1] & 1 != 0;
                 let alloc = cdb.get(4).copied().unwrap_or(0) as usize;
                 Response::data_alloc(Sense::LUN_NOT_SUPPORTED.encode(desc), alloc)
@@ -549,6 +550,6 @@ fn request_sense(cmd: &Cmd, sense: Option<Sense>) -> Response {
     }
     let desc = cdb[1] & 1 != 0;
     let alloc = cdb[4] as usize;
-    let sense = sense.unwrap_or(Sense::new(0, 0, 0));
+    let sense = sense.unwrap_or(Sense::NO_SENSE);
     Response::data_alloc(sense.encode(desc), alloc)
 }

@@ -52,13 +52,19 @@ impl<T> TaskSet<T> {
         }
     }
 
-    /// A released task finished. Returns the held tasks that may start now, in order.
-    pub fn complete(&mut self, attr: TaskAttr) -> Vec<T> {
+    /// A released task finished. The held tasks that may start now join `ready`, in
+    /// order.
+    pub fn complete(&mut self, attr: TaskAttr, ready: &mut VecDeque<T>) {
         self.running = self.running.saturating_sub(1);
         if attr == TaskAttr::Ordered {
             self.ordered_running = false;
         }
-        let mut ready = Vec::new();
+        self.release(ready);
+    }
+
+    /// Start the held tasks at the front that ordering allows (after a completion, or
+    /// after a held task was removed), appending them to `ready`.
+    pub fn release(&mut self, ready: &mut VecDeque<T>) {
         while let Some((front_attr, _)) = self.held.front() {
             let ok = match front_attr {
                 TaskAttr::Ordered => self.running == 0,
@@ -67,14 +73,15 @@ impl<T> TaskSet<T> {
             if !ok {
                 break;
             }
-            let (a, t) = self.held.pop_front().expect("front exists");
+            let Some((a, t)) = self.held.pop_front() else {
+                break;
+            };
             self.start(a);
-            ready.push(t);
+            ready.push_back(t);
             if a == TaskAttr::Ordered {
                 break;
             }
         }
-        ready
     }
 
     /// Remove held (not yet started) tasks matching `pred`, e.g. for an abort.
@@ -102,6 +109,12 @@ mod tests {
     use super::*;
     use TaskAttr::*;
 
+    fn done(ts: &mut TaskSet<i32>, attr: TaskAttr) -> Vec<i32> {
+        let mut ready = VecDeque::new();
+        ts.complete(attr, &mut ready);
+        ready.into()
+    }
+
     #[test]
     fn simple_tasks_run_concurrently() {
         let mut ts = TaskSet::default();
@@ -117,10 +130,10 @@ mod tests {
         assert_eq!(ts.admit(Simple, 3), None);
         // HEAD OF QUEUE jumps the queue.
         assert_eq!(ts.admit(HeadOfQueue, 4), Some(4));
-        assert!(ts.complete(HeadOfQueue).is_empty());
-        assert_eq!(ts.complete(Simple), vec![2]);
-        assert_eq!(ts.complete(Ordered), vec![3]);
-        assert!(ts.complete(Simple).is_empty());
+        assert!(done(&mut ts, HeadOfQueue).is_empty());
+        assert_eq!(done(&mut ts, Simple), vec![2]);
+        assert_eq!(done(&mut ts, Ordered), vec![3]);
+        assert!(done(&mut ts, Simple).is_empty());
         assert!(ts.is_idle());
     }
 
@@ -131,6 +144,6 @@ mod tests {
         ts.admit(Simple, 2);
         ts.admit(Simple, 3);
         assert_eq!(ts.remove_held(|t| *t == 2), vec![2]);
-        assert_eq!(ts.complete(Ordered), vec![3]);
+        assert_eq!(done(&mut ts, Ordered), vec![3]);
     }
 }

@@ -1,28 +1,34 @@
 //! The full-feature phase of one normal-session connection (RFC 7143 ERL 0): SCSI
 //! commands with immediate, unsolicited and R2T-solicited data, Data-In with status
 //! folded into the last PDU, the CmdSN window, NOP keep-alive, task management and
-//! logout. One tokio task owns the connection; commands that may block run on the
-//! core's I/O pool and come back through a channel, so no lock guards the connection.
+//! logout.
+//!
+//! Only iSCSI lives here. A command whose data-out is in goes to the core's
+//! [`Nexus`], which runs its lifecycle (LUN lookup, task set, checks, execution,
+//! completion) and TMFs; the connection drains the nexus's events into PDUs. One tokio
+//! task owns the connection and its nexus; commands that finish elsewhere (the I/O
+//! pool, an asynchronous engine) come back through a channel, so no lock guards
+//! either.
 
-use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+mod command;
+mod response;
+mod tmf;
+
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use iscsi_wire::bhs::task_attr;
-use iscsi_wire::pdu::{self, reject_reason, tmf_function, tmf_response, Residual, TargetSn};
+use iscsi_wire::pdu::{self, reject_reason, TargetSn};
 use iscsi_wire::{Bhs, Opcode, RESERVED_TAG};
-use scsi_wire::{status, Sense};
-use scst_core::{
-    Cdb, Cmd, DeviceEntry, ExecMode, Response, Route, Session, TaskAttr, TaskSet, TgtDev,
-};
+use scst_core::{CompletionQueue, DeviceEntry, IntMap, Nexus, Response, Session};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use crate::io::{Pdu, PduReader, PduWriter, RecvError};
 use crate::params::ConnParams;
+use command::{Incoming, Task};
 
 /// Largest Expected Data Transfer Length we buffer for one write. Block Limits
 /// advertise 8 MiB transfers; this leaves room without letting one PDU claim gigabytes.
@@ -52,36 +58,6 @@ pub(crate) fn charged_bytes() -> usize {
     CHARGED_BYTES.load(Ordering::Relaxed)
 }
 
-/// A hasher for the per-command maps keyed by ITT and LUN. The keys come from the
-/// initiator but only index that initiator's own session, whose size the CmdSN window
-/// bounds, so colliding keys can slow nothing but the session that chose them. The
-/// default SipHash would cost a few percent of the per-command CPU for no gain; a
-/// multiplicative hash spreads sequential ITTs well.
-#[derive(Default)]
-struct IntHasher(u64);
-
-impl Hasher for IntHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-    fn write_u32(&mut self, n: u32) {
-        self.write_u64(n as u64);
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-type IntMap<K, V> = HashMap<K, V, BuildHasherDefault<IntHasher>>;
-
-/// ABORTED COMMAND / DATA PHASE ERROR: the command's data transfer went wrong.
-const DATA_PHASE_ERROR: Sense = Sense::new(scsi_wire::sense::key::ABORTED_COMMAND, 0x4B, 0x00);
-
 /// Messages from outside the connection task.
 pub enum ConnEvent {
     /// Another nexus reset or cleared a device's task set: drop our tasks on it.
@@ -90,78 +66,20 @@ pub enum ConnEvent {
     Close,
 }
 
-/// A command finished on an I/O thread.
+/// A command finished off the connection's thread (I/O pool, asynchronous engine).
 struct Completion {
-    itt: u32,
+    tag: u64,
     resp: Response,
 }
 
-/// Where a task is in its life.
-enum Phase {
-    /// Collecting write data; the command is not yet in its task set.
-    ReceivingData(Cmd),
-    /// Waiting in its task set behind an ORDERED task.
-    Held(Cmd),
-    /// Executing (inline or on an I/O thread).
-    Running,
-}
+/// The core's way back into the connection task for commands that finished elsewhere.
+struct DoneQueue(mpsc::UnboundedSender<Completion>);
 
-struct Task {
-    lun: u64,
-    lun_raw: [u8; 8],
-    attr: TaskAttr,
-    edtl: u32,
-    read: bool,
-    write: bool,
-    /// Admitted to its task set (which must hear of its completion).
-    in_task_set: bool,
-    phase: Phase,
-    /// Data-out bytes received so far.
-    received: u32,
-    /// The initiator will send no more unsolicited data.
-    unsolicited_done: bool,
-    /// Next offset to request with an R2T, and R2Ts outstanding: (TTT, end offset,
-    /// DataSN expected next in that sequence).
-    next_r2t_offset: u32,
-    r2ts: Vec<(u32, u32, u32)>,
-    /// DataSN expected next in the unsolicited sequence.
-    unsolicited_data_sn: u32,
-    r2t_sn: u32,
-    /// A data digest failed for this command's data: fail it once the data is in.
-    crc_error: bool,
-    aborted: bool,
-    device: Option<Arc<DeviceEntry>>,
-    /// Data bytes charged to the connection's budget for this command.
-    charged: u32,
-    /// Waiting in `budget_waiters`: no R2Ts, no execution until charged.
-    budget_wait: bool,
-}
-
-impl Task {
-    /// What the command's data buffer may grow to: written data, or the data-in the
-    /// initiator can take (devices produce at most their transfer limit).
-    fn data_need(&self) -> u32 {
-        if self.write || self.read {
-            self.edtl.min(MAX_WRITE_BUFFER)
-        } else {
-            0
-        }
+impl CompletionQueue for DoneQueue {
+    fn push(&self, tag: u64, resp: Response) {
+        // The connection may be gone; then nobody wants the result.
+        let _ = self.0.send(Completion { tag, resp });
     }
-}
-
-impl Drop for Task {
-    fn drop(&mut self) {
-        LIVE_TASKS.fetch_sub(1, Ordering::Relaxed);
-        if self.charged > 0 {
-            CHARGED_BYTES.fetch_sub(self.charged as usize, Ordering::Relaxed);
-        }
-    }
-}
-
-/// A task management response waiting for aborted tasks to finish executing.
-struct PendingTmf {
-    itt: u32,
-    waiting: Vec<u32>,
 }
 
 pub struct Conn {
@@ -169,36 +87,41 @@ pub struct Conn {
     p: ConnParams,
     stat_sn: u32,
     exp_cmd_sn: u32,
-    tasks: IntMap<u32, Task>,
-    task_sets: IntMap<u64, TaskSet<u32>>,
-    pending_tmfs: Vec<PendingTmf>,
+    /// Commands still collecting data-out, by ITT: the core has not seen them.
+    incoming: IntMap<u32, Incoming>,
+    /// The core's side of the session: submitted commands, task sets, TMFs.
+    nexus: Nexus<Task>,
     next_ttt: u32,
-    done_tx: mpsc::UnboundedSender<Completion>,
     out: PduWriter,
     /// Outstanding target NOP-In ping: (TTT, when sent).
     nop_outstanding: Option<(u32, tokio::time::Instant)>,
     logged_out: bool,
-    /// Bytes charged by this connection's tasks (at most DATA_BUDGET, or one task's).
+    /// Bytes charged by this connection's commands (at most DATA_BUDGET, or one's).
     charged: usize,
-    /// Tasks waiting for budget, oldest first (may name tasks since gone).
+    /// Commands waiting for budget, oldest first (may name commands since gone).
     budget_waiters: VecDeque<u32>,
 }
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        // Tasks still held when the connection ends go with it.
-        self.session.stats.cmds_done(self.tasks.len());
+        // Commands still held when the connection ends go with it.
+        self.session.stats.cmds_done(self.outstanding());
     }
 }
 
 impl Conn {
+    /// Commands the connection holds, whether collecting data or in the core.
+    fn outstanding(&self) -> usize {
+        self.incoming.len() + self.nexus.len()
+    }
+
     fn sn(&self) -> TargetSn {
         // The window shrinks by the commands we hold so that a fast initiator cannot
         // make us queue without bound.
         let free = self
             .p
             .queued_commands
-            .saturating_sub(self.tasks.len() as u32);
+            .saturating_sub(self.outstanding() as u32);
         TargetSn {
             stat_sn: self.stat_sn,
             exp_cmd_sn: self.exp_cmd_sn,
@@ -286,474 +209,6 @@ impl Conn {
         true
     }
 
-    fn on_scsi_command(&mut self, pdu: Pdu) -> Result<(), String> {
-        let bhs = pdu.bhs;
-        if !self.accept_cmd_sn(&bhs) {
-            return Ok(());
-        }
-        let itt = bhs.itt();
-        if itt == RESERVED_TAG || self.tasks.contains_key(&itt) {
-            self.reject(reject_reason::INVALID_PDU_FIELD, &bhs);
-            return Ok(());
-        }
-        if self.tasks.len() as u32 >= self.p.queued_commands.saturating_mul(2) {
-            // Only immediate commands get past a full CmdSN window; refuse them too
-            // beyond twice the window, so one initiator cannot queue without bound.
-            self.reject(reject_reason::OUT_OF_RESOURCES, &bhs);
-            return Ok(());
-        }
-        let (read, write) = (bhs.read_bit(), bhs.write_bit());
-        let edtl = bhs.exp_data_transfer_len();
-        let lun_raw = bhs.lun();
-        let lun = scsi_wire::lun::decode_lun(lun_raw);
-        let attr = match bhs.task_attr() {
-            task_attr::ORDERED => TaskAttr::Ordered,
-            task_attr::HEAD_OF_QUEUE => TaskAttr::HeadOfQueue,
-            task_attr::ACA => TaskAttr::Aca,
-            _ => TaskAttr::Simple,
-        };
-        // The CDB: 16 bytes in the BHS, more in an extended-CDB AHS.
-        let cdb = match iscsi_wire::frame::extended_cdb(&pdu.ahs) {
-            Ok(Some(tail)) => {
-                let mut v = bhs.cdb().to_vec();
-                v.extend_from_slice(tail);
-                Cdb::new(&v)
-            }
-            Ok(None) => Cdb::new(bhs.cdb()),
-            Err(_) => None,
-        };
-        let Some(cdb) = cdb else {
-            self.reject(reject_reason::INVALID_PDU_FIELD, &bhs);
-            return Ok(());
-        };
-        let imm = pdu.data.len() as u32;
-        if (read && write)
-            || (!write && imm > 0)
-            || imm > edtl
-            || (imm > 0 && !self.p.immediate_data)
-            || imm > self.p.first_burst_length
-        {
-            // Bidirectional commands are unsupported; data with a non-write, or more
-            // immediate data than announced, is a malformed PDU.
-            if read && write {
-                let sn_resp = Response::check(Sense::invalid_field_in_cdb(0, None));
-                self.tasks
-                    .insert(itt, self.new_task(lun, lun_raw, attr, edtl, false));
-                self.finish(itt, sn_resp);
-            } else {
-                self.reject(reject_reason::PROTOCOL_ERROR, &bhs);
-            }
-            return Ok(());
-        }
-        if write && edtl > MAX_WRITE_BUFFER {
-            self.tasks
-                .insert(itt, self.new_task(lun, lun_raw, attr, edtl, false));
-            self.finish(itt, Response::check(Sense::invalid_field_in_cdb(0, None)));
-            return Ok(());
-        }
-        let mut task = self.new_task(lun, lun_raw, attr, edtl, read);
-        task.write = write;
-        let granted = self.try_charge(&mut task);
-        let unsolicited_limit = if self.p.initial_r2t {
-            imm
-        } else {
-            edtl.min(self.p.first_burst_length)
-        };
-        let mut data_out = Vec::new();
-        if write && edtl > 0 {
-            // Without budget only the unsolicited part (at most FirstBurstLength) is
-            // buffered now; the rest waits for the budget before it is solicited.
-            let len = if granted { edtl } else { unsolicited_limit };
-            // Only the part the immediate data does not fill is zeroed (Data-Out PDUs
-            // overwrite it later): a write that arrives whole is copied once, with no
-            // memset before.
-            data_out = Vec::with_capacity(len as usize);
-            data_out.extend_from_slice(&pdu.data);
-            data_out.resize(len as usize, 0);
-        }
-        let cmd = Cmd {
-            cdb,
-            lun,
-            tag: itt as u64,
-            attr,
-            data_out,
-            expected_in: if read { edtl } else { 0 },
-        };
-        task.crc_error = !pdu.data_digest_ok;
-        task.received = imm;
-        // Unsolicited data ends with the command itself (F bit), or when InitialR2T=Yes.
-        task.unsolicited_done = !write || bhs.final_bit() || self.p.initial_r2t;
-        task.next_r2t_offset = if task.unsolicited_done {
-            imm
-        } else {
-            unsolicited_limit
-        };
-        task.phase = Phase::ReceivingData(cmd);
-        self.tasks.insert(itt, task);
-        if !granted {
-            self.budget_waiters.push_back(itt);
-        }
-        self.data_progress(itt);
-        Ok(())
-    }
-
-    /// Charge a new task's data to the connection's budget if it fits (or nothing else
-    /// holds any); false: it must wait, behind any task already waiting.
-    fn try_charge(&mut self, task: &mut Task) -> bool {
-        let need = task.data_need();
-        if need == 0 {
-            return true;
-        }
-        if !self.budget_waiters.is_empty() || !self.fits(need) {
-            task.budget_wait = true;
-            return false;
-        }
-        self.charge(task, need);
-        true
-    }
-
-    fn fits(&self, need: u32) -> bool {
-        self.charged == 0 || self.charged + need as usize <= DATA_BUDGET
-    }
-
-    fn charge(&mut self, task: &mut Task, need: u32) {
-        self.charged += need as usize;
-        CHARGED_BYTES.fetch_add(need as usize, Ordering::Relaxed);
-        task.charged = need;
-        task.budget_wait = false;
-    }
-
-    /// Let waiting tasks go, oldest first, while the budget allows.
-    fn pump_budget(&mut self) {
-        while let Some(&itt) = self.budget_waiters.front() {
-            let Some(mut task) = self.tasks.remove(&itt).filter(|t| t.budget_wait) else {
-                // Gone (aborted), or the ITT now names a newer task that never waited.
-                self.budget_waiters.pop_front();
-                continue;
-            };
-            let need = task.data_need();
-            if !self.fits(need) {
-                self.tasks.insert(itt, task);
-                break;
-            }
-            self.budget_waiters.pop_front();
-            self.charge(&mut task, need);
-            if let Phase::ReceivingData(cmd) = &mut task.phase {
-                if task.write {
-                    cmd.data_out.resize(task.edtl as usize, 0);
-                }
-            }
-            self.tasks.insert(itt, task);
-            self.data_progress(itt);
-        }
-    }
-
-    /// Forget a task, returning its budget.
-    fn remove_task(&mut self, itt: u32) -> Option<Task> {
-        let t = self.tasks.remove(&itt)?;
-        self.charged -= t.charged as usize;
-        self.session.stats.cmds_done(1);
-        Some(t)
-    }
-
-    fn new_task(&self, lun: u64, lun_raw: [u8; 8], attr: TaskAttr, edtl: u32, read: bool) -> Task {
-        LIVE_TASKS.fetch_add(1, Ordering::Relaxed);
-        self.session.stats.cmd_received();
-        Task {
-            lun,
-            lun_raw,
-            attr,
-            edtl,
-            read,
-            write: false,
-            in_task_set: false,
-            phase: Phase::Running,
-            received: 0,
-            unsolicited_done: true,
-            next_r2t_offset: 0,
-            r2ts: Vec::new(),
-            unsolicited_data_sn: 0,
-            r2t_sn: 0,
-            crc_error: false,
-            aborted: false,
-            device: None,
-            charged: 0,
-            budget_wait: false,
-        }
-    }
-
-    fn on_data_out(&mut self, pdu: Pdu) -> Result<(), String> {
-        let bhs = pdu.bhs;
-        let itt = bhs.itt();
-        let first_burst = self.p.first_burst_length;
-        let Some(task) = self.tasks.get_mut(&itt) else {
-            // Data for a task we already finished or aborted: nothing to do.
-            return Ok(());
-        };
-        let Phase::ReceivingData(cmd) = &mut task.phase else {
-            return Ok(());
-        };
-        let off = bhs.buffer_offset() as u64;
-        let len = pdu.data.len() as u64;
-        let ttt = bhs.ttt();
-        let in_range = off + len <= cmd.data_out.len() as u64;
-        let unsolicited_ok =
-            ttt != RESERVED_TAG || (!task.unsolicited_done && off + len <= first_burst as u64);
-        let r2t = (ttt != RESERVED_TAG)
-            .then(|| task.r2ts.iter().position(|(t, _, _)| *t == ttt))
-            .flatten();
-        if !in_range || !unsolicited_ok || (ttt != RESERVED_TAG && r2t.is_none()) {
-            self.reject(reject_reason::PROTOCOL_ERROR, &bhs);
-            return Ok(());
-        }
-        // ERL 0 cannot recover a lost or reordered Data-Out, but the damage is this
-        // command's alone: it fails with DATA PHASE ERROR and the rest of its data is
-        // ignored, while the connection and the other commands carry on.
-        let expected_sn = match r2t {
-            Some(i) => &mut task.r2ts[i].2,
-            None => &mut task.unsolicited_data_sn,
-        };
-        if bhs.data_sn() != *expected_sn {
-            log::info!(
-                "{}: Data-Out DataSN {} where {} was expected: command failed",
-                self.session.initiator_name,
-                bhs.data_sn(),
-                expected_sn
-            );
-            self.finish(itt, Response::check(DATA_PHASE_ERROR));
-            return Ok(());
-        }
-        *expected_sn += 1;
-        cmd.data_out[off as usize..(off + len) as usize].copy_from_slice(&pdu.data);
-        task.received = task.received.saturating_add(len as u32);
-        task.crc_error |= !pdu.data_digest_ok;
-        if bhs.final_bit() {
-            match r2t {
-                Some(i) => {
-                    task.r2ts.swap_remove(i);
-                }
-                None => {
-                    // The initiator may stop short of FirstBurstLength; solicit the
-                    // rest from where its unsolicited data ended.
-                    task.unsolicited_done = true;
-                    task.next_r2t_offset = task.received;
-                }
-            }
-        }
-        self.data_progress(itt);
-        Ok(())
-    }
-
-    /// After data arrived: start the command when all is in, else ask for more.
-    fn data_progress(&mut self, itt: u32) {
-        let (max_burst, max_r2t) = (self.p.max_burst_length, self.p.max_outstanding_r2t);
-        let mut new_r2ts = Vec::new();
-        let Some(task) = self.tasks.get_mut(&itt) else {
-            return;
-        };
-        if task.budget_wait {
-            return;
-        }
-        if !task.write || task.received >= task.edtl {
-            let Phase::ReceivingData(cmd) = std::mem::replace(&mut task.phase, Phase::Running)
-            else {
-                return;
-            };
-            if task.crc_error {
-                self.finish(itt, Response::check(Sense::CRC_ERROR));
-                return;
-            }
-            self.admit(itt, cmd);
-            return;
-        }
-        if !task.unsolicited_done {
-            return;
-        }
-        while task.r2ts.len() < max_r2t as usize && task.next_r2t_offset < task.edtl {
-            let off = task.next_r2t_offset;
-            let len = (task.edtl - off).min(max_burst);
-            let ttt = self.next_ttt;
-            self.next_ttt = self.next_ttt.wrapping_add(1);
-            if self.next_ttt == RESERVED_TAG {
-                self.next_ttt = 0;
-            }
-            task.r2ts.push((ttt, off + len, 0));
-            task.next_r2t_offset += len;
-            new_r2ts.push((task.lun_raw, ttt, task.r2t_sn, off, len));
-            task.r2t_sn += 1;
-        }
-        for (lun, ttt, r2t_sn, off, len) in new_r2ts {
-            let b = pdu::r2t(lun, itt, ttt, r2t_sn, off, len, self.sn());
-            self.out.push(b, None);
-        }
-    }
-
-    /// Enter the task set; run now if ordering allows.
-    fn admit(&mut self, itt: u32, cmd: Cmd) {
-        let Some(task) = self.tasks.get_mut(&itt) else {
-            return;
-        };
-        let ts = self.task_sets.entry(task.lun).or_default();
-        task.in_task_set = true;
-        match ts.admit(task.attr, itt) {
-            Some(_) => self.dispatch(itt, cmd),
-            None => task.phase = Phase::Held(cmd),
-        }
-    }
-
-    /// Route through the core and execute: inline when the device can, else on the
-    /// I/O pool.
-    fn dispatch(&mut self, itt: u32, mut cmd: Cmd) {
-        let td: Arc<TgtDev> = match self.session.route(&cmd) {
-            Route::Done(resp) => {
-                self.finish(itt, resp);
-                return;
-            }
-            Route::Device(td) => td,
-        };
-        if let Some(t) = self.tasks.get_mut(&itt) {
-            t.device = Some(td.device.clone());
-            t.phase = Phase::Running;
-        }
-        if let Some(mut resp) = self.session.execute(&td, &mut cmd, ExecMode::Inline) {
-            if let Some(d) = resp.deferred.take() {
-                // Started asynchronously: the device completes it from another
-                // thread, through the same channel as the I/O pool.
-                let data_out_len = resp.data_out_len;
-                let done = self.done_tx.clone();
-                d.on_complete(move |mut resp| {
-                    resp.data_out_len = data_out_len;
-                    let _ = done.send(Completion { itt, resp });
-                });
-                return;
-            }
-            self.finish(itt, resp);
-            return;
-        }
-        let session = self.session.clone();
-        let done = self.done_tx.clone();
-        self.p.scst.io_pool.spawn(move || {
-            let resp = session
-                .execute(&td, &mut cmd, ExecMode::Blocking)
-                .unwrap_or_else(|| Response::check(Sense::INTERNAL_FAILURE));
-            // The connection may be gone; then nobody wants the result.
-            let _ = done.send(Completion { itt, resp });
-        });
-    }
-
-    /// A task is done: release its task-set successors, answer it unless aborted, and
-    /// answer task management requests that waited for it.
-    fn finish(&mut self, itt: u32, resp: Response) {
-        let Some(task) = self.remove_task(itt) else {
-            return;
-        };
-        if let Some(ts) = self
-            .task_sets
-            .get_mut(&task.lun)
-            .filter(|_| task.in_task_set)
-        {
-            let ready = ts.complete(task.attr);
-            for r in ready {
-                if let Some(Phase::Held(cmd)) = self
-                    .tasks
-                    .get_mut(&r)
-                    .map(|t| std::mem::replace(&mut t.phase, Phase::Running))
-                {
-                    self.dispatch(r, cmd);
-                }
-            }
-        }
-        if !task.aborted {
-            self.send_response(itt, &task, resp);
-        }
-        self.tmf_task_done(itt);
-    }
-
-    fn send_response(&mut self, itt: u32, task: &Task, resp: Response) {
-        let produced = resp.data_len() as u32;
-        // Data-In carries at most what the initiator expects; the rest is a residual.
-        let send = if task.read {
-            produced.min(task.edtl)
-        } else {
-            0
-        };
-        let residual = if task.read {
-            Residual::compute(task.edtl, produced)
-        } else if produced > 0 {
-            Residual::Overflow(produced)
-        } else if let Some(needed) = resp.data_out_len {
-            Residual::compute(task.edtl, needed)
-        } else {
-            Residual::None
-        };
-        let good = resp.status == status::GOOD && resp.sense.is_none();
-        let mut data_sn = 0u32;
-        if send > 0 {
-            let mut data = match resp.static_data {
-                Some(b) => Bytes::from_static(b),
-                None => Bytes::from(resp.data),
-            };
-            data.truncate(send as usize);
-            let seg = self.p.max_xmit_data_segment_length.max(512);
-            let burst = self.p.max_burst_length.max(seg);
-            let mut off = 0u32;
-            while off < send {
-                let n = (send - off).min(seg);
-                let last = off + n == send;
-                // F closes each MaxBurstLength sequence (RFC 7143 11.7.1).
-                let burst_end = (off + n).is_multiple_of(burst);
-                let with_status = last && good;
-                let sn = if with_status {
-                    self.sn_advance()
-                } else {
-                    self.sn()
-                };
-                let b = pdu::data_in(&pdu::DataIn {
-                    lun: task.lun_raw,
-                    itt,
-                    data_sn,
-                    buffer_offset: off,
-                    data_len: n,
-                    final_pdu: last || burst_end,
-                    status: with_status.then_some(resp.status),
-                    residual,
-                    sn,
-                });
-                // The last piece takes the buffer itself: slicing a Bytes made from a
-                // Vec allocates a shared header, which a one-PDU read (the 4 KiB
-                // case) never needs.
-                let piece = if last {
-                    std::mem::take(&mut data)
-                } else {
-                    data.split_to(n as usize)
-                };
-                self.out.push(b, Some(piece));
-                data_sn += 1;
-                off += n;
-            }
-            if good {
-                return;
-            }
-        }
-        let sense = resp.sense.map(|s| s.encode(resp.descriptor_sense));
-        let mut seg = Vec::new();
-        if let Some(s) = &sense {
-            pdu::encode_sense_segment(s, &mut seg);
-        }
-        let sn = self.sn_advance();
-        let b = pdu::scsi_response(
-            itt,
-            pdu::scsi_response::COMMAND_COMPLETED,
-            resp.status,
-            residual,
-            data_sn,
-            sn,
-            seg.len() as u32,
-        );
-        self.out
-            .push(b, (!seg.is_empty()).then(|| Bytes::from(seg)));
-    }
-
     fn on_nop_out(&mut self, pdu: Pdu) -> Result<(), String> {
         let bhs = pdu.bhs;
         if bhs.ttt() != RESERVED_TAG {
@@ -828,164 +283,15 @@ impl Conn {
         self.out.push(b, Some(Bytes::from(data)));
     }
 
-    // ---------------------------------------------------------------- task management
-
-    fn on_tmf(&mut self, pdu: Pdu) {
-        let bhs = pdu.bhs;
-        if !self.accept_cmd_sn(&bhs) {
-            return;
-        }
-        let lun = scsi_wire::lun::decode_lun(bhs.lun());
-        let func = bhs.tmf_function();
-        let lun_known = self.session.luns().get(lun).is_some();
-        let mut waiting = Vec::new();
-        let response = match func {
-            tmf_function::ABORT_TASK => {
-                let rtt = bhs.ref_task_tag();
-                match self.tasks.get(&rtt) {
-                    Some(t) if t.lun == lun => {
-                        self.abort_task(rtt, &mut waiting);
-                        tmf_response::COMPLETE
-                    }
-                    Some(_) => tmf_response::TASK_DOES_NOT_EXIST,
-                    // Never received but inside the window and before this request
-                    // (RFC 7143 11.6.1 b): consider it received, and aborted.
-                    None if !sn_lt(bhs.ref_cmd_sn(), self.exp_cmd_sn)
-                        && (sn_lt(bhs.ref_cmd_sn(), bhs.cmd_sn())
-                            || bhs.ref_cmd_sn() == bhs.cmd_sn()) =>
-                    {
-                        tmf_response::COMPLETE
-                    }
-                    // Received and already answered (its CmdSN is below the window):
-                    // the task completed, there is nothing to abort (11.6.1 c).
-                    None => tmf_response::TASK_DOES_NOT_EXIST,
-                }
-            }
-            tmf_function::ABORT_TASK_SET | tmf_function::CLEAR_TASK_SET if !lun_known => {
-                tmf_response::LUN_DOES_NOT_EXIST
-            }
-            tmf_function::ABORT_TASK_SET => {
-                self.abort_where(|t| t.lun == lun, &mut waiting);
-                tmf_response::COMPLETE
-            }
-            tmf_function::CLEAR_TASK_SET => {
-                let _ = self.session.clear_task_set(lun);
-                self.abort_where(|t| t.lun == lun, &mut waiting);
-                tmf_response::COMPLETE
-            }
-            tmf_function::CLEAR_ACA => tmf_response::COMPLETE,
-            tmf_function::LOGICAL_UNIT_RESET => match self.session.lun_reset(lun) {
-                Ok(dev) => {
-                    self.abort_where(
-                        |t| t.device.as_ref().is_some_and(|d| Arc::ptr_eq(d, &dev)) || t.lun == lun,
-                        &mut waiting,
-                    );
-                    tmf_response::COMPLETE
-                }
-                Err(_) => tmf_response::LUN_DOES_NOT_EXIST,
-            },
-            tmf_function::TARGET_WARM_RESET | tmf_function::TARGET_COLD_RESET => {
-                self.session.target_reset();
-                self.abort_where(|_| true, &mut waiting);
-                if func == tmf_function::TARGET_COLD_RESET {
-                    // Cold reset drops the connection after the response.
-                    self.logged_out = true;
-                }
-                tmf_response::COMPLETE
-            }
-            tmf_function::TASK_REASSIGN => tmf_response::ALLEGIANCE_REASSIGNMENT_UNSUPPORTED,
-            _ => tmf_response::NOT_SUPPORTED,
-        };
-        if waiting.is_empty() || response != tmf_response::COMPLETE {
-            let sn = self.sn_advance();
-            self.out
-                .push(pdu::tmf_response(bhs.itt(), response, sn), None);
-        } else {
-            self.pending_tmfs.push(PendingTmf {
-                itt: bhs.itt(),
-                waiting,
-            });
-        }
-    }
-
-    fn abort_where(&mut self, pred: impl Fn(&Task) -> bool, waiting: &mut Vec<u32>) {
-        let itts: Vec<u32> = self
-            .tasks
-            .iter()
-            .filter(|(_, t)| pred(t))
-            .map(|(i, _)| *i)
-            .collect();
-        for itt in itts {
-            self.abort_task(itt, waiting);
-        }
-    }
-
-    /// Abort one task: not yet running -> gone now; running -> its result is dropped
-    /// when it completes, and `waiting` records it so the TMF answers after that.
-    fn abort_task(&mut self, itt: u32, waiting: &mut Vec<u32>) {
-        let Some(task) = self.tasks.get_mut(&itt) else {
-            return;
-        };
-        task.aborted = true;
-        match task.phase {
-            Phase::Running => {
-                // Lets a command that waits on work outliving it (a sanitize) end.
-                if let Some(d) = &task.device {
-                    d.dev.abort_running();
-                }
-                waiting.push(itt)
-            }
-            Phase::Held(_) => {
-                let lun = task.lun;
-                self.remove_task(itt);
-                if let Some(ts) = self.task_sets.get_mut(&lun) {
-                    ts.remove_held(|t| *t == itt);
-                }
-            }
-            Phase::ReceivingData(_) => {
-                self.remove_task(itt);
-            }
-        }
-    }
-
-    fn tmf_task_done(&mut self, itt: u32) {
-        let mut ready = Vec::new();
-        for p in &mut self.pending_tmfs {
-            p.waiting.retain(|w| *w != itt);
-            if p.waiting.is_empty() {
-                ready.push(p.itt);
-            }
-        }
-        if ready.is_empty() {
-            return;
-        }
-        self.pending_tmfs.retain(|p| !p.waiting.is_empty());
-        for tmf_itt in ready {
-            let sn = self.sn_advance();
-            self.out
-                .push(pdu::tmf_response(tmf_itt, tmf_response::COMPLETE, sn), None);
-        }
-    }
-
     fn on_event(&mut self, ev: ConnEvent) -> bool {
         match ev {
             ConnEvent::AbortDevice(dev) => {
-                let mut waiting = Vec::new();
-                self.abort_where(
-                    |t| t.device.as_ref().is_some_and(|d| Arc::ptr_eq(d, &dev)),
-                    &mut waiting,
-                );
+                self.nexus.abort_device(&dev);
+                self.drain_nexus();
                 true
             }
             ConnEvent::Close => false,
         }
-    }
-
-    fn running_tasks(&self) -> usize {
-        self.tasks
-            .values()
-            .filter(|t| matches!(t.phase, Phase::Running))
-            .count()
     }
 }
 
@@ -1047,16 +353,19 @@ pub async fn run(
     let nop_interval = p.nop_in_interval;
     let nop_timeout = p.nop_in_timeout;
     let name = session.initiator_name.clone();
+    let nexus = Nexus::new(
+        p.scst.clone(),
+        session.clone(),
+        Arc::new(DoneQueue(done_tx)),
+    );
     let mut c = Conn {
         session,
         p,
         stat_sn,
         exp_cmd_sn,
-        tasks: IntMap::default(),
-        task_sets: IntMap::default(),
-        pending_tmfs: Vec::new(),
+        incoming: IntMap::default(),
+        nexus,
         next_ttt: 1,
-        done_tx,
         out,
         nop_outstanding: None,
         logged_out: false,
@@ -1104,7 +413,8 @@ pub async fn run(
             }
         }
         while let Ok(done) = done_rx.try_recv() {
-            c.finish(done.itt, done.resp);
+            c.nexus.complete(done.tag, done.resp);
+            c.drain_nexus();
         }
         if !c.budget_waiters.is_empty() {
             c.pump_budget();
@@ -1159,7 +469,10 @@ pub async fn run(
                 Err(RecvError::Closed) => break 'conn "closed by the initiator".to_string(),
                 Err(e) => break 'conn format!("receive: {e}"),
             },
-            Some(done) = done_rx.recv() => c.finish(done.itt, done.resp),
+            Some(done) = done_rx.recv() => {
+                c.nexus.complete(done.tag, done.resp);
+                c.drain_nexus();
+            }
             ev = events.recv() => match ev {
                 Some(ev) => if !c.on_event(ev) { break 'conn "closed by the target".to_string() },
                 None => break 'conn "closed by the target".to_string(),
@@ -1184,10 +497,13 @@ pub async fn run(
     log::info!("{name}: connection ended: {why}");
     // Commands still on I/O threads hold buffers and device references; wait for them
     // so that the session's teardown happens after its last command.
-    while c.running_tasks() > 0 {
+    c.nexus.close();
+    c.drain_nexus();
+    while c.nexus.running() > 0 {
         match tokio::time::timeout(Duration::from_secs(30), done_rx.recv()).await {
             Ok(Some(done)) => {
-                c.remove_task(done.itt);
+                c.nexus.complete(done.tag, done.resp);
+                c.drain_nexus();
             }
             _ => break,
         }

@@ -72,6 +72,12 @@ impl PduReader {
         }
     }
 
+    /// Bytes already received by whoever read the socket before (the login engine),
+    /// to be parsed before anything read from now on.
+    pub fn push_received(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
     /// A complete PDU from what is already buffered, if any.
     pub fn next_buffered(&mut self) -> Result<Option<Pdu>, RecvError> {
         let digests = iscsi_wire::Digests {
@@ -137,16 +143,6 @@ impl PduReader {
                     _ => Err(e.into()),
                 }
             }
-        }
-    }
-
-    /// Read until one PDU is complete (login phase, where nothing else happens).
-    pub async fn recv<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> Result<Pdu, RecvError> {
-        loop {
-            if let Some(p) = self.next_buffered()? {
-                return Ok(p);
-            }
-            self.fill(r).await?;
         }
     }
 }

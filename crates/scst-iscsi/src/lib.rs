@@ -2,12 +2,13 @@
 //! operational negotiation, discovery sessions, session reinstatement, and the
 //! full-feature connection engine over the SCST core.
 
-mod auth;
+use iscsi_engine::auth;
 mod conn;
 mod discovery;
 mod io;
 pub mod isns;
 mod login;
+pub mod mgmt;
 pub mod net_threads;
 mod params;
 

@@ -111,7 +111,7 @@ pub fn portal_allowed(t: &Target, ip: IpAddr) -> bool {
         .attrs
         .lock()
         .iter()
-        .filter(|(n, _)| crate::auth::is_instance_of(n, "allowed_portal"))
+        .filter(|(n, _)| iscsi_engine::auth::is_instance_of(n, "allowed_portal"))
         .map(|(_, v)| v.clone())
         .collect();
     portal_matches(&patterns, ip)
@@ -225,8 +225,8 @@ pub fn validate_target_attr(name: &str, v: &str) -> Result<(), String> {
         "redirect" => parse_redirect(v).map(|_| ()),
         "alias" | "comment" | "cpu_mask" | "io_grouping_type" => Ok(()),
         // Instance names (`IncomingUser1`, `allowed_portal2`) as write_config saves them.
-        n if crate::auth::is_instance_of(n, "IncomingUser") => chap_account(name, v),
-        n if crate::auth::is_instance_of(n, "allowed_portal") => portal_pattern(name, v),
+        n if iscsi_engine::auth::is_instance_of(n, "IncomingUser") => chap_account(name, v),
+        n if iscsi_engine::auth::is_instance_of(n, "allowed_portal") => portal_pattern(name, v),
         _ => Err(format!("unknown attribute '{name}'")),
     }
 }

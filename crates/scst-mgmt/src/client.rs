@@ -76,7 +76,7 @@ impl Client {
     }
 
     fn path(p: &str) -> Result<MgmtPath, ClientError> {
-        MgmtPath::parse(p).map_err(ClientError::BadPath)
+        MgmtPath::parse(p).map_err(|e| ClientError::BadPath(e.to_string()))
     }
 
     /// An attribute's value, including a last `[key]` line for key attributes

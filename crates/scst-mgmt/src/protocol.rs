@@ -51,15 +51,27 @@ pub const MAX_VALUE: usize = 1024 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct MgmtPath(Vec<String>);
 
+/// A path a client wrote that names no place in the tree.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("path '{path}': {reason}")]
+pub struct PathError {
+    pub path: String,
+    pub reason: String,
+}
+
 impl MgmtPath {
-    pub fn parse(text: &str) -> Result<MgmtPath, String> {
+    pub fn parse(text: &str) -> Result<MgmtPath, PathError> {
+        let refuse = |reason: String| PathError {
+            path: text.to_string(),
+            reason,
+        };
         let mut parts = Vec::new();
         for c in text.split('/') {
             match c {
                 "" => {}
-                "." | ".." => return Err(format!("path '{text}': '{c}' is not allowed")),
+                "." | ".." => return Err(refuse(format!("'{c}' is not allowed"))),
                 c if c.chars().any(|ch| ch.is_whitespace() || ch.is_control()) => {
-                    return Err(format!("path '{text}': blanks are not allowed"))
+                    return Err(refuse("blanks are not allowed".into()))
                 }
                 c => parts.push(c.to_string()),
             }
@@ -235,7 +247,7 @@ impl RequestParser {
                 if rest.is_empty() || rest.contains(char::is_whitespace) {
                     return Err(soft(format!("usage: {verb} <path>")));
                 }
-                let p = MgmtPath::parse(rest).map_err(soft)?;
+                let p = MgmtPath::parse(rest).map_err(|e| soft(e.to_string()))?;
                 Ok(Some(if verb.eq_ignore_ascii_case("read") {
                     Request::Read(p)
                 } else {
@@ -251,7 +263,7 @@ impl RequestParser {
                 if p.is_empty() {
                     return Err(soft("usage: write <path> <value>".into()));
                 }
-                let path = MgmtPath::parse(p).map_err(soft)?;
+                let path = MgmtPath::parse(p).map_err(|e| soft(e.to_string()))?;
                 Ok(Some(Request::Write {
                     path,
                     value: value.to_string(),
@@ -263,7 +275,7 @@ impl RequestParser {
                     // The value lines follow regardless: the connection is unframed now.
                     return Err(fatal("usage: mwrite <path>, then lines, then '.'".into()));
                 }
-                let path = MgmtPath::parse(rest).map_err(fatal)?;
+                let path = MgmtPath::parse(rest).map_err(|e| fatal(e.to_string()))?;
                 self.block = Some((path, String::new()));
                 Ok(None)
             }
@@ -313,28 +325,107 @@ impl ResponseParser {
     }
 }
 
-/// Why a tree operation failed: one line naming the object and the reason.
+/// What went wrong in a tree operation, as a client can act on it. It travels with the
+/// error to the socket, where it alone decides the errno (`last_sysfs_mgmt_res`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The path, or an object a command names, does not exist.
+    NotFound,
+    /// The object to create exists already.
+    Exists,
+    /// A malformed command or an unacceptable value.
+    Invalid,
+    /// The attribute exists but is not changed by writing it.
+    ReadOnly,
+    /// The object is in use (sessions, LUNs, group members).
+    Busy,
+    /// Something SCST offers that this daemon does not do; never reported as success.
+    NotSupported,
+    /// The operation itself failed (a panic inside it, an I/O error).
+    Internal,
+}
+
+/// Linux errno values, as SCST's sysfs reports them (asm-generic/errno-base.h, errno.h).
+mod errno {
+    pub const EIO: i32 = 5;
+    pub const ENOENT: i32 = 2;
+    pub const EACCES: i32 = 13;
+    pub const EBUSY: i32 = 16;
+    pub const EEXIST: i32 = 17;
+    pub const EINVAL: i32 = 22;
+    pub const ENOSYS: i32 = 38;
+}
+
+impl ErrorKind {
+    /// The (positive) errno a failed write of this kind reports, as SCST's sysfs does.
+    pub fn errno(self) -> i32 {
+        match self {
+            ErrorKind::NotFound => errno::ENOENT,
+            ErrorKind::Exists => errno::EEXIST,
+            ErrorKind::Invalid => errno::EINVAL,
+            ErrorKind::ReadOnly => errno::EACCES,
+            ErrorKind::Busy => errno::EBUSY,
+            ErrorKind::NotSupported => errno::ENOSYS,
+            ErrorKind::Internal => errno::EIO,
+        }
+    }
+}
+
+/// Why a tree operation failed: its kind, and one line naming the object and the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TreeError(pub String);
+pub struct TreeError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
 
 impl TreeError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> TreeError {
+        TreeError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// A failure of `path` of this kind: "<path>: <reason>".
+    pub fn at(path: &MgmtPath, kind: ErrorKind, reason: impl fmt::Display) -> TreeError {
+        TreeError::new(kind, format!("{path}: {reason}"))
+    }
+
+    /// An unacceptable value or command written to `path`.
+    pub fn invalid(path: &MgmtPath, reason: impl fmt::Display) -> TreeError {
+        TreeError::at(path, ErrorKind::Invalid, reason)
+    }
+
     pub fn not_found(path: &MgmtPath) -> TreeError {
-        TreeError(format!("{path}: no such file or directory"))
+        TreeError::at(path, ErrorKind::NotFound, "no such file or directory")
     }
 
     /// A write the daemon cannot do yet; never reported as success.
     pub fn not_supported(path: &MgmtPath) -> TreeError {
-        TreeError(format!("{path}: not supported yet"))
+        TreeError::at(path, ErrorKind::NotSupported, "not supported yet")
+    }
+
+    /// The errno `last_sysfs_mgmt_res` reports for this error, negative as SCST's.
+    pub fn neg_errno(&self) -> i32 {
+        -self.kind.errno()
     }
 }
 
 impl fmt::Display for TreeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
 impl std::error::Error for TreeError {}
+
+/// What the client is told of a failure: its message. The kind stays with the server,
+/// which reports its errno in `last_sysfs_mgmt_res`.
+impl From<TreeError> for Response {
+    fn from(e: TreeError) -> Response {
+        Response::Error(e.message)
+    }
+}
 
 /// The management tree the server exposes. Implementations do their own locking; the
 /// server serializes writes so that each is atomic with respect to other writes.
@@ -357,7 +448,7 @@ pub fn dispatch(tree: &dyn MgmtTree, req: &Request) -> Response {
             .write(path, value)
             .map(|()| Response::Ok(String::new())),
     }
-    .unwrap_or_else(|e| Response::Error(e.0))
+    .unwrap_or_else(Response::from)
 }
 
 /// Split a read value into its text and whether it was marked `[key]`.
@@ -521,6 +612,32 @@ mod tests {
         }
         fn write(&self, p: &MgmtPath, _: &str) -> Result<(), TreeError> {
             Err(TreeError::not_supported(p))
+        }
+    }
+
+    #[test]
+    fn errno_follows_the_kind_not_the_text() {
+        let p = path("devices/d/x");
+        // A message that reads like another kind keeps its own kind's errno.
+        let e = TreeError::invalid(&p, "no such thing: already in use, not supported");
+        assert_eq!(e.neg_errno(), -22);
+        assert_eq!(TreeError::not_found(&p).neg_errno(), -2);
+        assert_eq!(TreeError::not_supported(&p).neg_errno(), -38);
+        assert_eq!(
+            TreeError::not_supported(&p).to_string(),
+            "devices/d/x: not supported yet"
+        );
+        let cases = [
+            (ErrorKind::NotFound, 2),
+            (ErrorKind::Exists, 17),
+            (ErrorKind::Invalid, 22),
+            (ErrorKind::ReadOnly, 13),
+            (ErrorKind::Busy, 16),
+            (ErrorKind::NotSupported, 38),
+            (ErrorKind::Internal, 5),
+        ];
+        for (kind, errno) in cases {
+            assert_eq!(TreeError::new(kind, "x").neg_errno(), -errno, "{kind:?}");
         }
     }
 

@@ -216,8 +216,9 @@ fn is_memory_backed(file: &File) -> bool {
     if !file.metadata().is_ok_and(|m| m.is_file()) {
         return false;
     }
-    // SAFETY: fstatfs fills the zeroed struct for an open fd; nothing else is touched.
+    // SAFETY: statfs is plain integers, for which all-zero bytes are a valid value.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: fstatfs fills the struct it is given for an open fd; nothing else is touched.
     if unsafe { libc::fstatfs(file.as_raw_fd(), &mut st) } != 0 {
         return false;
     }

@@ -14,12 +14,12 @@ use crate::config::VdiskConfig;
 use crate::mmc::{self, opcode as mmc_op, Disc, MediaEvent};
 use crate::mode::{ModeGeometry, ModeState};
 use crate::removable::{prevent_requested, Removable, StartStop};
-use crate::sbc::{CmdResult, MAX_XFER_BYTES};
+use crate::sbc::{failed, CmdResult, MAX_XFER_BYTES};
 use parking_lot::{Mutex, RwLock};
 use scsi_wire::cdb::{self, decode_inquiry, decode_rw, decode_sync_cache, opcode};
 use scsi_wire::inquiry::{self as wire, version, PortIds, StdInquiry};
 use scsi_wire::Sense;
-use scst_core::{AttrError, Cmd, CmdCtx, Device, DeviceEvents, ExecMode, Response};
+use scst_core::{AttrError, Cmd, CmdCtx, Device, DeviceEvents, ExecMode, IoError, IoOp, Response};
 use std::io;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Weak};
@@ -113,6 +113,55 @@ fn data(d: Vec<u8>) -> CmdResult {
     Ok(Some(Response::data(d)))
 }
 
+/// Why a medium could not be inserted or ejected (the `filename` attribute).
+#[derive(Debug, thiserror::Error)]
+pub enum MediumChangeError {
+    #[error("device {device}: filename '{path}' is not an absolute path")]
+    NotAbsolute { device: String, path: String },
+    #[error("device {device}: filename {path}: {source}")]
+    Open {
+        device: String,
+        path: String,
+        source: io::Error,
+    },
+    #[error(
+        "device {device}: medium removal is prevented (PREVENT ALLOW MEDIUM REMOVAL); the \
+         initiator must allow it first"
+    )]
+    RemovalPrevented { device: String },
+}
+
+/// A refused medium change is a refused `filename` write: a relative path is an invalid
+/// value, a file that will not open is the backend's failure, and a prevented removal
+/// waits on the initiator.
+impl From<MediumChangeError> for AttrError {
+    fn from(e: MediumChangeError) -> AttrError {
+        let attr = || "filename".to_string();
+        match e {
+            MediumChangeError::NotAbsolute { device, path } => AttrError::Invalid {
+                device,
+                attr: attr(),
+                reason: format!("'{path}' is not an absolute path"),
+            },
+            MediumChangeError::Open {
+                device,
+                path,
+                source,
+            } => AttrError::Backend {
+                device,
+                attr: attr(),
+                reason: format!("{path}: {source}"),
+            },
+            MediumChangeError::RemovalPrevented { device } => AttrError::Busy {
+                device,
+                reason: "medium removal is prevented (PREVENT ALLOW MEDIUM REMOVAL); the \
+                         initiator must allow it first"
+                    .into(),
+            },
+        }
+    }
+}
+
 impl Vcdrom {
     /// A drive with the medium `cfg.filename` (None: empty). Fails when the file
     /// cannot be opened.
@@ -147,35 +196,30 @@ impl Vcdrom {
 
     /// Insert the ISO at `path`, or eject with an empty path (the `filename`
     /// attribute). Refused while PREVENT MEDIUM REMOVAL is in effect, as SCST does.
-    fn change_medium(&self, path: &str) -> Result<(), AttrError> {
+    fn change_medium(&self, path: &str) -> Result<(), MediumChangeError> {
         let name = &self.cfg.name;
+        let device = || name.clone();
         if !path.is_empty() && !path.starts_with('/') {
-            return Err(AttrError::Invalid {
-                device: name.clone(),
-                attr: "filename".into(),
-                reason: format!("'{path}' is not an absolute path"),
+            return Err(MediumChangeError::NotAbsolute {
+                device: device(),
+                path: path.to_string(),
             });
         }
         // Open before taking the lock: a slow open must not stall commands.
         let new = if path.is_empty() {
             None
         } else {
-            let m = Medium::open(path).map_err(|e| AttrError::Backend {
-                device: name.clone(),
-                attr: "filename".into(),
-                reason: format!("{path}: {e}"),
+            let m = Medium::open(path).map_err(|source| MediumChangeError::Open {
+                device: device(),
+                path: path.to_string(),
+                source,
             })?;
             Some(Arc::new(m))
         };
         {
             let mut slot = self.medium.write();
             if self.state.prevented() {
-                return Err(AttrError::Busy {
-                    device: name.clone(),
-                    reason: "medium removal is prevented (PREVENT ALLOW MEDIUM REMOVAL); \
-                             the initiator must allow it first"
-                        .into(),
-                });
+                return Err(MediumChangeError::RemovalPrevented { device: device() });
             }
             *slot = new.clone();
             // A new medium closes the tray, whatever START STOP UNIT did before.
@@ -219,12 +263,12 @@ impl Vcdrom {
             None => Ok(None),
             Some(Ok(())) => data(buf),
             Some(Err(e)) => {
-                log::error!(
-                    "{}: read at byte {off} of {} failed: {e}",
-                    self.cfg.name,
-                    m.path
-                );
-                Err(Sense::READ_ERROR)
+                let what = format!("read of {}", m.path);
+                Err(failed(
+                    &self.cfg.name,
+                    &what,
+                    IoError::new(IoOp::Read, off, e),
+                ))
             }
         }
     }
@@ -467,7 +511,7 @@ impl Device for Vcdrom {
 
     fn set_attribute(&self, name: &str, value: &str) -> Result<(), AttrError> {
         match name {
-            "filename" => self.change_medium(value.trim()),
+            "filename" => Ok(self.change_medium(value.trim())?),
             _ => Err(AttrError::NotWritable {
                 device: self.cfg.name.clone(),
                 attr: name.to_string(),

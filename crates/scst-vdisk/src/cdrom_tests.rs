@@ -312,7 +312,7 @@ fn media_change_through_the_core() {
     let t = scst.add_target("iscsi", "iqn.t", Some(1)).unwrap();
     scst.add_lun(&t, None, 0, "cd0", false).unwrap();
     let session = |name: &str| {
-        let tid = TransportId {
+        let tid = TransportId::Iscsi {
             name: name.into(),
             isid: Some([0x40, 0, 0, 0, 0, 1]),
         };

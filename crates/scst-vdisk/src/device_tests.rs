@@ -541,3 +541,92 @@ fn the_io_uring_engine_completes_commands_asynchronously() {
     good(&r);
     assert!(r.data == data);
 }
+
+/// A backend whose every transfer fails with one OS error.
+struct Broken(i32);
+
+impl crate::backend::Backend for Broken {
+    fn read(&self, _: &mut [u8], _: u64, _: ExecMode) -> crate::backend::IoOutcome {
+        Some(Err(std::io::Error::from_raw_os_error(self.0)))
+    }
+    fn write(&self, _: &[u8], _: u64, _: bool, _: ExecMode) -> crate::backend::IoOutcome {
+        Some(Err(std::io::Error::from_raw_os_error(self.0)))
+    }
+    fn flush(&self, _: ExecMode) -> crate::backend::IoOutcome {
+        Some(Err(std::io::Error::from_raw_os_error(self.0)))
+    }
+}
+
+fn broken(errno: i32) -> std::sync::Arc<dyn scst_core::Device> {
+    use crate::config::{Handler, VdiskConfig};
+    let a = attrs(&[("filename", "/nonexistent/broken")]);
+    let cfg = VdiskConfig::parse(Handler::Fileio, "broken0", &a, 0).unwrap();
+    std::sync::Arc::new(crate::sbc::Vdisk::new(cfg, Broken(errno), 1 << 20))
+}
+
+#[test]
+fn backend_failures_reach_the_initiator_by_kind() {
+    let write = rw16(WRITE_16, 0, 1, 0);
+    let block = vec![0u8; 512];
+    let d = broken(libc::EIO);
+    assert_eq!(
+        sense(&run(&d, &rw16(READ_16, 0, 1, 0), vec![])),
+        Sense::READ_ERROR
+    );
+    assert_eq!(sense(&run(&d, &write, block.clone())), Sense::WRITE_ERROR);
+    let mut sync_cache_10 = [0u8; 10];
+    sync_cache_10[0] = scsi_wire::opcode::SYNCHRONIZE_CACHE_10;
+    assert_eq!(sense(&run(&d, &sync_cache_10, vec![])), Sense::WRITE_ERROR);
+    for errno in [libc::ENOSPC, libc::EDQUOT] {
+        let s = sense(&run(&broken(errno), &write, block.clone()));
+        assert_eq!(s, Sense::SPACE_ALLOCATION_FAILED);
+    }
+    let s = sense(&run(&broken(libc::EROFS), &write, block.clone()));
+    assert_eq!((s.key, s), (key::DATA_PROTECT, Sense::WRITE_PROTECTED));
+}
+
+/// A write or read that must block stops inline with the rest of the command, which
+/// runs on an "I/O thread" from there: with the LBA range still held (an exclusive
+/// request on it waits until the rest has run) and the data-out written in place.
+#[test]
+fn a_command_that_must_block_resumes_where_it_stopped() {
+    use crate::backend::FileBackend;
+    use crate::config::{Handler, VdiskConfig};
+    use crate::uring::IoEngine;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let f = tempfile::NamedTempFile::new().unwrap();
+    f.as_file().set_len(64 * 512).unwrap();
+    let path = f.path().to_str().unwrap().to_string();
+    let cfg =
+        VdiskConfig::parse(Handler::Fileio, "disk1", &attrs(&[("filename", &path)]), 0).unwrap();
+    let (b, size) = FileBackend::open_with(&path, false, false, true, IoEngine::Threads).unwrap();
+    let d = Arc::new(crate::sbc::Vdisk::new(cfg, b, size));
+    let ranges = d.ranges.clone();
+    let d: Arc<dyn scst_core::Device> = d;
+    let data = pattern(2 * 512, 9);
+    // FUA: stable storage, which never completes inline.
+    let mut c = cmd(&rw10(WRITE_10, 4, 2, FUA), data.clone());
+    let mut placeholder = d
+        .execute(&CTX, &mut c, ExecMode::Inline)
+        .expect("stops with the rest of the command");
+    let rest = placeholder.resume.take().expect("resumable");
+    let took_exclusive = Arc::new(AtomicBool::new(false));
+    let waiter = {
+        let (ranges, took) = (ranges.clone(), took_exclusive.clone());
+        std::thread::spawn(move || {
+            let _g = ranges.exclusive(5, 1);
+            took.store(true, Ordering::SeqCst);
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert!(
+        !took_exclusive.load(Ordering::SeqCst),
+        "the stopped write still holds its range"
+    );
+    good(&rest.run(&mut c));
+    waiter.join().unwrap();
+    assert!(took_exclusive.load(Ordering::SeqCst));
+    assert_eq!(run(&d, &rw10(READ_10, 4, 2, 0), vec![]).data, data);
+}

@@ -10,6 +10,7 @@
 //!   operation state they share (NOT READY while in progress, sanitize failure mode).
 //! - `removable`: removable media (vcdrom, `removable` disks): load/eject, prevention.
 //! - `cdrom`, `mmc`: the vcdrom device and its MMC command data.
+//! - `handler`: the handlers as the core's `DevHandler`s, registered at start-up.
 
 #[cfg(test)]
 mod atomic_tests;
@@ -26,6 +27,7 @@ mod data_out;
 mod device_tests;
 mod format;
 mod fsalloc;
+pub mod handler;
 mod inquiry;
 mod longop;
 mod mmc;

@@ -22,6 +22,7 @@
 use crate::backend::Backend;
 use crate::rangelock::RangeLock;
 use parking_lot::{Condvar, Mutex};
+use scsi_wire::asc;
 use scsi_wire::cdb::opcode;
 use scsi_wire::sense::key;
 use scsi_wire::Sense;
@@ -31,13 +32,20 @@ use std::sync::atomic::{AtomicU16, AtomicU8, Ordering};
 use std::sync::Arc;
 
 /// NOT READY / LOGICAL UNIT NOT READY, SANITIZE IN PROGRESS.
-pub(crate) const SANITIZE_IN_PROGRESS: Sense = Sense::new(key::NOT_READY, 0x04, 0x1B);
+pub(crate) const SANITIZE_IN_PROGRESS: Sense = Sense::named(
+    key::NOT_READY,
+    asc::LOGICAL_UNIT_NOT_READY_SANITIZE_IN_PROGRESS,
+);
 /// NOT READY / LOGICAL UNIT NOT READY, FORMAT IN PROGRESS.
-pub(crate) const FORMAT_IN_PROGRESS: Sense = Sense::new(key::NOT_READY, 0x04, 0x04);
+pub(crate) const FORMAT_IN_PROGRESS: Sense = Sense::named(
+    key::NOT_READY,
+    asc::LOGICAL_UNIT_NOT_READY_FORMAT_IN_PROGRESS,
+);
 /// MEDIUM ERROR / SANITIZE COMMAND FAILED.
-pub(crate) const SANITIZE_FAILED: Sense = Sense::new(key::MEDIUM_ERROR, 0x31, 0x03);
+pub(crate) const SANITIZE_FAILED: Sense =
+    Sense::named(key::MEDIUM_ERROR, asc::SANITIZE_COMMAND_FAILED);
 /// MEDIUM ERROR / FORMAT COMMAND FAILED.
-pub(crate) const FORMAT_FAILED: Sense = Sense::new(key::MEDIUM_ERROR, 0x31, 0x01);
+pub(crate) const FORMAT_FAILED: Sense = Sense::named(key::MEDIUM_ERROR, asc::FORMAT_COMMAND_FAILED);
 
 /// Bytes written or deallocated per backend call: bounds the buffer, and is the
 /// granularity of the progress indication.
@@ -469,7 +477,7 @@ pub(crate) fn start<B: Backend>(
         WaitEnd::Finished(true) => Ok(()),
         WaitEnd::Finished(false) => Err(failed),
         // The task is aborted: nobody reads this answer.
-        WaitEnd::Detached => Err(Sense::new(key::ABORTED_COMMAND, 0, 0)),
+        WaitEnd::Detached => Err(Sense::COMMAND_ABORTED),
     }
 }
 

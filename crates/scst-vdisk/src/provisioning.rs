@@ -8,7 +8,7 @@
 
 use crate::backend::Backend;
 use crate::config::Handler;
-use crate::sbc::{CmdResult, Vdisk};
+use crate::sbc::{failed, CmdResult, Vdisk};
 use scsi_wire::inquiry::BlockLimits;
 use scsi_wire::provisioning::{
     decode_get_lba_status, decode_unmap, decode_write_same, lba_status_data, parse_unmap_list,
@@ -16,7 +16,7 @@ use scsi_wire::provisioning::{
     ProvisioningStatus, LBA_STATUS_DESCRIPTOR_LEN, LBA_STATUS_HEADER_LEN, PROVISIONING_THIN,
 };
 use scsi_wire::Sense;
-use scst_core::{CmdCtx, ExecMode, Response};
+use scst_core::{CmdCtx, ExecMode, IoError, IoOp, Response};
 use std::borrow::Cow;
 
 /// Largest range one WRITE SAME may cover (spec 4.3: 256 MiB per command), reported
@@ -114,7 +114,7 @@ impl<B: Backend> Vdisk<B> {
             let o = self
                 .backend
                 .deallocate(off, len, stable, ExecMode::Blocking);
-            self.io("unmap", off, o, crate::sbc::write_error)?;
+            self.io("unmap", IoOp::Deallocate, off, o)?;
         }
         good()
     }
@@ -187,7 +187,7 @@ impl<B: Backend> Vdisk<B> {
             let o = self
                 .backend
                 .deallocate(off, len, stable, ExecMode::Blocking);
-            self.io("write same unmap", off, o, crate::sbc::write_error)?;
+            self.io("write same unmap", IoOp::Deallocate, off, o)?;
             return good();
         }
         self.write_repeated(&block, off, len, stable)?;
@@ -207,7 +207,7 @@ impl<B: Backend> Vdisk<B> {
             let o = self
                 .backend
                 .write(&buf[..n], off + done, stable, ExecMode::Blocking);
-            self.io("write same", off + done, o, crate::sbc::write_error)?;
+            self.io("write same", IoOp::Write, off + done, o)?;
             done += n as u64;
         }
         Ok(())
@@ -274,11 +274,8 @@ impl<B: Backend> Vdisk<B> {
             None => return Ok(None),
             Some(Ok(e)) => e,
             Some(Err(e)) => {
-                log::error!(
-                    "{}: allocation map at byte {off} failed: {e}",
-                    self.cfg.name
-                );
-                return Err(Sense::READ_ERROR);
+                let e = IoError::new(IoOp::Read, off, e);
+                return Err(failed(&self.cfg.name, "allocation map", e));
             }
         };
         let bs_mask = (1u64 << self.shift) - 1;

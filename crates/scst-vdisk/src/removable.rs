@@ -8,13 +8,15 @@
 //! name (it carries no ISID), so two sessions of one initiator to one target share it.
 
 use parking_lot::Mutex;
+use scsi_wire::asc;
 use scsi_wire::sense::key;
 use scsi_wire::Sense;
 use scst_core::CmdCtx;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// ILLEGAL REQUEST / MEDIUM REMOVAL PREVENTED (05/53/02).
-pub const MEDIUM_REMOVAL_PREVENTED: Sense = Sense::new(key::ILLEGAL_REQUEST, 0x53, 0x02);
+/// A medium change refused while PREVENT ALLOW MEDIUM REMOVAL holds it.
+pub const MEDIUM_REMOVAL_PREVENTED: Sense =
+    Sense::named(key::ILLEGAL_REQUEST, asc::MEDIUM_REMOVAL_PREVENTED);
 
 /// START STOP UNIT (0x1B) fields (SBC-3 5.25, MMC-6 6.39).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -40,6 +40,9 @@ fn exec(d: &dyn Device, ctx: &CmdCtx<'_>, cdb: &[u8], data_out: Vec<u8>) -> Resp
     // Inline first, as a network thread would (waiting for a transfer it started on
     // the asynchronous engine); then on an "I/O thread".
     if let Some(mut r) = d.execute(ctx, &mut c, ExecMode::Inline) {
+        if let Some(rest) = r.resume.take() {
+            return rest.run(&mut c);
+        }
         return match r.deferred.take() {
             Some(deferred) => crate::test_util::settle(deferred),
             None => r,

@@ -13,12 +13,15 @@ use crate::mode::{ModeGeometry, ModeState};
 use crate::rangelock::{RangeGuard, RangeLock};
 use crate::removable::{prevent_requested, Removable, StartStop, MEDIUM_REMOVAL_PREVENTED};
 use crate::uring::Done;
+use scsi_wire::asc;
 use scsi_wire::cdb::{self, decode_rw, decode_sync_cache, opcode, RwCdb, RwKind};
 use scsi_wire::sbc::opcode as sbc_op;
 use scsi_wire::sense::key;
 use scsi_wire::Sense;
 use scst_core::cmd::Deferred;
-use scst_core::{AttrEffect, AttrError, Cmd, CmdCtx, Device, ExecMode, Response};
+use scst_core::{
+    AttrEffect, AttrError, Cmd, CmdCtx, Device, ExecMode, IoError, IoOp, Response, Resume,
+};
 use std::io;
 use std::sync::Arc;
 
@@ -29,8 +32,11 @@ use std::sync::Arc;
 pub const MAX_XFER_BYTES: u64 = 32 << 20;
 /// Chunk size for reading back long VERIFY ranges.
 const VERIFY_CHUNK: usize = 1 << 20;
-/// DATA PROTECT / LOGICAL UNIT SOFTWARE WRITE PROTECTED (control page SWP).
-const SOFTWARE_WRITE_PROTECTED: Sense = Sense::new(key::DATA_PROTECT, 0x27, 0x02);
+/// Writes refused while the control mode page's SWP bit is set.
+const SOFTWARE_WRITE_PROTECTED: Sense = Sense::named(
+    key::DATA_PROTECT,
+    asc::LOGICAL_UNIT_SOFTWARE_WRITE_PROTECTED,
+);
 
 pub(crate) type CmdResult = Result<Option<Response>, Sense>;
 
@@ -86,16 +92,11 @@ fn zeros(len: usize, mode: ExecMode) -> Response {
     }
 }
 
-fn read_error(_: &io::Error) -> Sense {
-    Sense::READ_ERROR
-}
-
-pub(crate) fn write_error(e: &io::Error) -> Sense {
-    match e.raw_os_error() {
-        Some(libc::ENOSPC) | Some(libc::EDQUOT) => Sense::SPACE_ALLOCATION_FAILED,
-        Some(libc::EROFS) => Sense::WRITE_PROTECTED,
-        _ => Sense::WRITE_ERROR,
-    }
+/// Logs a failed backend operation of device `name` (`what`: the command's step) and
+/// gives the sense its kind maps to.
+pub(crate) fn failed(name: &str, what: &str, e: IoError) -> Sense {
+    log::error!("{name}: {what} at byte {} failed: {}", e.offset, e.source);
+    e.sense()
 }
 
 impl<B: Backend> Vdisk<B> {
@@ -147,20 +148,11 @@ impl<B: Backend> Vdisk<B> {
 
     /// Turn a backend outcome into `Ok(true)` (done), `Ok(false)` (would block) or the
     /// mapped sense, logging real I/O errors once here.
-    pub(crate) fn io(
-        &self,
-        what: &str,
-        off: u64,
-        o: IoOutcome,
-        map: fn(&io::Error) -> Sense,
-    ) -> Result<bool, Sense> {
+    pub(crate) fn io(&self, what: &str, op: IoOp, off: u64, o: IoOutcome) -> Result<bool, Sense> {
         match o {
             None => Ok(false),
             Some(Ok(())) => Ok(true),
-            Some(Err(e)) => {
-                log::error!("{}: {what} at byte {off} failed: {e}", self.cfg.name);
-                Err(map(&e))
-            }
+            Some(Err(e)) => Err(failed(&self.cfg.name, what, IoError::new(op, off, e))),
         }
     }
 
@@ -199,28 +191,58 @@ impl<B: Backend> Vdisk<B> {
             // No medium: nothing to read, and nothing a range lock could order.
             return Ok(Some(zeros(len, mode)));
         }
+        let off = rw.lba << self.shift;
         let Some(range) = self
             .ranges
             .shared(rw.lba, rw.blocks as u64, mode == ExecMode::Blocking)
         else {
-            return Ok(None);
+            return self.read_resumed(None, rw.lba, rw.blocks, len, off);
         };
-        let off = rw.lba << self.shift;
         match self.backend.read_vec(len, off, mode) {
             Some(Ok(buf)) => data(buf),
-            Some(Err(e)) => self.io("read", off, Some(Err(e)), read_error).map(|_| None),
+            Some(Err(e)) => self.io("read", IoOp::Read, off, Some(Err(e))).map(|_| None),
             None if mode == ExecMode::Inline && self.backend.async_io() => {
                 self.read_deferred(range, len, off)
             }
-            None => Ok(None),
+            None => self.read_resumed(Some(range), rw.lba, rw.blocks, len, off),
         }
+    }
+
+    /// A read that would block continues on an I/O thread from here: decoded and
+    /// checked, its LBA range held (`range`), or taken there, waiting, when it was
+    /// not free.
+    fn read_resumed(
+        &self,
+        range: Option<RangeGuard<'_>>,
+        lba: u64,
+        blocks: u32,
+        len: usize,
+        off: u64,
+    ) -> CmdResult {
+        let ranges = self.ranges.clone();
+        let range = range.map(|r| r.into_owned(ranges.clone()));
+        let backend = self.backend.clone();
+        let fail = self.async_failure("read", IoOp::Read, off);
+        Ok(Some(Response::resume(Resume::new(move |_| {
+            let _range = range.or_else(|| {
+                ranges
+                    .shared(lba, blocks as u64, true)
+                    .map(|r| r.into_owned(ranges.clone()))
+            });
+            match backend.read_vec(len, off, ExecMode::Blocking) {
+                Some(Ok(buf)) => Response::data(buf),
+                Some(Err(e)) => fail(e),
+                // Blocking mode always does the I/O.
+                None => Response::check(Sense::INTERNAL_FAILURE),
+            }
+        }))))
     }
 
     /// Hand a read that would block to the backend's asynchronous engine. The range
     /// stays locked until the data is in.
     fn read_deferred(&self, range: RangeGuard<'_>, len: usize, off: u64) -> CmdResult {
         let backend = self.backend.clone();
-        self.start_async(range, "read", off, read_error, Response::data, |done| {
+        self.start_async(range, "read", IoOp::Read, off, Response::data, |done| {
             backend.read_async(len, off, done)
         })
     }
@@ -233,14 +255,14 @@ impl<B: Backend> Vdisk<B> {
         &self,
         range: RangeGuard<'_>,
         what: &'static str,
+        op: IoOp,
         off: u64,
-        map: fn(&io::Error) -> Sense,
         ok: fn(Vec<u8>) -> Response,
         start: impl FnOnce(Done) -> Result<(), Done>,
     ) -> CmdResult {
         let range = range.into_owned(self.ranges.clone());
         let (deferred, completer) = Deferred::new();
-        let fail = self.async_failure(what, off, map);
+        let fail = self.async_failure(what, op, off);
         let done: Done = Box::new(move |r| {
             drop(range);
             completer.complete(match r {
@@ -258,14 +280,14 @@ impl<B: Backend> Vdisk<B> {
     fn async_failure(
         &self,
         what: &'static str,
+        op: IoOp,
         off: u64,
-        map: fn(&io::Error) -> Sense,
     ) -> impl FnOnce(io::Error) -> Response + Send + 'static {
         let name = self.cfg.name.clone();
         let desc = self.mode.d_sense();
         move |e| {
-            log::error!("{name}: {what} at byte {off} failed: {e}");
-            let mut r = Response::check(map(&e));
+            let mut r = Response::check(failed(&name, what, IoError::new(op, off, e)));
+            // A deferred completion does not pass the core's `in_device_format`.
             r.descriptor_sense = desc;
             r
         }
@@ -303,13 +325,13 @@ impl<B: Backend> Vdisk<B> {
             .ranges
             .shared(rw.lba, rw.blocks as u64, mode == ExecMode::Blocking)
         else {
-            return Ok(None);
+            return self.write_resumed(None, rw.lba, rw.blocks, len, off, stable);
         };
         if !self.io(
             "write",
+            IoOp::Write,
             off,
             self.backend.write(buf, off, stable, mode),
-            write_error,
         )? {
             if mode == ExecMode::Inline
                 && rw.kind != RwKind::WriteAndVerify
@@ -317,12 +339,13 @@ impl<B: Backend> Vdisk<B> {
             {
                 return self.write_deferred(range, buf, off, stable);
             }
-            return Ok(None);
+            // (WRITE AND VERIFY never gets here inline: it runs blocking from the top.)
+            return self.write_resumed(Some(range), rw.lba, rw.blocks, len, off, stable);
         }
         if rw.kind == RwKind::WriteAndVerify && !self.backend.is_null() {
             let mut back = vec![0u8; len];
             let o = self.backend.read(&mut back, off, ExecMode::Blocking);
-            self.io("verify read", off, o, read_error)?;
+            self.io("verify read", IoOp::Read, off, o)?;
             if rw.bytchk == 1 {
                 if let Some(i) = back.iter().zip(buf).position(|(a, b)| a != b) {
                     return Err(Sense::MISCOMPARE.with_information(i as u64));
@@ -330,6 +353,39 @@ impl<B: Backend> Vdisk<B> {
             }
         }
         good()
+    }
+
+    /// A write that would block continues on an I/O thread from here, writing the
+    /// first `len` bytes of the command's data-out in place (no copy): decoded,
+    /// checked, its LBA range held (`range`) or taken there when it was not free.
+    fn write_resumed(
+        &self,
+        range: Option<RangeGuard<'_>>,
+        lba: u64,
+        blocks: u32,
+        len: usize,
+        off: u64,
+        stable: bool,
+    ) -> CmdResult {
+        let ranges = self.ranges.clone();
+        let range = range.map(|r| r.into_owned(ranges.clone()));
+        let backend = self.backend.clone();
+        let fail = self.async_failure("write", IoOp::Write, off);
+        Ok(Some(Response::resume(Resume::new(move |cmd| {
+            let _range = range.or_else(|| {
+                ranges
+                    .shared(lba, blocks as u64, true)
+                    .map(|r| r.into_owned(ranges.clone()))
+            });
+            let Some(buf) = cmd.data_out.get(..len) else {
+                return Response::check(Sense::INTERNAL_FAILURE);
+            };
+            match backend.write(buf, off, stable, ExecMode::Blocking) {
+                Some(Ok(())) => Response::good(),
+                Some(Err(e)) => fail(e),
+                None => Response::check(Sense::INTERNAL_FAILURE),
+            }
+        }))))
     }
 
     /// Hand a write that would block to the backend's asynchronous engine, with a copy
@@ -345,8 +401,8 @@ impl<B: Backend> Vdisk<B> {
         self.start_async(
             range,
             "write",
+            IoOp::Write,
             off,
-            write_error,
             |_| Response::good(),
             |done| backend.write_async(data, off, stable, done),
         )
@@ -376,7 +432,7 @@ impl<B: Backend> Vdisk<B> {
             let n = ((total - done) as usize).min(buf.len());
             let chunk = &mut buf[..n];
             let o = self.backend.read(chunk, start + done, ExecMode::Blocking);
-            self.io("verify read", start + done, o, read_error)?;
+            self.io("verify read", IoOp::Read, start + done, o)?;
             let mismatch = match rw.bytchk {
                 0 => None,
                 1 => {
@@ -410,7 +466,7 @@ impl<B: Backend> Vdisk<B> {
         if self.cfg.nv_cache {
             return good();
         }
-        if !self.io("flush", 0, self.backend.flush(mode), |_| Sense::WRITE_ERROR)? {
+        if !self.io("flush", IoOp::Flush, 0, self.backend.flush(mode))? {
             return Ok(None);
         }
         good()
@@ -447,7 +503,7 @@ impl<B: Backend> Vdisk<B> {
     fn request_sense(&self, cdb: &[u8]) -> CmdResult {
         let desc = cdb::u8_at(cdb, 1)? & 0x01 != 0;
         let alloc = cdb::u8_at(cdb, 4)? as usize;
-        let mut d = Sense::new(key::NO_SENSE, 0, 0).encode(desc);
+        let mut d = Sense::NO_SENSE.encode(desc);
         d.truncate(alloc);
         data(d)
     }

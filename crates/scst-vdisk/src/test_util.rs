@@ -53,8 +53,9 @@ pub(crate) fn cmd(cdb: &[u8], data_out: Vec<u8>) -> Cmd {
 }
 
 /// Executes `cdb` in `mode`; `None` when an inline execution did not complete right
-/// there: deferred to an I/O thread, or started on the asynchronous engine (then it is
-/// waited for, so that the test goes on with the transfer over). Data held in
+/// there: deferred to an I/O thread, stopped to resume on one (the rest is run), or
+/// started on the asynchronous engine (then it is waited for), so that the test goes
+/// on with the transfer over. Data held in
 /// `static_data` is moved to `data`, where the tests look.
 pub(crate) fn exec(
     d: &(impl AsDevice + ?Sized),
@@ -63,7 +64,20 @@ pub(crate) fn exec(
     data_out: Vec<u8>,
     mode: ExecMode,
 ) -> Option<Response> {
-    let mut r = d.device().execute(ctx, &mut cmd(cdb, data_out), mode)?;
+    let mut c = cmd(cdb, data_out);
+    let mut r = d.device().execute(ctx, &mut c, mode)?;
+    if let Some(rest) = r.resume.take() {
+        // Stopped to block: the rest runs as it would on an I/O thread.
+        assert_eq!(mode, ExecMode::Inline, "only inline execution stops");
+        let final_response = rest.run(&mut c);
+        assert_eq!(
+            final_response.status,
+            status::GOOD,
+            "{:?}",
+            final_response.sense
+        );
+        return None;
+    }
     if let Some(deferred) = r.deferred.take() {
         let final_response = settle(deferred);
         assert_eq!(

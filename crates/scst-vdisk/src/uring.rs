@@ -134,13 +134,12 @@ pub(crate) struct Ring {
 const IOWQ_WORKERS: u32 = 64;
 
 /// The process's ring, set up on first use, or why that failed.
-static RING: OnceLock<Result<Arc<Ring>, String>> = OnceLock::new();
+static RING: OnceLock<io::Result<Arc<Ring>>> = OnceLock::new();
 
-fn ring_state() -> &'static Result<Arc<Ring>, String> {
+fn ring_state() -> &'static io::Result<Arc<Ring>> {
     RING.get_or_init(|| {
-        Ring::setup().map_err(|e| {
+        Ring::setup().inspect_err(|e| {
             log::warn!("io_uring unavailable ({e}): backing-file I/O uses the I/O pool");
-            e.to_string()
         })
     })
 }
@@ -151,8 +150,8 @@ pub(crate) fn ring() -> Option<&'static Arc<Ring>> {
 }
 
 /// Why io_uring cannot be used here, or None when it can.
-pub fn uring_unavailable() -> Option<String> {
-    ring_state().as_ref().err().cloned()
+pub fn uring_unavailable() -> Option<&'static io::Error> {
+    ring_state().as_ref().err()
 }
 
 impl Ring {

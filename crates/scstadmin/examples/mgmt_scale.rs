@@ -4,6 +4,8 @@
 //!
 //! usage: mgmt_scale SOCKET TARGET N [N...]
 
+#![forbid(unsafe_code)]
+
 use std::time::Instant;
 
 use scst_mgmt::Client;

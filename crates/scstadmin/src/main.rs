@@ -2,6 +2,8 @@
 //! scstd over its management socket (docs/management.md) instead of sysfs.
 //! Exit status: 0 on success, 1 with a message on any error, 2 on a usage error.
 
+#![forbid(unsafe_code)]
+
 mod apply;
 
 use std::collections::BTreeMap;

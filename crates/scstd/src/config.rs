@@ -7,17 +7,15 @@
 
 use std::sync::Arc;
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 use scst_core::Scst;
 use scst_iscsi::IscsiDriver;
 use scst_mgmt::apply::{self, ApplyError, InProcess};
 use scst_mgmt::attrs;
 use scst_mgmt::conf::ScstConf;
+use scst_mgmt::ScstTree;
 
-use crate::mgmt_server::ScstTree;
-
-/// SCST's fileio default thread count.
-pub const DEFAULT_IO_THREADS: usize = 8;
+pub use scst_mgmt::tree::DEFAULT_IO_THREADS;
 
 /// The global I/O thread count the root `threads` attribute asks for, if any.
 pub fn io_threads(conf: &ScstConf) -> Option<usize> {
@@ -40,15 +38,17 @@ pub fn setup_id(conf: &ScstConf) -> u64 {
 }
 
 /// What start-up built: the iSCSI target driver, configured but not yet listening, and
-/// the management tree the socket serves.
+/// the management tree the socket serves. The core holds its target drivers weakly:
+/// `iscsi` keeps the driver registered.
 pub struct Started {
     pub iscsi: Arc<IscsiDriver>,
     pub tree: Arc<ScstTree>,
 }
 
-/// Build the iSCSI driver and the management tree over `scst` and apply `conf` through
-/// the tree. `io_threads` is `--io-threads`, which overrides the configuration's
-/// `threads` (the caller sized the I/O pool with it).
+/// Register the iSCSI driver with `scst`, build the management tree over it and apply
+/// `conf` through the tree. The dev handlers must be registered already (the tree
+/// creates devices through them). `io_threads` is `--io-threads`, which overrides the
+/// configuration's `threads` (the caller sized the I/O pool with it).
 pub fn apply_config(
     scst: &Arc<Scst>,
     conf: &ScstConf,
@@ -56,9 +56,11 @@ pub fn apply_config(
 ) -> Result<Started> {
     scst_mgmt::validate(conf)?;
     let iscsi = IscsiDriver::new(scst.clone());
+    scst.register_target_driver(&iscsi)
+        .context("cannot register the iSCSI target driver")?;
     let chosen = io_threads.or_else(|| self::io_threads(conf));
     let tree = Arc::new(
-        ScstTree::new(scst.clone(), iscsi.clone(), setup_id(conf))
+        ScstTree::new(scst.clone(), setup_id(conf))
             .with_io_threads(chosen.unwrap_or(DEFAULT_IO_THREADS), chosen.is_some()),
     );
     // The tree was made with them: they name the installation and size the I/O pool,

@@ -156,6 +156,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     log::info!("fileio backing-file I/O engine: {engine}");
     scst.set_state_dir(prepare_state_dir(args.state_dir.as_deref())?);
+    scst_vdisk::handler::register_all(&scst).context("cannot register the dev handlers")?;
     let config::Started { iscsi, tree } = apply_config(&scst, &conf, args.io_threads)
         .with_context(|| format!("config {}", args.config.display()))?;
 

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use scst_core::Scst;
 use scst_mgmt::attrs::{configurable_attrs, AttrInfo, AttrSupport, Level, ValueKind};
-use scst_mgmt::{MgmtPath, MgmtTree};
-use scstd::mgmt_server::ScstTree;
+use scst_mgmt::{ErrorKind, MgmtPath, MgmtTree};
+use scstd::Started;
 
 const TARGET: &str = "iqn.2026-11.rs.scst:attrs";
 /// A target of another node, named in a target group.
@@ -168,11 +168,14 @@ fn same(kind: ValueKind, shown: &str, given: &str) -> bool {
         || n(shown).is_some_and(|a| Some(a) == n(given))
 }
 
-fn load(text: &str) -> Result<(Arc<Scst>, Arc<ScstTree>), String> {
+/// The core with `text` applied, as scstd starts. `Started` holds the iSCSI driver,
+/// which the core keeps only while it lives.
+fn load(text: &str) -> Result<(Arc<Scst>, Started), String> {
     let conf = scst_mgmt::parse(text).map_err(|e| e.to_string())?;
     let scst = Scst::new(1);
+    scst_vdisk::handler::register_all(&scst).map_err(|e| e.to_string())?;
     let started = scstd::apply_config(&scst, &conf, None).map_err(|e| format!("{e:#}"))?;
-    Ok((scst, started.tree))
+    Ok((scst, started))
 }
 
 fn scratch(dir: &Path) {
@@ -204,7 +207,7 @@ fn every_attribute_is_in_effect_or_refused_as_not_supported() {
         let what = format!("{level:?} {} = '{value}'", a.name);
         match (a.support, load(&text)) {
             (AttrSupport::Implemented, Err(e)) => wrong.push(format!("{what}: refused: {e}")),
-            (AttrSupport::Implemented, Ok((_scst, tree))) => {
+            (AttrSupport::Implemented, Ok((_scst, Started { tree, .. }))) => {
                 let shown = MgmtPath::parse(&tree_path(level, a.name))
                     .ok()
                     .and_then(|p| tree.read(&p).ok());
@@ -320,7 +323,13 @@ fn the_documented_lists_match_the_attribute_table() {
 fn tree_writes_refuse_what_is_not_supported_and_accept_its_default() {
     let dir = tempfile::tempdir().unwrap();
     scratch(dir.path());
-    let (_scst, tree) = load(&config(dir.path(), Level::Root, "", "")).unwrap();
+    let (
+        _scst,
+        Started {
+            tree,
+            iscsi: _iscsi,
+        },
+    ) = load(&config(dir.path(), Level::Root, "", "")).unwrap();
     let mut wrong = Vec::new();
     for (level, a) in configurable_attrs() {
         if a.implemented() {
@@ -329,7 +338,10 @@ fn tree_writes_refuse_what_is_not_supported_and_accept_its_default() {
         let path = MgmtPath::parse(&tree_path(level, a.name)).unwrap();
         let value = sample(level, &a, dir.path());
         match tree.write(&path, &value) {
-            Err(e) if e.0.contains(&format!("'{}' is not supported", a.name)) => {}
+            Err(e)
+                if e.kind == ErrorKind::NotSupported
+                    && e.message
+                        .contains(&format!("'{}' is not supported", a.name)) => {}
             other => wrong.push(format!("{path} <- {value}: {other:?}")),
         }
         if let AttrSupport::DefaultOnly(default) = a.support {
@@ -350,7 +362,8 @@ fn tree_writes_refuse_what_is_not_supported_and_accept_its_default() {
     for (path, value) in refused {
         let p = MgmtPath::parse(path).unwrap();
         match tree.write(&p, value) {
-            Err(e) if e.0.contains("is not supported") => {}
+            Err(e)
+                if e.kind == ErrorKind::NotSupported && e.message.contains("is not supported") => {}
             other => wrong.push(format!("{path} <- {value}: {other:?}")),
         }
     }
@@ -365,7 +378,13 @@ fn tree_writes_refuse_what_is_not_supported_and_accept_its_default() {
 fn the_table_says_which_attributes_change_at_run_time() {
     let dir = tempfile::tempdir().unwrap();
     scratch(dir.path());
-    let (_scst, tree) = load(&config(dir.path(), Level::Root, "", "")).unwrap();
+    let (
+        _scst,
+        Started {
+            tree,
+            iscsi: _iscsi,
+        },
+    ) = load(&config(dir.path(), Level::Root, "", "")).unwrap();
     let mut wrong = Vec::new();
     for (level, a) in configurable_attrs() {
         if !a.implemented() || a.dynamic {

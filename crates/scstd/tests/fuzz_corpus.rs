@@ -60,3 +60,8 @@ fn mgmt_command() {
 fn isns_message() {
     replay("isns_message", fuzz_entry::isns_message::run);
 }
+
+#[test]
+fn login_session() {
+    replay("login_session", fuzz_entry::login_session::run);
+}

@@ -2,8 +2,17 @@
 //! management tree: the result is what `scstadmin -config` of the same file would make,
 //! and a failure names the file's line and the object.
 
+use std::sync::Arc;
+
 use scst_core::Scst;
 use scst_mgmt::apply::{plan, read_config, InProcess};
+
+/// A core with the dev handlers registered, as scstd has it before the configuration.
+fn core() -> Arc<Scst> {
+    let scst = Scst::new(1);
+    scst_vdisk::handler::register_all(&scst).unwrap();
+    scst
+}
 
 fn conf(dir: &std::path::Path, file: &str) -> String {
     format!(
@@ -31,7 +40,7 @@ fn after_start_up_config_of_the_same_file_changes_nothing() {
         .and_then(|f| f.set_len(8 << 20))
         .unwrap();
     let conf = scst_mgmt::parse(&conf(dir.path(), "f1.img")).unwrap();
-    let scst = Scst::new(1);
+    let scst = core();
     let started = scstd::apply_config(&scst, &conf, None).unwrap();
     let mut tree = InProcess(&*started.tree);
     let p = plan(&mut tree, &conf, true).unwrap();
@@ -59,7 +68,7 @@ fn after_start_up_config_of_the_same_file_changes_nothing() {
 fn a_failing_start_up_names_the_line_and_the_object() {
     let dir = tempfile::tempdir().unwrap();
     let conf = scst_mgmt::parse(&conf(dir.path(), "missing.img")).unwrap();
-    let e = scstd::apply_config(&Scst::new(1), &conf, None)
+    let e = scstd::apply_config(&core(), &conf, None)
         .err()
         .expect("a missing backing file fails");
     let e = format!("{e:#}");
@@ -67,7 +76,7 @@ fn a_failing_start_up_names_the_line_and_the_object() {
     assert!(e.contains("missing.img"), "{e}");
     // Refused attributes are reported before anything is opened.
     let text = conf_with(dir.path(), "\t\tcpu_mask ff\n");
-    let e = scstd::apply_config(&Scst::new(1), &scst_mgmt::parse(&text).unwrap(), None)
+    let e = scstd::apply_config(&core(), &scst_mgmt::parse(&text).unwrap(), None)
         .err()
         .expect("cpu_mask is refused");
     assert!(

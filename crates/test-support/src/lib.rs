@@ -19,6 +19,8 @@
 //!   transparently; protocol oddities seen from the target (StatSN gaps, oversized
 //!   PDUs, bad offsets) are collected in `anomalies()` for tests to assert on.
 
+#![forbid(unsafe_code)]
+
 mod initiator;
 pub mod scsi;
 

@@ -14,7 +14,7 @@ pub const MAX_MESSAGE: usize = 1 << 20;
 /// Cap on attributes in one message (each takes at least 8 bytes anyway).
 const MAX_ATTRS: usize = MAX_MESSAGE / 8;
 
-/// Function IDs (RFC 4171 6.1); a response is its request's ID with [`RESPONSE`] set.
+/// Function IDs (RFC 4171 6.1); a response is its request's ID with [`RESPONSE`](func::RESPONSE) set.
 pub mod func {
     pub const DEV_ATTR_REG: u16 = 0x0001;
     pub const DEV_ATTR_QRY: u16 = 0x0002;

@@ -5,7 +5,7 @@ use crate::conf::{
     Attr, DeviceConf, DeviceGroupConf, DeviceRefConf, DriverConf, GroupConf, HandlerConf,
     InitiatorConf, LunConf, ScstConf, TargetConf, TargetGroupConf, TargetRefConf,
 };
-use crate::protocol::{strip_key, TreeError};
+use crate::protocol::{strip_key, ErrorKind, TreeError};
 
 use super::TreeAccess;
 
@@ -51,9 +51,12 @@ pub fn saved_attrs(
 fn read_luns(c: &mut impl TreeAccess, dir: &str) -> Result<Vec<LunConf>, TreeError> {
     let mut luns = Vec::new();
     for n in dirs(&c.list(dir)?) {
-        let lun: u16 = n
-            .parse()
-            .map_err(|_| TreeError(format!("{dir}: unexpected entry '{n}'")))?;
+        let lun: u16 = n.parse().map_err(|_| {
+            TreeError::new(
+                ErrorKind::Internal,
+                format!("{dir}: unexpected entry '{n}'"),
+            )
+        })?;
         let device = c.read(&format!("{dir}/{n}/device"))?;
         let ro = c.read(&format!("{dir}/{n}/read_only"))?;
         let mut attrs = Vec::new();

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::conf::parse;
+use crate::protocol::ErrorKind;
 
 /// A tree of files (path -> value) that records writes and applies none, failing the
 /// write whose index is `fail_at`.
@@ -19,10 +20,12 @@ impl TreeAccess for FakeTree {
     fn read(&mut self, path: &str) -> Result<String, TreeError> {
         // As in the real tree, empty path components do not count.
         let path = path.trim_start_matches('/');
-        self.files
-            .get(path)
-            .cloned()
-            .ok_or_else(|| TreeError(format!("{path}: no such file or directory")))
+        self.files.get(path).cloned().ok_or_else(|| {
+            TreeError::new(
+                ErrorKind::NotFound,
+                format!("{path}: no such file or directory"),
+            )
+        })
     }
     fn list(&mut self, path: &str) -> Result<Vec<String>, TreeError> {
         let prefix = if path.is_empty() {
@@ -46,7 +49,10 @@ impl TreeAccess for FakeTree {
         let n = self.writes.len();
         self.writes.push(format!("{path} <- {value}"));
         if self.fail_at == Some(n) {
-            return Err(TreeError(format!("{path}: refused")));
+            return Err(TreeError::new(
+                ErrorKind::Invalid,
+                format!("{path}: refused"),
+            ));
         }
         Ok(())
     }

@@ -2,8 +2,8 @@
 //! path. scstadmin passes its socket [`Client`]; scstd at start-up passes the tree
 //! itself ([`InProcess`]), so that both run the same writes through the same checks.
 
-use crate::client::Client;
-use crate::protocol::{MgmtPath, MgmtTree, TreeError};
+use crate::client::{Client, ClientError};
+use crate::protocol::{ErrorKind, MgmtPath, MgmtTree, TreeError};
 
 pub trait TreeAccess {
     /// An attribute's value (a key attribute's ends with a line `[key]`).
@@ -14,15 +14,28 @@ pub trait TreeAccess {
     fn write(&mut self, path: &str, value: &str) -> Result<(), TreeError>;
 }
 
+/// A failure seen through the socket. The daemon keeps the kind of what it refused (its
+/// `last_sysfs_mgmt_res` reports it); the client has the message, and its own failures
+/// (connecting, the protocol) are internal.
+fn remote(e: ClientError) -> TreeError {
+    let kind = match e {
+        ClientError::Remote(_) | ClientError::BadPath(_) => ErrorKind::Invalid,
+        ClientError::Connect { .. } | ClientError::Io(_) | ClientError::Protocol(_) => {
+            ErrorKind::Internal
+        }
+    };
+    TreeError::new(kind, e.to_string())
+}
+
 impl TreeAccess for Client {
     fn read(&mut self, path: &str) -> Result<String, TreeError> {
-        Client::read(self, path).map_err(|e| TreeError(e.to_string()))
+        Client::read(self, path).map_err(remote)
     }
     fn list(&mut self, path: &str) -> Result<Vec<String>, TreeError> {
-        Client::list(self, path).map_err(|e| TreeError(e.to_string()))
+        Client::list(self, path).map_err(remote)
     }
     fn write(&mut self, path: &str, value: &str) -> Result<(), TreeError> {
-        Client::write(self, path, value).map_err(|e| TreeError(e.to_string()))
+        Client::write(self, path, value).map_err(remote)
     }
 }
 
@@ -30,7 +43,7 @@ impl TreeAccess for Client {
 pub struct InProcess<'a>(pub &'a dyn MgmtTree);
 
 fn parse(path: &str) -> Result<MgmtPath, TreeError> {
-    MgmtPath::parse(path).map_err(TreeError)
+    MgmtPath::parse(path).map_err(|e| TreeError::new(ErrorKind::Invalid, e.to_string()))
 }
 
 impl TreeAccess for InProcess<'_> {

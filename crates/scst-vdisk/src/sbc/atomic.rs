@@ -7,7 +7,7 @@
 //! no other command can observe or modify the range half-way. They always run on an
 //! I/O thread: waiting for the lock may block.
 
-use super::{read_error, write_error, CmdResult, Vdisk};
+use super::{CmdResult, Vdisk};
 use crate::backend::Backend;
 use crate::inquiry;
 use scsi_wire::atomic::{
@@ -15,6 +15,7 @@ use scsi_wire::atomic::{
 };
 use scsi_wire::inquiry::AtomicLimits;
 use scsi_wire::Sense;
+use scst_core::IoOp;
 use scst_core::{CmdCtx, ExecMode, Response};
 
 /// MAXIMUM COMPARE AND WRITE LENGTH (VPD B0h), also bounded by the one-byte NUMBER OF
@@ -88,7 +89,7 @@ impl<B: Backend> Vdisk<B> {
     fn read_blocks(&self, buf: &mut [u8], lba: u64) -> Result<(), Sense> {
         let off = lba << self.shift;
         let o = self.backend.read(buf, off, ExecMode::Blocking);
-        self.io("read", off, o, read_error).map(|_| ())
+        self.io("read", IoOp::Read, off, o).map(|_| ())
     }
 
     /// Write `buf` at block `lba` (Blocking mode).
@@ -97,7 +98,7 @@ impl<B: Backend> Vdisk<B> {
         let o = self
             .backend
             .write(buf, off, self.stable_write(fua), ExecMode::Blocking);
-        self.io("write", off, o, write_error).map(|_| ())
+        self.io("write", IoOp::Write, off, o).map(|_| ())
     }
 
     /// COMPARE AND WRITE: compare the medium with the first half of the data-out and,

@@ -9,6 +9,8 @@
 //! The same client runs against every target compared, so its own costs cancel out
 //! of the ratios.
 
+#![forbid(unsafe_code)]
+
 use std::io::Read;
 use std::process::ExitCode;
 use std::time::Instant;

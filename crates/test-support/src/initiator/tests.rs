@@ -1,6 +1,14 @@
-use super::*;
-use iscsi_wire::negotiate::{Digest, DigestPolicy};
+use std::io::{Read, Write};
 use std::net::TcpListener;
+
+use iscsi_wire::bhs::{task_attr, Stage};
+use iscsi_wire::frame::parse_frame;
+use iscsi_wire::negotiate::{Digest, DigestPolicy};
+use iscsi_wire::pdu::{self, TargetSn};
+use iscsi_wire::text;
+
+use super::*;
+use crate::scsi;
 
 #[test]
 fn serial_arithmetic() {

@@ -15,21 +15,32 @@ const MAX_INITIATOR_CHALLENGE: usize = 1024;
 
 /// Whether attribute `name` is `base` or one of its sysfs instance names (`base1`,
 /// `base2`...), as written back by write_config.
-pub(crate) fn is_instance_of(name: &str, base: &str) -> bool {
+pub fn is_instance_of(name: &str, base: &str) -> bool {
     name.strip_prefix(base)
         .is_some_and(|rest| rest.bytes().all(|c| c.is_ascii_digit()))
 }
 
 /// The CHAP accounts that govern one login.
 #[derive(Default, Clone)]
-pub(crate) struct Accounts {
+pub struct Accounts {
     incoming: Vec<(String, String)>,
     outgoing: Option<(String, String)>,
 }
 
+/// Names only: secrets stay out of logs and panics.
+impl std::fmt::Debug for Accounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let incoming: Vec<&str> = self.incoming.iter().map(|(u, _)| u.as_str()).collect();
+        f.debug_struct("Accounts")
+            .field("incoming", &incoming)
+            .field("outgoing", &self.outgoing.as_ref().map(|(u, _)| u))
+            .finish()
+    }
+}
+
 impl Accounts {
     /// Accounts from an attribute list (target or driver level).
-    pub(crate) fn from_attrs(attrs: &[(String, String)]) -> Accounts {
+    pub fn from_attrs(attrs: &[(String, String)]) -> Accounts {
         let mut a = Accounts::default();
         for (name, value) in attrs {
             let Some((user, secret)) = chap::parse_account(value) else {
@@ -49,7 +60,7 @@ impl Accounts {
 
 /// A refused security stage: the login status and a reason for the log (never a
 /// secret).
-pub(crate) struct AuthFailure {
+pub struct AuthFailure {
     pub status: (u8, u8),
     pub why: String,
 }
@@ -76,7 +87,7 @@ enum Phase {
     Done,
 }
 
-pub(crate) struct Auth {
+pub struct Auth {
     accounts: Accounts,
     required: bool,
     phase: Phase,
@@ -87,7 +98,7 @@ pub(crate) struct Auth {
 impl Auth {
     /// `required`: CHAP is demanded (there are IncomingUser accounts and the portal is
     /// not an internal one).
-    pub(crate) fn new(accounts: Accounts, required: bool) -> Auth {
+    pub fn new(accounts: Accounts, required: bool) -> Auth {
         Auth {
             required: required && !accounts.incoming.is_empty(),
             accounts,
@@ -96,23 +107,23 @@ impl Auth {
         }
     }
 
-    pub(crate) fn required(&self) -> bool {
+    pub fn required(&self) -> bool {
         self.required
     }
 
     /// Whether the login may leave the security stage.
-    pub(crate) fn complete(&self) -> bool {
+    pub fn complete(&self) -> bool {
         !self.required || matches!(self.phase, Phase::Done)
     }
 
     /// Whether an exchange is under way that the initiator still has to continue (so a
     /// transit request must be held rather than refused).
-    pub(crate) fn in_progress(&self) -> bool {
+    pub fn in_progress(&self) -> bool {
         matches!(self.phase, Phase::Algorithm | Phase::Response { .. })
     }
 
     /// Processes the security keys of one login request, appending the answers.
-    pub(crate) fn process(
+    pub fn process(
         &mut self,
         pairs: &[(String, String)],
         out: &mut Vec<(String, String)>,

@@ -1,0 +1,490 @@
+//! The command lifecycle of one I_T nexus, the same for every target driver (spec/scst.md
+//! 4.1, 5.2; SAM-5 8.6): a transport hands over a command once its data-out is in,
+//! and the core takes it through LUN lookup, its task set (SIMPLE / ORDERED / HEAD OF
+//! QUEUE), the checks SCST makes when a task becomes enabled (unit attention, SPC-2 and
+//! persistent reservations, ALUA state, read-only), execution (inline when the device
+//! cannot block, else on the I/O pool or its own asynchronous engine) and completion.
+//! Task management (ABORT TASK, ABORT/CLEAR TASK SET, LUN and target reset) acts on the
+//! same task sets.
+//!
+//! The shape is sans-I/O: a [`Nexus`] is owned by the transport's thread of control for
+//! the session (one connection task for iSCSI, one virtqueue worker for vhost-user), so
+//! it needs no lock. The transport calls [`Nexus::submit`], [`Nexus::tmf`] and, for
+//! commands that finished on another thread, [`Nexus::complete`]; after each call it
+//! drains [`Nexus::poll_event`] for what to send: responses, silently ended tasks and
+//! TMF results. Commands that finish off the transport's thread come back through the
+//! [`CompletionQueue`] the transport gave the nexus, which wakes it; it then hands them
+//! to [`Nexus::complete`] on its own thread.
+//!
+//! Each submitted command carries a transport context `T` (for iSCSI: the ITT's LUN
+//! field, the expected length, the buffer budget it holds) that the core hands back
+//! with the response, so the transport keeps no second table of submitted commands.
+
+use std::collections::VecDeque;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+
+use scsi_wire::Sense;
+
+use crate::cmd::{Cmd, ExecMode, Response, TaskAttr};
+use crate::registry::{DeviceEntry, Scst};
+use crate::session::{Route, Session, TmfStatus};
+use crate::taskset::TaskSet;
+
+/// Where a command that finished off the transport's thread (on the I/O pool, or in a
+/// device's asynchronous engine) is delivered. Called from any thread; the transport
+/// wakes up and passes `(tag, resp)` to [`Nexus::complete`] on its own thread.
+pub trait CompletionQueue: Send + Sync {
+    fn push(&self, tag: u64, resp: Response);
+}
+
+/// A task management function (SAM-5 7), as the transport decoded it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tmf {
+    /// ABORT TASK of the command `tag` on `lun`.
+    AbortTask {
+        lun: u64,
+        tag: u64,
+    },
+    AbortTaskSet {
+        lun: u64,
+    },
+    ClearTaskSet {
+        lun: u64,
+    },
+    ClearAca {
+        lun: u64,
+    },
+    LunReset {
+        lun: u64,
+    },
+    /// TARGET WARM RESET (and the SCSI part of a cold one).
+    TargetReset,
+}
+
+/// What the transport is told, in the order it must act on it.
+#[derive(Debug)]
+pub enum Event<T> {
+    /// The command `tag` is done: send `resp` (status, sense, data-in).
+    Respond { tag: u64, ctx: T, resp: Response },
+    /// The command `tag` ended without a response (aborted by a TMF, a reset from
+    /// another nexus, or the session closing).
+    Aborted { tag: u64, ctx: T },
+    /// The TMF `tag` whose [`Nexus::tmf`] returned None has finished: the aborted
+    /// commands it waited for are gone.
+    TmfDone { tag: u64, status: TmfStatus },
+}
+
+/// A hasher for maps keyed by transport tags and LUNs. The keys come from the
+/// initiator but only index its own nexus, whose size the transport's window bounds,
+/// so colliding keys slow nobody else; SipHash would cost a few percent of the
+/// per-command CPU for no gain. A multiplicative hash spreads sequential tags well.
+#[derive(Default)]
+pub struct IntHasher(u64);
+
+impl Hasher for IntHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(n as u64);
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// A hash map keyed by integers from the initiator, with [`IntHasher`].
+pub type IntMap<K, V> = std::collections::HashMap<K, V, BuildHasherDefault<IntHasher>>;
+
+/// Where a command in the table is. Commands answered inline never enter it.
+enum State {
+    /// In its task set behind an ORDERED task (or behind one that is).
+    Held(Cmd),
+    /// Enabled and running elsewhere (the I/O pool, a device's engine) on `device`
+    /// (None only while a released held task is being started).
+    Running { device: Option<Arc<DeviceEntry>> },
+}
+
+/// How an enabled command went.
+enum Started {
+    /// Answered already: by the core, or inline by the device.
+    Done(Response),
+    /// Running elsewhere (I/O pool, a device's engine), on `device`; it completes
+    /// through the [`CompletionQueue`].
+    Away(Arc<DeviceEntry>),
+}
+
+struct Task<T> {
+    lun: u64,
+    attr: TaskAttr,
+    ctx: T,
+    state: State,
+    /// Aborted while running: its result is dropped when it comes.
+    aborted: bool,
+}
+
+/// A TMF answered once the running commands it aborted have finished.
+struct PendingTmf {
+    tag: u64,
+    waiting: Vec<u64>,
+}
+
+/// The command lifecycle of one I_T nexus (see the module docs).
+pub struct Nexus<T> {
+    scst: Arc<Scst>,
+    session: Arc<Session>,
+    done: Arc<dyn CompletionQueue>,
+    tasks: IntMap<u64, Task<T>>,
+    /// One task set per LUN (SCST's default TST 001b: per I_T nexus).
+    task_sets: IntMap<u64, TaskSet<u64>>,
+    /// Held tasks that ordering now lets start, oldest first.
+    ready: VecDeque<u64>,
+    events: VecDeque<Event<T>>,
+    tmfs: Vec<PendingTmf>,
+}
+
+impl<T> Nexus<T> {
+    pub fn new(scst: Arc<Scst>, session: Arc<Session>, done: Arc<dyn CompletionQueue>) -> Self {
+        Nexus {
+            scst,
+            session,
+            done,
+            tasks: IntMap::default(),
+            task_sets: IntMap::default(),
+            ready: VecDeque::new(),
+            events: VecDeque::new(),
+            tmfs: Vec::new(),
+        }
+    }
+
+    pub fn session(&self) -> &Arc<Session> {
+        &self.session
+    }
+
+    /// Commands submitted and not yet answered or ended.
+    pub fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    /// The command `tag` is in the nexus.
+    pub fn contains(&self, tag: u64) -> bool {
+        self.tasks.contains_key(&tag)
+    }
+
+    /// Commands executing now (not held, not answered).
+    pub fn running(&self) -> usize {
+        self.tasks
+            .values()
+            .filter(|t| matches!(t.state, State::Running { .. }))
+            .count()
+    }
+
+    /// The next thing for the transport to do, in order.
+    pub fn poll_event(&mut self) -> Option<Event<T>> {
+        self.events.pop_front()
+    }
+
+    /// A command with all its data-out: it enters its LUN's task set and, when ordering
+    /// allows, is checked and executed. `tag` must not name a command still in the
+    /// nexus (the transport rejects duplicates before).
+    pub fn submit(&mut self, tag: u64, cmd: Cmd, ctx: T) {
+        let (lun, attr) = (cmd.lun, cmd.attr);
+        let enabled = self
+            .task_sets
+            .entry(lun)
+            .or_default()
+            .admit(attr, tag)
+            .is_some();
+        let mut task = Task {
+            lun,
+            attr,
+            ctx,
+            state: State::Running { device: None },
+            aborted: false,
+        };
+        if !enabled {
+            task.state = State::Held(cmd);
+            self.tasks.insert(tag, task);
+            return;
+        }
+        // A command answered inline (most are) never enters the table: nothing can
+        // reach it between its start and its answer on this thread.
+        match self.start(tag, cmd) {
+            Started::Done(resp) => self.retire(tag, task, resp),
+            Started::Away(device) => {
+                task.state = State::Running {
+                    device: Some(device),
+                };
+                self.tasks.insert(tag, task);
+            }
+        }
+        self.run_ready();
+    }
+
+    /// A command that finished on another thread (through the [`CompletionQueue`]).
+    pub fn complete(&mut self, tag: u64, resp: Response) {
+        self.finish(tag, resp);
+        self.run_ready();
+    }
+
+    /// A task management function. Some: its result now. None: it waits for running
+    /// commands it aborted, and [`Event::TmfDone`] reports it.
+    ///
+    /// Commands the transport holds that it has not submitted (waiting for data-out)
+    /// are the transport's to end; the core knows only submitted ones.
+    pub fn tmf(&mut self, tag: u64, tmf: Tmf) -> Option<TmfStatus> {
+        let mut waiting = Vec::new();
+        let lun_known = |s: &Session, lun| s.luns().get(lun).is_some();
+        let status = match tmf {
+            Tmf::AbortTask { lun, tag: victim } => match self.tasks.get(&victim) {
+                Some(t) if t.lun == lun => {
+                    self.abort(victim, &mut waiting);
+                    TmfStatus::Complete
+                }
+                _ => TmfStatus::TaskNotExist,
+            },
+            Tmf::AbortTaskSet { lun } | Tmf::ClearTaskSet { lun }
+                if !lun_known(&self.session, lun) =>
+            {
+                TmfStatus::LunNotExist
+            }
+            Tmf::AbortTaskSet { lun } => {
+                self.abort_where(|t| t.lun == lun, &mut waiting);
+                TmfStatus::Complete
+            }
+            Tmf::ClearTaskSet { lun } => {
+                let _ = self.session.clear_task_set(lun);
+                self.abort_where(|t| t.lun == lun, &mut waiting);
+                TmfStatus::Complete
+            }
+            Tmf::ClearAca { .. } => TmfStatus::Complete,
+            Tmf::LunReset { lun } => match self.session.lun_reset(lun) {
+                Ok(dev) => {
+                    self.abort_where(|t| t.lun == lun || t.on_device(&dev), &mut waiting);
+                    TmfStatus::Complete
+                }
+                Err(e) => e,
+            },
+            Tmf::TargetReset => {
+                self.session.target_reset();
+                self.abort_where(|_| true, &mut waiting);
+                TmfStatus::Complete
+            }
+        };
+        self.run_ready();
+        if waiting.is_empty() || status != TmfStatus::Complete {
+            return Some(status);
+        }
+        self.tmfs.push(PendingTmf { tag, waiting });
+        None
+    }
+
+    /// Another nexus reset or cleared `device`'s task set: this nexus's commands on it
+    /// end without a response.
+    pub fn abort_device(&mut self, device: &Arc<DeviceEntry>) {
+        let mut waiting = Vec::new();
+        // A held task has not looked its LUN up yet: it is on the device its LUN
+        // maps to now.
+        let session = self.session.clone();
+        let luns = session.luns();
+        let held_on = |t: &Task<T>| {
+            matches!(t.state, State::Held(_))
+                && luns
+                    .get(t.lun)
+                    .is_some_and(|td| Arc::ptr_eq(&td.device, device))
+        };
+        self.abort_where(|t| t.on_device(device) || held_on(t), &mut waiting);
+        self.run_ready();
+    }
+
+    /// The session is ending: held commands go now, running ones end without a
+    /// response when they complete. Nothing else starts.
+    pub fn close(&mut self) {
+        let held: Vec<u64> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| matches!(t.state, State::Held(_)))
+            .map(|(&tag, _)| tag)
+            .collect();
+        for tag in held {
+            self.drop_held(tag);
+        }
+        for t in self.tasks.values_mut() {
+            t.aborted = true;
+        }
+        self.ready.clear();
+    }
+
+    /// The task `tag` became enabled: the checks SCST makes at this point, then
+    /// execution, inline when the device can, else on the I/O pool.
+    fn start(&mut self, tag: u64, mut cmd: Cmd) -> Started {
+        let td = match self.session.route(&cmd) {
+            Route::Done(resp) => return Started::Done(resp),
+            Route::Device(td) => td,
+        };
+        let device = td.device.clone();
+        let Some(mut resp) = self.session.execute(&td, &mut cmd, ExecMode::Inline) else {
+            // The device cannot resume: it runs the command again, blocking.
+            let session = self.session.clone();
+            let done = self.done.clone();
+            self.scst.io_pool.spawn(move || {
+                let resp = session
+                    .execute(&td, &mut cmd, ExecMode::Blocking)
+                    .unwrap_or_else(|| Response::check(Sense::INTERNAL_FAILURE));
+                done.push(tag, resp);
+            });
+            return Started::Away(device);
+        };
+        if resp.resume.is_some() {
+            // The command continues on an I/O thread from where it stopped.
+            let session = self.session.clone();
+            let done = self.done.clone();
+            self.scst.io_pool.spawn(move || {
+                let resp = session.resume(&td, &mut cmd, resp);
+                done.push(tag, resp);
+            });
+            return Started::Away(device);
+        }
+        if let Some(d) = resp.deferred.take() {
+            // Started asynchronously: the device completes it from another thread.
+            let data_out_len = resp.data_out_len;
+            let done = self.done.clone();
+            d.on_complete(move |mut resp| {
+                resp.data_out_len = data_out_len;
+                done.push(tag, resp);
+            });
+            return Started::Away(device);
+        }
+        Started::Done(resp)
+    }
+
+    /// A command in the table is done.
+    fn finish(&mut self, tag: u64, resp: Response) {
+        if let Some(task) = self.tasks.remove(&tag) {
+            self.retire(tag, task, resp);
+        }
+    }
+
+    /// A task is done: it leaves its task set (releasing what waited behind it), is
+    /// answered unless aborted, and TMFs waiting for it may finish.
+    fn retire(&mut self, tag: u64, task: Task<T>, resp: Response) {
+        if let Some(ts) = self.task_sets.get_mut(&task.lun) {
+            ts.complete(task.attr, &mut self.ready);
+        }
+        self.events.push_back(if task.aborted {
+            Event::Aborted { tag, ctx: task.ctx }
+        } else {
+            Event::Respond {
+                tag,
+                ctx: task.ctx,
+                resp,
+            }
+        });
+        if !self.tmfs.is_empty() {
+            self.tmf_task_done(tag);
+        }
+    }
+
+    /// Start the held tasks ordering released, one after another (not recursively:
+    /// a long queue of held tasks that complete inline must not grow the stack).
+    fn run_ready(&mut self) {
+        while let Some(tag) = self.ready.pop_front() {
+            let Some(task) = self.tasks.get_mut(&tag) else {
+                continue;
+            };
+            let State::Held(cmd) =
+                std::mem::replace(&mut task.state, State::Running { device: None })
+            else {
+                continue;
+            };
+            match self.start(tag, cmd) {
+                Started::Done(resp) => self.finish(tag, resp),
+                Started::Away(device) => {
+                    if let Some(task) = self.tasks.get_mut(&tag) {
+                        task.state = State::Running {
+                            device: Some(device),
+                        };
+                    }
+                }
+            }
+        }
+    }
+
+    fn abort_where(&mut self, pred: impl Fn(&Task<T>) -> bool, waiting: &mut Vec<u64>) {
+        let tags: Vec<u64> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| pred(t))
+            .map(|(&tag, _)| tag)
+            .collect();
+        for tag in tags {
+            self.abort(tag, waiting);
+        }
+    }
+
+    /// Abort one task: held -> it goes now; running -> its result is dropped when it
+    /// completes, and `waiting` records it so that the TMF answers after that.
+    fn abort(&mut self, tag: u64, waiting: &mut Vec<u64>) {
+        let Some(task) = self.tasks.get_mut(&tag) else {
+            return;
+        };
+        match &task.state {
+            State::Held(_) => self.drop_held(tag),
+            State::Running { device } => {
+                if !task.aborted {
+                    // Lets a command that waits on work outliving it (a sanitize) end.
+                    if let Some(d) = device {
+                        d.dev.abort_running();
+                    }
+                }
+                task.aborted = true;
+                waiting.push(tag);
+            }
+        }
+    }
+
+    fn drop_held(&mut self, tag: u64) {
+        let Some(task) = self.tasks.remove(&tag) else {
+            return;
+        };
+        if let Some(ts) = self.task_sets.get_mut(&task.lun) {
+            ts.remove_held(|t| *t == tag);
+            // What waited behind the task that went may start now.
+            ts.release(&mut self.ready);
+        }
+        self.events.push_back(Event::Aborted { tag, ctx: task.ctx });
+    }
+
+    fn tmf_task_done(&mut self, tag: u64) {
+        for p in &mut self.tmfs {
+            p.waiting.retain(|w| *w != tag);
+        }
+        let events = &mut self.events;
+        self.tmfs.retain(|p| {
+            if p.waiting.is_empty() {
+                events.push_back(Event::TmfDone {
+                    tag: p.tag,
+                    status: TmfStatus::Complete,
+                });
+            }
+            !p.waiting.is_empty()
+        });
+    }
+}
+
+impl<T> Task<T> {
+    /// Running on `dev` (a held task has not looked its LUN up yet).
+    fn on_device(&self, dev: &Arc<DeviceEntry>) -> bool {
+        matches!(&self.state, State::Running { device: Some(d) } if Arc::ptr_eq(d, dev))
+    }
+}

@@ -1,0 +1,64 @@
+//! The root directory's attributes (spec/scst.md 2.3).
+
+use std::sync::atomic::Ordering;
+
+use super::{bool01, refuse_write, with_key, ScstTree};
+use crate::protocol::{ErrorKind, MgmtPath, TreeError};
+
+pub(super) fn list() -> Vec<String> {
+    [
+        "version",
+        "setup_id",
+        "threads",
+        "async_lun_replace",
+        "last_sysfs_mgmt_res",
+        "active_sessions",
+        "active_tgt_devs",
+        "handlers/",
+        "devices/",
+        "targets/",
+        "device_groups/",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+pub(super) fn read(tree: &ScstTree, path: &MgmtPath, name: &str) -> Result<String, TreeError> {
+    match name {
+        "version" => Ok(format!("scst-rs {}", env!("CARGO_PKG_VERSION"))),
+        "setup_id" => Ok(with_key(
+            format!("{:#x}", tree.setup_id),
+            tree.setup_id != 0,
+        )),
+        "threads" => Ok(with_key(tree.io_threads.0.to_string(), tree.io_threads.1)),
+        "async_lun_replace" => {
+            let on = tree.scst.async_lun_replace();
+            Ok(with_key(u8::from(on).to_string(), on))
+        }
+        "last_sysfs_mgmt_res" => Ok(tree.last_result.load(Ordering::Relaxed).to_string()),
+        "active_sessions" => Ok(scst_core::session::live_counts().0.to_string()),
+        "active_tgt_devs" => Ok(scst_core::session::live_counts().1.to_string()),
+        _ => Err(TreeError::not_found(path)),
+    }
+}
+
+pub(super) fn write(
+    tree: &ScstTree,
+    path: &MgmtPath,
+    name: &str,
+    value: &str,
+) -> Result<(), TreeError> {
+    match name {
+        "async_lun_replace" => {
+            tree.scst.set_async_lun_replace(bool01(path, value)?);
+            Ok(())
+        }
+        "threads" => Err(TreeError::at(
+            path,
+            ErrorKind::ReadOnly,
+            "the I/O thread pool is sized at start; restart scstd with --io-threads or \
+             the configuration's threads attribute",
+        )),
+        _ => refuse_write(tree, path),
+    }
+}
