@@ -36,7 +36,7 @@ impl Device for NamedDev {
         match name {
             "size" | "prod_id" | "comment" => Ok(()),
             _ => Err(AttrError::CreationOnly {
-                device: self.0.to_string(),
+                device: self.0.clone(),
                 attr: name.to_string(),
             }),
         }
