@@ -39,6 +39,9 @@ pub struct InquiryIdentity {
     pub eui64_id: Option<Vec<u8>>,
     /// SCSI name string designator (target device).
     pub scsi_device_name: Option<String>,
+    /// Vendor-specific bytes 36..56 of the standard data (SCST's `inq_vend_specific`,
+    /// at most 20 bytes).
+    pub vend_specific: Vec<u8>,
 }
 
 /// Everything in the standard INQUIRY data that is not identity.

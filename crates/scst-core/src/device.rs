@@ -77,19 +77,19 @@ pub trait Device: Send + Sync + 'static {
     }
     /// Change a runtime-writable attribute (the management tree's write of
     /// `devices/<dev>/<name>`), e.g. vcdrom's `filename` to insert or eject media.
-    /// Errors are one line for the management client. By default nothing is writable.
-    fn set_attribute(&self, name: &str, _value: &str) -> Result<(), String> {
-        Err(format!(
-            "device {}: attribute {name} is unknown or read-only",
-            self.name()
-        ))
+    /// A refused write changes nothing. By default nothing is writable.
+    fn set_attribute(&self, name: &str, _value: &str) -> Result<(), AttrError> {
+        Err(AttrError::NotWritable {
+            device: self.name().to_string(),
+            attr: name.to_string(),
+        })
     }
     /// Apply an attribute write and say what initiators must be told (the core queues
     /// the matching unit attention on every nexus of the device, spec 5.1). The default
     /// delegates to [`Device::set_attribute`] and classifies by SCST's attribute names;
     /// a handler overrides it when it knows better (e.g. a size write that changed
     /// nothing).
-    fn apply_attribute(&self, name: &str, value: &str) -> Result<AttrEffect, String> {
+    fn apply_attribute(&self, name: &str, value: &str) -> Result<AttrEffect, AttrError> {
         self.set_attribute(name, value)?;
         Ok(AttrEffect::of_attribute(name))
     }
@@ -101,6 +101,37 @@ pub trait Device: Send + Sync + 'static {
     /// drop per-nexus state such as PREVENT MEDIUM REMOVAL (SPC-4 6.13). The nexus is
     /// named by initiator and target name, as in [`CmdCtx`]. Called once per session.
     fn nexus_lost(&self, _initiator_name: &str, _target_name: &str) {}
+}
+
+/// Why a device refused an attribute write (a refused write changed nothing): one line
+/// naming the device and the attribute. The kind tells the management layer how to
+/// report it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AttrError {
+    /// The device has no such attribute, or none that can be written.
+    #[error("device {device}: attribute {attr} is unknown or read-only")]
+    NotWritable { device: String, attr: String },
+    /// Given when the device is created; re-creating the device changes it.
+    #[error("device {device}: attribute {attr}: read-only (set at creation)")]
+    CreationOnly { device: String, attr: String },
+    /// Not a value the attribute takes, or not one it can take now (`reason` says why).
+    #[error("device {device}: attribute {attr}: {reason}")]
+    Invalid {
+        device: String,
+        attr: String,
+        reason: String,
+    },
+    /// The device's state forbids the change until an initiator lifts it (e.g. PREVENT
+    /// MEDIUM REMOVAL).
+    #[error("device {device}: {reason}")]
+    Busy { device: String, reason: String },
+    /// The backend could not carry it out (opening a file, a flush, reading a size).
+    #[error("device {device}: attribute {attr}: {reason}")]
+    Backend {
+        device: String,
+        attr: String,
+        reason: String,
+    },
 }
 
 /// What an attribute write changed that initiators can observe.

@@ -118,6 +118,6 @@ fn nexus_loss_is_reported_once_per_session() {
 #[test]
 fn set_attribute_defaults_to_an_error_naming_the_attribute() {
     let d = HookDev::default();
-    let e = d.set_attribute("filename", "/x").unwrap_err();
+    let e = d.set_attribute("filename", "/x").unwrap_err().to_string();
     assert!(e.contains("hook0") && e.contains("filename"), "{e}");
 }

@@ -35,6 +35,10 @@ pub enum MgmtError {
     },
     #[error("{0}")]
     Invalid(String),
+    /// A device refused an attribute write: the typed reason (read-only, invalid value,
+    /// busy, backend failure) that decides the socket's errno.
+    #[error(transparent)]
+    Attribute(#[from] crate::device::AttrError),
     /// Something SCST offers that this driver or handler does not: refused, never
     /// accepted and ignored.
     #[error("{0}")]

@@ -51,7 +51,7 @@ pub mod transport_id;
 
 pub use alua::{AluaState, DeviceGroupInfo, PortView, TargetGroupInfo};
 pub use cmd::{Cdb, Cmd, ExecMode, Response, Resume, TaskAttr};
-pub use device::{AttrEffect, CmdCtx, Device, DeviceEvents};
+pub use device::{AttrEffect, AttrError, CmdCtx, Device, DeviceEvents};
 pub use driver::{AttrFile, DevHandler, TargetDriver};
 pub use error::{IoError, IoErrorKind, IoOp, MgmtError};
 pub use lifecycle::{CompletionQueue, Event, IntMap, Nexus, Tmf};

@@ -315,10 +315,7 @@ impl Scst {
         value: &str,
     ) -> Result<AttrEffect, MgmtError> {
         let entry = self.device(device)?;
-        let effect = entry
-            .dev
-            .apply_attribute(attr, value)
-            .map_err(MgmtError::Invalid)?;
+        let effect = entry.dev.apply_attribute(attr, value)?;
         match effect {
             AttrEffect::Nothing => {}
             AttrEffect::CapacityChanged => entry.queue_ua_all(Sense::UA_CAPACITY_DATA_CHANGED),

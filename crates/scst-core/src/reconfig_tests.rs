@@ -9,7 +9,7 @@ use scsi_wire::lun::decode_lun;
 use scsi_wire::Sense;
 
 use crate::cmd::{Cdb, Cmd, ExecMode, Response, TaskAttr};
-use crate::device::{AttrEffect, CmdCtx, Device};
+use crate::device::{AttrEffect, AttrError, CmdCtx, Device};
 use crate::error::MgmtError;
 use crate::registry::{DeviceEntry, Scst};
 use crate::session::{Route, Session, SessionEvents, TransportId};
@@ -32,10 +32,13 @@ impl Device for NamedDev {
     fn execute(&self, _: &CmdCtx<'_>, _: &mut Cmd, _: ExecMode) -> Option<Response> {
         Some(Response::data_alloc(self.0.as_bytes().to_vec(), 64))
     }
-    fn set_attribute(&self, name: &str, _value: &str) -> Result<(), String> {
+    fn set_attribute(&self, name: &str, _value: &str) -> Result<(), AttrError> {
         match name {
             "size" | "prod_id" | "comment" => Ok(()),
-            _ => Err(format!("device {}: attribute {name} is read-only", self.0)),
+            _ => Err(AttrError::CreationOnly {
+                device: self.0.clone(),
+                attr: name.to_string(),
+            }),
         }
     }
 }
@@ -372,7 +375,7 @@ fn device_attributes_queue_the_matching_unit_attention() {
     );
     assert!(matches!(
         f.scst.set_device_attr("a", "blocksize", "4096"),
-        Err(MgmtError::Invalid(_))
+        Err(MgmtError::Attribute(AttrError::CreationOnly { .. }))
     ));
     assert_eq!(sense_of(&s, &TUR, 0), None);
 }

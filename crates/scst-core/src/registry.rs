@@ -35,6 +35,11 @@ impl DeviceEntry {
         self.dev.name()
     }
 
+    /// Where the device's PR state is persisted (`pr_file_name`), if anywhere.
+    pub fn pr_file(&self) -> Option<PathBuf> {
+        self.resv.pr_file()
+    }
+
     /// Live nexuses of this device.
     pub fn tgt_devs(&self) -> Vec<Arc<TgtDev>> {
         let mut v = self.tgt_devs.lock();
@@ -201,6 +206,11 @@ impl Scst {
             Some(p) => d.insert(handler.to_string(), p),
             None => d.remove(handler),
         };
+    }
+
+    /// The state directory (`--state-dir`), where APTPL files go by default.
+    pub fn state_dir(&self) -> Option<PathBuf> {
+        self.state_dir.lock().clone()
     }
 
     pub fn pr_dump_dir(&self, handler: &str) -> Option<PathBuf> {

@@ -4,8 +4,11 @@
 //! function returning an [`AttrInfo`]: how a value is checked, whether the attribute is
 //! writable, whether it is a creation parameter (`add_device`/`add_target` `k=v;`), a key
 //! attribute (★, saved by write_config) and whether it is dynamic / multi-valued
-//! (`add_attribute`). The layer applying a configuration uses the same data to decide what
-//! goes into `add_device` and what is written afterwards.
+//! (`add_attribute`), and whether scst-rs implements it at all ([`AttrSupport`]: what it
+//! does not is refused as not supported, at load and at write). The apply engine
+//! ([`crate::apply`]) uses the same data to decide what goes into `add_device`, what is
+//! written afterwards, and what needs the object re-created; [`configurable_attrs`]
+//! walks the whole table (docs/management.md lists it, a test compares).
 //!
 //! Runtime-only entries (statistics, counters, links) are not listed; read-only ones that
 //! people tend to copy into a config are, so that validation can say "read-only" rather than
@@ -43,6 +46,20 @@ pub enum ValueKind {
     Text,
 }
 
+/// Whether scst-rs implements an attribute SCST defines. Nothing is accepted and then
+/// ignored: an attribute is either in effect or refused as not supported, at load and at
+/// write (docs/management.md lists both sets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttrSupport {
+    Implemented,
+    /// Not implemented, but SCST's default value describes how scst-rs behaves, so that
+    /// value is accepted (SCST's write_config saves key attributes such as
+    /// `cluster_mode 0` even at their default); any other value is refused.
+    DefaultOnly(&'static str),
+    /// Refused whatever the value.
+    NotSupported,
+}
+
 /// Static facts about one attribute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttrInfo {
@@ -58,6 +75,7 @@ pub struct AttrInfo {
     pub dynamic: bool,
     /// May occur several times (multi-instance, e.g. `IncomingUser`).
     pub multi: bool,
+    pub support: AttrSupport,
 }
 
 impl AttrInfo {
@@ -70,7 +88,18 @@ impl AttrInfo {
             key: false,
             dynamic: false,
             multi: false,
+            support: AttrSupport::Implemented,
         }
+    }
+    /// SCST has it, scst-rs does not implement it.
+    const fn not_supported(mut self) -> Self {
+        self.support = AttrSupport::NotSupported;
+        self
+    }
+    /// SCST has it, scst-rs behaves as its default `value` and accepts only that.
+    const fn default_only(mut self, value: &'static str) -> Self {
+        self.support = AttrSupport::DefaultOnly(value);
+        self
     }
     const fn creation(mut self) -> Self {
         self.creation = true;
@@ -92,68 +121,100 @@ impl AttrInfo {
         self.creation || self.dynamic || self.access == Access::ReadWrite
     }
 
-    /// Check a value; the error text completes "attribute 'x' ...".
-    pub fn check_value(&self, value: &str) -> Result<(), String> {
+    /// Check a value's shape; the error's text completes "attribute 'x' ...".
+    pub fn check_value(&self, value: &str) -> Result<(), ValueError> {
         check_kind(self.kind, value)
+    }
+
+    /// Whether scst-rs puts `value` into effect; the error's text completes
+    /// "attribute 'x' ..." and says "not supported" (never "unknown").
+    pub fn check_supported(&self, value: &str) -> Result<(), ValueError> {
+        match self.support {
+            AttrSupport::Implemented => Ok(()),
+            AttrSupport::DefaultOnly(default) if same_value(self.kind, value, default) => Ok(()),
+            AttrSupport::DefaultOnly(default) => Err(ValueError::OnlyDefault(default)),
+            AttrSupport::NotSupported => Err(ValueError::NotSupported),
+        }
+    }
+
+    pub fn implemented(&self) -> bool {
+        self.support == AttrSupport::Implemented
     }
 }
 
-fn check_kind(kind: ValueKind, value: &str) -> Result<(), String> {
+/// Equal as values of `kind`: `0x0` is `0`, `AUTO` is `auto` where case does not matter.
+fn same_value(kind: ValueKind, a: &str, b: &str) -> bool {
+    let (a, b) = (a.trim(), b.trim());
+    match kind {
+        ValueKind::Int { .. } | ValueKind::PowerOfTwo { .. } | ValueKind::Bool => {
+            a == b || parse_int(a).is_some_and(|n| Some(n) == parse_int(b))
+        }
+        ValueKind::EnumNoCase(_) | ValueKind::IoGrouping => a.eq_ignore_ascii_case(b),
+        _ => a == b,
+    }
+}
+
+/// Why a value is refused; displayed, it completes "attribute 'x' ...".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    #[error("must be 0 or 1")]
+    NotBool,
+    #[error("must be a number in {min}..{max}")]
+    NotInRange { min: i64, max: i64 },
+    #[error("must be a power of two in {min}..{max}")]
+    NotPowerOfTwo { min: i64, max: i64 },
+    #[error("must be one of {}", .0.join(", "))]
+    NotOneOf(&'static [&'static str]),
+    #[error("must be a '|'-separated list of {}", .0.join(", "))]
+    NotFlags(&'static [&'static str]),
+    #[error("must be auto, this_group_only, never or a group number > 0")]
+    NotIoGrouping,
+    #[error("has a CHAP secret shorter than {MIN_CHAP_SECRET} bytes")]
+    ShortChapSecret,
+    #[error("must be \"<user name> <secret>\"")]
+    NotChapAccount,
+    /// scst-rs does not implement the attribute.
+    #[error("is not supported by scst-rs")]
+    NotSupported,
+    /// scst-rs implements only the attribute's default behaviour.
+    #[error("is not supported by scst-rs (only its default, '{0}', is accepted)")]
+    OnlyDefault(&'static str),
+}
+
+fn check_kind(kind: ValueKind, value: &str) -> Result<(), ValueError> {
+    let ok = |good: bool, e: ValueError| if good { Ok(()) } else { Err(e) };
     match kind {
         ValueKind::Text => Ok(()),
-        ValueKind::Bool => match value {
-            "0" | "1" => Ok(()),
-            _ => Err("must be 0 or 1".into()),
-        },
-        ValueKind::Int { min, max } => match parse_int(value) {
-            Some(n) if (min..=max).contains(&n) => Ok(()),
-            _ => Err(format!("must be a number in {min}..{max}")),
-        },
-        ValueKind::PowerOfTwo { min, max } => match parse_int(value) {
-            Some(n) if (min..=max).contains(&n) && (n as u64).is_power_of_two() => Ok(()),
-            _ => Err(format!("must be a power of two in {min}..{max}")),
-        },
-        ValueKind::Enum(words) => {
-            if words.contains(&value) {
-                Ok(())
-            } else {
-                Err(format!("must be one of {}", words.join(", ")))
-            }
-        }
-        ValueKind::EnumNoCase(words) => {
-            if words.iter().any(|w| w.eq_ignore_ascii_case(value)) {
-                Ok(())
-            } else {
-                Err(format!("must be one of {}", words.join(", ")))
-            }
-        }
-        ValueKind::Flags(words) => {
-            if value.split('|').all(|part| words.contains(&part.trim())) {
-                Ok(())
-            } else {
-                Err(format!(
-                    "must be a '|'-separated list of {}",
-                    words.join(", ")
-                ))
-            }
-        }
-        ValueKind::IoGrouping => {
-            let ok = matches!(value, "auto" | "this_group_only" | "never")
-                || parse_int(value).is_some_and(|n| n > 0);
-            if ok {
-                Ok(())
-            } else {
-                Err("must be auto, this_group_only, never or a group number > 0".into())
-            }
-        }
+        ValueKind::Bool => ok(matches!(value, "0" | "1"), ValueError::NotBool),
+        ValueKind::Int { min, max } => ok(
+            parse_int(value).is_some_and(|n| (min..=max).contains(&n)),
+            ValueError::NotInRange { min, max },
+        ),
+        ValueKind::PowerOfTwo { min, max } => ok(
+            parse_int(value)
+                .is_some_and(|n| (min..=max).contains(&n) && (n as u64).is_power_of_two()),
+            ValueError::NotPowerOfTwo { min, max },
+        ),
+        ValueKind::Enum(words) => ok(words.contains(&value), ValueError::NotOneOf(words)),
+        ValueKind::EnumNoCase(words) => ok(
+            words.iter().any(|w| w.eq_ignore_ascii_case(value)),
+            ValueError::NotOneOf(words),
+        ),
+        ValueKind::Flags(words) => ok(
+            value.split('|').all(|part| words.contains(&part.trim())),
+            ValueError::NotFlags(words),
+        ),
+        ValueKind::IoGrouping => ok(
+            matches!(value, "auto" | "this_group_only" | "never")
+                || parse_int(value).is_some_and(|n| n > 0),
+            ValueError::NotIoGrouping,
+        ),
         ValueKind::ChapAccount => {
             let mut words = value.split_whitespace();
             match (words.next(), words.next(), words.next()) {
                 (Some(_), Some(secret), None) if secret.len() >= MIN_CHAP_SECRET => Ok(()),
-                (Some(_), Some(_), None) => Err(format!(
-                    "has a CHAP secret shorter than {MIN_CHAP_SECRET} bytes"
-                )),
-                _ => Err("must be \"<user name> <secret>\"".into()),
+                (Some(_), Some(_), None) => Err(ValueError::ShortChapSecret),
+                _ => Err(ValueError::NotChapAccount),
             }
         }
     }
@@ -209,16 +270,22 @@ fn find(table: &[AttrInfo], name: &str) -> Option<AttrInfo> {
 // Root (spec 2.3)
 
 const ROOT: &[AttrInfo] = &[
-    AttrInfo::new("setup_id", U32, RW).key(),
-    AttrInfo::new("threads", int(1, 4096), RW),
-    AttrInfo::new("poll_us", U32, RW),
-    AttrInfo::new("suspend", I32, RW),
-    AttrInfo::new("max_tasklet_cmd", U32, RW),
-    AttrInfo::new("measure_latency", Bool, RW),
+    // Fixed while scstd runs (SCST: RW): setup_id names the installation in every
+    // device id, threads sizes the I/O pool. Both are read from the configuration at
+    // start, hence "creation".
+    AttrInfo::new("setup_id", U32, RO).creation().key(),
+    AttrInfo::new("threads", int(1, 4096), RO).creation(),
+    AttrInfo::new("poll_us", U32, RW).default_only("0"),
+    AttrInfo::new("suspend", I32, RW).default_only("0"),
+    AttrInfo::new("max_tasklet_cmd", U32, RW).not_supported(),
+    AttrInfo::new("measure_latency", Bool, RW).default_only("0"),
     AttrInfo::new("async_lun_replace", Bool, RW),
-    AttrInfo::new("force_global_sgv_pool", Bool, RW),
-    AttrInfo::new("trace_level", Text, RW),
-    AttrInfo::new("cluster_name", Text, RW).key(),
+    AttrInfo::new("force_global_sgv_pool", Bool, RW).default_only("0"),
+    AttrInfo::new("trace_level", Text, RW).not_supported(),
+    // Cluster mode is a later step.
+    AttrInfo::new("cluster_name", Text, RW)
+        .key()
+        .not_supported(),
     AttrInfo::new("version", Text, RO),
     AttrInfo::new("trace_cmds", Text, RO),
     AttrInfo::new("trace_mcmds", Text, RO),
@@ -318,7 +385,7 @@ fn vdisk_mask(handler: &str) -> Option<u8> {
 /// Handler directory attributes. `pr_dump_dir` is dev_disk's in SCST; scst-rs offers it on
 /// its disk-type vdisk handlers, which are the ones that keep PR state.
 const HANDLER_ATTRS: &[(u8, AttrInfo)] = &[
-    (ALL, AttrInfo::new("trace_level", Text, RW)),
+    (ALL, AttrInfo::new("trace_level", Text, RW).not_supported()),
     (FBN, AttrInfo::new("pr_dump_dir", Text, RW)),
     (ALL, AttrInfo::new("type", Text, RO)),
 ];
@@ -351,18 +418,19 @@ const VDISK_ATTRS: &[(u8, AttrInfo)] = &[
         .creation()
         .key(),
     ),
+    // fileio's and blockio's size is the backend's (resync_size re-reads it).
     (N, AttrInfo::new("size", SIZE, RW).creation()),
-    (B, AttrInfo::new("size", SIZE, RW)),
-    (F | C, AttrInfo::new("size", SIZE, RO)),
+    (F | B | C, AttrInfo::new("size", SIZE, RO)),
     (N, AttrInfo::new("size_mb", SIZE, RW).creation()),
-    (B, AttrInfo::new("size_mb", SIZE, RW)),
-    (F | C, AttrInfo::new("size_mb", SIZE, RO)),
+    (F | B | C, AttrInfo::new("size_mb", SIZE, RO)),
     (FB, AttrInfo::new("resync_size", Text, WO)),
     (FB, AttrInfo::new("sync", Text, WO)),
-    (FBN, AttrInfo::new("read_only", Bool, RO).creation().key()),
+    // read_only and write_through change at run time in scst-rs (SCST: creation only);
+    // see scst-vdisk's attrs.rs.
+    (FBN, AttrInfo::new("read_only", Bool, RW).creation().key()),
     (
         FB,
-        AttrInfo::new("write_through", Bool, RO).creation().key(),
+        AttrInfo::new("write_through", Bool, RW).creation().key(),
     ),
     (FB, AttrInfo::new("nv_cache", Bool, RO).creation().key()),
     (F, AttrInfo::new("o_direct", Bool, RO).creation()),
@@ -380,26 +448,51 @@ const VDISK_ATTRS: &[(u8, AttrInfo)] = &[
     (ALL, AttrInfo::new("tst", Bool, RO).creation()),
     (FBN, AttrInfo::new("opt_trans_len", U32, RW)),
     (FB, AttrInfo::new("lb_per_pb_exp", Bool, RW)),
-    (FB, AttrInfo::new("expl_alua", Bool, RW)),
-    (FB, AttrInfo::new("active", Bool, RW).creation()),
-    (FB, AttrInfo::new("bind_alua_state", Bool, RW).creation()),
+    // Explicit ALUA (SET TARGET PORT GROUPS) is a later step.
+    (FB, AttrInfo::new("expl_alua", Bool, RW).not_supported()),
+    (
+        FB,
+        AttrInfo::new("active", Bool, RW)
+            .creation()
+            .default_only("1"),
+    ),
+    (
+        FB,
+        AttrInfo::new("bind_alua_state", Bool, RW)
+            .creation()
+            .not_supported(),
+    ),
     (
         FBN,
-        AttrInfo::new("cluster_mode", Bool, RW).creation().key(),
+        AttrInfo::new("cluster_mode", Bool, RW)
+            .creation()
+            .key()
+            .default_only("0"),
     ),
     (N, AttrInfo::new("dummy", Bool, RO).creation()),
     (N, AttrInfo::new("read_zero", Bool, RW)),
-    (ALL, AttrInfo::new("t10_vend_id", Text, RW)),
-    (ALL, AttrInfo::new("prod_id", Text, RW).key()),
-    (ALL, AttrInfo::new("prod_rev_lvl", Text, RW)),
+    // Identity: the disks change it at run time (INQUIRY DATA HAS CHANGED); vcdrom
+    // takes it when the device is created.
+    (FBN, AttrInfo::new("t10_vend_id", Text, RW)),
+    (C, AttrInfo::new("t10_vend_id", Text, RO).creation()),
+    (FBN, AttrInfo::new("prod_id", Text, RW).key()),
+    (C, AttrInfo::new("prod_id", Text, RO).creation().key()),
+    (FBN, AttrInfo::new("prod_rev_lvl", Text, RW)),
+    (C, AttrInfo::new("prod_rev_lvl", Text, RO).creation()),
     (FBN, AttrInfo::new("t10_dev_id", Text, RW).creation().key()),
-    (C, AttrInfo::new("t10_dev_id", Text, RW).key()),
-    (ALL, AttrInfo::new("vend_specific_id", Text, RW)),
-    (ALL, AttrInfo::new("usn", Text, RW)),
-    (ALL, AttrInfo::new("eui64_id", Text, RW)),
-    (ALL, AttrInfo::new("naa_id", Text, RW)),
-    (ALL, AttrInfo::new("scsi_device_name", Text, RW)),
-    (ALL, AttrInfo::new("inq_vend_specific", Text, RW)),
+    (C, AttrInfo::new("t10_dev_id", Text, RO).creation().key()),
+    (FBN, AttrInfo::new("vend_specific_id", Text, RW)),
+    (C, AttrInfo::new("vend_specific_id", Text, RO).creation()),
+    (FBN, AttrInfo::new("usn", Text, RW)),
+    (C, AttrInfo::new("usn", Text, RO).creation()),
+    (FBN, AttrInfo::new("eui64_id", Text, RW)),
+    (C, AttrInfo::new("eui64_id", Text, RO).creation()),
+    (FBN, AttrInfo::new("naa_id", Text, RW)),
+    (C, AttrInfo::new("naa_id", Text, RO).creation()),
+    (FBN, AttrInfo::new("scsi_device_name", Text, RW)),
+    (C, AttrInfo::new("scsi_device_name", Text, RO).creation()),
+    (FBN, AttrInfo::new("inq_vend_specific", Text, RW)),
+    (C, AttrInfo::new("inq_vend_specific", Text, RO).creation()),
     (
         FBN,
         AttrInfo::new(
@@ -407,25 +500,46 @@ const VDISK_ATTRS: &[(u8, AttrInfo)] = &[
             Flags(&["tgt", "scst", "dev_check", "dev_store"]),
             RO,
         )
-        .creation(),
+        .creation()
+        .not_supported(),
     ),
-    (FBN, AttrInfo::new("dif_type", int(0, 3), RO).creation()),
-    (FBN, AttrInfo::new("dif_static_app_tag", U16, RW).creation()),
-    (FB, AttrInfo::new("dif_filename", Text, RO).creation()),
+    // T10-PI is a later step.
     (
         FBN,
-        AttrInfo::new("numa_node_id", int(-1, 4095), RO).creation(),
+        AttrInfo::new("dif_type", int(0, 3), RO)
+            .creation()
+            .default_only("0"),
+    ),
+    (
+        FBN,
+        AttrInfo::new("dif_static_app_tag", U16, RW)
+            .creation()
+            .not_supported(),
+    ),
+    (
+        FB,
+        AttrInfo::new("dif_filename", Text, RO)
+            .creation()
+            .not_supported(),
+    ),
+    (
+        FBN,
+        AttrInfo::new("numa_node_id", int(-1, 4095), RO)
+            .creation()
+            .default_only("-1"),
     ),
 ];
 
 /// Core device attributes every device has (spec 2.5, first table), consulted after the
 /// handler's own table.
 const CORE_DEVICE_ATTRS: &[AttrInfo] = &[
-    AttrInfo::new("max_tgt_dev_commands", int(1, 65535), RW),
-    AttrInfo::new("numa_node_id", int(-1, 4095), RW),
-    AttrInfo::new("threads_num", I32, RW),
-    AttrInfo::new("threads_pool_type", Enum(&["per_initiator", "shared"]), RW),
-    AttrInfo::new("pr_file_name", Text, RW),
+    AttrInfo::new("max_tgt_dev_commands", int(1, 65535), RW).not_supported(),
+    AttrInfo::new("numa_node_id", int(-1, 4095), RW).default_only("-1"),
+    AttrInfo::new("threads_num", I32, RW).not_supported(),
+    AttrInfo::new("threads_pool_type", Enum(&["per_initiator", "shared"]), RW).not_supported(),
+    // Given when the device is added (its PR state is loaded from it then); SCST lets it
+    // change later.
+    AttrInfo::new("pr_file_name", Text, RO).creation(),
     AttrInfo::new("type", Text, RO),
     AttrInfo::new("pr_state", Text, RO),
 ];
@@ -480,14 +594,14 @@ const ISCSI_DRIVER: &[AttrInfo] = &[
     AttrInfo::new("iSNSServer", Text, RW).key(),
     AttrInfo::new("isns_entity_name", Text, RW),
     AttrInfo::new("internal_portal", Text, RW),
-    AttrInfo::new("link_local", Bool, RW),
+    AttrInfo::new("link_local", Bool, RW).not_supported(),
     // scst-rs connection limits and counters.
     AttrInfo::new("login_timeout", int(1, 65535), RW).key(),
     AttrInfo::new("max_open_connections", int(1, 1 << 20), RW).key(),
     AttrInfo::new("open_connections", Text, RO),
     AttrInfo::new("active_commands", Text, RO),
     AttrInfo::new("data_buffer_bytes", Text, RO),
-    AttrInfo::new("trace_level", Text, RW),
+    AttrInfo::new("trace_level", Text, RW).not_supported(),
     AttrInfo::new("open_state", Text, RO),
     AttrInfo::new("version", Text, RO),
 ];
@@ -505,14 +619,15 @@ const CORE_TARGET: &[AttrInfo] = &[
     AttrInfo::new("enabled", Bool, RW).key(),
     AttrInfo::new("rel_tgt_id", int(1, 65535), RW).key(),
     AttrInfo::new("addr_method", ADDR_METHOD, RW),
-    AttrInfo::new("io_grouping_type", IoGrouping, RW),
-    AttrInfo::new("black_hole", int(0, 4), RW),
-    AttrInfo::new("cpu_mask", Text, RW),
+    AttrInfo::new("io_grouping_type", IoGrouping, RW).default_only("auto"),
+    AttrInfo::new("black_hole", int(0, 4), RW).default_only("0"),
+    AttrInfo::new("cpu_mask", Text, RW).not_supported(),
     AttrInfo::new("comment", Text, RW),
-    AttrInfo::new("forward_src", Bool, RW),
-    AttrInfo::new("forward_dst", Bool, RW),
-    AttrInfo::new("forwarding", Bool, RW),
-    AttrInfo::new("aen_disabled", Bool, RW),
+    // Forwarding belongs to pass-through and cluster mode, later steps.
+    AttrInfo::new("forward_src", Bool, RW).default_only("0"),
+    AttrInfo::new("forward_dst", Bool, RW).default_only("0"),
+    AttrInfo::new("forwarding", Bool, RW).default_only("0"),
+    AttrInfo::new("aen_disabled", Bool, RW).not_supported(),
     AttrInfo::new("sg_tablesize", Text, RO),
     AttrInfo::new("hw_target", Text, RO),
     AttrInfo::new("dif_capabilities", Text, RO),
@@ -562,12 +677,13 @@ pub fn target_attr(driver: &str, name: &str) -> Option<AttrInfo> {
 
 const CORE_GROUP: &[AttrInfo] = &[
     AttrInfo::new("addr_method", ADDR_METHOD, RW),
-    AttrInfo::new("io_grouping_type", IoGrouping, RW),
-    AttrInfo::new("black_hole", int(0, 4), RW),
-    AttrInfo::new("cpu_mask", Text, RW),
+    AttrInfo::new("io_grouping_type", IoGrouping, RW).default_only("auto"),
+    AttrInfo::new("black_hole", int(0, 4), RW).default_only("0"),
+    AttrInfo::new("cpu_mask", Text, RW).not_supported(),
 ];
 
-const ISCSI_GROUP: &[AttrInfo] = &[AttrInfo::new("per_sess_dedicated_tgt_threads", Bool, RW)];
+const ISCSI_GROUP: &[AttrInfo] =
+    &[AttrInfo::new("per_sess_dedicated_tgt_threads", Bool, RW).default_only("0")];
 
 /// Security group attribute (`targets/<driver>/<target>/ini_groups/<group>/<name>`).
 pub fn group_attr(driver: &str, name: &str) -> Option<AttrInfo> {
@@ -614,7 +730,7 @@ const TARGET_GROUP: &[AttrInfo] = &[
         RW,
     )
     .key(),
-    AttrInfo::new("comment", Text, RW),
+    AttrInfo::new("comment", Text, RW).not_supported(),
 ];
 
 /// Target group attribute (`device_groups/<dg>/target_groups/<tg>/<name>`).
@@ -627,6 +743,71 @@ const TARGET_GROUP_TARGET: &[AttrInfo] = &[AttrInfo::new("rel_tgt_id", int(1, 65
 /// Attribute of a target inside a target group (`.../target_groups/<tg>/<target>/<name>`).
 pub fn tg_target_attr(name: &str) -> Option<AttrInfo> {
     find(TARGET_GROUP_TARGET, name)
+}
+
+// ---------------------------------------------------------------------------------------
+// The whole table, for documentation and for tests that walk it
+
+/// Where in the tree (and in scst.conf) an attribute lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Root,
+    /// `handlers/<handler>/`
+    Handler(&'static str),
+    /// `devices/<dev>/` of a device of this handler
+    Device(&'static str),
+    /// `targets/<driver>/`
+    Driver(&'static str),
+    /// `targets/<driver>/<target>/`
+    Target(&'static str),
+    /// `targets/<driver>/<target>/ini_groups/<group>/`
+    Group(&'static str),
+    /// `.../luns/<n>/`
+    Lun,
+    /// `device_groups/<dg>/target_groups/<tg>/`
+    TargetGroup,
+    /// `device_groups/<dg>/target_groups/<tg>/<target>/`
+    TargetGroupTarget,
+}
+
+/// Every attribute a configuration may set (creation parameters, writable and dynamic
+/// ones), at each level, for the handlers and drivers scst-rs implements.
+pub fn configurable_attrs() -> Vec<(Level, AttrInfo)> {
+    fn merged(own: &[AttrInfo], core: &[AttrInfo]) -> Vec<AttrInfo> {
+        let mut out: Vec<AttrInfo> = Vec::new();
+        for a in own.iter().chain(core) {
+            if !out.iter().any(|o| o.name == a.name) {
+                out.push(*a);
+            }
+        }
+        out
+    }
+    let mut out: Vec<(Level, AttrInfo)> = Vec::new();
+    let mut add = |level: Level, list: Vec<AttrInfo>| {
+        out.extend(
+            list.into_iter()
+                .filter(AttrInfo::configurable)
+                .map(|a| (level, a)),
+        );
+    };
+    add(Level::Root, ROOT.to_vec());
+    for h in SUPPORTED_HANDLERS {
+        let mask = vdisk_mask(h).unwrap_or(0);
+        let own: Vec<AttrInfo> = HANDLER_ATTRS
+            .iter()
+            .filter(|(m, _)| m & mask != 0)
+            .map(|(_, a)| *a)
+            .collect();
+        add(Level::Handler(h), own);
+        add(Level::Device(h), device_attrs(h));
+    }
+    add(Level::Driver("iscsi"), ISCSI_DRIVER.to_vec());
+    add(Level::Target("iscsi"), merged(ISCSI_TARGET, CORE_TARGET));
+    add(Level::Group("iscsi"), merged(ISCSI_GROUP, CORE_GROUP));
+    add(Level::Lun, LUN.to_vec());
+    add(Level::TargetGroup, TARGET_GROUP.to_vec());
+    add(Level::TargetGroupTarget, TARGET_GROUP_TARGET.to_vec());
+    out
 }
 
 #[cfg(test)]
@@ -658,7 +839,8 @@ mod tests {
         assert!(!device_attr("vdisk_fileio", "size").unwrap().configurable());
         assert!(device_attr("vdisk_fileio", "threads_num").is_some());
         assert!(device_attr("dev_disk", "filename").is_none());
-        assert_eq!(creation_params("vcdrom"), ["tst"]);
+        let cd = creation_params("vcdrom");
+        assert!(cd.contains(&"tst") && cd.contains(&"prod_id") && !cd.contains(&"filename"));
         let nullio = creation_params("vdisk_nullio");
         for p in [
             "blocksize",
@@ -682,7 +864,10 @@ mod tests {
         assert!(bs.check_value("256").is_err());
         let b = lun_attr("read_only").unwrap();
         assert!(b.check_value("1").is_ok());
-        assert_eq!(b.check_value("yes").unwrap_err(), "must be 0 or 1");
+        assert_eq!(
+            b.check_value("yes").unwrap_err().to_string(),
+            "must be 0 or 1"
+        );
         let am = target_attr("iscsi", "addr_method").unwrap();
         assert!(am.check_value("flat").is_ok());
         let d = target_attr("iscsi", "HeaderDigest").unwrap();
@@ -698,7 +883,7 @@ mod tests {
         let chap = driver_attr("iscsi", "IncomingUser").unwrap();
         assert!(chap.check_value("joe 123456789012").is_ok());
         assert_eq!(
-            chap.check_value("joe short").unwrap_err(),
+            chap.check_value("joe short").unwrap_err().to_string(),
             "has a CHAP secret shorter than 12 bytes"
         );
         assert!(chap.check_value("joe").is_err());

@@ -1,11 +1,12 @@
 //! SCST management for scst-rs: the scst.conf parser/writer ([`conf`]), the attribute
-//! knowledge ([`attrs`]) that the layer applying a configuration validates against, the
-//! grammar of the management tree's `mgmt` files ([`command`]), the management tree
-//! itself over the core ([`tree`]), and the management socket's protocol ([`protocol`])
-//! with a blocking client ([`client`]).
+//! knowledge ([`attrs`]), the one apply engine that start-up, `scstadmin -config` and tree
+//! writes share ([`apply`]), the grammar of the management tree's `mgmt` files
+//! ([`command`]), the management tree itself over the core ([`tree`]), and the management
+//! socket's protocol ([`protocol`]) with a blocking client ([`client`]).
 
 #![forbid(unsafe_code)]
 
+pub mod apply;
 pub mod attrs;
 pub mod client;
 pub mod command;

@@ -386,7 +386,7 @@ impl TreeError {
         }
     }
 
-    /// A failure of `path` of this kind: "<path>: <reason>".
+    /// A failure of `path` of this kind: `"<path>: <reason>"`.
     pub fn at(path: &MgmtPath, kind: ErrorKind, reason: impl fmt::Display) -> TreeError {
         TreeError::new(kind, format!("{path}: {reason}"))
     }

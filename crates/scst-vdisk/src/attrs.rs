@@ -37,7 +37,7 @@ use crate::sbc::Vdisk;
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use scsi_wire::inquiry::InquiryIdentity;
-use scst_core::{AttrEffect, ExecMode};
+use scst_core::{AttrEffect, AttrError, ExecMode};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -51,6 +51,7 @@ const IDENTITY: &[&str] = &[
     "naa_id",
     "eui64_id",
     "scsi_device_name",
+    "inq_vend_specific",
 ];
 
 /// The run-time writable part of a vdisk's configuration.
@@ -170,6 +171,10 @@ impl<B: Backend> Vdisk<B> {
             "scsi_device_name",
             id.scsi_device_name.clone().unwrap_or_default(),
         ));
+        a.push((
+            "inq_vend_specific",
+            String::from_utf8_lossy(&id.vend_specific).into_owned(),
+        ));
         let written = self.live.written.lock();
         a.into_iter()
             .map(|(k, v)| {
@@ -180,28 +185,38 @@ impl<B: Backend> Vdisk<B> {
     }
 
     /// `Device::apply_attribute`: write `attr` at run time (module doc).
-    pub(crate) fn write_attribute(&self, attr: &str, value: &str) -> Result<AttrEffect, String> {
+    pub(crate) fn write_attribute(&self, attr: &str, value: &str) -> Result<AttrEffect, AttrError> {
         let h = self.cfg.handler;
         let file_based = h != Handler::Nullio;
-        let err = |reason: &str| format!("device {}: attribute {attr}: {reason}", self.cfg.name);
+        let device = || self.cfg.name.clone();
+        let invalid = |reason: String| AttrError::Invalid {
+            device: device(),
+            attr: attr.to_string(),
+            reason,
+        };
+        let backend = |reason: String| AttrError::Backend {
+            device: device(),
+            attr: attr.to_string(),
+            reason,
+        };
         let mut written = self.live.written.lock();
         match attr {
             "sync" if file_based => {
                 return match self.backend.flush(ExecMode::Blocking) {
-                    Some(Err(e)) => Err(err(&format!("flush failed: {e}"))),
+                    Some(Err(e)) => Err(backend(format!("flush failed: {e}"))),
                     _ => Ok(AttrEffect::Nothing),
                 };
             }
             "resync_size" if file_based => {
                 let size = match self.backend.current_size() {
                     Some(Ok(s)) => s,
-                    Some(Err(e)) => return Err(err(&format!("cannot read the size: {e}"))),
-                    None => return Err(err("the backend has no size")),
+                    Some(Err(e)) => return Err(backend(format!("cannot read the size: {e}"))),
+                    None => return Err(backend("the backend has no size".into())),
                 };
                 return Ok(self.resize(size));
             }
             "size" | "size_mb" if file_based => {
-                return Err(err(&format!(
+                return Err(invalid(format!(
                     "read-only on {}: the size is the backend's; \
                      resize the backend and write resync_size",
                     h.name()
@@ -216,25 +231,31 @@ impl<B: Backend> Vdisk<B> {
             || IDENTITY.contains(&attr);
         if !writable || !h.accepts(attr) {
             return Err(if h.accepts(attr) {
-                err("read-only (set at creation)")
+                AttrError::CreationOnly {
+                    device: device(),
+                    attr: attr.to_string(),
+                }
             } else {
-                format!(
-                    "device {}: attribute {attr} is unknown or read-only",
-                    self.cfg.name
-                )
+                AttrError::NotWritable {
+                    device: device(),
+                    attr: attr.to_string(),
+                }
             });
         }
         // Validate exactly as at creation, on a copy of the current configuration.
         let old = self.current_cfg();
         let mut c = old.clone();
-        c.apply(attr, value).map_err(|e| e.to_string())?;
-        c.check().map_err(|e| e.to_string())?;
+        c.apply(attr, value)?;
+        c.check()?;
         let l = &self.live;
         let effect = match attr {
             "read_only" => {
                 if !c.read_only && self.cfg.read_only && !self.backend.is_null() {
-                    return Err(err("the backend was opened read-only at creation; \
-                         re-create the device to make it writable"));
+                    return Err(invalid(
+                        "the backend was opened read-only at creation; \
+                         re-create the device to make it writable"
+                            .into(),
+                    ));
                 }
                 l.read_only.store(c.read_only, Ordering::Relaxed);
                 AttrEffect::Nothing

@@ -3,7 +3,7 @@
 use crate::test_util::{exec, fileio, good, nullio, run, run_ctx, rw10, sense, CTX};
 use scsi_wire::sense::key;
 use scsi_wire::Sense;
-use scst_core::{AttrEffect, Device, ExecMode};
+use scst_core::{AttrEffect, AttrError, Device, ExecMode};
 use std::sync::Arc;
 
 const WRITE_10: u8 = 0x2A;
@@ -118,7 +118,10 @@ fn nullio_resize_reaches_read_capacity() {
 #[test]
 fn fileio_resync_size_rereads_the_file() {
     let (f, d) = fileio(100, None, &[]);
-    let e = d.apply_attribute("size", "1048576").unwrap_err();
+    let e = d
+        .apply_attribute("size", "1048576")
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("attribute size") && e.contains("resync_size"),
         "{e}"
@@ -162,7 +165,10 @@ fn read_only_protects_the_medium_live() {
 
     // Created read-only: the file was opened read-only, it cannot become writable.
     let (_f2, ro) = fileio(100, None, &[("read_only", "1")]);
-    let e = ro.apply_attribute("read_only", "0").unwrap_err();
+    let e = ro
+        .apply_attribute("read_only", "0")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("read_only") && e.contains("re-create"), "{e}");
     assert_eq!(value(&ro, "read_only"), "1");
     assert_eq!(sense(&run(&ro, &w, vec![0; 512])), Sense::WRITE_PROTECTED);
@@ -222,7 +228,7 @@ fn invalid_writes_are_refused_and_change_nothing() {
         (&n, "size_mb", "99999999999999999"),
     ];
     for (dev, name, v) in cases {
-        let e = dev.apply_attribute(name, v).unwrap_err();
+        let e = dev.apply_attribute(name, v).unwrap_err().to_string();
         assert!(e.contains(name), "{name}: {e}");
         assert!(e.starts_with("device "), "{e}");
     }
@@ -230,6 +236,8 @@ fn invalid_writes_are_refused_and_change_nothing() {
     assert!(n.apply_attribute("sync", "1").is_err());
     assert!(n.apply_attribute("resync_size", "1").is_err());
     let e = d.apply_attribute("blocksize", "4096").unwrap_err();
+    assert!(matches!(e, AttrError::CreationOnly { .. }), "{e:?}");
+    let e = e.to_string();
     assert!(e.contains("read-only"), "{e}");
 }
 
@@ -276,4 +284,28 @@ fn opt_trans_len_reaches_block_limits() {
         AttrEffect::CapacityChanged
     );
     assert_eq!(read_capacity_16(&d).1, 0);
+}
+
+/// `inq_vend_specific` fills bytes 36..56 of the standard INQUIRY data, at creation
+/// and at run time; more than the 20 bytes SCST puts there is refused.
+#[test]
+fn inq_vend_specific_is_in_the_standard_inquiry_data() {
+    let std_inquiry = |d: &Arc<dyn Device>| run(d, &[0x12, 0, 0, 0, 96, 0], Vec::new()).data;
+    let n = nullio(&[("inq_vend_specific", "made-here")]);
+    let b = std_inquiry(&n);
+    assert_eq!(&b[36..45], b"made-here");
+    assert!(b[45..56].iter().all(|x| *x == 0));
+    assert_eq!(
+        n.apply_attribute("inq_vend_specific", "0123456789abcdefghij")
+            .unwrap(),
+        AttrEffect::InquiryDataChanged
+    );
+    assert_eq!(&std_inquiry(&n)[36..56], b"0123456789abcdefghij");
+    assert_eq!(value(&n, "inq_vend_specific"), "0123456789abcdefghij");
+    let e = n
+        .apply_attribute("inq_vend_specific", "0123456789abcdefghijK")
+        .unwrap_err();
+    assert!(matches!(e, AttrError::Invalid { .. }), "{e:?}");
+    // Without it the data has no vendor-specific bytes.
+    assert!(std_inquiry(&nullio(&[]))[36..56].iter().all(|x| *x == 0));
 }

@@ -19,7 +19,7 @@ use parking_lot::{Mutex, RwLock};
 use scsi_wire::cdb::{self, decode_inquiry, decode_rw, decode_sync_cache, opcode};
 use scsi_wire::inquiry::{self as wire, version, PortIds, StdInquiry};
 use scsi_wire::Sense;
-use scst_core::{Cmd, CmdCtx, Device, DeviceEvents, ExecMode, IoError, IoOp, Response};
+use scst_core::{AttrError, Cmd, CmdCtx, Device, DeviceEvents, ExecMode, IoError, IoOp, Response};
 use std::io;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Weak};
@@ -129,6 +129,37 @@ pub enum MediumChangeError {
          initiator must allow it first"
     )]
     RemovalPrevented { device: String },
+}
+
+/// A refused medium change is a refused `filename` write: a relative path is an invalid
+/// value, a file that will not open is the backend's failure, and a prevented removal
+/// waits on the initiator.
+impl From<MediumChangeError> for AttrError {
+    fn from(e: MediumChangeError) -> AttrError {
+        let attr = || "filename".to_string();
+        match e {
+            MediumChangeError::NotAbsolute { device, path } => AttrError::Invalid {
+                device,
+                attr: attr(),
+                reason: format!("'{path}' is not an absolute path"),
+            },
+            MediumChangeError::Open {
+                device,
+                path,
+                source,
+            } => AttrError::Backend {
+                device,
+                attr: attr(),
+                reason: format!("{path}: {source}"),
+            },
+            MediumChangeError::RemovalPrevented { device } => AttrError::Busy {
+                device,
+                reason: "medium removal is prevented (PREVENT ALLOW MEDIUM REMOVAL); the \
+                         initiator must allow it first"
+                    .into(),
+            },
+        }
+    }
 }
 
 impl Vcdrom {
@@ -262,6 +293,7 @@ impl Vcdrom {
                     version::SPC_4,
                     version::MMC_6,
                 ],
+                vend_specific: id.vend_specific.clone(),
                 ..Default::default()
             };
             wire::standard_inquiry(id, &p)
@@ -464,6 +496,10 @@ impl Device for Vcdrom {
                 "scsi_device_name",
                 id.scsi_device_name.clone().unwrap_or_default(),
             ),
+            (
+                "inq_vend_specific",
+                String::from_utf8_lossy(&id.vend_specific).into_owned(),
+            ),
         ];
         a.into_iter()
             .map(|(k, v)| {
@@ -473,13 +509,13 @@ impl Device for Vcdrom {
             .collect()
     }
 
-    fn set_attribute(&self, name: &str, value: &str) -> Result<(), String> {
+    fn set_attribute(&self, name: &str, value: &str) -> Result<(), AttrError> {
         match name {
-            "filename" => self.change_medium(value.trim()).map_err(|e| e.to_string()),
-            _ => Err(format!(
-                "device {}: attribute {name} is unknown or read-only",
-                self.cfg.name
-            )),
+            "filename" => Ok(self.change_medium(value.trim())?),
+            _ => Err(AttrError::NotWritable {
+                device: self.cfg.name.clone(),
+                attr: name.to_string(),
+            }),
         }
     }
 

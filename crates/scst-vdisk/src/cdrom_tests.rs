@@ -6,8 +6,8 @@ use crate::removable::MEDIUM_REMOVAL_PREVENTED;
 use crate::test_util::{self, attrs, cmd, good, run_ctx, rw10, sense, CTX};
 use scsi_wire::Sense;
 use scst_core::{
-    CmdCtx, Device, DeviceEntry, ExecMode, Response, Route, Scst, Session, SessionEvents,
-    TransportId,
+    AttrError, CmdCtx, Device, DeviceEntry, ExecMode, Response, Route, Scst, Session,
+    SessionEvents, TransportId,
 };
 use std::io::Write;
 use std::sync::Arc;
@@ -260,7 +260,8 @@ fn tray_and_prevention() {
         MEDIUM_REMOVAL_PREVENTED
     );
     let e = d.set_attribute("filename", "").unwrap_err();
-    assert!(e.contains("prevented"), "{e}");
+    assert!(matches!(e, AttrError::Busy { .. }), "{e:?}");
+    assert!(e.to_string().contains("prevented"), "{e}");
     // MM capabilities page reports the lock.
     assert_eq!(
         run(&*d, &[0x1A, 0x08, 0x2A, 0, 255, 0]).data[4 + 6] & 0x02,
@@ -340,12 +341,17 @@ fn media_change_through_the_core() {
     b.unregister();
     dev.dev.set_attribute("filename", "").unwrap();
     assert_eq!(route(&a, &TUR).err(), Some(Sense::MEDIUM_NOT_PRESENT));
-    assert!(dev.dev.set_attribute("filename", "relative.iso").is_err());
-    assert!(dev
-        .dev
-        .set_attribute("filename", "/nonexistent.iso")
-        .is_err());
-    assert!(dev.dev.set_attribute("size", "1").is_err());
+    // Each refusal keeps its kind: a relative path is an invalid value, a file that
+    // will not open the backend's failure, an attribute vcdrom does not change
+    // not writable.
+    let refusal = |attr: &str, value: &str| dev.dev.set_attribute(attr, value).unwrap_err();
+    let e = refusal("filename", "relative.iso");
+    assert!(matches!(e, AttrError::Invalid { .. }), "{e:?}");
+    let e = refusal("filename", "/nonexistent.iso");
+    assert!(matches!(e, AttrError::Backend { .. }), "{e:?}");
+    assert!(e.to_string().contains("/nonexistent.iso"), "{e}");
+    let e = refusal("size", "1");
+    assert!(matches!(e, AttrError::NotWritable { .. }), "{e:?}");
 }
 
 fn fileio(extra: &[(&str, &str)]) -> (tempfile::NamedTempFile, Arc<dyn Device>) {

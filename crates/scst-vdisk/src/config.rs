@@ -56,7 +56,7 @@ impl Handler {
                 Handler::Nullio => matches!(attr, "read_zero" | "opt_trans_len"),
                 // Runtime attributes scst.conf sets right after add_device: the medium
                 // (empty = none) and the RW t10_dev_id.
-                Handler::Vcdrom => matches!(attr, "filename" | "t10_dev_id"),
+                Handler::Vcdrom => matches!(attr, "filename" | "t10_dev_id" | "numa_node_id"),
             }
     }
 
@@ -141,6 +141,7 @@ const IDENTITY_ATTRS: &[&str] = &[
     "naa_id",
     "eui64_id",
     "scsi_device_name",
+    "inq_vend_specific",
 ];
 
 /// Default nullio size: 2.5 TiB (SCST's VDISK_NULLIO_SIZE).
@@ -311,6 +312,7 @@ impl VdiskConfig {
                 naa_id: Some(default_naa(id_num).to_vec()),
                 eui64_id: None,
                 scsi_device_name: None,
+                vend_specific: Vec::new(),
             },
             given: Vec::new(),
         };
@@ -415,6 +417,11 @@ impl VdiskConfig {
             }
             "naa_id" => c.identity.naa_id = parse_hex_id(name, attr, v, &[8, 16])?,
             "eui64_id" => c.identity.eui64_id = parse_hex_id(name, attr, v, &[8, 12, 16])?,
+            // SCST puts longer data at byte 96 onwards; scst-rs has the 20 bytes of the
+            // standard data only.
+            "inq_vend_specific" => {
+                c.identity.vend_specific = check_ascii(name, attr, v.trim(), 20)?.into_bytes();
+            }
             "scsi_device_name" => {
                 let s = check_ascii(name, attr, v.trim(), 255)?;
                 c.identity.scsi_device_name = (!s.is_empty()).then_some(s);
@@ -441,11 +448,16 @@ impl VdiskConfig {
                     "T10-PI is not supported".into(),
                 ));
             }
-            "bind_alua_state" => {
-                b()?;
+            // Only the default: any NUMA node serves the device.
+            "numa_node_id" if v.trim() != "-1" => {
+                return Err(VdiskError::invalid(
+                    name,
+                    attr,
+                    format!("'{}' is not supported (only -1)", v.trim()),
+                ));
             }
-            "dif_static_app_tag" | "numa_node_id" => {
-                parse_u64(name, attr, v)?;
+            "bind_alua_state" | "dif_static_app_tag" | "dif_filename" => {
+                return Err(VdiskError::invalid(name, attr, "not supported".into()));
             }
             _ => {}
         }

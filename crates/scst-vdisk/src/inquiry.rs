@@ -54,6 +54,7 @@ pub fn inquiry<B: Backend>(d: &Vdisk<B>, ctx: &CmdCtx<'_>, cdb: &[u8]) -> Result
         if c.page != 0 {
             return Err(Sense::invalid_field_in_cdb(2, None));
         }
+        let id = d.live.identity.load();
         let p = StdInquiry {
             qualifier: pq >> 5,
             device_type: pq & 0x1F,
@@ -70,9 +71,10 @@ pub fn inquiry<B: Backend>(d: &Vdisk<B>, ctx: &CmdCtx<'_>, cdb: &[u8]) -> Result
                 version::SPC_4,
                 version::SBC_3,
             ],
+            vend_specific: id.vend_specific.clone(),
             ..Default::default()
         };
-        wire::standard_inquiry(&d.live.identity.load(), &p)
+        wire::standard_inquiry(&id, &p)
     } else {
         match c.page {
             0x00 => {

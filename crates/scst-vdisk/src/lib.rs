@@ -77,6 +77,31 @@ pub enum VdiskError {
     },
 }
 
+/// A run-time attribute write is validated by the creation code: its errors, by kind.
+impl From<VdiskError> for scst_core::AttrError {
+    fn from(e: VdiskError) -> Self {
+        match e {
+            VdiskError::UnknownHandler(h) => scst_core::AttrError::NotWritable {
+                device: String::new(),
+                attr: h,
+            },
+            VdiskError::UnknownAttribute { dev, attr } => {
+                scst_core::AttrError::NotWritable { device: dev, attr }
+            }
+            VdiskError::InvalidAttribute { dev, attr, reason } => scst_core::AttrError::Invalid {
+                device: dev,
+                attr,
+                reason,
+            },
+            VdiskError::Open { dev, path, err } => scst_core::AttrError::Backend {
+                device: dev,
+                attr: "filename".into(),
+                reason: format!("{path}: {err}"),
+            },
+        }
+    }
+}
+
 impl VdiskError {
     pub(crate) fn invalid(dev: &str, attr: &str, reason: String) -> VdiskError {
         VdiskError::InvalidAttribute {

@@ -19,7 +19,9 @@ use scsi_wire::sbc::opcode as sbc_op;
 use scsi_wire::sense::key;
 use scsi_wire::Sense;
 use scst_core::cmd::Deferred;
-use scst_core::{AttrEffect, Cmd, CmdCtx, Device, ExecMode, IoError, IoOp, Response, Resume};
+use scst_core::{
+    AttrEffect, AttrError, Cmd, CmdCtx, Device, ExecMode, IoError, IoOp, Response, Resume,
+};
 use std::io;
 use std::sync::Arc;
 
@@ -675,11 +677,11 @@ impl<B: Backend> Device for Vdisk<B> {
     }
 
     /// Run-time attribute writes (attrs.rs).
-    fn apply_attribute(&self, name: &str, value: &str) -> Result<AttrEffect, String> {
+    fn apply_attribute(&self, name: &str, value: &str) -> Result<AttrEffect, AttrError> {
         self.write_attribute(name, value)
     }
 
-    fn set_attribute(&self, name: &str, value: &str) -> Result<(), String> {
+    fn set_attribute(&self, name: &str, value: &str) -> Result<(), AttrError> {
         self.write_attribute(name, value).map(|_| ())
     }
 

@@ -10,10 +10,8 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context, Result};
-use scst_mgmt::conf::{
-    Attr, DeviceConf, DeviceGroupConf, DeviceRefConf, DriverConf, GroupConf, HandlerConf,
-    InitiatorConf, LunConf, ScstConf, TargetConf, TargetGroupConf, TargetRefConf,
-};
+use scst_mgmt::apply::{self as engine, dirs, files, read_config};
+use scst_mgmt::conf::ScstConf;
 use scst_mgmt::protocol::strip_key;
 use scst_mgmt::Client;
 
@@ -268,18 +266,6 @@ fn mgmt_params(attrs: Option<&String>) -> Result<String> {
     Ok(out.join("; "))
 }
 
-fn dirs(entries: &[String]) -> Vec<&str> {
-    entries.iter().filter_map(|e| e.strip_suffix('/')).collect()
-}
-
-fn files(entries: &[String]) -> Vec<&str> {
-    entries
-        .iter()
-        .filter(|e| !e.ends_with('/') && *e != "mgmt")
-        .map(String::as_str)
-        .collect()
-}
-
 /// A session's attributes and counters, then its sub-directories (connections,
 /// `lun<N>/`) the same way, as `<sub>/<attr>: <value>`.
 fn print_session_dir(c: &mut Client, dir: &str, prefix: &str) -> Result<()> {
@@ -518,7 +504,7 @@ fn run(inv: &Invocation) -> Result<()> {
             let force = inv.flag("force") || inv.command == "clear_config";
             // -debug is SCST's name for a dry run.
             let dry = inv.flag("dry_run") || inv.flag("debug");
-            let plan = apply::plan(&mut c, &file, force)?;
+            let plan = engine::plan(&mut c, &file, force)?;
             for w in &plan.warnings {
                 eprintln!("scstadmin: warning: {w}");
             }
@@ -531,13 +517,13 @@ fn run(inv: &Invocation) -> Result<()> {
                     plan.ops.len()
                 );
             } else {
-                apply::apply(&mut c, &plan.ops)?;
+                engine::execute(&mut c, &plan.ops)?;
                 println!("{} change(s) applied.", plan.ops.len());
             }
         }
         "check_config" => {
             let file = file_conf.expect("loaded above");
-            let plan = apply::plan(&mut c, &file, true)?;
+            let plan = engine::plan(&mut c, &file, true)?;
             for w in &plan.warnings {
                 println!("warning: {w}");
             }
@@ -732,149 +718,6 @@ fn run(inv: &Invocation) -> Result<()> {
         other => bail!("-{other}: not supported yet"),
     }
     Ok(())
-}
-
-/// The attributes of `dir` worth saving: key ones (all with `-nonkey`), minus `skip`.
-fn saved_attrs(c: &mut Client, dir: &str, nonkey: bool, skip: &[&str]) -> Result<Vec<Attr>> {
-    let entries = c.list(dir)?;
-    let mut out = Vec::new();
-    for name in files(&entries) {
-        if skip.contains(&name) {
-            continue;
-        }
-        let raw = c.read(&format!("{dir}/{name}"))?;
-        let (v, key) = strip_key(&raw);
-        if key || nonkey {
-            // Multi-instance attributes (`IncomingUser1`) are saved under their base name.
-            let base = name.trim_end_matches(|ch: char| ch.is_ascii_digit());
-            let base = if base.is_empty() { name } else { base };
-            out.push(Attr::new(base, v));
-        }
-    }
-    Ok(out)
-}
-
-fn read_luns(c: &mut Client, dir: &str) -> Result<Vec<LunConf>> {
-    let mut luns = Vec::new();
-    for n in dirs(&c.list(dir)?) {
-        let lun: u16 = n
-            .parse()
-            .with_context(|| format!("{dir}: unexpected entry '{n}'"))?;
-        let device = c.read(&format!("{dir}/{n}/device"))?;
-        let ro = c.read(&format!("{dir}/{n}/read_only"))?;
-        let mut attrs = Vec::new();
-        if strip_key(&ro).0 == "1" {
-            attrs.push(Attr::new("read_only", "1"));
-        }
-        luns.push(LunConf {
-            lun,
-            device: strip_key(&device).0.to_string(),
-            attrs,
-            line: 0,
-        });
-    }
-    Ok(luns)
-}
-
-/// The running configuration through the read API, canonical order applied by the writer.
-fn read_config(c: &mut Client, nonkey: bool) -> Result<ScstConf> {
-    let mut conf = ScstConf {
-        attrs: saved_attrs(c, "", nonkey, &["version"])?,
-        ..ScstConf::default()
-    };
-    for h in dirs(&c.list("handlers")?) {
-        let entries = c.list(&format!("handlers/{h}"))?;
-        let mut devices = Vec::new();
-        for d in dirs(&entries) {
-            devices.push(DeviceConf {
-                name: d.to_string(),
-                attrs: saved_attrs(c, &format!("devices/{d}"), nonkey, &["handler", "type"])?,
-                line: 0,
-            });
-        }
-        if !devices.is_empty() {
-            conf.handlers.push(HandlerConf {
-                name: h.to_string(),
-                attrs: Vec::new(),
-                devices,
-                line: 0,
-            });
-        }
-    }
-    for drv in dirs(&c.list("targets")?) {
-        let base = format!("targets/{drv}");
-        let mut d = DriverConf {
-            name: drv.to_string(),
-            attrs: saved_attrs(c, &base, nonkey, &[])?,
-            targets: Vec::new(),
-            line: 0,
-        };
-        for t in dirs(&c.list(&base)?) {
-            let tdir = format!("{base}/{t}");
-            let mut groups = Vec::new();
-            for g in dirs(&c.list(&format!("{tdir}/ini_groups"))?) {
-                let gdir = format!("{tdir}/ini_groups/{g}");
-                let inits = c.list(&format!("{gdir}/initiators"))?;
-                groups.push(GroupConf {
-                    name: g.to_string(),
-                    attrs: saved_attrs(c, &gdir, nonkey, &[])?,
-                    luns: read_luns(c, &format!("{gdir}/luns"))?,
-                    initiators: files(&inits)
-                        .into_iter()
-                        .map(|p| InitiatorConf {
-                            pattern: p.to_string(),
-                            line: 0,
-                        })
-                        .collect(),
-                    line: 0,
-                });
-            }
-            d.targets.push(TargetConf {
-                name: t.to_string(),
-                hw_target: false,
-                attrs: saved_attrs(c, &tdir, nonkey, &[])?,
-                luns: read_luns(c, &format!("{tdir}/luns"))?,
-                groups,
-                line: 0,
-            });
-        }
-        conf.drivers.push(d);
-    }
-    for dg in dirs(&c.list("device_groups")?) {
-        let dgdir = format!("device_groups/{dg}");
-        let mut target_groups = Vec::new();
-        for tg in dirs(&c.list(&format!("{dgdir}/target_groups"))?) {
-            let tgdir = format!("{dgdir}/target_groups/{tg}");
-            let mut targets = Vec::new();
-            for t in dirs(&c.list(&tgdir)?) {
-                targets.push(TargetRefConf {
-                    name: t.to_string(),
-                    attrs: saved_attrs(c, &format!("{tgdir}/{t}"), nonkey, &[])?,
-                    line: 0,
-                });
-            }
-            target_groups.push(TargetGroupConf {
-                name: tg.to_string(),
-                attrs: saved_attrs(c, &tgdir, nonkey, &[])?,
-                targets,
-                line: 0,
-            });
-        }
-        conf.device_groups.push(DeviceGroupConf {
-            name: dg.to_string(),
-            attrs: Vec::new(),
-            devices: files(&c.list(&format!("{dgdir}/devices"))?)
-                .into_iter()
-                .map(|d| DeviceRefConf {
-                    name: d.to_string(),
-                    line: 0,
-                })
-                .collect(),
-            target_groups,
-            line: 0,
-        });
-    }
-    Ok(conf.canonical())
 }
 
 fn main() -> ExitCode {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use scst_core::Scst;
 
-pub use config::apply_config;
+pub use config::{apply_config, Started};
 
 pub const USAGE: &str = "usage: scstd --config FILE [--listen ADDR:PORT]... [--mgmt-socket PATH]
                     [--state-dir DIR] [--io-threads N] [--io-engine ENGINE]
@@ -157,10 +157,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     log::info!("fileio backing-file I/O engine: {engine}");
     scst.set_state_dir(prepare_state_dir(args.state_dir.as_deref())?);
     scst_vdisk::handler::register_all(&scst).context("cannot register the dev handlers")?;
-    let iscsi =
-        apply_config(&scst, &conf).with_context(|| format!("config {}", args.config.display()))?;
-    scst.register_target_driver(&iscsi)
-        .context("cannot register the iSCSI target driver")?;
+    let config::Started { iscsi, tree } = apply_config(&scst, &conf, args.io_threads)
+        .with_context(|| format!("config {}", args.config.display()))?;
 
     // Bound before the runtime's threads exist: binding narrows the umask (see
     // bind_socket). A socket asked for must work; the default one may not (not root, or
@@ -180,10 +178,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let _socket_guard = mgmt_listener
         .is_some()
         .then(|| mgmt_server::SocketGuard(socket_path.clone()));
-    let tree = Arc::new(
-        scst_mgmt::ScstTree::new(scst.clone(), setup_id(&conf))
-            .with_io_threads(threads, chosen_threads.is_some()),
-    );
 
     // Connections run on their own threads, one per core (net_threads explains why);
     // the runtime below accepts them and serves management and iSNS.
@@ -208,16 +202,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     scst.detach_all();
     log::info!("scstd stopped");
     Ok(())
-}
-
-/// The root `setup_id` (spec 2.3), as apply_config reads it.
-fn setup_id(conf: &scst_mgmt::ScstConf) -> u64 {
-    conf.attrs
-        .iter()
-        .rev()
-        .find(|a| a.name == "setup_id")
-        .and_then(|a| scst_mgmt::attrs::parse_int(a.value.trim()))
-        .map_or(0, |n| n as u64 & 0xffff_ffff)
 }
 
 /// Create `<dir>/pr` for the APTPL files. A directory given with --state-dir must be

@@ -364,3 +364,112 @@ fn alua_and_dynamic_attributes_through_config() {
         "{cleared}"
     );
 }
+
+/// The three ways of changing configuration agree: what a tree write (here through
+/// `-set_dev_attr`) sets, `-check_config` and `-config` treat alike, and after tree
+/// writes `-write_config` saves a file that `-config` applies with zero changes.
+#[test]
+fn tree_writes_config_and_check_config_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("disk02.img");
+    std::fs::File::create(&disk)
+        .and_then(|f| f.set_len(8 << 20))
+        .unwrap();
+    let conf = dir.path().join("scst.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "HANDLER vdisk_fileio {{\n\tDEVICE disk02 {{\n\t\tfilename {}\n\
+             \t\twrite_through 1\n\t}}\n}}\n\
+             HANDLER vdisk_nullio {{\n\tDEVICE null1 {{\n\t}}\n}}\n\
+             TARGET_DRIVER iscsi {{\n\tenabled 1\n\tTARGET {T1} {{\n\t\tenabled 1\n\
+             \t\tLUN 0 disk02\n\t\tLUN 1 null1\n\t}}\n}}\n",
+            disk.display()
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start(&conf);
+    let file = conf.to_str().unwrap();
+
+    admin_ok(
+        &d,
+        &["-set_dev_attr", "disk02", "-attributes", "write_through=0"],
+    );
+    // Both see the one write that brings the file's value back.
+    let check = admin_ok(&d, &["-check_config", file]);
+    assert!(
+        check.contains("devices/disk02/write_through <- 1"),
+        "{check}"
+    );
+    let dry = admin_ok(&d, &["-config", file, "-dry_run"]);
+    assert!(
+        dry.ends_with("1 change(s) needed; dry run, nothing changed.\n"),
+        "{dry}"
+    );
+    admin_ok(&d, &["-config", file]);
+    let again = admin_ok(&d, &["-config", file, "-dry_run"]);
+    assert!(again.starts_with("0 change(s)"), "{again}");
+
+    // Tree writes of several kinds, then write_config: its file is what runs.
+    admin_ok(
+        &d,
+        &[
+            "-set_dev_attr",
+            "disk02",
+            "-attributes",
+            "write_through=0,prod_id=P2",
+        ],
+    );
+    admin_ok(&d, &["-set_dev_attr", "null1", "-attributes", "size_mb=8"]);
+    admin_ok(
+        &d,
+        &[
+            "-set_tgt_attr",
+            T1,
+            "-driver",
+            "iscsi",
+            "-attributes",
+            "QueuedCommands=32",
+        ],
+    );
+    let saved = dir.path().join("saved.conf");
+    let saved_s = saved.to_str().unwrap();
+    admin_ok(&d, &["-write_config", saved_s]);
+    let out = admin_ok(&d, &["-config", saved_s, "-dry_run"]);
+    assert!(out.starts_with("0 change(s)"), "{out}");
+    let out = admin_ok(&d, &["-config", saved_s]);
+    assert_eq!(out.trim(), "0 change(s) applied.");
+    let check = admin_ok(&d, &["-check_config", saved_s]);
+    assert!(
+        check.contains("matches the running configuration"),
+        "{check}"
+    );
+
+    // What scst-rs does not implement is refused alike by all three, as not supported.
+    let refused = |out: std::process::Output| {
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(
+            !out.status.success() && err.contains("'black_hole' is not supported"),
+            "{err}"
+        );
+    };
+    refused(admin(
+        &d,
+        &[
+            "-set_tgt_attr",
+            T1,
+            "-driver",
+            "iscsi",
+            "-attributes",
+            "black_hole=1",
+        ],
+    ));
+    let bad = dir.path().join("bad.conf");
+    let text = std::fs::read_to_string(&saved).unwrap();
+    let marked = format!("TARGET {T1} {{\n");
+    assert!(text.contains(&marked), "{text}");
+    let text = text.replace(&marked, &format!("{marked}\t\tblack_hole 1\n"));
+    std::fs::write(&bad, text).unwrap();
+    refused(admin(&d, &["-check_config", bad.to_str().unwrap()]));
+    refused(admin(&d, &["-config", bad.to_str().unwrap()]));
+}

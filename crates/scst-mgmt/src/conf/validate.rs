@@ -15,7 +15,7 @@ pub fn validate(conf: &ScstConf) -> Result<(), ConfError> {
 }
 
 /// Every problem found, in file order per section: unknown or unsupported handlers and
-/// drivers, unknown, read-only or repeated attributes, malformed values, LUNs and device
+/// drivers, unknown, read-only, not supported or repeated attributes, malformed values, LUNs and device
 /// groups naming devices no HANDLER defines, a device in two device groups, and enabled
 /// targets sharing a `rel_tgt_id`.
 pub fn problems(conf: &ScstConf) -> Vec<ConfError> {
@@ -231,6 +231,11 @@ fn check_attrs(
             out.push(ConfError::new(
                 a.line,
                 format!("{ctx}: attribute '{}' {shown} {why}", a.name),
+            ));
+        } else if let Err(why) = info.check_supported(&a.value) {
+            out.push(ConfError::new(
+                a.line,
+                format!("{ctx}: attribute '{}' {why}", a.name),
             ));
         }
         if !info.multi {

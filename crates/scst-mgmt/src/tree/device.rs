@@ -23,6 +23,14 @@ pub(super) fn read(tree: &ScstTree, path: &MgmtPath, rest: &[&str]) -> Result<St
         "handler" => Ok(d.dev.handler_name().to_string()),
         "type" => Ok(type_text(d.dev.scsi_type())),
         "pr_state" => Ok(d.pr_state_text()),
+        // A key attribute when it is not the default, so that write_config keeps the
+        // APTPL file where it is.
+        "pr_file_name" => {
+            let file = d.pr_file();
+            let default = tree.scst.state_dir().map(|s| s.join("pr").join(d.name()));
+            let shown = file.as_ref().map(|f| f.display().to_string());
+            Ok(with_key(shown.unwrap_or_default(), file != default))
+        }
         _ => d
             .dev
             .attributes()
@@ -49,6 +57,7 @@ pub(super) fn list(
             let d = device(tree, path, d)?;
             let mut v = vec!["handler".to_string(), "type".to_string()];
             v.extend(d.dev.attributes().into_iter().map(|(n, _, _)| n));
+            v.push("pr_file_name".to_string());
             v.push("pr_state".to_string());
             Ok(v)
         }
@@ -68,7 +77,7 @@ pub(super) fn write(
     let d = device(tree, path, d)?;
     match *attr {
         "pr_state" => d.import_pr_state(value).map_err(|e| core_error(path, e)),
-        "handler" | "type" => Err(no_writable(path, ErrorKind::ReadOnly)),
+        "handler" | "type" | "pr_file_name" => Err(no_writable(path, ErrorKind::ReadOnly)),
         _ if d.dev.attributes().iter().any(|(n, _, _)| n == attr) => tree
             .scst
             .set_device_attr(d.name(), attr, value.trim_end_matches('\n'))

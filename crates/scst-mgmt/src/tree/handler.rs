@@ -1,15 +1,23 @@
 //! `handlers/` and `handlers/<h>/` (spec/scst.md 2.4): one directory per registered dev
-//! handler, with its `mgmt` file and links to its devices (resolved in [`super`]).
+//! handler, with its `mgmt` file, `pr_dump_dir` where the attribute table gives it one,
+//! and links to its devices (resolved in [`super`]).
 
 use scst_core::DevHandler;
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::{core_error, refuse_write, type_text, ScstTree};
+use super::{core_error, refuse_write, type_text, with_key, ScstTree};
+use crate::attrs;
 use crate::command::{self, parse_command, MgmtCommand, MgmtFile};
 use crate::protocol::{MgmtPath, TreeError};
 
 fn handler(tree: &ScstTree, name: &str) -> Option<Arc<dyn DevHandler>> {
     tree.scst.dev_handler(name)
+}
+
+/// Whether SCST gives handler `h` the `pr_dump_dir` attribute (spec 2.4).
+fn has_pr_dump_dir(h: &str) -> bool {
+    attrs::handler_attr(h, "pr_dump_dir").is_some()
 }
 
 pub(super) fn read(tree: &ScstTree, path: &MgmtPath, rest: &[&str]) -> Result<String, TreeError> {
@@ -23,6 +31,14 @@ pub(super) fn read(tree: &ScstTree, path: &MgmtPath, rest: &[&str]) -> Result<St
             h.optional_attrs(),
         )),
         "type" => Ok(type_text(h.scsi_type())),
+        "pr_dump_dir" if has_pr_dump_dir(h.name()) => {
+            let dir = tree.scst.pr_dump_dir(h.name());
+            let set = dir.is_some();
+            Ok(with_key(
+                dir.map(|d| d.display().to_string()).unwrap_or_default(),
+                set,
+            ))
+        }
         _ => Err(TreeError::not_found(path)),
     }
 }
@@ -41,6 +57,9 @@ pub(super) fn list(
             .collect()),
         [h] if handler(tree, h).is_some() => {
             let mut v = vec!["mgmt".to_string(), "type".to_string()];
+            if has_pr_dump_dir(h) {
+                v.push("pr_dump_dir".to_string());
+            }
             v.extend(
                 tree.scst
                     .devices()
@@ -65,6 +84,17 @@ pub(super) fn write(
             Some(h) => write_mgmt(tree, path, h.as_ref(), value),
             None => refuse_write(tree, path),
         },
+        [h, "pr_dump_dir"] if handler(tree, h).is_some() && has_pr_dump_dir(h) => {
+            let dir = value.trim();
+            if !dir.is_empty() && !dir.starts_with('/') {
+                return Err(TreeError::invalid(
+                    path,
+                    format!("'{dir}' is not an absolute path"),
+                ));
+            }
+            tree.scst.set_pr_dump_dir(h, Some(dir.into()));
+            Ok(())
+        }
         _ => refuse_write(tree, path),
     }
 }
@@ -78,11 +108,18 @@ fn write_mgmt(
     let handler = h.name();
     let cmd = parse_command(MgmtFile::Handler, value).map_err(|e| TreeError::invalid(path, e))?;
     match cmd {
-        MgmtCommand::AddDevice { name, params } => {
+        MgmtCommand::AddDevice { name, mut params } => {
+            // pr_file_name is the core's (spec 2.5), the rest the dev handler's.
+            let pr_file = match params.iter().position(|(k, _)| k == "pr_file_name") {
+                Some(i) => pr_file_name(path, &name, params.remove(i).1.trim())?,
+                None => None,
+            };
             let dev = h
                 .create_device(&name, &params, tree.setup_id)
                 .map_err(|e| core_error(path, e))?;
-            tree.scst.add_device(dev).map_err(|e| core_error(path, e))?;
+            tree.scst
+                .add_device_with_pr_file(dev, pr_file)
+                .map_err(|e| core_error(path, e))?;
             log::info!("device {name} added ({handler})");
             Ok(())
         }
@@ -120,4 +157,16 @@ fn write_mgmt(
         }
         _ => Err(TreeError::not_supported(path)),
     }
+}
+
+/// The APTPL file `add_device` was given: an absolute path, or empty for the default
+/// under the state directory (spec 2.5).
+fn pr_file_name(path: &MgmtPath, device: &str, v: &str) -> Result<Option<PathBuf>, TreeError> {
+    if !v.is_empty() && !v.starts_with('/') {
+        return Err(TreeError::invalid(
+            path,
+            format!("device {device}: pr_file_name must be an absolute path, not '{v}'"),
+        ));
+    }
+    Ok((!v.is_empty()).then(|| PathBuf::from(v)))
 }

@@ -27,8 +27,9 @@ mod tests;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 
-use scst_core::{MgmtError, Scst};
+use scst_core::{AttrError, MgmtError, Scst};
 
+use crate::apply::{check_write, WriteCheck};
 use crate::protocol::{ErrorKind, MgmtPath, MgmtTree, TreeError};
 
 /// The root `threads` when neither the configuration nor `--io-threads` chose it.
@@ -86,7 +87,18 @@ impl ScstTree {
 
     fn write_inner(&self, path: &MgmtPath, value: &str) -> Result<(), TreeError> {
         let parts = path.components();
-        match self.resolve(&parts).as_slice() {
+        let parts = self.resolve(&parts);
+        // Attributes scst-rs does not implement are refused here, before any node sees
+        // the write, with the same words a configuration load uses.
+        let handler_of = |d: &str| self.scst.device(d).ok().map(|e| e.dev.handler_name());
+        match check_write(&parts, value, handler_of) {
+            WriteCheck::Proceed => {}
+            WriteCheck::AlreadyInEffect => return Ok(()),
+            WriteCheck::Refused(why) => {
+                return Err(TreeError::at(path, ErrorKind::NotSupported, why))
+            }
+        }
+        match parts.as_slice() {
             [] => refuse_write(self, path),
             ["handlers", rest @ ..] => handler::write(self, path, rest, value),
             ["devices", rest @ ..] => device::write(self, path, rest, value),
@@ -160,6 +172,14 @@ fn kind_of(e: &MgmtError) -> ErrorKind {
         MgmtError::Busy { .. } => ErrorKind::Busy,
         MgmtError::Invalid(_) => ErrorKind::Invalid,
         MgmtError::NotSupported(_) => ErrorKind::NotSupported,
+        MgmtError::Attribute(e) => match e {
+            AttrError::NotWritable { .. } | AttrError::CreationOnly { .. } => ErrorKind::ReadOnly,
+            AttrError::Invalid { .. } => ErrorKind::Invalid,
+            AttrError::Busy { .. } => ErrorKind::Busy,
+            // The value was acceptable; carrying it out failed (a file that will not
+            // open, a flush): the operation's own failure.
+            AttrError::Backend { .. } => ErrorKind::Internal,
+        },
     }
 }
 

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use scst_core::cmd::{Cmd, ExecMode, Response};
 use scst_core::{
-    AttrFile, CmdCtx, DevHandler, Device, DeviceEntry, MgmtError, Session, SessionEvents,
-    TargetDriver, TransportId,
+    AttrError, AttrFile, CmdCtx, DevHandler, Device, DeviceEntry, MgmtError, Session,
+    SessionEvents, TargetDriver, TransportId,
 };
 
 use super::*;
@@ -190,7 +190,13 @@ fn device_node() {
     assert_eq!(t.list(&p("devices")).unwrap(), vec!["d1/"]);
     assert_eq!(
         t.list(&p("devices/d1")).unwrap(),
-        vec!["handler", "type", "size", "pr_state"]
+        vec!["handler", "type", "size", "pr_file_name", "pr_state"]
+    );
+    // No state directory and no file given: no APTPL file, nothing to save.
+    assert_eq!(read(&t, "devices/d1/pr_file_name"), "");
+    assert_eq!(
+        refused(&t, "devices/d1/pr_file_name", "/x").0,
+        ErrorKind::ReadOnly
     );
     assert_eq!(read(&t, "devices/d1/size"), "8\n[key]");
     assert_eq!(read(&t, "handlers/fake_disk/d1/handler"), "fake_disk");
@@ -228,6 +234,15 @@ fn device_node() {
         "handlers/fake_disk/mgmt: add_attribute: fake_disk declares no optional attributes"
     );
     assert_eq!(t.list(&p("devices")).unwrap(), vec!["d1/"]);
+    // A device attribute the device refuses to change keeps the kind of its refusal.
+    assert_eq!(
+        refused(&t, "devices/d1/size", "16"),
+        (
+            ErrorKind::ReadOnly,
+            "devices/d1/size: device d1: attribute size is unknown or read-only".into(),
+            -13
+        )
+    );
     write(&t, "handlers/fake_disk/mgmt", "del_device d1");
     assert_eq!(read(&t, "last_sysfs_mgmt_res"), "0");
     assert!(t.list(&p("devices")).unwrap().is_empty());
@@ -449,4 +464,103 @@ fn root_node() {
     assert_eq!(refused(&t, "async_lun_replace", "2").2, -22);
     write(&t, "async_lun_replace", "1");
     assert_eq!(read(&t, "async_lun_replace"), "1\n[key]");
+}
+
+#[test]
+fn pr_file_name_is_given_at_creation_and_kept_as_a_key() {
+    let (t, _driver) = tree();
+    write(
+        &t,
+        "handlers/fake_disk/mgmt",
+        "add_device d1 size=8; pr_file_name=/var/lib/x/d1.pr",
+    );
+    // Not the default place: -write_config must keep it.
+    assert_eq!(
+        read(&t, "devices/d1/pr_file_name"),
+        "/var/lib/x/d1.pr\n[key]"
+    );
+    let (kind, msg, res) = refused(
+        &t,
+        "handlers/fake_disk/mgmt",
+        "add_device d2 pr_file_name=rel.pr",
+    );
+    assert_eq!((kind, res), (ErrorKind::Invalid, -22));
+    assert!(
+        msg.contains("pr_file_name must be an absolute path"),
+        "{msg}"
+    );
+    assert!(t.scst().device("d2").is_err());
+}
+
+#[test]
+fn pr_dump_dir_exists_only_where_the_attribute_table_gives_it() {
+    let (t, _driver) = tree();
+    // fake_disk is not one of SCST's handlers: no pr_dump_dir file to read or write.
+    assert!(!t
+        .list(&p("handlers/fake_disk"))
+        .unwrap()
+        .contains(&"pr_dump_dir".to_string()));
+    assert_eq!(
+        t.read(&p("handlers/fake_disk/pr_dump_dir"))
+            .unwrap_err()
+            .kind,
+        ErrorKind::NotFound
+    );
+    assert_eq!(refused(&t, "handlers/fake_disk/pr_dump_dir", "/d").2, -2);
+}
+
+#[test]
+fn attribute_refusals_keep_their_kind() {
+    let kind = |e: AttrError| kind_of(&MgmtError::Attribute(e));
+    let (device, attr, reason) = (String::new, || "a".to_string(), String::new);
+    assert_eq!(
+        kind(AttrError::NotWritable {
+            device: device(),
+            attr: attr()
+        }),
+        ErrorKind::ReadOnly
+    );
+    assert_eq!(
+        kind(AttrError::CreationOnly {
+            device: device(),
+            attr: attr()
+        }),
+        ErrorKind::ReadOnly
+    );
+    let invalid = AttrError::Invalid {
+        device: device(),
+        attr: attr(),
+        reason: reason(),
+    };
+    assert_eq!(kind(invalid), ErrorKind::Invalid);
+    let busy = AttrError::Busy {
+        device: device(),
+        reason: reason(),
+    };
+    assert_eq!(kind(busy), ErrorKind::Busy);
+    let backend = AttrError::Backend {
+        device: device(),
+        attr: attr(),
+        reason: reason(),
+    };
+    assert_eq!(kind(backend), ErrorKind::Internal);
+}
+
+#[test]
+fn attributes_scst_rs_lacks_are_refused_as_not_supported_before_any_node() {
+    let (t, _driver) = tree();
+    let (kind, msg, res) = refused(&t, "cluster_name", "c1");
+    assert_eq!((kind, res), (ErrorKind::NotSupported, -38));
+    assert!(
+        msg.starts_with("cluster_name: attribute 'cluster_name' "),
+        "{msg}"
+    );
+    assert!(msg.contains("not supported"), "{msg}");
+    // The default of one scst-rs behaves as anyway is accepted and changes nothing.
+    write(&t, "measure_latency", "0");
+    assert_eq!(read(&t, "last_sysfs_mgmt_res"), "0");
+    assert_eq!(
+        refused(&t, "measure_latency", "1").0,
+        ErrorKind::NotSupported
+    );
 }
