@@ -208,6 +208,25 @@ impl<B: Backend> Vdisk<B> {
         }
     }
 
+    /// The LBA range a resumed transfer holds on its I/O thread: the guard taken inline
+    /// (`range`), or, when the range was not free then, one taken there, waiting.
+    fn resumed_range(
+        &self,
+        range: Option<RangeGuard<'_>>,
+        lba: u64,
+        blocks: u32,
+    ) -> impl FnOnce() -> Option<RangeGuard<'static>> + Send + 'static {
+        let ranges = self.ranges.clone();
+        let range = range.map(|r| r.into_owned(ranges.clone()));
+        move || {
+            range.or_else(|| {
+                ranges
+                    .shared(lba, blocks as u64, true)
+                    .map(|r| r.into_owned(ranges.clone()))
+            })
+        }
+    }
+
     /// A read that would block continues on an I/O thread from here: decoded and
     /// checked, its LBA range held (`range`), or taken there, waiting, when it was
     /// not free.
@@ -219,16 +238,11 @@ impl<B: Backend> Vdisk<B> {
         len: usize,
         off: u64,
     ) -> CmdResult {
-        let ranges = self.ranges.clone();
-        let range = range.map(|r| r.into_owned(ranges.clone()));
+        let hold = self.resumed_range(range, lba, blocks);
         let backend = self.backend.clone();
         let fail = self.async_failure("read", IoOp::Read, off);
         Ok(Some(Response::resume(Resume::new(move |_| {
-            let _range = range.or_else(|| {
-                ranges
-                    .shared(lba, blocks as u64, true)
-                    .map(|r| r.into_owned(ranges.clone()))
-            });
+            let _range = hold();
             match backend.read_vec(len, off, ExecMode::Blocking) {
                 Some(Ok(buf)) => Response::data(buf),
                 Some(Err(e)) => fail(e),
@@ -362,16 +376,11 @@ impl<B: Backend> Vdisk<B> {
         off: u64,
         stable: bool,
     ) -> CmdResult {
-        let ranges = self.ranges.clone();
-        let range = range.map(|r| r.into_owned(ranges.clone()));
+        let hold = self.resumed_range(range, lba, blocks);
         let backend = self.backend.clone();
         let fail = self.async_failure("write", IoOp::Write, off);
         Ok(Some(Response::resume(Resume::new(move |cmd| {
-            let _range = range.or_else(|| {
-                ranges
-                    .shared(lba, blocks as u64, true)
-                    .map(|r| r.into_owned(ranges.clone()))
-            });
+            let _range = hold();
             let Some(buf) = cmd.data_out.get(..len) else {
                 return Response::check(Sense::INTERNAL_FAILURE);
             };
