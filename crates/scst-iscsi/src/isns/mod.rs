@@ -44,24 +44,34 @@ pub struct ServerConfig {
     pub access_control: bool,
 }
 
+/// Why an `iSNSServer` value was refused, by the part that is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServerSyntaxError {
+    #[error("iSNSServer: '{0}' is not <host-or-ip>[:port]")]
+    Address(String),
+    #[error("iSNSServer: AccessControl takes Yes or No, not '{0}'")]
+    AccessControl(String),
+    /// Words other than `AccessControl [Yes|No]` after the address.
+    #[error("iSNSServer: '{0}': expected <host-or-ip>[:port] [AccessControl [Yes|No]]")]
+    Form(String),
+}
+
 /// Parse `iSNSServer`; an empty value means no server.
-pub fn parse_server(value: &str) -> Result<Option<ServerConfig>, String> {
+pub fn parse_server(value: &str) -> Result<Option<ServerConfig>, ServerSyntaxError> {
     let v = value.trim().trim_matches('"');
     let mut words = v.split_whitespace();
     let Some(addr) = words.next() else {
         return Ok(None);
     };
-    let (host, port) = split_host_port(addr)
-        .ok_or_else(|| format!("iSNSServer: '{addr}' is not <host-or-ip>[:port]"))?;
+    let (host, port) =
+        split_host_port(addr).ok_or_else(|| ServerSyntaxError::Address(addr.to_string()))?;
     let yes_no = |w: &str| {
         if w.eq_ignore_ascii_case("yes") {
             Ok(true)
         } else if w.eq_ignore_ascii_case("no") {
             Ok(false)
         } else {
-            Err(format!(
-                "iSNSServer: AccessControl takes Yes or No, not '{w}'"
-            ))
+            Err(ServerSyntaxError::AccessControl(w.to_string()))
         }
     };
     let access_control = match (words.next(), words.next(), words.next()) {
@@ -70,11 +80,7 @@ pub fn parse_server(value: &str) -> Result<Option<ServerConfig>, String> {
             None => true,
             Some(yn) => yes_no(yn)?,
         },
-        _ => {
-            return Err(format!(
-                "iSNSServer: '{v}': expected <host-or-ip>[:port] [AccessControl [Yes|No]]"
-            ))
-        }
+        _ => return Err(ServerSyntaxError::Form(v.to_string())),
     };
     Ok(Some(ServerConfig {
         host,
