@@ -23,7 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
 pub use conn::ConnEvent;
-pub use params::validate_target_attr;
+pub use params::{validate_target_attr, AttrError, Expected};
 
 /// iSCSI sessions are identified by initiator name, ISID and target (RFC 7143 4.4.3):
 /// a new login with the same triple reinstates the old session.
@@ -153,7 +153,7 @@ impl IscsiDriver {
     }
 
     /// Driver-level attributes (spec 6.6).
-    pub fn set_driver_attr(&self, name: &str, value: &str) -> Result<(), String> {
+    pub fn set_driver_attr(&self, name: &str, value: &str) -> Result<(), AttrError> {
         match name {
             "IncomingUser" | "OutgoingUser" => params::validate_target_attr(name, value)?,
             // Instance names (`IncomingUser1`) as scst.conf and write_config use them.
@@ -166,21 +166,18 @@ impl IscsiDriver {
             "isns_entity_name" | "internal_portal" | "trace_level" => {}
             // Limits: kept as atomics for the accept loop, not as attribute instances.
             "login_timeout" => {
-                let n = limit_value(name, value, 1, 65535)?;
+                let n = params::number(name, value, 1, 65535)?;
                 self.login_timeout.store(n as u32, Ordering::Relaxed);
                 return Ok(());
             }
             "max_open_connections" => {
-                let n = limit_value(name, value, 1, 1 << 20)?;
-                self.max_open_connections.store(n, Ordering::Relaxed);
+                let n = params::number(name, value, 1, 1 << 20)?;
+                self.max_open_connections
+                    .store(n as usize, Ordering::Relaxed);
                 return Ok(());
             }
-            "link_local" => {
-                if !matches!(value, "0" | "1") {
-                    return Err(format!("link_local: '{value}' must be 0 or 1"));
-                }
-            }
-            _ => return Err(format!("unknown attribute '{name}'")),
+            "link_local" => params::bool01(name, value)?,
+            _ => return Err(AttrError::Unknown(name.to_string())),
         }
         self.attrs
             .lock()
@@ -314,16 +311,6 @@ impl IscsiDriver {
     }
 }
 
-/// A driver limit attribute's value: a number in `min..=max`.
-fn limit_value(name: &str, value: &str, min: usize, max: usize) -> Result<usize, String> {
-    match value.trim().parse::<usize>() {
-        Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(format!(
-            "{name}: '{value}' must be a number in {min}..{max}"
-        )),
-    }
-}
-
 #[cfg(test)]
 mod limit_tests {
     use super::*;
@@ -351,5 +338,33 @@ mod limit_tests {
         // Limits are not attribute instances (nothing to list or save twice).
         assert!(d.driver_attrs().is_empty());
         assert_eq!(d.open_connections(), 0);
+    }
+
+    #[test]
+    fn driver_attribute_refusals() {
+        let d = IscsiDriver::new(Scst::new(1));
+        let refused = |name: &str, v: &str| d.set_driver_attr(name, v).unwrap_err().to_string();
+        assert_eq!(
+            refused("login_timeout", "0"),
+            "login_timeout: '0' must be a number in 1..65535"
+        );
+        assert_eq!(
+            refused("max_open_connections", "many"),
+            "max_open_connections: 'many' must be a number in 1..1048576"
+        );
+        assert_eq!(
+            refused("link_local", "yes"),
+            "link_local: 'yes' must be 0 or 1"
+        );
+        assert_eq!(
+            refused("iSNSServer", "h AccessControl Maybe"),
+            "iSNSServer: AccessControl takes Yes or No, not 'Maybe'"
+        );
+        assert_eq!(refused("enable", "1"), "unknown attribute 'enable'");
+        assert!(matches!(
+            d.set_driver_attr("iSNSServer", "bad/host"),
+            Err(AttrError::IsnsServer(isns::ServerSyntaxError::Address(_)))
+        ));
+        assert!(d.driver_attrs().is_empty(), "nothing refused is kept");
     }
 }

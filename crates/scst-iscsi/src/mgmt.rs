@@ -78,7 +78,7 @@ impl TargetDriver for IscsiDriver {
     }
 
     fn validate_target_attr(&self, name: &str, value: &str) -> Result<(), MgmtError> {
-        crate::validate_target_attr(name, value).map_err(MgmtError::Invalid)
+        Ok(crate::validate_target_attr(name, value)?)
     }
 
     fn driver_attrs(&self) -> Vec<(String, String)> {
@@ -90,8 +90,7 @@ impl TargetDriver for IscsiDriver {
     }
 
     fn add_driver_attr(&self, name: &str, value: &str) -> Result<(), MgmtError> {
-        self.set_driver_attr(name, value)
-            .map_err(MgmtError::Invalid)
+        Ok(self.set_driver_attr(name, value)?)
     }
 
     fn remove_driver_attr(&self, name: &str, value: Option<&str>) -> usize {
@@ -134,8 +133,7 @@ impl TargetDriver for IscsiDriver {
 
     fn write_driver_file(&self, name: &str, value: &str) -> Result<(), MgmtError> {
         if LIMITS.contains(&name) {
-            self.set_driver_attr(name, value.trim())
-                .map_err(MgmtError::Invalid)
+            Ok(self.set_driver_attr(name, value.trim())?)
         } else {
             Err(MgmtError::NotSupported(format!(
                 "driver {DRIVER_NAME}: {name} is read-only"

@@ -38,32 +38,126 @@ pub struct ConnParams {
     pub nop_in_timeout: Duration,
 }
 
-fn num(name: &str, v: &str, min: u64, max: u64) -> Result<(), String> {
-    match v.trim().parse::<u64>() {
-        Ok(n) if (min..=max).contains(&n) => Ok(()),
-        _ => Err(format!("{name}: '{v}' must be a number in {min}..{max}")),
+/// Why an iSCSI driver or target attribute was refused. Every refusal is of a name the
+/// driver does not know or of a value it does not take: management reports them as
+/// invalid (EINVAL). Messages name the attribute, and for CHAP accounts the user, never
+/// the secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AttrError {
+    /// Not an attribute of the iSCSI driver or of its targets.
+    #[error("unknown attribute '{0}'")]
+    Unknown(String),
+    /// A value outside what the attribute takes.
+    #[error("{name}: '{value}' must be {expected}")]
+    BadValue {
+        name: String,
+        value: String,
+        expected: Expected,
+    },
+    /// A CHAP account whose secret is too short to be safe (spec 6.5).
+    #[error(
+        "{name}: the CHAP secret of user '{user}' is {len} bytes long; \
+         at least {MIN_CHAP_SECRET} are required"
+    )]
+    ShortChapSecret {
+        name: String,
+        user: String,
+        len: usize,
+    },
+    /// A CHAP account that is not `"<user> <secret>"`.
+    #[error("{name}: expected \"<user> <secret>\"")]
+    NotChapAccount { name: String },
+    /// The driver's `iSNSServer` value.
+    #[error(transparent)]
+    IsnsServer(#[from] crate::isns::ServerSyntaxError),
+}
+
+impl AttrError {
+    fn bad_value(name: &str, value: &str, expected: Expected) -> AttrError {
+        AttrError::BadValue {
+            name: name.to_string(),
+            value: value.to_string(),
+            expected,
+        }
     }
 }
 
-fn yes_no(name: &str, v: &str) -> Result<(), String> {
+impl From<AttrError> for scst_core::MgmtError {
+    fn from(e: AttrError) -> scst_core::MgmtError {
+        match e {
+            AttrError::Unknown(_)
+            | AttrError::BadValue { .. }
+            | AttrError::ShortChapSecret { .. }
+            | AttrError::NotChapAccount { .. }
+            | AttrError::IsnsServer(_) => scst_core::MgmtError::Invalid(e.to_string()),
+        }
+    }
+}
+
+/// What an attribute's value must be, as a refusal says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expected {
+    /// A decimal number in `min..=max`.
+    Number {
+        min: u64,
+        max: u64,
+    },
+    YesNo,
+    ZeroOrOne,
+    /// A comma-separated list of digest names.
+    DigestList,
+    /// One `allowed_portal` pattern.
+    PortalPattern,
+    /// A `redirect` destination.
+    Redirect,
+}
+
+impl std::fmt::Display for Expected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Expected::Number { min, max } => write!(f, "a number in {min}..{max}"),
+            Expected::YesNo => f.write_str("Yes or No"),
+            Expected::ZeroOrOne => f.write_str("0 or 1"),
+            Expected::DigestList => f.write_str("a list of None and CRC32C"),
+            Expected::PortalPattern => {
+                f.write_str("one address pattern (*, ? wildcards, optional leading !)")
+            }
+            Expected::Redirect => f.write_str("\"<ip>[:port] temp|perm\" (IPv6 in [])"),
+        }
+    }
+}
+
+/// A number in `min..=max` (surrounding blanks allowed).
+pub(crate) fn number(name: &str, v: &str, min: u64, max: u64) -> Result<u64, AttrError> {
+    match v.trim().parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(AttrError::bad_value(name, v, Expected::Number { min, max })),
+    }
+}
+
+fn num(name: &str, v: &str, min: u64, max: u64) -> Result<(), AttrError> {
+    number(name, v, min, max).map(|_| ())
+}
+
+fn yes_no(name: &str, v: &str) -> Result<(), AttrError> {
     match v {
         "Yes" | "No" => Ok(()),
-        _ => Err(format!("{name}: '{v}' must be Yes or No")),
+        _ => Err(AttrError::bad_value(name, v, Expected::YesNo)),
     }
 }
 
-fn bool01(name: &str, v: &str) -> Result<(), String> {
+pub(crate) fn bool01(name: &str, v: &str) -> Result<(), AttrError> {
     match v {
         "0" | "1" => Ok(()),
-        _ => Err(format!("{name}: '{v}' must be 0 or 1")),
+        _ => Err(AttrError::bad_value(name, v, Expected::ZeroOrOne)),
     }
 }
 
-fn digest_list(name: &str, v: &str) -> Result<(), String> {
+fn digest_list(name: &str, v: &str) -> Result<(), AttrError> {
     if !v.is_empty() && v.split(',').all(|d| matches!(d.trim(), "None" | "CRC32C")) {
         Ok(())
     } else {
-        Err(format!("{name}: '{v}' must be a list of None and CRC32C"))
+        Err(AttrError::bad_value(name, v, Expected::DigestList))
     }
 }
 
@@ -73,26 +167,26 @@ pub const MIN_CHAP_SECRET: usize = 12;
 
 /// A CHAP account `"<user> <secret>"`. Errors name the attribute and the user, never
 /// the secret.
-fn chap_account(name: &str, v: &str) -> Result<(), String> {
+fn chap_account(name: &str, v: &str) -> Result<(), AttrError> {
     match iscsi_wire::chap::parse_account(v) {
         Some((_, secret)) if secret.len() >= MIN_CHAP_SECRET => Ok(()),
-        Some((user, secret)) => Err(format!(
-            "{name}: the CHAP secret of user '{user}' is {} bytes long; \
-             at least {MIN_CHAP_SECRET} are required",
-            secret.len()
-        )),
-        None => Err(format!("{name}: expected \"<user> <secret>\"")),
+        Some((user, secret)) => Err(AttrError::ShortChapSecret {
+            name: name.to_string(),
+            user: user.to_string(),
+            len: secret.len(),
+        }),
+        None => Err(AttrError::NotChapAccount {
+            name: name.to_string(),
+        }),
     }
 }
 
 /// An `allowed_portal` pattern: one token of `*`/`?` wildcards with an optional
 /// leading `!`.
-fn portal_pattern(name: &str, v: &str) -> Result<(), String> {
+fn portal_pattern(name: &str, v: &str) -> Result<(), AttrError> {
     let p = v.strip_prefix('!').unwrap_or(v);
     if p.is_empty() || v.chars().any(|c| c.is_whitespace() || c.is_control()) || p.contains('!') {
-        return Err(format!(
-            "{name}: '{v}' must be one address pattern (*, ? wildcards, optional leading !)"
-        ));
+        return Err(AttrError::bad_value(name, v, Expected::PortalPattern));
     }
     Ok(())
 }
@@ -160,12 +254,12 @@ pub struct Redirect {
 }
 
 /// Parse `"<ip>[:port] temp|perm"`; IPv6 addresses in `[]`. Empty: no redirection.
-pub fn parse_redirect(v: &str) -> Result<Option<Redirect>, String> {
+pub fn parse_redirect(v: &str) -> Result<Option<Redirect>, AttrError> {
     let v = v.trim();
     if v.is_empty() {
         return Ok(None);
     }
-    let bad = || format!("redirect: '{v}' must be \"<ip>[:port] temp|perm\" (IPv6 in [])");
+    let bad = || AttrError::bad_value("redirect", v, Expected::Redirect);
     let (addr, kind) = v.split_once(char::is_whitespace).ok_or_else(bad)?;
     let permanent = match kind.trim() {
         "temp" => false,
@@ -205,7 +299,7 @@ pub fn redirect(t: &Target) -> Option<Redirect> {
 }
 
 /// Check an iSCSI target attribute (scst.conf TARGET block or `add_target` parameter).
-pub fn validate_target_attr(name: &str, v: &str) -> Result<(), String> {
+pub fn validate_target_attr(name: &str, v: &str) -> Result<(), AttrError> {
     const MAX_LEN: u64 = 16 << 20;
     match name {
         "InitialR2T" | "ImmediateData" => yes_no(name, v),
@@ -227,7 +321,7 @@ pub fn validate_target_attr(name: &str, v: &str) -> Result<(), String> {
         // Instance names (`IncomingUser1`, `allowed_portal2`) as write_config saves them.
         n if iscsi_engine::auth::is_instance_of(n, "IncomingUser") => chap_account(name, v),
         n if iscsi_engine::auth::is_instance_of(n, "allowed_portal") => portal_pattern(name, v),
-        _ => Err(format!("unknown attribute '{name}'")),
+        _ => Err(AttrError::Unknown(name.to_string())),
     }
 }
 
@@ -276,7 +370,9 @@ mod tests {
     fn chap_secret_length() {
         assert!(validate_target_attr("IncomingUser", "joe 123456789012").is_ok());
         assert!(validate_target_attr("IncomingUser3", "joe 123456789012").is_ok());
-        let e = validate_target_attr("OutgoingUser", "joe 12345678901").unwrap_err();
+        let e = validate_target_attr("OutgoingUser", "joe 12345678901")
+            .unwrap_err()
+            .to_string();
         assert!(
             e.starts_with("OutgoingUser:") && e.contains("at least 12"),
             "{e}"
@@ -284,6 +380,75 @@ mod tests {
         assert!(!e.contains("12345678901"), "secret leaked: {e}");
         assert!(validate_target_attr("IncomingUser", "joe").is_err());
         assert!(validate_target_attr("IncomingUserX", "joe 123456789012").is_err());
+    }
+
+    /// Each refusal says what was wrong, in the words an administrator has always seen,
+    /// and management reports every one as an invalid value.
+    #[test]
+    fn refusals_by_kind() {
+        let refused = |name: &str, v: &str| validate_target_attr(name, v).unwrap_err();
+        let cases = [
+            (
+                refused("QueuedCommands", "lots"),
+                "QueuedCommands: 'lots' must be a number in 1..2048",
+            ),
+            (
+                refused("InitialR2T", "yes"),
+                "InitialR2T: 'yes' must be Yes or No",
+            ),
+            (
+                refused("per_portal_acl", "2"),
+                "per_portal_acl: '2' must be 0 or 1",
+            ),
+            (
+                refused("HeaderDigest", "MD5"),
+                "HeaderDigest: 'MD5' must be a list of None and CRC32C",
+            ),
+            (
+                refused("allowed_portal", "a b"),
+                "allowed_portal: 'a b' must be one address pattern \
+                 (*, ? wildcards, optional leading !)",
+            ),
+            (
+                refused("redirect", " 10.0.0.1 "),
+                "redirect: '10.0.0.1' must be \"<ip>[:port] temp|perm\" (IPv6 in [])",
+            ),
+            (
+                refused("IncomingUser", "joe"),
+                "IncomingUser: expected \"<user> <secret>\"",
+            ),
+            (
+                refused("IncomingUser", "joe short"),
+                "IncomingUser: the CHAP secret of user 'joe' is 5 bytes long; \
+                 at least 12 are required",
+            ),
+            (refused("colour", "red"), "unknown attribute 'colour'"),
+        ];
+        for (e, text) in cases {
+            assert_eq!(e.to_string(), text);
+            assert_eq!(
+                scst_core::MgmtError::from(e),
+                scst_core::MgmtError::Invalid(text.to_string())
+            );
+        }
+        assert_eq!(
+            refused("MaxOutstandingR2T", "0"),
+            AttrError::BadValue {
+                name: "MaxOutstandingR2T".into(),
+                value: "0".into(),
+                expected: Expected::Number { min: 1, max: 65535 },
+            }
+        );
+        assert_eq!(
+            refused("OutgoingUser", "joe 12345"),
+            AttrError::ShortChapSecret {
+                name: "OutgoingUser".into(),
+                user: "joe".into(),
+                len: 5,
+            }
+        );
+        assert_eq!(number("n", " 7 ", 1, 7), Ok(7));
+        assert!(number("n", "8", 1, 7).is_err());
     }
 
     #[test]

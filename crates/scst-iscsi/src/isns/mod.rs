@@ -11,6 +11,7 @@
 //! port (scn.rs).
 
 pub mod client;
+mod error;
 pub mod scn;
 pub mod wire;
 
@@ -23,6 +24,7 @@ use parking_lot::Mutex;
 
 use crate::IscsiDriver;
 use client::Connection;
+pub use error::{CallError, IsnsError, ServerSyntaxError};
 use wire::{func, node_type, status, tag, Attr};
 
 /// The IANA-assigned iSNS port.
@@ -45,23 +47,21 @@ pub struct ServerConfig {
 }
 
 /// Parse `iSNSServer`; an empty value means no server.
-pub fn parse_server(value: &str) -> Result<Option<ServerConfig>, String> {
+pub fn parse_server(value: &str) -> Result<Option<ServerConfig>, ServerSyntaxError> {
     let v = value.trim().trim_matches('"');
     let mut words = v.split_whitespace();
     let Some(addr) = words.next() else {
         return Ok(None);
     };
-    let (host, port) = split_host_port(addr)
-        .ok_or_else(|| format!("iSNSServer: '{addr}' is not <host-or-ip>[:port]"))?;
+    let (host, port) =
+        split_host_port(addr).ok_or_else(|| ServerSyntaxError::Address(addr.to_string()))?;
     let yes_no = |w: &str| {
         if w.eq_ignore_ascii_case("yes") {
             Ok(true)
         } else if w.eq_ignore_ascii_case("no") {
             Ok(false)
         } else {
-            Err(format!(
-                "iSNSServer: AccessControl takes Yes or No, not '{w}'"
-            ))
+            Err(ServerSyntaxError::AccessControl(w.to_string()))
         }
     };
     let access_control = match (words.next(), words.next(), words.next()) {
@@ -70,11 +70,7 @@ pub fn parse_server(value: &str) -> Result<Option<ServerConfig>, String> {
             None => true,
             Some(yn) => yes_no(yn)?,
         },
-        _ => {
-            return Err(format!(
-                "iSNSServer: '{v}': expected <host-or-ip>[:port] [AccessControl [Yes|No]]"
-            ))
-        }
+        _ => return Err(ServerSyntaxError::Form(v.to_string())),
     };
     Ok(Some(ServerConfig {
         host,
@@ -285,7 +281,7 @@ async fn sync(
     reg: &mut Option<Registered>,
     scn: &mut Option<scn::ScnListener>,
     listening: &[SocketAddr],
-) -> Result<(), String> {
+) -> Result<(), IsnsError> {
     // A different server or entity name: the old registration goes first.
     if let Some(r) = reg.as_ref() {
         if want.server.as_ref() != Some(&r.server) || want.eid != r.eid {
@@ -305,7 +301,10 @@ async fn sync(
     let server = format!("{host}:{port}");
     let mut conn = Connection::connect(&host, port)
         .await
-        .map_err(|e| format!("cannot reach server {server}: {e}"))?;
+        .map_err(|source| IsnsError::Connect {
+            server: server.clone(),
+            source,
+        })?;
     if want.nodes.is_empty() {
         // Nothing left to announce: the entity goes, with its portals. It is forgotten
         // only once the server confirms, so a failure is retried.
@@ -316,23 +315,29 @@ async fn sync(
                 vec![Attr::string(tag::ENTITY_ID, &old.eid)],
             )
             .await
-            .map_err(|e| format!("{server}: DevDereg of entity {}: {e}", old.eid))?;
+            .map_err(|source| IsnsError::DeregisterEntity {
+                server: server.clone(),
+                eid: old.eid.clone(),
+                source,
+            })?;
             log::info!("iSNS: no enabled targets; deregistered entity {}", old.eid);
         }
         *reg = None;
         return Ok(());
     }
-    let local = conn
-        .local_ip()
-        .map_err(|e| format!("{server}: local address: {e}"))?;
+    let local = conn.local_ip().map_err(|source| IsnsError::LocalAddress {
+        server: server.clone(),
+        source,
+    })?;
     let portals = announced_portals(listening, local);
     // The SCN port listens where the server reaches us; without one (bind failure),
     // registration goes on and changes are seen at the next query instead.
     if scn.as_ref().is_none_or(|l| l.local != local) {
         *scn = None;
-        let server_ip = conn
-            .peer_ip()
-            .map_err(|e| format!("{server}: peer address: {e}"))?;
+        let server_ip = conn.peer_ip().map_err(|source| IsnsError::PeerAddress {
+            server: server.clone(),
+            source,
+        })?;
         match scn::listen(driver, local, server_ip).await {
             Ok(l) => *scn = Some(l),
             Err(e) => log::warn!("iSNS: cannot listen for state change notifications: {e}"),
@@ -358,7 +363,10 @@ async fn sync(
         // The first registration replaces whatever an earlier run left under our name.
         let period = register(&mut conn, want, &portals, scn_port, replace)
             .await
-            .map_err(|e| format!("{server}: DevAttrReg: {e}"))?;
+            .map_err(|source| IsnsError::Register {
+                server: server.clone(),
+                source,
+            })?;
         refresh_at = Instant::now() + refresh_interval(period);
         if scn_port.is_some() {
             for name in want.nodes.keys() {
@@ -396,7 +404,10 @@ async fn sync(
             .collect();
         dereg(&mut conn, &removed, ops)
             .await
-            .map_err(|e| format!("{server}: DevDereg: {e}"))?;
+            .map_err(|source| IsnsError::DeregisterTargets {
+                server: server.clone(),
+                source,
+            })?;
         log::info!(
             "iSNS: deregistered targets {:?}",
             removed.keys().collect::<Vec<_>>()
@@ -414,7 +425,7 @@ async fn sync(
 }
 
 /// SCNReg (RFC 4171 5.6.5.5): `name` asks to hear of the changes in `TARGET_EVENTS`.
-async fn scn_register(conn: &mut Connection, name: &str) -> Result<(), String> {
+async fn scn_register(conn: &mut Connection, name: &str) -> Result<(), CallError> {
     let node = Attr::string(tag::ISCSI_NAME, name);
     let payload = wire::request_payload(
         &node,
@@ -430,17 +441,10 @@ async fn call_ok(
     function: u16,
     flags: u16,
     payload: &[u8],
-) -> Result<wire::Response, String> {
-    let r = conn
-        .call(function, flags, payload)
-        .await
-        .map_err(|e| e.to_string())?;
+) -> Result<wire::Response, CallError> {
+    let r = conn.call(function, flags, payload).await?;
     if r.status != status::SUCCESS {
-        return Err(format!(
-            "status {} ({})",
-            r.status,
-            wire::status_text(r.status)
-        ));
+        return Err(CallError::Status(r.status));
     }
     Ok(r)
 }
@@ -461,8 +465,8 @@ async fn register(
     portals: &[(IpAddr, u16)],
     scn_port: Option<u16>,
     replace: bool,
-) -> Result<Option<u32>, String> {
-    let source = want.nodes.keys().next().ok_or("no nodes to register")?;
+) -> Result<Option<u32>, CallError> {
+    let source = want.nodes.keys().next().ok_or(CallError::NoSource)?;
     let mut ops = vec![
         Attr::string(tag::ENTITY_ID, &want.eid),
         Attr::u32(tag::ENTITY_PROTOCOL, wire::ENTITY_PROTOCOL_ISCSI),
@@ -502,30 +506,21 @@ async fn dereg(
     conn: &mut Connection,
     nodes: &BTreeMap<String, String>,
     ops: Vec<Attr>,
-) -> Result<(), String> {
+) -> Result<(), CallError> {
     let Some(source) = nodes.keys().next() else {
         return Ok(());
     };
     let payload = wire::request_payload(&Attr::string(tag::ISCSI_NAME, source), &[], &ops);
-    let r = conn
-        .call(func::DEV_DEREG, 0, &payload)
-        .await
-        .map_err(|e| e.to_string())?;
+    let r = conn.call(func::DEV_DEREG, 0, &payload).await?;
     // Already gone (expired, or the server restarted) is as good as removed.
     if r.status != status::SUCCESS && r.status != status::NO_SUCH_ENTRY {
-        return Err(format!(
-            "status {} ({})",
-            r.status,
-            wire::status_text(r.status)
-        ));
+        return Err(CallError::Status(r.status));
     }
     Ok(())
 }
 
-async fn deregister_entity(r: &Registered) -> Result<(), String> {
-    let mut conn = Connection::connect(&r.server.0, r.server.1)
-        .await
-        .map_err(|e| e.to_string())?;
+async fn deregister_entity(r: &Registered) -> Result<(), CallError> {
+    let mut conn = Connection::connect(&r.server.0, r.server.1).await?;
     dereg(
         &mut conn,
         &r.nodes,

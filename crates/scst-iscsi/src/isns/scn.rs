@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::wire::{self, flags, func, tag, Attr, Header, Reassembler, HEADER_LEN};
+use super::wire::{self, flags, func, tag, Attr, Header, Reassembler, WireError, HEADER_LEN};
 use crate::IscsiDriver;
 
 /// iSCSI Node SCN Bitmap bits (RFC 4171 6.4.4), least significant first.
@@ -88,24 +88,40 @@ async fn accept_loop(listener: TcpListener, driver: Weak<IscsiDriver>, server: I
     }
 }
 
+/// Why an SCN connection was closed before the server closed it.
+#[derive(Debug, thiserror::Error)]
+pub enum ScnError {
+    #[error("{0}")]
+    Read(#[source] std::io::Error),
+    #[error("timed out in a message")]
+    Timeout,
+    /// A malformed header, message or attribute list.
+    #[error("{0}")]
+    Wire(#[from] WireError),
+    #[error("SCN without a destination")]
+    NoDestination,
+    #[error("{0}")]
+    Reply(#[source] std::io::Error),
+}
+
 /// Read messages until the server closes, goes quiet, or sends something malformed.
-async fn serve(mut stream: TcpStream, driver: &Weak<IscsiDriver>) -> Result<(), String> {
+async fn serve(mut stream: TcpStream, driver: &Weak<IscsiDriver>) -> Result<(), ScnError> {
     let mut re = Reassembler::default();
     loop {
         let mut hb = [0u8; HEADER_LEN];
         match tokio::time::timeout(IDLE, stream.read_exact(&mut hb)).await {
             Err(_) => return Ok(()),
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-            Ok(Err(e)) => return Err(e.to_string()),
+            Ok(Err(e)) => return Err(ScnError::Read(e)),
             Ok(Ok(_)) => {}
         }
-        let h = Header::decode(&hb).map_err(|e| e.to_string())?;
+        let h = Header::decode(&hb)?;
         let mut body = vec![0u8; h.length as usize];
         tokio::time::timeout(IDLE, stream.read_exact(&mut body))
             .await
-            .map_err(|_| "timed out in a message".to_string())?
-            .map_err(|e| e.to_string())?;
-        let Some(payload) = re.push(&h, &body).map_err(|e| e.to_string())? else {
+            .map_err(|_| ScnError::Timeout)?
+            .map_err(ScnError::Read)?;
+        let Some(payload) = re.push(&h, &body)? else {
             continue;
         };
         if h.function != func::SCN {
@@ -116,11 +132,11 @@ async fn serve(mut stream: TcpStream, driver: &Weak<IscsiDriver>) -> Result<(), 
                 h.xid,
                 &MESSAGE_NOT_SUPPORTED.to_be_bytes(),
             );
-            stream.write_all(&reply).await.map_err(|e| e.to_string())?;
+            stream.write_all(&reply).await.map_err(ScnError::Reply)?;
             continue;
         }
-        let attrs = wire::decode_attrs(&payload).map_err(|e| e.to_string())?;
-        let note = Notification::parse(&attrs).ok_or("SCN without a destination")?;
+        let attrs = wire::decode_attrs(&payload)?;
+        let note = Notification::parse(&attrs).ok_or(ScnError::NoDestination)?;
         if let Some(d) = driver.upgrade() {
             note.apply(&d);
         }
@@ -131,7 +147,7 @@ async fn serve(mut stream: TcpStream, driver: &Weak<IscsiDriver>) -> Result<(), 
             &note.destination,
         )]));
         let msg = wire::encode_message(func::SCN | func::RESPONSE, flags::CLIENT, h.xid, &reply);
-        stream.write_all(&msg).await.map_err(|e| e.to_string())?;
+        stream.write_all(&msg).await.map_err(ScnError::Reply)?;
     }
 }
 
