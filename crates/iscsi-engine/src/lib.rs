@@ -44,6 +44,7 @@
 
 pub mod auth;
 mod discovery;
+pub mod full_feature;
 pub mod host;
 mod login;
 #[cfg(test)]
@@ -57,6 +58,7 @@ use iscsi_wire::negotiate::SCST_MAX_DATA_SEGMENT;
 use iscsi_wire::Bhs;
 
 pub use auth::Accounts;
+pub use full_feature::{FullFeature, FullFeatureConfig};
 pub use host::{AdmissionRequest, Admitted, LoginHost, Refusal};
 pub use login::NormalSession;
 
