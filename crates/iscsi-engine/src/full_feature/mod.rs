@@ -1,14 +1,18 @@
 //! A normal session's full-feature phase, the parts that no longer need the core or
-//! the socket: the CmdSN window ([`CmdWindow`]), the target's NOP-In pings and their
-//! timeout ([`Keepalive`]), Target Transfer Tags, NOP-Out answers, text requests and
-//! logout. The driver hands each received PDU's header here and sends the headers it
+//! the socket: the CmdSN window ([`CmdWindow`]), a write's immediate, unsolicited and
+//! solicited data with its R2Ts ([`WriteSequence`]), the target's NOP-In pings and
+//! their timeout ([`Keepalive`]), Target Transfer Tags, NOP-Out answers, text requests
+//! and logout, Data-In and SCSI Response headers ([`FullFeature::respond`]), Task
+//! Management responses and Rejects. The driver hands each received PDU's header here and sends the headers it
 //! gets back, with the data segments it already holds (a NOP-Out's echoed data is
 //! never copied).
 //!
-//! Commands, Data-Out/R2T sequencing, responses and task management still run in
+//! The commands' buffers and budget and the task management decisions still run in
 //! scst-iscsi's connection; they take their sequence numbers from [`FullFeature::sn`].
 
+mod data_out;
 mod keepalive;
+mod response;
 mod window;
 
 use std::time::{Duration, Instant};
@@ -16,7 +20,9 @@ use std::time::{Duration, Instant};
 use iscsi_wire::pdu::{self, TargetSn};
 use iscsi_wire::{Bhs, RESERVED_TAG};
 
+pub use data_out::{CommandFault, DataOut, DataOutParams, R2t, WriteSequence};
 pub use keepalive::{Keepalive, Wake};
+pub use response::{Reply, Segment, TaskInfo};
 pub use window::{Admit, CmdWindow};
 
 /// What the full-feature phase starts from, once the login completed.
@@ -32,6 +38,9 @@ pub struct FullFeatureConfig {
     pub nop_in_interval: Option<Duration>,
     /// How long a ping may go unanswered before the connection is given up.
     pub nop_in_timeout: Duration,
+    pub data_out: DataOutParams,
+    /// What one data segment to the initiator may hold (its MaxRecvDataSegmentLength).
+    pub max_xmit_data_segment_length: u32,
 }
 
 /// A text request admitted to the window, waiting for the driver's answer
@@ -62,6 +71,8 @@ pub enum Timer {
 pub struct FullFeature {
     window: CmdWindow,
     keepalive: Keepalive,
+    data_out: DataOutParams,
+    max_xmit_data_segment_length: u32,
     /// The next Target Transfer Tag, shared by R2Ts and pings so that an answer can
     /// never be taken for the other.
     next_ttt: u32,
@@ -72,12 +83,66 @@ impl FullFeature {
         FullFeature {
             window: CmdWindow::new(config.stat_sn, config.exp_cmd_sn, config.queued_commands),
             keepalive: Keepalive::new(config.nop_in_interval, config.nop_in_timeout, now),
+            data_out: config.data_out,
+            max_xmit_data_segment_length: config.max_xmit_data_segment_length,
             next_ttt: 1,
         }
     }
 
     pub fn window(&self) -> &CmdWindow {
         &self.window
+    }
+
+    /// The data-out parameters negotiated at login.
+    #[inline]
+    pub fn data_out_params(&self) -> &DataOutParams {
+        &self.data_out
+    }
+
+    /// The data-out of a new SCSI command whose PDU carried `immediate` bytes (see
+    /// [`DataOutParams::command`]).
+    #[inline(always)]
+    pub fn command(
+        &self,
+        bhs: &Bhs,
+        immediate: u32,
+    ) -> Result<Option<WriteSequence>, CommandFault> {
+        self.data_out.command(bhs, immediate)
+    }
+
+    /// A Data-Out PDU of `write`, whose buffer is `buffer_len` bytes now.
+    #[inline]
+    pub fn data_out(
+        &self,
+        write: &mut WriteSequence,
+        bhs: &Bhs,
+        len: u32,
+        buffer_len: usize,
+    ) -> DataOut {
+        write.data_out(bhs, len, buffer_len, &self.data_out)
+    }
+
+    /// The next R2T of `write` (command `itt` on `lun`, `edtl` bytes), if one is due.
+    #[inline]
+    pub fn r2t(
+        &mut self,
+        write: &mut WriteSequence,
+        lun: [u8; 8],
+        itt: u32,
+        edtl: u32,
+        outstanding: usize,
+    ) -> Option<Bhs> {
+        let params = self.data_out;
+        let r = write.next_r2t(edtl, &params, || self.r2t_ttt())?;
+        Some(pdu::r2t(
+            lun,
+            itt,
+            r.ttt,
+            r.r2t_sn,
+            r.offset,
+            r.len,
+            self.sn(outstanding),
+        ))
     }
 
     /// Sequence numbers for a PDU that carries no status, with `outstanding` commands

@@ -8,6 +8,13 @@ use iscsi_wire::{Opcode, RESERVED_TAG};
 use super::*;
 
 const WINDOW: u32 = 4;
+const PARAMS: DataOutParams = DataOutParams {
+    first_burst_length: 8192,
+    max_burst_length: 16384,
+    max_outstanding_r2t: 2,
+    initial_r2t: false,
+    immediate_data: true,
+};
 
 fn session(now: Instant, interval: Option<u64>) -> FullFeature {
     FullFeature::new(
@@ -17,6 +24,8 @@ fn session(now: Instant, interval: Option<u64>) -> FullFeature {
             queued_commands: WINDOW,
             nop_in_interval: interval.map(Duration::from_secs),
             nop_in_timeout: Duration::from_secs(2),
+            data_out: PARAMS,
+            max_xmit_data_segment_length: 8192,
         },
         now,
     )
@@ -83,6 +92,8 @@ fn window_arithmetic_wraps() {
             queued_commands: WINDOW,
             nop_in_interval: None,
             nop_in_timeout: Duration::from_secs(2),
+            data_out: PARAMS,
+            max_xmit_data_segment_length: 8192,
         },
         Instant::now(),
     );
@@ -226,4 +237,360 @@ fn text_in_full_feature_asks_the_driver_and_answers_in_one_response() {
     let req = pdu::text_request(false, true, false, 6, RESERVED_TAG, 11, 101, 0);
     assert_eq!(ff.text(&req, &other, 0).unwrap().send_targets, None);
     assert_eq!(ff.text(&req, &other, 0), None);
+}
+
+/// A WRITE of `edtl` bytes carrying `imm` bytes of immediate data; `final_pdu`: no
+/// unsolicited Data-Out follows.
+fn write_cmd(itt: u32, edtl: u32, imm: u32, final_pdu: bool) -> Bhs {
+    pdu::scsi_command(&pdu::ScsiCommand {
+        immediate: false,
+        lun: [0; 8],
+        itt,
+        attr: 0,
+        read: false,
+        write: true,
+        final_pdu,
+        exp_data_transfer_len: edtl,
+        cmd_sn: 10,
+        exp_stat_sn: 100,
+        cdb: &[0x2a; 10],
+        data_len: imm,
+    })
+}
+
+fn data(ttt: u32, data_sn: u32, offset: u32, len: u32, final_pdu: bool) -> Bhs {
+    pdu::data_out([0; 8], 1, ttt, data_sn, offset, final_pdu, 100, len)
+}
+
+/// The R2Ts `ff` sends for `w` now, as (TTT, R2TSN, offset, length).
+fn r2ts(ff: &mut FullFeature, w: &mut WriteSequence, edtl: u32) -> Vec<(u32, u32, u32, u32)> {
+    let mut out = Vec::new();
+    while let Some(b) = ff.r2t(w, [0; 8], 1, edtl, 1) {
+        assert_eq!(b.opcode(), Some(Opcode::R2t));
+        assert_eq!(b.itt(), 1);
+        out.push((
+            b.ttt(),
+            b.r2t_sn(),
+            b.buffer_offset(),
+            b.desired_data_transfer_len(),
+        ));
+    }
+    out
+}
+
+#[test]
+fn commands_whose_immediate_data_breaks_the_rules_are_refused() {
+    let ff = session(Instant::now(), None);
+    let mut both = write_cmd(1, 512, 0, true);
+    both.set_read(true);
+    assert_eq!(ff.command(&both, 0), Err(CommandFault::Bidirectional));
+    // More immediate data than the transfer, than FirstBurstLength, or with a read.
+    assert_eq!(
+        ff.command(&write_cmd(1, 512, 1024, true), 1024),
+        Err(CommandFault::Malformed)
+    );
+    assert_eq!(
+        ff.command(&write_cmd(1, 65536, 9000, true), 9000),
+        Err(CommandFault::Malformed)
+    );
+    let mut read = write_cmd(1, 512, 0, true);
+    read.set_write(false);
+    read.set_read(true);
+    assert_eq!(ff.command(&read, 0), Ok(None));
+    assert_eq!(ff.command(&read, 4), Err(CommandFault::Malformed));
+    let no_imm = DataOutParams {
+        immediate_data: false,
+        ..PARAMS
+    };
+    assert_eq!(
+        no_imm.command(&write_cmd(1, 512, 512, true), 512),
+        Err(CommandFault::Malformed)
+    );
+}
+
+#[test]
+fn a_write_whose_immediate_data_is_all_of_it_needs_no_r2t() {
+    let mut ff = session(Instant::now(), None);
+    let mut w = ff
+        .command(&write_cmd(1, 4096, 4096, true), 4096)
+        .unwrap()
+        .unwrap();
+    assert!(w.complete(4096));
+    assert_eq!(r2ts(&mut ff, &mut w, 4096), vec![]);
+}
+
+#[test]
+fn unsolicited_data_up_to_first_burst_then_r2ts_for_the_rest() {
+    let mut ff = session(Instant::now(), None);
+    let edtl = 40960;
+    // 1 KiB immediate, the unsolicited rest of FirstBurstLength (8 KiB) in Data-Outs.
+    let mut w = ff
+        .command(&write_cmd(1, edtl, 1024, false), 1024)
+        .unwrap()
+        .unwrap();
+    assert_eq!(w.unsolicited_limit(), 8192);
+    // No R2T while unsolicited data may still come.
+    assert_eq!(r2ts(&mut ff, &mut w, edtl), vec![]);
+    let buf = edtl as usize;
+    assert_eq!(
+        ff.data_out(&mut w, &data(RESERVED_TAG, 0, 1024, 3072, false), 3072, buf),
+        DataOut::Accept { offset: 1024 }
+    );
+    // Unsolicited data past FirstBurstLength is a protocol error.
+    assert_eq!(
+        ff.data_out(&mut w, &data(RESERVED_TAG, 1, 4096, 8192, true), 8192, buf),
+        DataOut::Reject
+    );
+    assert_eq!(
+        ff.data_out(&mut w, &data(RESERVED_TAG, 1, 4096, 4096, true), 4096, buf),
+        DataOut::Accept { offset: 4096 }
+    );
+    assert_eq!(w.received(), 8192);
+    // The rest, 32 KiB, in MaxBurstLength (16 KiB) pieces, at most MaxOutstandingR2T (2)
+    // at once.
+    let sent = r2ts(&mut ff, &mut w, edtl);
+    assert_eq!(sent.len(), 2);
+    assert_eq!((sent[0].1, sent[0].2, sent[0].3), (0, 8192, 16384));
+    assert_eq!((sent[1].1, sent[1].2, sent[1].3), (1, 24576, 16384));
+    assert_ne!(sent[0].0, sent[1].0);
+    // More unsolicited data after the F bit is refused.
+    assert_eq!(
+        ff.data_out(&mut w, &data(RESERVED_TAG, 2, 0, 512, true), 512, buf),
+        DataOut::Reject
+    );
+    // Each R2T's sequence, its DataSN from 0.
+    let (t1, t2) = (sent[0].0, sent[1].0);
+    assert_eq!(
+        ff.data_out(&mut w, &data(t2, 0, 24576, 16384, true), 16384, buf),
+        DataOut::Accept { offset: 24576 }
+    );
+    assert_eq!(
+        ff.data_out(&mut w, &data(t1, 0, 8192, 8192, false), 8192, buf),
+        DataOut::Accept { offset: 8192 }
+    );
+    assert!(!w.complete(edtl));
+    assert_eq!(
+        ff.data_out(&mut w, &data(t1, 1, 16384, 8192, true), 8192, buf),
+        DataOut::Accept { offset: 16384 }
+    );
+    assert!(w.complete(edtl));
+    assert_eq!(w.r2ts_outstanding(), 0);
+    assert_eq!(r2ts(&mut ff, &mut w, edtl), vec![]);
+}
+
+#[test]
+fn initial_r2t_solicits_everything_after_the_immediate_data() {
+    let params = DataOutParams {
+        initial_r2t: true,
+        max_outstanding_r2t: 1,
+        ..PARAMS
+    };
+    let mut ff = FullFeature::new(
+        FullFeatureConfig {
+            stat_sn: 1,
+            exp_cmd_sn: 1,
+            queued_commands: WINDOW,
+            nop_in_interval: None,
+            nop_in_timeout: Duration::from_secs(2),
+            data_out: params,
+            max_xmit_data_segment_length: 8192,
+        },
+        Instant::now(),
+    );
+    let edtl = 40000;
+    let mut w = ff
+        .command(&write_cmd(1, edtl, 512, false), 512)
+        .unwrap()
+        .unwrap();
+    // No unsolicited Data-Out with InitialR2T=Yes.
+    assert_eq!(
+        ff.data_out(
+            &mut w,
+            &data(RESERVED_TAG, 0, 512, 512, true),
+            512,
+            edtl as usize
+        ),
+        DataOut::Reject
+    );
+    let mut offset = 512;
+    let mut r2t_sn = 0;
+    while offset < edtl {
+        let sent = r2ts(&mut ff, &mut w, edtl);
+        assert_eq!(sent.len(), 1, "one R2T at a time");
+        let (ttt, sn, off, len) = sent[0];
+        assert_eq!((sn, off, len), (r2t_sn, offset, (edtl - offset).min(16384)));
+        let got = ff.data_out(&mut w, &data(ttt, 0, off, len, true), len, edtl as usize);
+        assert_eq!(
+            got,
+            DataOut::Accept {
+                offset: off as usize
+            }
+        );
+        offset += len;
+        r2t_sn += 1;
+    }
+    assert!(w.complete(edtl));
+    assert_eq!(r2t_sn, 3);
+}
+
+#[test]
+fn data_out_out_of_sequence_or_for_an_unknown_ttt() {
+    let mut ff = session(Instant::now(), None);
+    let edtl = 16384;
+    let buf = edtl as usize;
+    let mut w = ff
+        .command(&write_cmd(1, edtl, 0, true), 0)
+        .unwrap()
+        .unwrap();
+    let sent = r2ts(&mut ff, &mut w, edtl);
+    assert_eq!(sent.len(), 1);
+    let ttt = sent[0].0;
+    // A TTT the target never gave: rejected, the command carries on.
+    assert_eq!(
+        ff.data_out(&mut w, &data(ttt ^ 0x55, 0, 0, 512, false), 512, buf),
+        DataOut::Reject
+    );
+    // Beyond the buffer: rejected.
+    assert_eq!(
+        ff.data_out(&mut w, &data(ttt, 0, 16000, 512, false), 512, buf),
+        DataOut::Reject
+    );
+    assert_eq!(
+        ff.data_out(&mut w, &data(ttt, 0, 0, 512, false), 512, buf),
+        DataOut::Accept { offset: 0 }
+    );
+    // DataSN 2 where 1 is due: the command fails.
+    assert_eq!(
+        ff.data_out(&mut w, &data(ttt, 2, 1024, 512, false), 512, buf),
+        DataOut::SequenceError {
+            got: 2,
+            expected: 1
+        }
+    );
+}
+
+fn read_task(edtl: u32) -> TaskInfo {
+    TaskInfo {
+        itt: 3,
+        lun: [0, 2, 0, 0, 0, 0, 0, 0],
+        edtl,
+        read: true,
+    }
+}
+
+fn answer(ff: &mut FullFeature, task: &TaskInfo, reply: &Reply) -> Vec<(Bhs, Segment)> {
+    let mut out = Vec::new();
+    ff.respond(task, reply, 0, |b, s| out.push((b, s)));
+    out
+}
+
+#[test]
+fn a_good_read_folds_its_status_into_the_last_data_in() {
+    let mut ff = session(Instant::now(), None);
+    // 40 KiB in 8 KiB segments; MaxBurstLength 16 KiB closes a sequence every second.
+    let reply = Reply {
+        status: 0,
+        data_len: 40960,
+        data_out_len: None,
+        sense_len: 0,
+    };
+    let pdus = answer(&mut ff, &read_task(40960), &reply);
+    assert_eq!(pdus.len(), 5);
+    for (i, (b, seg)) in pdus.iter().enumerate() {
+        let last = i == 4;
+        assert_eq!(b.opcode(), Some(Opcode::DataIn));
+        assert_eq!((b.itt(), b.data_sn()), (3, i as u32));
+        assert_eq!(b.buffer_offset(), i as u32 * 8192);
+        assert_eq!(*seg, Segment::Data { len: 8192, last });
+        assert_eq!(b.final_bit(), last || i % 2 == 1, "PDU {i}");
+        assert_eq!(b.status_bit(), last, "PDU {i}");
+        // Only the PDU with status carries and advances StatSN.
+        assert_eq!(b.stat_sn(), if last { 100 } else { 0 });
+    }
+    assert_eq!(ff.sn(0).stat_sn, 101);
+}
+
+#[test]
+fn a_short_read_reports_an_underflow_and_a_long_one_is_cut_with_an_overflow() {
+    let mut ff = session(Instant::now(), None);
+    let short = Reply {
+        status: 0,
+        data_len: 512,
+        data_out_len: None,
+        sense_len: 0,
+    };
+    let pdus = answer(&mut ff, &read_task(4096), &short);
+    assert_eq!(pdus.len(), 1);
+    assert!(pdus[0].0.underflow_bit());
+    assert_eq!(pdus[0].0.residual_count(), 3584);
+    let long = Reply {
+        data_len: 8192,
+        ..short
+    };
+    let pdus = answer(&mut ff, &read_task(4096), &long);
+    assert_eq!(
+        pdus[0].1,
+        Segment::Data {
+            len: 4096,
+            last: true
+        }
+    );
+    assert!(pdus[0].0.overflow_bit());
+    assert_eq!(pdus[0].0.residual_count(), 4096);
+}
+
+#[test]
+fn a_failed_command_ends_with_a_scsi_response_carrying_its_sense() {
+    let mut ff = session(Instant::now(), None);
+    // Data produced before the failure goes first, without status.
+    let reply = Reply {
+        status: 0x02,
+        data_len: 1024,
+        data_out_len: None,
+        sense_len: 20,
+    };
+    let pdus = answer(&mut ff, &read_task(1024), &reply);
+    assert_eq!(pdus.len(), 2);
+    assert_eq!(
+        pdus[0].1,
+        Segment::Data {
+            len: 1024,
+            last: true
+        }
+    );
+    assert!(!pdus[0].0.status_bit());
+    let (rsp, seg) = &pdus[1];
+    assert_eq!(rsp.opcode(), Some(Opcode::ScsiResponse));
+    assert_eq!(*seg, Segment::Sense);
+    assert_eq!((rsp.status(), rsp.data_segment_len()), (0x02, 20));
+    assert_eq!(rsp.exp_data_sn(), 1);
+    assert_eq!(rsp.stat_sn(), 100);
+    // A write with no data and no sense: a bare SCSI Response.
+    let write = TaskInfo {
+        read: false,
+        ..read_task(4096)
+    };
+    let ok = Reply {
+        status: 0,
+        data_len: 0,
+        data_out_len: None,
+        sense_len: 0,
+    };
+    let pdus = answer(&mut ff, &write, &ok);
+    assert_eq!(pdus.len(), 1);
+    assert_eq!(pdus[0].1, Segment::None);
+    assert_eq!(pdus[0].0.opcode(), Some(Opcode::ScsiResponse));
+    assert_eq!(pdus[0].0.stat_sn(), 101);
+}
+
+#[test]
+fn tmf_responses_and_rejects_carry_status_sequence_numbers() {
+    let mut ff = session(Instant::now(), None);
+    let b = ff.tmf_response(4, pdu::tmf_response::COMPLETE, 0);
+    assert_eq!(b.opcode(), Some(Opcode::TaskMgmtResponse));
+    assert_eq!((b.itt(), b.stat_sn()), (4, 100));
+    let r = ff.reject(pdu::reject_reason::PROTOCOL_ERROR, 0);
+    assert_eq!(r.opcode(), Some(Opcode::Reject));
+    assert_eq!(r.stat_sn(), 101);
+    assert_eq!(r.data_segment_len(), 48);
 }

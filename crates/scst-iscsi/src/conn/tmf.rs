@@ -5,7 +5,9 @@
 use iscsi_wire::pdu::{self, tmf_function, tmf_response};
 use scst_core::{Tmf, TmfStatus};
 
-use super::{sn_lt, Conn};
+use iscsi_engine::full_feature::sn_lt;
+
+use super::Conn;
 use crate::io::Pdu;
 
 impl Conn {
@@ -35,7 +37,7 @@ impl Conn {
                             tag: rtt as u64,
                         },
                     )
-                } else if !sn_lt(bhs.ref_cmd_sn(), self.exp_cmd_sn)
+                } else if !sn_lt(bhs.ref_cmd_sn(), self.ff.window().exp_cmd_sn())
                     && !sn_lt(bhs.cmd_sn(), bhs.ref_cmd_sn())
                 {
                     // Never received but inside the window and before this request
