@@ -26,7 +26,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use iscsi_engine::full_feature::{Admit, DataOutParams, Timer};
 use iscsi_engine::{FullFeature, FullFeatureConfig};
-use iscsi_wire::pdu::{self, reject_reason, TargetSn};
+use iscsi_wire::pdu::reject_reason;
 use iscsi_wire::{Bhs, Opcode};
 use scst_core::{CompletionQueue, DeviceEntry, IntMap, Nexus, Response, Session};
 use tokio::net::TcpStream;
@@ -118,19 +118,9 @@ impl Conn {
         self.incoming.len() + self.nexus.len()
     }
 
-    fn sn(&self) -> TargetSn {
-        self.ff.sn(self.outstanding())
-    }
-
-    /// TargetSn for a PDU that carries status: StatSN advances.
-    fn sn_advance(&mut self) -> TargetSn {
-        let held = self.outstanding();
-        self.ff.sn_advance(held)
-    }
-
     fn reject(&mut self, reason: u8, bhs: &Bhs) {
-        let sn = self.sn_advance();
-        let r = pdu::reject(reason, 0, sn);
+        let held = self.outstanding();
+        let r = self.ff.reject(reason, held);
         self.out.push(r, Some(Bytes::copy_from_slice(&bhs.0)));
     }
 

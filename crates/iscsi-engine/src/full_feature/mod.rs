@@ -22,7 +22,7 @@ use iscsi_wire::{Bhs, RESERVED_TAG};
 
 pub use data_out::{CommandFault, DataOut, DataOutParams, R2t, WriteSequence};
 pub use keepalive::{Keepalive, Wake};
-pub use response::{Reply, Segment, TaskInfo};
+pub use response::{data_in_len, Reply, ResponseSink, TaskInfo};
 pub use window::{Admit, CmdWindow};
 
 /// What the full-feature phase starts from, once the login completed.

@@ -2,8 +2,8 @@
 //! MaxXmitDataSegmentLength, F closing each MaxBurstLength sequence, the status folded
 //! into the last one when the command succeeded, else a SCSI Response carrying the
 //! sense; residuals against the Expected Data Transfer Length. The engine writes the
-//! headers; the data and sense stay with the driver, which attaches each piece as
-//! [`Segment`] says, so data-in goes by reference into the driver's vectored writes.
+//! headers; the data and sense stay with the driver (a [`ResponseSink`]), which
+//! attaches them, so data-in goes by reference into the driver's vectored writes.
 
 use iscsi_wire::pdu::{self, Residual};
 use iscsi_wire::Bhs;
@@ -36,37 +36,40 @@ pub struct Reply {
     pub sense_len: u32,
 }
 
-/// What the driver attaches to a header the engine writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Segment {
-    None,
-    /// The next `len` bytes of the data-in; `last`: the rest of it, cut to `len`.
-    Data {
-        len: u32,
-        last: bool,
-    },
-    /// The sense segment.
-    Sense,
+/// Where the answer's PDUs go: the driver, which attaches the data it holds.
+pub trait ResponseSink {
+    /// A Data-In header, to go with the next `len` bytes of the data-in (`last`: the
+    /// rest of it).
+    fn data_in(&mut self, bhs: Bhs, len: u32, last: bool);
+    /// The SCSI Response header, with the sense segment when `sense`.
+    fn response(&mut self, bhs: Bhs, sense: bool);
+}
+
+/// Data-in bytes the answer to `task` carries: at most what the initiator expects,
+/// the rest being a residual. The driver cuts its buffer to this.
+#[inline]
+pub fn data_in_len(task: &TaskInfo, reply: &Reply) -> u32 {
+    if task.read {
+        reply.data_len.min(task.edtl)
+    } else {
+        0
+    }
 }
 
 impl FullFeature {
-    /// The PDUs answering `task` with `reply`, in order, each header handed to `emit`
-    /// with what to attach.
-    #[inline]
-    pub fn respond(
+    /// The PDUs answering `task` with `reply`, in order, into `sink`.
+    // Forced inline, with the sink's methods: the hottest path of all, once per
+    // command, and as a call it costs more than writing the headers.
+    #[inline(always)]
+    pub fn respond<S: ResponseSink>(
         &mut self,
         task: &TaskInfo,
         reply: &Reply,
         outstanding: usize,
-        mut emit: impl FnMut(Bhs, Segment),
+        sink: &mut S,
     ) {
         let produced = reply.data_len;
-        // Data-In carries at most what the initiator expects; the rest is a residual.
-        let send = if task.read {
-            produced.min(task.edtl)
-        } else {
-            0
-        };
+        let send = data_in_len(task, reply);
         let residual = if task.read {
             Residual::compute(task.edtl, produced)
         } else if produced > 0 {
@@ -104,7 +107,7 @@ impl FullFeature {
                     residual,
                     sn,
                 });
-                emit(b, Segment::Data { len: n, last });
+                sink.data_in(b, n, last);
                 data_sn += 1;
                 off += n;
             }
@@ -122,12 +125,7 @@ impl FullFeature {
             sn,
             reply.sense_len,
         );
-        let seg = if reply.sense_len > 0 {
-            Segment::Sense
-        } else {
-            Segment::None
-        };
-        emit(b, seg);
+        sink.response(b, reply.sense_len > 0);
     }
 
     /// A Task Management Function Response with `code`

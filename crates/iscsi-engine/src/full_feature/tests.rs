@@ -478,10 +478,40 @@ fn read_task(edtl: u32) -> TaskInfo {
     }
 }
 
+/// What the driver attaches to each header of an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Segment {
+    None,
+    Data { len: u32, last: bool },
+    Sense,
+}
+
+#[derive(Default)]
+struct Collect(Vec<(Bhs, Segment)>);
+
+impl ResponseSink for Collect {
+    fn data_in(&mut self, bhs: Bhs, len: u32, last: bool) {
+        self.0.push((bhs, Segment::Data { len, last }));
+    }
+    fn response(&mut self, bhs: Bhs, sense: bool) {
+        let seg = if sense { Segment::Sense } else { Segment::None };
+        self.0.push((bhs, seg));
+    }
+}
+
 fn answer(ff: &mut FullFeature, task: &TaskInfo, reply: &Reply) -> Vec<(Bhs, Segment)> {
-    let mut out = Vec::new();
-    ff.respond(task, reply, 0, |b, s| out.push((b, s)));
-    out
+    let mut out = Collect::default();
+    ff.respond(task, reply, 0, &mut out);
+    let sent: u32 = out
+        .0
+        .iter()
+        .map(|(_, s)| match s {
+            Segment::Data { len, .. } => *len,
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(sent, data_in_len(task, reply));
+    out.0
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! commands still collecting data, the rules for tasks never received) here; the task
 //! sets, resets and waiting for aborted commands in the core's [`Nexus`](scst_core::Nexus).
 
-use iscsi_wire::pdu::{self, tmf_function, tmf_response};
+use iscsi_wire::pdu::{tmf_function, tmf_response};
 use scst_core::{Tmf, TmfStatus};
 
 use iscsi_engine::full_feature::sn_lt;
@@ -101,7 +101,8 @@ impl Conn {
     }
 
     fn tmf_code_response(&mut self, itt: u32, code: u8) {
-        let sn = self.sn_advance();
-        self.out.push(pdu::tmf_response(itt, code, sn), None);
+        let held = self.outstanding();
+        let b = self.ff.tmf_response(itt, code, held);
+        self.out.push(b, None);
     }
 }
