@@ -1,18 +1,18 @@
-//! The full-feature phase of one normal-session connection (RFC 7143 ERL 0): SCSI
-//! commands with immediate, unsolicited and R2T-solicited data, Data-In with status
-//! folded into the last PDU, the CmdSN window, NOP keep-alive, task management and
-//! logout.
+//! The full-feature phase of one normal-session connection (RFC 7143 ERL 0), the
+//! tokio side: reading and framing PDUs (digests), the vectored writes, the per-thread
+//! runtime's lingering, the commands' buffers and the connection's data budget, and
+//! the hand-off between the engine and the core.
 //!
-//! The CmdSN window, NOP-In pings and their timeout, NOP-Out answers, text and logout
-//! are iscsi-engine's [`FullFeature`], fed with each PDU's header and the time; the
-//! connection keeps the command data path until that moves there too.
+//! The iSCSI rules are iscsi-engine's [`FullFeature`]: the CmdSN window, a write's
+//! immediate/unsolicited/solicited data and its R2Ts, every header sent (Data-In with
+//! status folded, SCSI Response, R2T, NOP-In, Text, Logout and TMF responses, Reject),
+//! and the NOP-In ping and its timeout as one deadline the task sleeps on.
 //!
-//! Only iSCSI lives here. A command whose data-out is in goes to the core's
-//! [`Nexus`], which runs its lifecycle (LUN lookup, task set, checks, execution,
-//! completion) and TMFs; the connection drains the nexus's events into PDUs. One tokio
-//! task owns the connection and its nexus; commands that finish elsewhere (the I/O
-//! pool, an asynchronous engine) come back through a channel, so no lock guards
-//! either.
+//! A command whose data-out is in goes to the core's [`Nexus`], which runs its
+//! lifecycle (LUN lookup, task set, checks, execution, completion) and TMFs; the
+//! connection drains the nexus's events into the engine's responses. One tokio task
+//! owns the connection and its nexus; commands that finish elsewhere (the I/O pool, an
+//! asynchronous engine) come back through a channel, so no lock guards either.
 
 mod command;
 mod response;

@@ -129,7 +129,7 @@ impl FullFeature {
     }
 
     /// A Task Management Function Response with `code`
-    /// ([`tmf_response`](iscsi_wire::pdu::tmf_response) codes).
+    /// ([`tmf_response`](mod@iscsi_wire::pdu::tmf_response) codes).
     pub fn tmf_response(&mut self, itt: u32, code: u8, outstanding: usize) -> Bhs {
         let sn = self.sn_advance(outstanding);
         pdu::tmf_response(itt, code, sn)
