@@ -594,17 +594,18 @@ pub mod login_session {
 /// The full-feature phase of a normal session (iscsi-engine's `FullFeature`) driven as
 /// the connection drives it, from the end of the login to logout: SCSI commands with
 /// immediate data, Data-Out in and out of sequence, R2Ts, answers with data-in and
-/// sense, NOP-Out pings and answers, text, task management responses, rejects and
-/// clock steps. Every Data-Out the engine accepts fits its command's buffer, every R2T
-/// stays within the transfer and MaxBurstLength, every answer carries exactly the
-/// data-in it announces, and StatSN moves by one per PDU with status.
+/// sense, NOP-Out pings and answers, text, task management requests and responses,
+/// rejects and clock steps. Every Data-Out the engine accepts fits its command's
+/// buffer, every R2T stays within the transfer and MaxBurstLength, every answer
+/// carries exactly the data-in it announces, StatSN moves by one per PDU with status,
+/// and ExpCmdSN never goes back.
 pub mod full_feature {
     use std::collections::BTreeMap;
     use std::time::{Duration, Instant};
 
     use iscsi_engine::full_feature::{
         data_in_len, Admit, CommandFault, DataOut, DataOutParams, Reply, ResponseSink, TaskInfo,
-        Timer, WriteSequence,
+        Timer, TmfRequest, WriteSequence,
     };
     use iscsi_engine::{FullFeature, FullFeatureConfig};
     use iscsi_wire::pdu::{self, logout_reason, reject_reason, tmf_response};
@@ -870,8 +871,33 @@ pub mod full_feature {
                         status(&r, &mut stat_sn);
                     }
                 }
-                // A TMF answered, or a PDU rejected.
+                // A TMF request decoded and answered, or a PDU rejected.
                 6 => {
+                    if sel & 2 != 0 {
+                        let req = pdu::tmf_request(&pdu::TmfRequest {
+                            immediate: true,
+                            function: (a % 16) as u8,
+                            lun: [0; 8],
+                            itt,
+                            ref_task_tag: b,
+                            cmd_sn,
+                            exp_stat_sn: stat_sn,
+                            ref_cmd_sn: cmd_sn.wrapping_sub(a >> 28),
+                            exp_data_sn: 0,
+                        });
+                        if let TmfRequest::AbortTask {
+                            ref_cmd_sn, cmd_sn, ..
+                        } = TmfRequest::decode(&req)
+                        {
+                            // Below the window: answered already, never "never received".
+                            if iscsi_engine::full_feature::sn_lt(
+                                ref_cmd_sn,
+                                ff.window().exp_cmd_sn(),
+                            ) {
+                                assert!(!ff.never_received(ref_cmd_sn, cmd_sn));
+                            }
+                        }
+                    }
                     if sel & 1 != 0 {
                         let r = ff.tmf_response(a, tmf_response::COMPLETE, outstanding);
                         status(&r, &mut stat_sn);

@@ -7,12 +7,14 @@
 //! gets back, with the data segments it already holds (a NOP-Out's echoed data is
 //! never copied).
 //!
-//! The commands' buffers and budget and the task management decisions still run in
-//! scst-iscsi's connection; they take their sequence numbers from [`FullFeature::sn`].
+//! The commands' buffers and budget, and acting on task management requests
+//! ([`TmfRequest`]) against the commands held and the core, still run in scst-iscsi's
+//! connection; they take their sequence numbers from [`FullFeature::sn`].
 
 mod data_out;
 mod keepalive;
 mod response;
+mod tmf;
 mod window;
 
 use std::time::{Duration, Instant};
@@ -23,6 +25,7 @@ use iscsi_wire::{Bhs, RESERVED_TAG};
 pub use data_out::{CommandFault, DataOut, DataOutParams, R2t, WriteSequence};
 pub use keepalive::{Keepalive, Wake};
 pub use response::{data_in_len, Reply, ResponseSink, TaskInfo};
+pub use tmf::TmfRequest;
 pub use window::{Admit, CmdWindow};
 
 /// What the full-feature phase starts from, once the login completed.

@@ -624,3 +624,67 @@ fn tmf_responses_and_rejects_carry_status_sequence_numbers() {
     assert_eq!(r.stat_sn(), 101);
     assert_eq!(r.data_segment_len(), 48);
 }
+
+fn tmf(function: u8, rtt: u32, cmd_sn: u32, ref_cmd_sn: u32) -> Bhs {
+    pdu::tmf_request(&pdu::TmfRequest {
+        immediate: true,
+        function,
+        lun: [0, 3, 0, 0, 0, 0, 0, 0],
+        itt: 9,
+        ref_task_tag: rtt,
+        cmd_sn,
+        exp_stat_sn: 100,
+        ref_cmd_sn,
+        exp_data_sn: 0,
+    })
+}
+
+#[test]
+fn task_management_requests_decode_to_what_they_ask() {
+    use iscsi_wire::pdu::tmf_function as f;
+    let lun = [0, 3, 0, 0, 0, 0, 0, 0];
+    assert_eq!(
+        TmfRequest::decode(&tmf(f::ABORT_TASK, 5, 12, 11)),
+        TmfRequest::AbortTask {
+            lun,
+            rtt: 5,
+            ref_cmd_sn: 11,
+            cmd_sn: 12
+        }
+    );
+    assert_eq!(
+        TmfRequest::decode(&tmf(f::LOGICAL_UNIT_RESET, 0, 12, 0)),
+        TmfRequest::LunReset { lun }
+    );
+    assert_eq!(
+        TmfRequest::decode(&tmf(f::ABORT_TASK_SET, 0, 12, 0)),
+        TmfRequest::AbortTaskSet { lun }
+    );
+    assert_eq!(
+        TmfRequest::decode(&tmf(f::TARGET_COLD_RESET, 0, 12, 0)),
+        TmfRequest::TargetColdReset
+    );
+    assert_eq!(
+        TmfRequest::decode(&tmf(f::TASK_REASSIGN, 0, 12, 0)),
+        TmfRequest::TaskReassign
+    );
+    assert_eq!(
+        TmfRequest::decode(&tmf(f::QUERY_TASK, 0, 12, 0)),
+        TmfRequest::Unsupported(f::QUERY_TASK)
+    );
+}
+
+#[test]
+fn abort_of_a_task_never_received_completes_and_of_one_answered_does_not_exist() {
+    let mut ff = session(Instant::now(), None);
+    // CmdSN 10 and 11 taken (and, say, answered); the window expects 12.
+    assert!(ff.admit(&ping(1, 10, false), 0).accepted());
+    assert!(ff.admit(&ping(2, 11, false), 0).accepted());
+    // RefCmdSN 11: below the window, received and answered: nothing to abort.
+    assert!(!ff.never_received(11, 12));
+    // RefCmdSN 12, the TMF (immediate) at CmdSN 13: inside the window and before
+    // the request, never received: it counts as aborted.
+    assert!(ff.never_received(12, 13));
+    // A RefCmdSN after the request's own CmdSN names no task before it.
+    assert!(!ff.never_received(14, 13));
+}
