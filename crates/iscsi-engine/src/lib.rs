@@ -47,6 +47,7 @@
 //!     Data-Out         data_out() -> Accept { offset } (copy) | Reject | SequenceError
 //!     NOP-Out, Text    nop_out(), text() + answer_text()
 //!     Logout           logout()
+//!     TMF Request      TmfRequest::decode(); never_received() for an unknown task
 //!   per completion:    respond(task, reply, held, sink) -> sink.data_in()/response()
 //!   TMF answer, Reject tmf_response(), reject()
 //!   timers:            sleep until poll_timeout(); handle_timeout(now) -> Ping | Dead

@@ -1,15 +1,15 @@
-//! A normal session's full-feature phase, the parts that no longer need the core or
+//! A normal session's full-feature phase, the parts that need neither the core nor
 //! the socket: the CmdSN window ([`CmdWindow`]), a write's immediate, unsolicited and
 //! solicited data with its R2Ts ([`WriteSequence`]), the target's NOP-In pings and
 //! their timeout ([`Keepalive`]), Target Transfer Tags, NOP-Out answers, text requests
 //! and logout, Data-In and SCSI Response headers ([`FullFeature::respond`]), Task
-//! Management responses and Rejects. The driver hands each received PDU's header here and sends the headers it
-//! gets back, with the data segments it already holds (a NOP-Out's echoed data is
-//! never copied).
+//! Management requests ([`TmfRequest`]) and responses, and Rejects. The driver hands
+//! each received PDU's header here and sends the headers it gets back with the data
+//! segments it already holds (a NOP-Out's echoed data and a read's data-in are never
+//! copied).
 //!
-//! The commands' buffers and budget, and acting on task management requests
-//! ([`TmfRequest`]) against the commands held and the core, still run in scst-iscsi's
-//! connection; they take their sequence numbers from [`FullFeature::sn`].
+//! The commands' buffers and budget, and acting on task management requests against
+//! the commands held and the core, still run in scst-iscsi's connection.
 
 mod data_out;
 mod keepalive;
