@@ -6,8 +6,12 @@
 //!
 //! What it covers today: the login phase (a type per state: the first request and its
 //! admission, security negotiation with one-way and mutual CHAP ([`auth`]), operational
-//! negotiation, the transition to full feature), the login timeout, and the whole life
-//! of a discovery session (SendTargets text exchanges in pieces, NOP-Out, logout).
+//! negotiation, the transition to full feature), the login timeout, the whole life of a
+//! discovery session (SendTargets text exchanges in pieces, NOP-Out, logout), and the
+//! iSCSI rules of a normal session's full-feature phase ([`full_feature`]): the CmdSN
+//! window, a write's immediate, unsolicited and R2T-solicited data, Data-In and SCSI
+//! Response headers with the status folded, NOP-In pings and their timeout, NOP-Out,
+//! text, TMF responses, Rejects and logout.
 //!
 //! What the engine needs from the driver comes two ways: synchronous decisions through
 //! the [`LoginHost`] trait (admission of a normal session to a target, CHAP accounts,
@@ -28,22 +32,44 @@
 //! Transmit is drained before events, so a refusal's Login Response is on the wire
 //! before the [`Event::Closed`] that follows it is acted on.
 //!
+//! # The full-feature phase
+//!
+//! After [`Event::SessionReady`] the [`Connection`] is in [`Phase::FullFeature`] and
+//! consumes nothing more ([`Connection::take_received`] hands over bytes already
+//! received). The driver frames the PDUs itself (digests, vectored writes, buffers
+//! owned by the commands) and hands each header to a [`FullFeature`], which decides
+//! and writes every header the target sends:
+//!
+//! ```text
+//!   FullFeature::new(config, now)
+//!   per PDU received:  received()
+//!     SCSI Command     admit() -> command() -> WriteSequence; r2t() while Some
+//!     Data-Out         data_out() -> Accept { offset } (copy) | Reject | SequenceError
+//!     NOP-Out, Text    nop_out(), text() + answer_text()
+//!     Logout           logout()
+//!     TMF Request      TmfRequest::decode(); never_received() for an unknown task
+//!   per completion:    respond(task, reply, held, sink) -> sink.data_in()/response()
+//!   TMF answer, Reject tmf_response(), reject()
+//!   timers:            sleep until poll_timeout(); handle_timeout(now) -> Ping | Dead
+//! ```
+//!
+//! Every call that writes a header takes the number of commands the connection holds,
+//! which closes the window (MaxCmdSN) as they pile up.
+//!
 //! # What moves here next
 //!
-//! A normal session's full-feature phase still runs in scst-iscsi's connection task:
-//! after [`Event::SessionReady`] the engine is in [`Phase::FullFeature`] and consumes
-//! nothing more ([`Connection::take_received`] hands over bytes already received). The
-//! next stage moves into this crate, behind the same `handle_*`/`poll_*` surface: the
-//! CmdSN window (QueuedCommands, MaxCmdSN), R2T/Data-Out and immediate data sequencing
-//! against FirstBurstLength/MaxBurstLength, NOP-In pings and their timeout
-//! (NopInInterval/NopInTimeout) as timers, task management requests and responses, text
-//! negotiation in full feature, and logout; commands and TMFs then leave the engine as
-//! events for the core's command lifecycle, and completions come back in as inputs.
+//! The full-feature phase is not yet behind the `handle_bytes`/`poll_*` surface: the
+//! connection still frames PDUs, holds the commands (their buffers, the data budget,
+//! the core's tags) and decides task management against the core. The next stage moves
+//! framing and the command table here too, so that commands leave the engine as events
+//! (LUN, CDB, attribute, ITT, lengths, data-out buffer) and completions and TMF results
+//! come back in as inputs, without a second lookup per command.
 
 #![forbid(unsafe_code)]
 
 pub mod auth;
 mod discovery;
+pub mod full_feature;
 pub mod host;
 mod login;
 #[cfg(test)]
@@ -57,6 +83,7 @@ use iscsi_wire::negotiate::SCST_MAX_DATA_SEGMENT;
 use iscsi_wire::Bhs;
 
 pub use auth::Accounts;
+pub use full_feature::{FullFeature, FullFeatureConfig};
 pub use host::{AdmissionRequest, Admitted, LoginHost, Refusal};
 pub use login::NormalSession;
 

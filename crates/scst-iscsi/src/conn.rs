@@ -1,14 +1,18 @@
-//! The full-feature phase of one normal-session connection (RFC 7143 ERL 0): SCSI
-//! commands with immediate, unsolicited and R2T-solicited data, Data-In with status
-//! folded into the last PDU, the CmdSN window, NOP keep-alive, task management and
-//! logout.
+//! The full-feature phase of one normal-session connection (RFC 7143 ERL 0), the
+//! tokio side: reading and framing PDUs (digests), the vectored writes, the per-thread
+//! runtime's lingering, the commands' buffers and the connection's data budget, and
+//! the hand-off between the engine and the core.
 //!
-//! Only iSCSI lives here. A command whose data-out is in goes to the core's
-//! [`Nexus`], which runs its lifecycle (LUN lookup, task set, checks, execution,
-//! completion) and TMFs; the connection drains the nexus's events into PDUs. One tokio
-//! task owns the connection and its nexus; commands that finish elsewhere (the I/O
-//! pool, an asynchronous engine) come back through a channel, so no lock guards
-//! either.
+//! The iSCSI rules are iscsi-engine's [`FullFeature`]: the CmdSN window, a write's
+//! immediate/unsolicited/solicited data and its R2Ts, every header sent (Data-In with
+//! status folded, SCSI Response, R2T, NOP-In, Text, Logout and TMF responses, Reject),
+//! and the NOP-In ping and its timeout as one deadline the task sleeps on.
+//!
+//! A command whose data-out is in goes to the core's [`Nexus`], which runs its
+//! lifecycle (LUN lookup, task set, checks, execution, completion) and TMFs; the
+//! connection drains the nexus's events into the engine's responses. One tokio task
+//! owns the connection and its nexus; commands that finish elsewhere (the I/O pool, an
+//! asynchronous engine) come back through a channel, so no lock guards either.
 
 mod command;
 mod response;
@@ -20,8 +24,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use iscsi_wire::pdu::{self, reject_reason, TargetSn};
-use iscsi_wire::{Bhs, Opcode, RESERVED_TAG};
+use iscsi_engine::full_feature::{Admit, DataOutParams, Timer};
+use iscsi_engine::{FullFeature, FullFeatureConfig};
+use iscsi_wire::pdu::reject_reason;
+use iscsi_wire::{Bhs, Opcode};
 use scst_core::{CompletionQueue, DeviceEntry, IntMap, Nexus, Response, Session};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -85,16 +91,13 @@ impl CompletionQueue for DoneQueue {
 pub struct Conn {
     session: Arc<Session>,
     p: ConnParams,
-    stat_sn: u32,
-    exp_cmd_sn: u32,
+    /// The window, the keep-alive pings, the tags: the engine's side of the phase.
+    ff: FullFeature,
     /// Commands still collecting data-out, by ITT: the core has not seen them.
     incoming: IntMap<u32, Incoming>,
     /// The core's side of the session: submitted commands, task sets, TMFs.
     nexus: Nexus<Task>,
-    next_ttt: u32,
     out: PduWriter,
-    /// Outstanding target NOP-In ping: (TTT, when sent).
-    nop_outstanding: Option<(u32, tokio::time::Instant)>,
     logged_out: bool,
     /// Bytes charged by this connection's commands (at most DATA_BUDGET, or one's).
     charged: usize,
@@ -115,30 +118,9 @@ impl Conn {
         self.incoming.len() + self.nexus.len()
     }
 
-    fn sn(&self) -> TargetSn {
-        // The window shrinks by the commands we hold so that a fast initiator cannot
-        // make us queue without bound.
-        let free = self
-            .p
-            .queued_commands
-            .saturating_sub(self.outstanding() as u32);
-        TargetSn {
-            stat_sn: self.stat_sn,
-            exp_cmd_sn: self.exp_cmd_sn,
-            max_cmd_sn: self.exp_cmd_sn.wrapping_add(free).wrapping_sub(1),
-        }
-    }
-
-    /// TargetSn for a PDU that carries status: StatSN advances.
-    fn sn_advance(&mut self) -> TargetSn {
-        let sn = self.sn();
-        self.stat_sn = self.stat_sn.wrapping_add(1);
-        sn
-    }
-
     fn reject(&mut self, reason: u8, bhs: &Bhs) {
-        let sn = self.sn_advance();
-        let r = pdu::reject(reason, 0, sn);
+        let held = self.outstanding();
+        let r = self.ff.reject(reason, held);
         self.out.push(r, Some(Bytes::copy_from_slice(&bhs.0)));
     }
 
@@ -185,101 +167,61 @@ impl Conn {
 
     /// CmdSN rules (RFC 7143 4.2.2.1). Returns false when the PDU must be ignored.
     fn accept_cmd_sn(&mut self, bhs: &Bhs) -> bool {
-        let cmd_sn = bhs.cmd_sn();
-        if bhs.immediate() {
-            return true;
+        let held = self.outstanding();
+        match self.ff.admit(bhs, held) {
+            Admit::Immediate | Admit::InOrder => true,
+            Admit::OutOfOrder { cmd_sn, expected } => {
+                log::debug!(
+                    "{}: CmdSN {cmd_sn} outside the window (expected {expected}): ignored",
+                    self.session.initiator_name,
+                );
+                false
+            }
+            Admit::BeyondMax { cmd_sn, max } => {
+                log::debug!(
+                    "{}: CmdSN {cmd_sn} beyond MaxCmdSN {max}: ignored",
+                    self.session.initiator_name
+                );
+                false
+            }
         }
-        if cmd_sn != self.exp_cmd_sn {
-            log::debug!(
-                "{}: CmdSN {cmd_sn} outside the window (expected {}): ignored",
-                self.session.initiator_name,
-                self.exp_cmd_sn
-            );
-            return false;
-        }
-        let max = self.sn().max_cmd_sn;
-        if sn_gt(cmd_sn, max) {
-            log::debug!(
-                "{}: CmdSN {cmd_sn} beyond MaxCmdSN {max}: ignored",
-                self.session.initiator_name
-            );
-            return false;
-        }
-        self.exp_cmd_sn = self.exp_cmd_sn.wrapping_add(1);
-        true
     }
 
     fn on_nop_out(&mut self, pdu: Pdu) -> Result<(), String> {
-        let bhs = pdu.bhs;
-        if bhs.ttt() != RESERVED_TAG {
-            // The answer to our ping.
-            if self.nop_outstanding.is_some_and(|(t, _)| t == bhs.ttt()) {
-                self.nop_outstanding = None;
-            }
-            return Ok(());
+        let held = self.outstanding();
+        if let Some(b) = self.ff.nop_out(&pdu.bhs, pdu.data.len() as u32, held) {
+            self.out.push(b, Some(pdu.data));
         }
-        if !self.accept_cmd_sn(&bhs) {
-            return Ok(());
-        }
-        if bhs.itt() == RESERVED_TAG {
-            // A NOP-Out that wants no answer.
-            return Ok(());
-        }
-        let sn = self.sn_advance();
-        let b = pdu::nop_in(
-            bhs.lun(),
-            bhs.itt(),
-            RESERVED_TAG,
-            sn,
-            pdu.data.len() as u32,
-        );
-        self.out.push(b, Some(pdu.data));
         Ok(())
     }
 
     fn on_logout(&mut self, pdu: Pdu) {
-        let bhs = pdu.bhs;
-        if !bhs.immediate() && bhs.cmd_sn() == self.exp_cmd_sn {
-            self.exp_cmd_sn = self.exp_cmd_sn.wrapping_add(1);
-        }
-        // Every reason closes the one connection of the session (MC/S unsupported).
         // The nexus ends before the initiator hears so: one that logs straight back in
         // must not meet this session's reservation or medium-removal prevention.
         self.session.unregister();
-        let sn = self.sn_advance();
-        let b = pdu::logout_response(bhs.itt(), pdu::logout_response::SUCCESS, 0, 0, sn);
+        let held = self.outstanding();
+        let b = self.ff.logout(&pdu.bhs, held);
         self.out.push(b, None);
         self.logged_out = true;
     }
 
     fn on_text(&mut self, pdu: Pdu) {
-        let bhs = pdu.bhs;
-        if !self.accept_cmd_sn(&bhs) {
+        let held = self.outstanding();
+        let Some(req) = self.ff.text(&pdu.bhs, &pdu.data, held) else {
             return;
-        }
+        };
         // Full-feature sessions may ask SendTargets too; answer with what discovery
         // would show this initiator.
-        let keys = iscsi_wire::parse_text(&pdu.data).unwrap_or_default();
-        let mut out = Vec::new();
-        if let Some((_, v)) = keys.iter().find(|(k, _)| k == "SendTargets") {
-            out = crate::discovery::send_targets(
+        let keys = match &req.send_targets {
+            Some(what) => crate::discovery::send_targets(
                 &self.p.driver,
-                v,
+                what,
                 &self.session.initiator_name,
                 self.p.local_addr,
-            );
-        }
-        let data = iscsi_wire::encode_text(&out);
-        let sn = self.sn_advance();
-        let b = pdu::text_response(
-            true,
-            false,
-            bhs.lun(),
-            bhs.itt(),
-            RESERVED_TAG,
-            sn,
-            data.len() as u32,
-        );
+            ),
+            None => Vec::new(),
+        };
+        let (b, data) = self.ff.answer_text(&req, &keys, held);
         self.out.push(b, Some(Bytes::from(data)));
     }
 
@@ -293,15 +235,6 @@ impl Conn {
             ConnEvent::Close => false,
         }
     }
-}
-
-/// Serial number arithmetic (RFC 1982) for 32-bit sequence numbers.
-fn sn_lt(a: u32, b: u32) -> bool {
-    a != b && (b.wrapping_sub(a) as i32) > 0
-}
-
-fn sn_gt(a: u32, b: u32) -> bool {
-    sn_lt(b, a)
 }
 
 /// How a connection lingers (see net_threads) after a turn that handled a burst of
@@ -350,8 +283,24 @@ pub async fn run(
     out.data_digest = p.data_digest;
     reader.header_digest = p.header_digest;
     reader.data_digest = p.data_digest;
-    let nop_interval = p.nop_in_interval;
-    let nop_timeout = p.nop_in_timeout;
+    let ff = FullFeature::new(
+        FullFeatureConfig {
+            stat_sn,
+            exp_cmd_sn,
+            queued_commands: p.queued_commands,
+            nop_in_interval: p.nop_in_interval,
+            nop_in_timeout: p.nop_in_timeout,
+            data_out: DataOutParams {
+                first_burst_length: p.first_burst_length,
+                max_burst_length: p.max_burst_length,
+                max_outstanding_r2t: p.max_outstanding_r2t,
+                initial_r2t: p.initial_r2t,
+                immediate_data: p.immediate_data,
+            },
+            max_xmit_data_segment_length: p.max_xmit_data_segment_length,
+        },
+        tokio::time::Instant::now().into_std(),
+    );
     let name = session.initiator_name.clone();
     let nexus = Nexus::new(
         p.scst.clone(),
@@ -361,13 +310,10 @@ pub async fn run(
     let mut c = Conn {
         session,
         p,
-        stat_sn,
-        exp_cmd_sn,
+        ff,
         incoming: IntMap::default(),
         nexus,
-        next_ttt: 1,
         out,
-        nop_outstanding: None,
         logged_out: false,
         charged: 0,
         budget_waiters: VecDeque::new(),
@@ -380,14 +326,13 @@ pub async fn run(
     let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
     let mut muted = false;
     let (mut rd, mut wr) = stream.split();
-    let mut nop_timer = tokio::time::interval(nop_interval.unwrap_or(Duration::from_secs(3600)));
-    nop_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    nop_timer.reset();
-    // When the outstanding NOP-In ping must have been answered: NopInTimeout after it
-    // was sent, not rounded up to the next NopInInterval tick.
-    let nop_deadline = tokio::time::sleep(Duration::from_secs(3600));
-    tokio::pin!(nop_deadline);
-    let mut idle = true;
+    // The engine's timers (NOP-In pings and their timeout) in one sleep, re-armed only
+    // when the engine's deadline moves, which no command does.
+    let mut armed = c.ff.poll_timeout();
+    let timer = tokio::time::sleep_until(tokio::time::Instant::from_std(
+        armed.unwrap_or_else(|| std::time::Instant::now() + Duration::from_secs(3600)),
+    ));
+    tokio::pin!(timer);
     let linger = crate::net_threads::on_net_thread();
     let mut busy = crate::net_threads::Busy::default();
     let why: String = 'conn: loop {
@@ -397,7 +342,6 @@ pub async fn run(
         loop {
             match reader.next_buffered() {
                 Ok(Some(pdu)) => {
-                    idle = false;
                     handled += 1;
                     if let Err(e) = c.handle_pdu(pdu) {
                         break 'conn e;
@@ -411,6 +355,9 @@ pub async fn run(
                 Ok(None) => break,
                 Err(e) => break 'conn format!("receive: {e}"),
             }
+        }
+        if handled > 0 {
+            c.ff.received();
         }
         while let Ok(done) = done_rx.try_recv() {
             c.nexus.complete(done.tag, done.resp);
@@ -463,6 +410,13 @@ pub async fn run(
             let _ = crate::io::set_rcvlowat(fd, 1);
             muted = false;
         }
+        let due = c.ff.poll_timeout();
+        if due != armed {
+            armed = due;
+            if let Some(at) = due {
+                timer.as_mut().reset(tokio::time::Instant::from_std(at));
+            }
+        }
         tokio::select! {
             r = reader.fill(&mut rd) => match r {
                 Ok(()) => {}
@@ -477,20 +431,16 @@ pub async fn run(
                 Some(ev) => if !c.on_event(ev) { break 'conn "closed by the target".to_string() },
                 None => break 'conn "closed by the target".to_string(),
             },
-            _ = nop_timer.tick(), if nop_interval.is_some() => {
-                if c.nop_outstanding.is_none() && idle {
-                    let ttt = c.next_ttt;
-                    c.next_ttt = c.next_ttt.wrapping_add(1).max(1);
-                    let now = tokio::time::Instant::now();
-                    c.nop_outstanding = Some((ttt, now));
-                    nop_deadline.as_mut().reset(now + nop_timeout);
-                    let b = pdu::nop_in([0; 8], RESERVED_TAG, ttt, c.sn(), 0);
-                    c.out.push(b, None);
+            _ = &mut timer, if armed.is_some() => {
+                let held = c.outstanding();
+                match c.ff.handle_timeout(tokio::time::Instant::now().into_std(), held) {
+                    Timer::Idle => {}
+                    Timer::Ping(b) => c.out.push(b, None),
+                    Timer::Dead => break 'conn "no answer to NOP-In".to_string(),
                 }
-                idle = true;
-            }
-            _ = &mut nop_deadline, if c.nop_outstanding.is_some() => {
-                break 'conn "no answer to NOP-In".to_string();
+                // Re-armed from the engine's next deadline on the next turn, even if
+                // this wake-up moved nothing.
+                armed = None;
             }
         }
     };

@@ -1,6 +1,8 @@
-//! The iSCSI target driver (RFC 7143, spec/scst.md section 6): portals, login with
-//! operational negotiation, discovery sessions, session reinstatement, and the
-//! full-feature connection engine over the SCST core.
+//! The iSCSI target driver (RFC 7143, spec/scst.md section 6): portals, session
+//! reinstatement, and the tokio side of each connection over the sans-I/O engine
+//! (iscsi-engine): login, discovery and the full-feature phase's rules are the
+//! engine's; the connection (`conn`) reads and writes the socket, keeps the commands'
+//! buffers and hands complete commands to the core's `Nexus`.
 
 use iscsi_engine::auth;
 mod conn;

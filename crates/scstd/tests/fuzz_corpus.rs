@@ -65,3 +65,8 @@ fn isns_message() {
 fn login_session() {
     replay("login_session", fuzz_entry::login_session::run);
 }
+
+#[test]
+fn full_feature() {
+    replay("full_feature", fuzz_entry::full_feature::run);
+}

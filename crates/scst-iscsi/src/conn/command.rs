@@ -1,11 +1,13 @@
-//! SCSI Command PDUs and their data-out (RFC 7143 11.3, 11.7, 11.8): immediate,
-//! unsolicited and R2T-solicited data, the connection's buffer budget, and the hand-off
-//! of each complete command to the core's [`Nexus`](scst_core::Nexus).
+//! SCSI Command PDUs and their data-out (RFC 7143 11.3, 11.7, 11.8): the commands'
+//! buffers, the connection's buffer budget, and the hand-off of each complete command
+//! to the core's [`Nexus`](scst_core::Nexus). Which data may come unsolicited, where
+//! each Data-Out goes and which R2Ts to send is iscsi-engine's [`WriteSequence`].
 
 use std::sync::atomic::Ordering;
 
+use iscsi_engine::full_feature::{CommandFault, DataOut, WriteSequence};
 use iscsi_wire::bhs::task_attr;
-use iscsi_wire::pdu::{self, reject_reason};
+use iscsi_wire::pdu::reject_reason;
 use iscsi_wire::RESERVED_TAG;
 use scsi_wire::Sense;
 use scst_core::{Cdb, Cmd, Event, Response, TaskAttr};
@@ -39,18 +41,8 @@ pub(super) struct Incoming {
     pub task: Task,
     pub cmd: Cmd,
     pub lun: u64,
-    pub write: bool,
-    /// Data-out bytes received so far.
-    received: u32,
-    /// The initiator will send no more unsolicited data.
-    unsolicited_done: bool,
-    /// Next offset to request with an R2T, and R2Ts outstanding: (TTT, end offset,
-    /// DataSN expected next in that sequence).
-    next_r2t_offset: u32,
-    r2ts: Vec<(u32, u32, u32)>,
-    /// DataSN expected next in the unsolicited sequence.
-    unsolicited_data_sn: u32,
-    r2t_sn: u32,
+    /// A write's data-out, as far as it came.
+    write: Option<WriteSequence>,
     /// A data digest failed for this command's data: fail it once the data is in.
     crc_error: bool,
     /// Waiting in `budget_waiters`: no R2Ts, no execution until charged.
@@ -61,7 +53,7 @@ impl Incoming {
     /// What the command's data buffer may grow to: written data, or the data-in the
     /// initiator can take (devices produce at most their transfer limit).
     fn data_need(&self) -> u32 {
-        if self.write || self.task.read {
+        if self.write.is_some() || self.task.read {
             self.task.edtl.min(MAX_WRITE_BUFFER)
         } else {
             0
@@ -83,13 +75,13 @@ impl Conn {
             self.reject(reject_reason::INVALID_PDU_FIELD, &bhs);
             return Ok(());
         }
-        if self.outstanding() as u32 >= self.p.queued_commands.saturating_mul(2) {
+        if self.ff.window().overfull(self.outstanding()) {
             // Only immediate commands get past a full CmdSN window; refuse them too
             // beyond twice the window, so one initiator cannot queue without bound.
             self.reject(reject_reason::OUT_OF_RESOURCES, &bhs);
             return Ok(());
         }
-        let (read, write) = (bhs.read_bit(), bhs.write_bit());
+        let read = bhs.read_bit();
         let edtl = bhs.exp_data_transfer_len();
         let lun_raw = bhs.lun();
         let lun = scsi_wire::lun::decode_lun(lun_raw);
@@ -114,26 +106,24 @@ impl Conn {
             return Ok(());
         };
         let imm = pdu.data.len() as u32;
-        if (read && write)
-            || (!write && imm > 0)
-            || imm > edtl
-            || (imm > 0 && !self.p.immediate_data)
-            || imm > self.p.first_burst_length
-        {
-            // Bidirectional commands are unsupported; data with a non-write, or more
-            // immediate data than announced, is a malformed PDU.
-            if read && write {
+        let seq = match self.ff.command(&bhs, imm) {
+            Ok(seq) => seq,
+            Err(CommandFault::Bidirectional) => {
                 let task = self.new_task(lun_raw, edtl, false);
                 self.respond(
                     itt,
                     task,
                     Response::check(Sense::invalid_field_in_cdb(0, None)),
                 );
-            } else {
-                self.reject(reject_reason::PROTOCOL_ERROR, &bhs);
+                return Ok(());
             }
-            return Ok(());
-        }
+            Err(CommandFault::Malformed) => {
+                self.reject(reject_reason::PROTOCOL_ERROR, &bhs);
+                return Ok(());
+            }
+        };
+        let unsolicited_limit = seq.as_ref().map_or(0, WriteSequence::unsolicited_limit);
+        let write = seq.is_some();
         if write && edtl > MAX_WRITE_BUFFER {
             let task = self.new_task(lun_raw, edtl, false);
             self.respond(
@@ -143,13 +133,6 @@ impl Conn {
             );
             return Ok(());
         }
-        let unsolicited_limit = if self.p.initial_r2t {
-            imm
-        } else {
-            edtl.min(self.p.first_burst_length)
-        };
-        // Unsolicited data ends with the command itself (F bit), or when InitialR2T=Yes.
-        let unsolicited_done = !write || bhs.final_bit() || self.p.initial_r2t;
         let mut inc = Incoming {
             task: self.new_task(lun_raw, edtl, read),
             cmd: Cmd {
@@ -161,17 +144,7 @@ impl Conn {
                 expected_in: if read { edtl } else { 0 },
             },
             lun,
-            write,
-            received: imm,
-            unsolicited_done,
-            next_r2t_offset: if unsolicited_done {
-                imm
-            } else {
-                unsolicited_limit
-            },
-            r2ts: Vec::new(),
-            unsolicited_data_sn: 0,
-            r2t_sn: 0,
+            write: seq,
             crc_error: !pdu.data_digest_ok,
             budget_wait: false,
         };
@@ -254,17 +227,10 @@ impl Conn {
                 continue;
             };
             self.charge(&mut inc, need);
-            if inc.write {
+            if inc.write.is_some() {
                 inc.cmd.data_out.resize(inc.task.edtl as usize, 0);
             }
             self.data_progress(itt, inc);
-        }
-    }
-
-    /// A command that has not reached the core ends, answered with `resp`.
-    fn fail_incoming(&mut self, itt: u32, resp: Response) {
-        if let Some(inc) = self.incoming.remove(&itt) {
-            self.respond(itt, inc.task, resp);
         }
     }
 
@@ -287,61 +253,39 @@ impl Conn {
     pub(super) fn on_data_out(&mut self, pdu: Pdu) -> Result<(), String> {
         let bhs = pdu.bhs;
         let itt = bhs.itt();
-        let first_burst = self.p.first_burst_length;
         let Some(mut inc) = self.incoming.remove(&itt) else {
             // Data for a command already submitted, finished or aborted: nothing to do.
             return Ok(());
         };
-        let off = bhs.buffer_offset() as u64;
-        let len = pdu.data.len() as u64;
-        let ttt = bhs.ttt();
-        let in_range = off + len <= inc.cmd.data_out.len() as u64;
-        let unsolicited_ok =
-            ttt != RESERVED_TAG || (!inc.unsolicited_done && off + len <= first_burst as u64);
-        let r2t = (ttt != RESERVED_TAG)
-            .then(|| inc.r2ts.iter().position(|(t, _, _)| *t == ttt))
-            .flatten();
-        if !in_range || !unsolicited_ok || (ttt != RESERVED_TAG && r2t.is_none()) {
-            self.incoming.insert(itt, inc);
-            self.reject(reject_reason::PROTOCOL_ERROR, &bhs);
-            return Ok(());
-        }
-        // ERL 0 cannot recover a lost or reordered Data-Out, but the damage is this
-        // command's alone: it fails with DATA PHASE ERROR and the rest of its data is
-        // ignored, while the connection and the other commands carry on.
-        let expected_sn = match r2t {
-            Some(i) => &mut inc.r2ts[i].2,
-            None => &mut inc.unsolicited_data_sn,
+        let len = pdu.data.len();
+        let step = match inc.write.as_mut() {
+            Some(seq) => self
+                .ff
+                .data_out(seq, &bhs, len as u32, inc.cmd.data_out.len()),
+            None => DataOut::Reject,
         };
-        if bhs.data_sn() != *expected_sn {
-            log::info!(
-                "{}: Data-Out DataSN {} where {} was expected: command failed",
-                self.session.initiator_name,
-                bhs.data_sn(),
-                expected_sn
-            );
-            self.incoming.insert(itt, inc);
-            self.fail_incoming(itt, Response::check(Sense::DATA_PHASE_ERROR));
-            return Ok(());
-        }
-        *expected_sn += 1;
-        inc.cmd.data_out[off as usize..(off + len) as usize].copy_from_slice(&pdu.data);
-        inc.received = inc.received.saturating_add(len as u32);
-        inc.crc_error |= !pdu.data_digest_ok;
-        if bhs.final_bit() {
-            match r2t {
-                Some(i) => {
-                    inc.r2ts.swap_remove(i);
-                }
-                None => {
-                    // The initiator may stop short of FirstBurstLength; solicit the
-                    // rest from where its unsolicited data ended.
-                    inc.unsolicited_done = true;
-                    inc.next_r2t_offset = inc.received;
-                }
+        match step {
+            DataOut::Accept { offset } => {
+                inc.cmd.data_out[offset..offset + len].copy_from_slice(&pdu.data);
+                inc.crc_error |= !pdu.data_digest_ok;
+                self.data_progress(itt, inc);
+            }
+            DataOut::Reject => {
+                self.incoming.insert(itt, inc);
+                self.reject(reject_reason::PROTOCOL_ERROR, &bhs);
+            }
+            DataOut::SequenceError { got, expected } => {
+                // ERL 0 cannot recover a lost or reordered Data-Out, but the damage is
+                // this command's alone: it fails with DATA PHASE ERROR and the rest of
+                // its data is ignored, while the connection and the other commands
+                // carry on.
+                log::info!(
+                    "{}: Data-Out DataSN {got} where {expected} was expected: command failed",
+                    self.session.initiator_name,
+                );
+                self.respond(itt, inc.task, Response::check(Sense::DATA_PHASE_ERROR));
             }
         }
-        self.data_progress(itt, inc);
         Ok(())
     }
 
@@ -352,30 +296,18 @@ impl Conn {
             self.incoming.insert(itt, inc);
             return;
         }
-        if !inc.write || inc.received >= inc.task.edtl {
+        let edtl = inc.task.edtl;
+        let Some(seq) = inc.write.as_mut().filter(|s| !s.complete(edtl)) else {
             if inc.crc_error {
                 return self.respond(itt, inc.task, Response::check(Sense::CRC_ERROR));
             }
             self.nexus.submit(itt as u64, inc.cmd, inc.task);
             self.drain_nexus();
             return;
-        }
-        if inc.unsolicited_done {
-            let (max_burst, max_r2t) = (self.p.max_burst_length, self.p.max_outstanding_r2t);
-            while inc.r2ts.len() < max_r2t as usize && inc.next_r2t_offset < inc.task.edtl {
-                let off = inc.next_r2t_offset;
-                let len = (inc.task.edtl - off).min(max_burst);
-                let ttt = self.next_ttt;
-                self.next_ttt = self.next_ttt.wrapping_add(1);
-                if self.next_ttt == RESERVED_TAG {
-                    self.next_ttt = 0;
-                }
-                inc.r2ts.push((ttt, off + len, 0));
-                inc.next_r2t_offset += len;
-                let b = pdu::r2t(inc.task.lun_raw, itt, ttt, inc.r2t_sn, off, len, self.sn());
-                self.out.push(b, None);
-                inc.r2t_sn += 1;
-            }
+        };
+        let held = self.outstanding();
+        while let Some(b) = self.ff.r2t(seq, inc.task.lun_raw, itt, edtl, held) {
+            self.out.push(b, None);
         }
         self.incoming.insert(itt, inc);
     }

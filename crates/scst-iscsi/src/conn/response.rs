@@ -1,98 +1,92 @@
-//! Responses (RFC 7143 11.4, 11.7): Data-In PDUs cut to MaxXmitDataSegmentLength, with
-//! the status folded into the last one when the command succeeded, else a SCSI
-//! Response carrying the sense; residuals against the Expected Data Transfer Length.
+//! Responses (RFC 7143 11.4, 11.7): the core's [`Response`] turned into what the
+//! engine's [`FullFeature::respond`](iscsi_engine::FullFeature::respond) needs, and
+//! the headers it writes sent with the data-in by reference (no copy: each Data-In
+//! takes a slice of the response's buffer into the vectored write) and the sense.
 
 use bytes::Bytes;
-use iscsi_wire::pdu::{self, Residual};
-use scsi_wire::status;
+use iscsi_engine::full_feature::{data_in_len, Reply, ResponseSink, TaskInfo};
+use iscsi_wire::{pdu, Bhs};
 use scst_core::Response;
 
 use super::command::Task;
 use super::Conn;
+use crate::io::PduWriter;
 
 impl Conn {
     pub(super) fn send_response(&mut self, itt: u32, task: &Task, resp: Response) {
-        let produced = resp.data_len() as u32;
-        // Data-In carries at most what the initiator expects; the rest is a residual.
-        let send = if task.read {
-            produced.min(task.edtl)
-        } else {
-            0
-        };
-        let residual = if task.read {
-            Residual::compute(task.edtl, produced)
-        } else if produced > 0 {
-            Residual::Overflow(produced)
-        } else if let Some(needed) = resp.data_out_len {
-            Residual::compute(task.edtl, needed)
-        } else {
-            Residual::None
-        };
-        let good = resp.status == status::GOOD && resp.sense.is_none();
-        let mut data_sn = 0u32;
-        if send > 0 {
-            let mut data = match resp.static_data {
-                Some(b) => Bytes::from_static(b),
-                None => Bytes::from(resp.data),
-            };
-            data.truncate(send as usize);
-            let seg = self.p.max_xmit_data_segment_length.max(512);
-            let burst = self.p.max_burst_length.max(seg);
-            let mut off = 0u32;
-            while off < send {
-                let n = (send - off).min(seg);
-                let last = off + n == send;
-                // F closes each MaxBurstLength sequence (RFC 7143 11.7.1).
-                let burst_end = (off + n).is_multiple_of(burst);
-                let with_status = last && good;
-                let sn = if with_status {
-                    self.sn_advance()
-                } else {
-                    self.sn()
-                };
-                let b = pdu::data_in(&pdu::DataIn {
-                    lun: task.lun_raw,
-                    itt,
-                    data_sn,
-                    buffer_offset: off,
-                    data_len: n,
-                    final_pdu: last || burst_end,
-                    status: with_status.then_some(resp.status),
-                    residual,
-                    sn,
-                });
-                // The last piece takes the buffer itself: slicing a Bytes made from a
-                // Vec allocates a shared header, which a one-PDU read (the 4 KiB
-                // case) never needs.
-                let piece = if last {
-                    std::mem::take(&mut data)
-                } else {
-                    data.split_to(n as usize)
-                };
-                self.out.push(b, Some(piece));
-                data_sn += 1;
-                off += n;
-            }
-            if good {
-                return;
-            }
+        let Response {
+            status,
+            sense,
+            data: vec,
+            static_data,
+            descriptor_sense,
+            data_out_len,
+            ..
+        } = resp;
+        let data_len = static_data.map_or(vec.len(), <[u8]>::len) as u32;
+        let mut sense_seg = Vec::new();
+        if let Some(s) = sense {
+            pdu::encode_sense_segment(&s.encode(descriptor_sense), &mut sense_seg);
         }
-        let sense = resp.sense.map(|s| s.encode(resp.descriptor_sense));
-        let mut seg = Vec::new();
-        if let Some(s) = &sense {
-            pdu::encode_sense_segment(s, &mut seg);
-        }
-        let sn = self.sn_advance();
-        let b = pdu::scsi_response(
+        let info = TaskInfo {
             itt,
-            pdu::scsi_response::COMMAND_COMPLETED,
-            resp.status,
-            residual,
-            data_sn,
-            sn,
-            seg.len() as u32,
-        );
-        self.out
-            .push(b, (!seg.is_empty()).then(|| Bytes::from(seg)));
+            lun: task.lun_raw,
+            edtl: task.edtl,
+            read: task.read,
+        };
+        let reply = Reply {
+            status,
+            data_len,
+            data_out_len,
+            sense_len: sense_seg.len() as u32,
+        };
+        let held = self.outstanding();
+        let send = data_in_len(&info, &reply);
+        let data = (send > 0).then(|| {
+            let mut d = match static_data {
+                Some(b) => Bytes::from_static(b),
+                None => Bytes::from(vec),
+            };
+            d.truncate(send as usize);
+            d
+        });
+        let mut sink = Sink {
+            out: &mut self.out,
+            data,
+            sense: sense_seg,
+        };
+        self.ff.respond(&info, &reply, held, &mut sink);
+    }
+}
+
+/// The connection's end of an answer: the PDU writer, the data-in and the sense.
+struct Sink<'a> {
+    out: &'a mut PduWriter,
+    /// The data-in not yet attached; `None` when there is none.
+    data: Option<Bytes>,
+    sense: Vec<u8>,
+}
+
+impl ResponseSink for Sink<'_> {
+    #[inline(always)]
+    fn data_in(&mut self, bhs: Bhs, len: u32, last: bool) {
+        // The last piece takes the buffer itself: slicing a Bytes made from a Vec
+        // allocates a shared header, which a one-PDU read (the 4 KiB case) never needs;
+        // and taking it out of the Option leaves nothing to drop.
+        let piece = if last {
+            self.data.take().unwrap_or_default()
+        } else {
+            match &mut self.data {
+                Some(d) => d.split_to(len as usize),
+                None => Bytes::new(),
+            }
+        };
+        self.out.push(bhs, Some(piece));
+    }
+
+    #[inline(always)]
+    fn response(&mut self, bhs: Bhs, sense: bool) {
+        let seg = sense.then(|| Bytes::from(std::mem::take(&mut self.sense)));
+        self.out.push(bhs, seg);
     }
 }

@@ -1,11 +1,13 @@
-//! Task Management Function requests (RFC 7143 11.5, 11.6): the iSCSI side (CmdSN,
-//! commands still collecting data, the rules for tasks never received) here; the task
-//! sets, resets and waiting for aborted commands in the core's [`Nexus`](scst_core::Nexus).
+//! Task Management Function requests (RFC 7143 11.5, 11.6): decoded by the engine
+//! ([`TmfRequest`], with the rule for tasks never received), acted on here against
+//! the commands still collecting data, and in the core's [`Nexus`](scst_core::Nexus)
+//! for the task sets, resets and waiting for aborted commands.
 
-use iscsi_wire::pdu::{self, tmf_function, tmf_response};
+use iscsi_engine::full_feature::TmfRequest;
+use iscsi_wire::pdu::tmf_response;
 use scst_core::{Tmf, TmfStatus};
 
-use super::{sn_lt, Conn};
+use super::Conn;
 use crate::io::Pdu;
 
 impl Conn {
@@ -14,12 +16,16 @@ impl Conn {
         if !self.accept_cmd_sn(&bhs) {
             return;
         }
-        let lun = scsi_wire::lun::decode_lun(bhs.lun());
-        let func = bhs.tmf_function();
         let tag = bhs.itt() as u64;
-        let status = match func {
-            tmf_function::ABORT_TASK => {
-                let rtt = bhs.ref_task_tag();
+        let decode = scsi_wire::lun::decode_lun;
+        let status = match TmfRequest::decode(&bhs) {
+            TmfRequest::AbortTask {
+                lun,
+                rtt,
+                ref_cmd_sn,
+                cmd_sn,
+            } => {
+                let lun = decode(lun);
                 if let Some(inc) = self.incoming.get(&rtt) {
                     if inc.lun == lun {
                         self.drop_incoming_where(|i| i.cmd.tag == rtt as u64);
@@ -35,39 +41,42 @@ impl Conn {
                             tag: rtt as u64,
                         },
                     )
-                } else if !sn_lt(bhs.ref_cmd_sn(), self.exp_cmd_sn)
-                    && !sn_lt(bhs.cmd_sn(), bhs.ref_cmd_sn())
-                {
-                    // Never received but inside the window and before this request
-                    // (RFC 7143 11.6.1 b): consider it received, and aborted.
+                } else if self.ff.never_received(ref_cmd_sn, cmd_sn) {
                     Some(TmfStatus::Complete)
                 } else {
-                    // Received and already answered (its CmdSN is below the window):
-                    // the task completed, there is nothing to abort (11.6.1 c).
                     Some(TmfStatus::TaskNotExist)
                 }
             }
-            tmf_function::ABORT_TASK_SET => self.lun_tmf(tag, lun, Tmf::AbortTaskSet { lun }),
-            tmf_function::CLEAR_TASK_SET => self.lun_tmf(tag, lun, Tmf::ClearTaskSet { lun }),
-            tmf_function::LOGICAL_UNIT_RESET => self.lun_tmf(tag, lun, Tmf::LunReset { lun }),
-            tmf_function::CLEAR_ACA => self.nexus.tmf(tag, Tmf::ClearAca { lun }),
-            tmf_function::TARGET_WARM_RESET | tmf_function::TARGET_COLD_RESET => {
+            TmfRequest::AbortTaskSet { lun } => {
+                let lun = decode(lun);
+                self.lun_tmf(tag, lun, Tmf::AbortTaskSet { lun })
+            }
+            TmfRequest::ClearTaskSet { lun } => {
+                let lun = decode(lun);
+                self.lun_tmf(tag, lun, Tmf::ClearTaskSet { lun })
+            }
+            TmfRequest::LunReset { lun } => {
+                let lun = decode(lun);
+                self.lun_tmf(tag, lun, Tmf::LunReset { lun })
+            }
+            TmfRequest::ClearAca { lun } => self.nexus.tmf(tag, Tmf::ClearAca { lun: decode(lun) }),
+            req @ (TmfRequest::TargetWarmReset | TmfRequest::TargetColdReset) => {
                 let status = self.nexus.tmf(tag, Tmf::TargetReset);
                 self.drop_incoming_where(|_| true);
-                if func == tmf_function::TARGET_COLD_RESET {
+                if req == TmfRequest::TargetColdReset {
                     // Cold reset drops the connection after the response.
                     self.logged_out = true;
                 }
                 status
             }
-            tmf_function::TASK_REASSIGN => {
+            TmfRequest::TaskReassign => {
                 self.tmf_code_response(
                     tag as u32,
                     tmf_response::ALLEGIANCE_REASSIGNMENT_UNSUPPORTED,
                 );
                 return;
             }
-            _ => Some(TmfStatus::NotSupported),
+            TmfRequest::Unsupported(_) => Some(TmfStatus::NotSupported),
         };
         // Aborted commands end silently; the TMF answers now or when the last one it
         // waits for has finished (`Event::TmfDone`).
@@ -99,7 +108,8 @@ impl Conn {
     }
 
     fn tmf_code_response(&mut self, itt: u32, code: u8) {
-        let sn = self.sn_advance();
-        self.out.push(pdu::tmf_response(itt, code, sn), None);
+        let held = self.outstanding();
+        let b = self.ff.tmf_response(itt, code, held);
+        self.out.push(b, None);
     }
 }
