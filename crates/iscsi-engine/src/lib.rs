@@ -36,12 +36,16 @@
 //!
 //! After [`Event::SessionReady`] the [`Connection`] is in [`Phase::FullFeature`] and
 //! consumes nothing more ([`Connection::take_received`] hands over bytes already
-//! received). The driver frames the PDUs itself (digests, vectored writes, buffers
-//! owned by the commands) and hands each header to a [`FullFeature`], which decides
-//! and writes every header the target sends:
+//! received). A [`full_feature::Framer`] started with those bytes frames the PDUs
+//! that follow: the driver reads the socket into its buffer and gets each PDU back
+//! with its AHS and data segment as slices of it, never copied. The driver hands each
+//! header to a [`FullFeature`], which decides and writes every header the target
+//! sends; the driver sends them (digests, vectored writes) with the data segments the
+//! commands own:
 //!
 //! ```text
-//!   FullFeature::new(config, now)
+//!   FullFeature::new(config, now); Framer::new(max_data, take_received())
+//!   per socket read:   read into recv_buf(); next_pdu() while Some
 //!   per PDU received:  received()
 //!     SCSI Command     admit() -> command() -> WriteSequence; r2t() while Some
 //!     Data-Out         data_out() -> Accept { offset } (copy) | Reject | SequenceError
@@ -59,9 +63,10 @@
 //! # What moves here next
 //!
 //! The full-feature phase is not yet behind the `handle_bytes`/`poll_*` surface: the
-//! connection still frames PDUs, holds the commands (their buffers, the data budget,
-//! the core's tags) and decides task management against the core. The next stage moves
-//! framing and the command table here too, so that commands leave the engine as events
+//! driver still calls the [`full_feature::Framer`] and the [`FullFeature`] in turn,
+//! holds the commands (their buffers, the data budget, the core's tags) and decides
+//! task management against the core. The next stage puts both behind the
+//! [`Connection`] and moves the command table here too, so that commands leave the engine as events
 //! (LUN, CDB, attribute, ITT, lengths, data-out buffer) and completions and TMF results
 //! come back in as inputs, without a second lookup per command.
 

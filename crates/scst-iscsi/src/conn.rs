@@ -281,8 +281,10 @@ pub async fn run(
     let mut out = PduWriter::default();
     out.header_digest = p.header_digest;
     out.data_digest = p.data_digest;
-    reader.header_digest = p.header_digest;
-    reader.data_digest = p.data_digest;
+    reader.set_digests(iscsi_wire::Digests {
+        header: p.header_digest,
+        data: p.data_digest,
+    });
     let ff = FullFeature::new(
         FullFeatureConfig {
             stat_sn,

@@ -1,6 +1,6 @@
-//! Framed PDU I/O over one TCP connection: a reader that parses as many PDUs as one
-//! socket read delivered, and a writer that batches outgoing PDUs into vectored writes
-//! without copying their data segments.
+//! PDU I/O over one TCP connection: a reader that reads the socket into the engine's
+//! framer (which cuts as many PDUs as one read delivered), and a writer that batches
+//! outgoing PDUs into vectored writes without copying their data segments.
 
 use std::future::Future;
 use std::io::IoSlice;
@@ -8,20 +8,12 @@ use std::os::fd::RawFd;
 use std::task::Poll;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use iscsi_wire::Bhs;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-/// One received PDU. `data` is a zero-copy view into the receive buffer.
-#[derive(Debug)]
-pub struct Pdu {
-    pub bhs: Bhs,
-    pub ahs: Bytes,
-    pub data: Bytes,
-    /// False when the data digest did not match: the connection survives, the command
-    /// the data belongs to does not.
-    pub data_digest_ok: bool,
-}
+use iscsi_engine::full_feature::Framer;
+pub use iscsi_engine::full_feature::Pdu;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecvError {
@@ -33,12 +25,9 @@ pub enum RecvError {
     Protocol(#[from] iscsi_wire::WireError),
 }
 
+/// The socket side of the engine's [`Framer`]: reads go straight into its buffer.
 pub struct PduReader {
-    buf: BytesMut,
-    pub header_digest: bool,
-    pub data_digest: bool,
-    /// Our MaxRecvDataSegmentLength: longer data segments are a protocol error.
-    pub max_data: u32,
+    framer: Framer,
 }
 
 /// Set a socket's SO_RCVLOWAT: below that many bytes the kernel neither reports it
@@ -63,48 +52,26 @@ pub(crate) fn set_rcvlowat(fd: RawFd, bytes: libc::c_int) -> std::io::Result<()>
 }
 
 impl PduReader {
-    pub fn new(max_data: u32) -> PduReader {
+    /// A reader that parses `received` (what the login engine read past its last PDU)
+    /// before anything read from now on.
+    pub fn new(max_data: u32, received: &[u8]) -> PduReader {
         PduReader {
-            buf: BytesMut::with_capacity(256 * 1024),
-            header_digest: false,
-            data_digest: false,
-            max_data,
+            framer: Framer::new(max_data, received),
         }
     }
 
-    /// Bytes already received by whoever read the socket before (the login engine),
-    /// to be parsed before anything read from now on.
-    pub fn push_received(&mut self, bytes: &[u8]) {
-        self.buf.extend_from_slice(bytes);
+    pub fn set_digests(&mut self, digests: iscsi_wire::Digests) {
+        self.framer.set_digests(digests);
     }
 
     /// A complete PDU from what is already buffered, if any.
     pub fn next_buffered(&mut self) -> Result<Option<Pdu>, RecvError> {
-        let digests = iscsi_wire::Digests {
-            header: self.header_digest,
-            data: self.data_digest,
-        };
-        let Some(f) = iscsi_wire::parse_frame(&self.buf, digests, self.max_data)? else {
-            return Ok(None);
-        };
-        let mut frame = self.buf.split_to(f.total_len).freeze();
-        let data = frame.slice(f.data.clone());
-        let ahs = frame.slice(f.ahs.clone());
-        frame.clear();
-        Ok(Some(Pdu {
-            bhs: f.bhs,
-            ahs,
-            data,
-            data_digest_ok: f.data_digest_ok,
-        }))
+        Ok(self.framer.next_pdu()?)
     }
 
     /// Read more bytes from the socket. Cancel safe: a cancelled read loses nothing.
     pub async fn fill<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> Result<(), RecvError> {
-        if self.buf.capacity() - self.buf.len() < 64 * 1024 {
-            self.buf.reserve(256 * 1024);
-        }
-        let n = r.read_buf(&mut self.buf).await?;
+        let n = r.read_buf(self.framer.recv_buf()).await?;
         if n == 0 {
             return Err(RecvError::Closed);
         }
@@ -115,10 +82,8 @@ impl PduReader {
     /// says nothing while SO_RCVLOWAT is raised (see `conn::run`). Ok(false): nothing
     /// there.
     pub fn fill_now(&mut self, fd: RawFd) -> Result<bool, RecvError> {
-        if self.buf.capacity() - self.buf.len() < 64 * 1024 {
-            self.buf.reserve(256 * 1024);
-        }
-        let spare = self.buf.spare_capacity_mut();
+        let buf = self.framer.recv_buf();
+        let spare = buf.spare_capacity_mut();
         // SAFETY: recv writes at most spare.len() bytes into the buffer's spare
         // capacity, and set_len covers only the n bytes it reports written.
         let n = unsafe {
@@ -133,7 +98,7 @@ impl PduReader {
             0 => Err(RecvError::Closed),
             n if n > 0 => {
                 // SAFETY: recv initialised these n bytes of spare capacity.
-                unsafe { self.buf.set_len(self.buf.len() + n as usize) };
+                unsafe { buf.set_len(buf.len() + n as usize) };
                 Ok(true)
             }
             _ => {
@@ -311,14 +276,14 @@ mod tests {
         let (ours, _) = l.accept().expect("accept");
         let fd = ours.as_raw_fd();
         set_rcvlowat(fd, 16 * 1024).expect("SO_RCVLOWAT");
-        let mut r = PduReader::new(8192);
+        let mut r = PduReader::new(8192, &[]);
         assert!(!r.fill_now(fd).expect("empty socket"));
         peer.write_all(&[1u8; 48]).expect("write");
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while r.buf.len() < 48 && std::time::Instant::now() < deadline {
+        while r.framer.buffered() < 48 && std::time::Instant::now() < deadline {
             r.fill_now(fd).expect("read");
         }
-        assert_eq!(&r.buf[..], &[1u8; 48][..]);
+        assert_eq!(&r.framer.recv_buf()[..], &[1u8; 48][..]);
         drop(peer);
         let closed = loop {
             match r.fill_now(fd) {

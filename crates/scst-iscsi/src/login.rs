@@ -293,8 +293,7 @@ pub(crate) async fn serve_connection(driver: Arc<IscsiDriver>, mut stream: TcpSt
             params::DEFAULT_NOP_IN_TIMEOUT,
         ) as u64),
     };
-    let mut reader = PduReader::new(cp.max_recv_data_segment_length);
-    reader.push_received(&received);
+    let reader = PduReader::new(cp.max_recv_data_segment_length, &received);
     // Under per_portal_acl each portal's name is a distinct initiator, as in SCST:
     // a login through another portal does not reinstate this one's session.
     let key = SessionKey {

@@ -8,10 +8,14 @@
 //! segments it already holds (a NOP-Out's echoed data and a read's data-in are never
 //! copied).
 //!
+//! PDUs are framed here too ([`Framer`]): the driver reads the socket into the
+//! framer's buffer and gets each PDU back with its data segment as a slice of it.
+//!
 //! The commands' buffers and budget, and acting on task management requests against
 //! the commands held and the core, still run in scst-iscsi's connection.
 
 mod data_out;
+mod framing;
 mod keepalive;
 mod response;
 mod tmf;
@@ -23,6 +27,7 @@ use iscsi_wire::pdu::{self, TargetSn};
 use iscsi_wire::{Bhs, RESERVED_TAG};
 
 pub use data_out::{CommandFault, DataOut, DataOutParams, R2t, WriteSequence};
+pub use framing::{Framer, Pdu};
 pub use keepalive::{Keepalive, Wake};
 pub use response::{data_in_len, Reply, ResponseSink, TaskInfo};
 pub use tmf::TmfRequest;
