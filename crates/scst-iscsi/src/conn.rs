@@ -355,7 +355,7 @@ pub async fn run(
                     }
                 }
                 Ok(None) => break,
-                Err(e) => break 'conn format!("receive: {e}"),
+                Err(e) => break 'conn format!("receive: {}", RecvError::Protocol(e)),
             }
         }
         if handled > 0 {

@@ -64,9 +64,12 @@ impl PduReader {
         self.framer.set_digests(digests);
     }
 
-    /// A complete PDU from what is already buffered, if any.
-    pub fn next_buffered(&mut self) -> Result<Option<Pdu>, RecvError> {
-        Ok(self.framer.next_pdu()?)
+    /// A complete PDU from what is already buffered, if any. The framer's own result,
+    /// passed through: converting it to [`RecvError`] here would move every PDU once
+    /// more, and only the error needs the conversion.
+    #[inline]
+    pub fn next_buffered(&mut self) -> Result<Option<Pdu>, iscsi_wire::WireError> {
+        self.framer.next_pdu()
     }
 
     /// Read more bytes from the socket. Cancel safe: a cancelled read loses nothing.
