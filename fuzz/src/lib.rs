@@ -20,11 +20,19 @@ pub mod pdu_decode {
         // Small and large receive limits both: the limit check is part of the parser.
         let max_data = if flags & 4 != 0 { 512 } else { 1 << 24 };
         let mut rest = buf;
+        // What the walk found, for the engine's framer to find the same, and whether
+        // the stream ended in an error.
+        let mut walked = Vec::new();
+        let mut failed = false;
         // Walk a stream of PDUs the way the connection reader does.
         for _ in 0..64 {
             let f = match frame::parse_frame(rest, digests, max_data) {
                 Ok(Some(f)) => f,
-                Ok(None) | Err(_) => break,
+                Ok(None) => break,
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
             };
             assert!(f.total_len > 0 && f.total_len <= rest.len());
             let ahs = &rest[f.ahs.clone()];
@@ -48,9 +56,51 @@ pub mod pdu_decode {
             if seg.len() <= 1 << 16 {
                 let _ = iscsi_wire::parse_text(seg);
             }
+            walked.push((*b.as_bytes(), ahs, seg, f.data_digest_ok));
             rest = &rest[f.total_len..];
         }
         let _ = frame::parse_header(buf, digests, max_data);
+        framer_agrees(buf, flags, digests, max_data, &walked, failed);
+    }
+
+    /// One PDU the walk cut: its header, AHS, data and data digest verdict.
+    type Walked<'a> = ([u8; 48], &'a [u8], &'a [u8], bool);
+
+    /// The full-feature framer, fed the stream in reads of a size the flags pick,
+    /// cuts the same PDUs and fails where the walk failed.
+    fn framer_agrees(
+        buf: &[u8],
+        flags: u8,
+        digests: Digests,
+        max_data: u32,
+        walked: &[Walked<'_>],
+        failed: bool,
+    ) {
+        let read = 1 + usize::from(flags >> 3) * 97;
+        let mut framer = iscsi_engine::full_feature::Framer::new(max_data, &[]);
+        framer.set_digests(digests);
+        let mut cut = 0;
+        for piece in buf.chunks(read) {
+            framer.recv_buf().extend_from_slice(piece);
+            while cut < walked.len() {
+                match framer.next_pdu() {
+                    Ok(Some(p)) => {
+                        let (bhs, ahs, data, digest_ok) = walked[cut];
+                        assert_eq!(p.bhs.as_bytes(), &bhs);
+                        assert_eq!(&p.ahs[..], ahs);
+                        assert_eq!(&p.data[..], data);
+                        assert_eq!(p.data_digest_ok, digest_ok);
+                        cut += 1;
+                    }
+                    Ok(None) => break,
+                    Err(_) => panic!("the framer failed on a PDU the walk cut"),
+                }
+            }
+        }
+        assert_eq!(cut, walked.len(), "the framer cut fewer PDUs");
+        if cut < 64 {
+            assert_eq!(framer.next_pdu().is_err(), failed);
+        }
     }
 }
 
