@@ -721,7 +721,13 @@ fn bytes_after_the_login_are_handed_over() {
     p.answer_queries();
     assert!(one(p.sent()).bhs.transit());
     assert_eq!(p.conn.phase(), Phase::FullFeature);
-    assert_eq!(p.conn.take_received(), tail);
+    let received = p.conn.take_received();
+    assert_eq!(received, tail);
+    // The full-feature framer starts from them: the first PDU is not lost.
+    let mut framer = crate::full_feature::Framer::new(8192, &received);
+    let first = framer.next_pdu().expect("valid").expect("the NOP-Out");
+    assert_eq!(first.bhs.as_bytes(), nop.as_bytes());
+    assert!(framer.next_pdu().expect("nothing more").is_none());
     p.send_bytes(&tail);
     assert!(
         p.sent().is_empty(),
