@@ -126,42 +126,20 @@ impl Conn {
 
     // ---------------------------------------------------------------- receive side
 
-    fn handle_pdu(&mut self, pdu: Pdu) -> Result<(), String> {
-        let op = pdu.bhs.opcode();
-        match op {
+    fn handle_pdu(&mut self, pdu: Pdu) {
+        match pdu.bhs.opcode() {
             Some(Opcode::ScsiCommand) => self.on_scsi_command(pdu),
             Some(Opcode::DataOut) => self.on_data_out(pdu),
             Some(Opcode::NopOut) => self.on_nop_out(pdu),
-            Some(Opcode::TaskMgmtRequest) => {
-                self.on_tmf(pdu);
-                Ok(())
-            }
-            Some(Opcode::LogoutRequest) => {
-                self.on_logout(pdu);
-                Ok(())
-            }
-            Some(Opcode::TextRequest) => {
-                self.on_text(pdu);
-                Ok(())
-            }
-            Some(Opcode::Snack) => {
-                // ERL 0: no SNACK support.
-                self.reject(reject_reason::COMMAND_NOT_SUPPORTED, &pdu.bhs);
-                Ok(())
-            }
-            Some(Opcode::LoginRequest) => {
-                self.reject(reject_reason::PROTOCOL_ERROR, &pdu.bhs);
-                Ok(())
-            }
-            _ => {
-                if pdu.bhs.opcode().is_some_and(|o| !o.is_initiator()) {
-                    // A target opcode from the initiator is a protocol error.
-                    self.reject(reject_reason::PROTOCOL_ERROR, &pdu.bhs);
-                } else {
-                    self.reject(reject_reason::COMMAND_NOT_SUPPORTED, &pdu.bhs);
-                }
-                Ok(())
-            }
+            Some(Opcode::TaskMgmtRequest) => self.on_tmf(pdu),
+            Some(Opcode::LogoutRequest) => self.on_logout(pdu),
+            Some(Opcode::TextRequest) => self.on_text(pdu),
+            // ERL 0: no SNACK support.
+            Some(Opcode::Snack) => self.reject(reject_reason::COMMAND_NOT_SUPPORTED, &pdu.bhs),
+            Some(Opcode::LoginRequest) => self.reject(reject_reason::PROTOCOL_ERROR, &pdu.bhs),
+            // A target opcode from the initiator is a protocol error.
+            Some(o) if !o.is_initiator() => self.reject(reject_reason::PROTOCOL_ERROR, &pdu.bhs),
+            _ => self.reject(reject_reason::COMMAND_NOT_SUPPORTED, &pdu.bhs),
         }
     }
 
@@ -187,12 +165,11 @@ impl Conn {
         }
     }
 
-    fn on_nop_out(&mut self, pdu: Pdu) -> Result<(), String> {
+    fn on_nop_out(&mut self, pdu: Pdu) {
         let held = self.outstanding();
         if let Some(b) = self.ff.nop_out(&pdu.bhs, pdu.data.len() as u32, held) {
             self.out.push(b, Some(pdu.data));
         }
-        Ok(())
     }
 
     fn on_logout(&mut self, pdu: Pdu) {
@@ -345,9 +322,7 @@ pub async fn run(
             match reader.next_buffered() {
                 Ok(Some(pdu)) => {
                     handled += 1;
-                    if let Err(e) = c.handle_pdu(pdu) {
-                        break 'conn e;
-                    }
+                    c.handle_pdu(pdu);
                     if c.out.queued_bytes() > 4 << 20 {
                         if let Err(e) = c.out.flush(&mut wr).await {
                             break 'conn format!("send: {e}");

@@ -241,6 +241,62 @@ fn only_the_socket_drivers_reach_a_runtime() {
     );
 }
 
+/// Whether a line of Rust names `Result<…, String>`: an error that is only text, which
+/// its caller can neither match on nor map to a wire status or an errno.
+fn string_error(line: &str) -> bool {
+    let code = line.split("//").next().unwrap_or("");
+    code.split("Result<").skip(1).any(|rest| {
+        rest.split('>')
+            .next()
+            .is_some_and(|args| args.ends_with(", String"))
+    })
+}
+
+/// Files of a library's sources that only tests compile.
+fn is_test_source(path: &Path) -> bool {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    name == "tests.rs" || name.ends_with("_tests.rs") || name == "test_util.rs"
+}
+
+#[test]
+fn library_code_returns_typed_errors() {
+    let mut offenders = Vec::new();
+    for (name, dir) in workspace_crates() {
+        if !dir.join("src/lib.rs").is_file() {
+            continue;
+        }
+        let mut files = Vec::new();
+        rust_files(&dir.join("src"), &mut files);
+        let bins = dir.join("src/bin");
+        for file in files {
+            if is_test_source(&file) || file.ends_with("src/main.rs") || file.starts_with(&bins) {
+                continue;
+            }
+            let text = fs::read_to_string(&file).expect("read a source file");
+            // A test module at the end of a file is test code too.
+            let code = text
+                .split("#[cfg(test)]\nmod tests")
+                .next()
+                .unwrap_or(&text);
+            for (i, line) in code.lines().enumerate() {
+                if string_error(line) {
+                    let rel = file
+                        .strip_prefix(&dir)
+                        .unwrap_or(&file)
+                        .display()
+                        .to_string();
+                    offenders.push(format!("{name}/{rel}:{}: {}", i + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "library code returns a String as its error; give it a typed error (thiserror):\n  {}",
+        offenders.join("\n  ")
+    );
+}
+
 #[test]
 fn the_rules_read_what_they_mean() {
     let manifest = "[package]\nname = \"x\"\n\n[dependencies]\nscsi-wire.workspace = true\n\
@@ -278,4 +334,12 @@ fn the_rules_read_what_they_mean() {
     assert!(!uses_unsafe("#![forbid(unsafe_code)]"));
     assert!(!uses_unsafe("    // no unsafe here"));
     assert!(!uses_unsafe("let not_unsafe = 1;"));
+
+    assert!(string_error("fn f(v: &str) -> Result<(), String> {"));
+    assert!(string_error(
+        "    pub fn g() -> io::Result<Result<u32, String>> {"
+    ));
+    assert!(!string_error("fn f() -> Result<(), ParseError> {"));
+    assert!(!string_error("fn f() -> Result<Vec<String>, Error> {"));
+    assert!(!string_error("// a Result<(), String> in a comment"));
 }

@@ -62,10 +62,10 @@ impl Incoming {
 }
 
 impl Conn {
-    pub(super) fn on_scsi_command(&mut self, pdu: Pdu) -> Result<(), String> {
+    pub(super) fn on_scsi_command(&mut self, pdu: Pdu) {
         let bhs = pdu.bhs;
         if !self.accept_cmd_sn(&bhs) {
-            return Ok(());
+            return;
         }
         let itt = bhs.itt();
         if itt == RESERVED_TAG
@@ -73,13 +73,13 @@ impl Conn {
             || self.nexus.contains(itt as u64)
         {
             self.reject(reject_reason::INVALID_PDU_FIELD, &bhs);
-            return Ok(());
+            return;
         }
         if self.ff.window().overfull(self.outstanding()) {
             // Only immediate commands get past a full CmdSN window; refuse them too
             // beyond twice the window, so one initiator cannot queue without bound.
             self.reject(reject_reason::OUT_OF_RESOURCES, &bhs);
-            return Ok(());
+            return;
         }
         let read = bhs.read_bit();
         let edtl = bhs.exp_data_transfer_len();
@@ -103,7 +103,7 @@ impl Conn {
         };
         let Some(cdb) = cdb else {
             self.reject(reject_reason::INVALID_PDU_FIELD, &bhs);
-            return Ok(());
+            return;
         };
         let imm = pdu.data.len() as u32;
         let seq = match self.ff.command(&bhs, imm) {
@@ -115,11 +115,11 @@ impl Conn {
                     task,
                     Response::check(Sense::invalid_field_in_cdb(0, None)),
                 );
-                return Ok(());
+                return;
             }
             Err(CommandFault::Malformed) => {
                 self.reject(reject_reason::PROTOCOL_ERROR, &bhs);
-                return Ok(());
+                return;
             }
         };
         let unsolicited_limit = seq.as_ref().map_or(0, WriteSequence::unsolicited_limit);
@@ -131,7 +131,7 @@ impl Conn {
                 task,
                 Response::check(Sense::invalid_field_in_cdb(0, None)),
             );
-            return Ok(());
+            return;
         }
         let mut inc = Incoming {
             task: self.new_task(lun_raw, edtl, read),
@@ -165,7 +165,6 @@ impl Conn {
             self.budget_waiters.push_back(itt);
         }
         self.data_progress(itt, inc);
-        Ok(())
     }
 
     fn new_task(&self, lun_raw: [u8; 8], edtl: u32, read: bool) -> Task {
@@ -250,12 +249,12 @@ impl Conn {
         self.session.stats.cmds_done(gone);
     }
 
-    pub(super) fn on_data_out(&mut self, pdu: Pdu) -> Result<(), String> {
+    pub(super) fn on_data_out(&mut self, pdu: Pdu) {
         let bhs = pdu.bhs;
         let itt = bhs.itt();
         let Some(mut inc) = self.incoming.remove(&itt) else {
             // Data for a command already submitted, finished or aborted: nothing to do.
-            return Ok(());
+            return;
         };
         let len = pdu.data.len();
         let step = match inc.write.as_mut() {
@@ -286,7 +285,6 @@ impl Conn {
                 self.respond(itt, inc.task, Response::check(Sense::DATA_PHASE_ERROR));
             }
         }
-        Ok(())
     }
 
     /// After data arrived: hand the command to the core when all is in, else ask for
