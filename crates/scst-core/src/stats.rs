@@ -91,6 +91,12 @@ impl SessionStats {
         self.outstanding.fetch_sub(n, Ordering::Relaxed);
     }
 
+    /// The transport holds `n` commands now (a transport that counts them itself
+    /// and reports once per turn, instead of per command).
+    pub fn set_outstanding(&self, n: usize) {
+        self.outstanding.store(n, Ordering::Relaxed);
+    }
+
     pub fn outstanding(&self) -> usize {
         self.outstanding.load(Ordering::Relaxed)
     }

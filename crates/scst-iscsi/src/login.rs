@@ -23,7 +23,6 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
 use crate::conn::{self, ConnEvent};
-use crate::io::PduReader;
 use crate::params::{self, ConnParams};
 use crate::{EventSink, IscsiDriver, SessionHandle, SessionKey, SessionSlot};
 
@@ -293,7 +292,6 @@ pub(crate) async fn serve_connection(driver: Arc<IscsiDriver>, mut stream: TcpSt
             params::DEFAULT_NOP_IN_TIMEOUT,
         ) as u64),
     };
-    let reader = PduReader::new(cp.max_recv_data_segment_length, &received);
     // Under per_portal_acl each portal's name is a distinct initiator, as in SCST:
     // a login through another portal does not reinstate this one's session.
     let key = SessionKey {
@@ -343,7 +341,7 @@ pub(crate) async fn serve_connection(driver: Arc<IscsiDriver>, mut stream: TcpSt
     );
     conn::run(
         stream,
-        reader,
+        received,
         session.clone(),
         cp,
         li.stat_sn,

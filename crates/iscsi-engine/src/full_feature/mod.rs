@@ -11,14 +11,19 @@
 //! PDUs are framed here too ([`Framer`]): the driver reads the socket into the
 //! framer's buffer and gets each PDU back with its data segment as a slice of it.
 //!
-//! The commands' buffers and budget, and acting on task management requests against
-//! the commands held and the core, still run in scst-iscsi's connection.
+//! [`FullFeatureConnection`] puts it all behind one surface: the framing, these rules,
+//! the commands still collecting data and the connection's data budget, task
+//! management against the commands it holds, and the transmit queue ([`Transmit`]).
+//! Commands leave it as events for the core, and their responses come back in.
 
+mod commands;
+mod connection;
 mod data_out;
 mod framing;
 mod keepalive;
 mod response;
 mod tmf;
+mod transmit;
 mod window;
 
 use std::time::{Duration, Instant};
@@ -26,11 +31,17 @@ use std::time::{Duration, Instant};
 use iscsi_wire::pdu::{self, TargetSn};
 use iscsi_wire::{Bhs, RESERVED_TAG};
 
+pub use commands::{
+    charged_bytes, live_tasks, Command, Failure, Task, TaskAttribute, DATA_BUDGET, MAX_CDB,
+    MAX_COMMAND_BUFFER,
+};
+pub use connection::{Ending, Event, FullFeatureConnection, TaskManagement, TmfOutcome};
 pub use data_out::{CommandFault, DataOut, DataOutParams, R2t, WriteSequence};
 pub use framing::{Framer, Pdu};
 pub use keepalive::{Keepalive, Wake};
 pub use response::{data_in_len, Reply, ResponseSink, TaskInfo};
 pub use tmf::TmfRequest;
+pub use transmit::Transmit;
 pub use window::{Admit, CmdWindow};
 
 /// What the full-feature phase starts from, once the login completed.
