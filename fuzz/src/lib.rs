@@ -649,6 +649,10 @@ pub mod login_session {
 /// buffer, every R2T stays within the transfer and MaxBurstLength, every answer
 /// carries exactly the data-in it announces, StatSN moves by one per PDU with status,
 /// and ExpCmdSN never goes back.
+/// One session from login to logout through both phases of the engine.
+#[path = "login_to_logout.rs"]
+pub mod login_to_logout;
+
 pub mod full_feature {
     use std::collections::BTreeMap;
     use std::time::{Duration, Instant};

@@ -67,6 +67,11 @@ fn login_session() {
 }
 
 #[test]
+fn login_to_logout() {
+    replay("login_to_logout", fuzz_entry::login_to_logout::run);
+}
+
+#[test]
 fn full_feature() {
     replay("full_feature", fuzz_entry::full_feature::run);
 }

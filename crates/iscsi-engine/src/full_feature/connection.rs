@@ -468,3 +468,7 @@ impl ResponseSink for Sink<'_> {
         self.tx.push(bhs, seg);
     }
 }
+
+#[cfg(test)]
+#[path = "connection_tests.rs"]
+mod tests;
