@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use iscsi_engine::full_feature::{
-    Command, DataOutParams, Ending, Event as FfEvent, FullFeatureConnection, TaskManagement,
+    Command, DataOutParams, Ending, Event as FfEvent, FullFeatureConnection, Next, TaskManagement,
     TmfOutcome,
 };
 use iscsi_engine::{
@@ -368,7 +368,12 @@ pub fn run(data: &[u8]) {
         loop {
             let held = &core.held;
             let more = match ff.handle_next(&|itt| held.iter().any(|c| c.task.itt() == itt)) {
-                Ok(more) => more,
+                Ok(Next::Idle) => false,
+                Ok(Next::Handled) => true,
+                Ok(Next::Command(c)) => {
+                    core.held.push(c);
+                    true
+                }
                 // A framing error ends the connection.
                 Err(_) => return,
             };

@@ -38,6 +38,13 @@ impl Cdb {
         })
     }
 
+    /// A CDB already held in a buffer of [`Cdb::MAX`] bytes, its first `len` bytes;
+    /// None when `len` is 0 or over the buffer. Takes the buffer as it is: no copy.
+    #[inline]
+    pub fn from_buffer(bytes: [u8; Cdb::MAX], len: u8) -> Option<Cdb> {
+        (len > 0 && len as usize <= Cdb::MAX).then_some(Cdb { bytes, len })
+    }
+
     pub fn opcode(&self) -> u8 {
         self.bytes[0]
     }

@@ -20,7 +20,7 @@ mod core;
 use std::sync::Arc;
 use std::time::Duration;
 
-use iscsi_engine::full_feature::{DataOutParams, FullFeatureConnection, Task};
+use iscsi_engine::full_feature::{DataOutParams, FullFeatureConnection, Next, Task};
 use iscsi_engine::FullFeatureConfig;
 use iscsi_wire::Digests;
 use scst_core::{CompletionQueue, DeviceEntry, Nexus, Response, Session};
@@ -99,13 +99,20 @@ impl Conn {
         let mut handled = 0;
         loop {
             let nexus = &self.nexus;
-            let more = self
+            let next = self
                 .engine
                 .handle_next(&|itt| nexus.contains(itt as u64))
                 .map_err(|e| ConnError::Receive(RecvError::Protocol(e)))?;
-            self.drain_engine();
-            if !more {
-                return Ok(handled);
+            match next {
+                Next::Idle => {
+                    self.drain_engine();
+                    return Ok(handled);
+                }
+                Next::Handled => self.drain_engine(),
+                Next::Command(cmd) => {
+                    self.submit(cmd);
+                    self.drain_engine();
+                }
             }
             handled += 1;
             if self.engine.transmit().queued_bytes() > FLUSH_AT {

@@ -162,6 +162,13 @@ impl Command {
     pub fn cdb(&self) -> &[u8] {
         &self.cdb[..self.cdb_len as usize]
     }
+
+    /// The CDB as held: a buffer of [`MAX_CDB`] bytes and the length used, for a core
+    /// that keeps CDBs the same way (no copy).
+    #[inline]
+    pub fn cdb_buffer(&self) -> ([u8; MAX_CDB], u8) {
+        (self.cdb, self.cdb_len)
+    }
 }
 
 /// A command still collecting its data-out (or waiting for budget to ask for it).
@@ -228,22 +235,30 @@ fn cdb_of(bhs: &Bhs, ahs: &[u8]) -> Option<([u8; MAX_CDB], u8)> {
 }
 
 impl FullFeatureConnection {
-    pub(super) fn on_scsi_command<C: Fn(u32) -> bool>(&mut self, pdu: Pdu, in_core: &C) {
+    /// A SCSI Command PDU; the command, when it needs nothing more before the core.
+    pub(super) fn on_scsi_command<C: Fn(u32) -> bool>(
+        &mut self,
+        pdu: Pdu,
+        in_core: &C,
+    ) -> Option<Command> {
         let bhs = pdu.bhs;
         if !self.accept_cmd_sn(&bhs) {
-            return;
+            return None;
         }
         let itt = bhs.itt();
         if itt == RESERVED_TAG || self.incoming.contains_key(&itt) || in_core(itt) {
-            return self.reject(reject_reason::INVALID_PDU_FIELD, &bhs);
+            self.reject(reject_reason::INVALID_PDU_FIELD, &bhs);
+            return None;
         }
         if self.ff.window().overfull(self.outstanding()) {
             // Only immediate commands get past a full CmdSN window; refuse them too
             // beyond twice the window, so one initiator cannot queue without bound.
-            return self.reject(reject_reason::OUT_OF_RESOURCES, &bhs);
+            self.reject(reject_reason::OUT_OF_RESOURCES, &bhs);
+            return None;
         }
         let Some((cdb, cdb_len)) = cdb_of(&bhs, &pdu.ahs) else {
-            return self.reject(reject_reason::INVALID_PDU_FIELD, &bhs);
+            self.reject(reject_reason::INVALID_PDU_FIELD, &bhs);
+            return None;
         };
         let read = bhs.read_bit();
         let edtl = bhs.exp_data_transfer_len();
@@ -252,18 +267,21 @@ impl FullFeatureConnection {
         let seq = match self.ff.command(&bhs, imm) {
             Ok(seq) => seq,
             Err(CommandFault::Bidirectional) => {
-                let task = self.new_task(itt, lun_raw, edtl, false);
-                return self.fail(task, Failure::InvalidFieldInCdb);
+                let task = Task::new(itt, lun_raw, edtl, false);
+                self.fail(task, Failure::InvalidFieldInCdb);
+                return None;
             }
             Err(CommandFault::Malformed) => {
-                return self.reject(reject_reason::PROTOCOL_ERROR, &bhs);
+                self.reject(reject_reason::PROTOCOL_ERROR, &bhs);
+                return None;
             }
         };
         let unsolicited_limit = seq.as_ref().map_or(0, WriteSequence::unsolicited_limit);
         let write = seq.is_some();
         if write && edtl > MAX_COMMAND_BUFFER {
-            let task = self.new_task(itt, lun_raw, edtl, false);
-            return self.fail(task, Failure::InvalidFieldInCdb);
+            let task = Task::new(itt, lun_raw, edtl, false);
+            self.fail(task, Failure::InvalidFieldInCdb);
+            return None;
         }
         let attr = match bhs.task_attr() {
             task_attr::ORDERED => TaskAttribute::Ordered,
@@ -273,7 +291,7 @@ impl FullFeatureConnection {
         };
         let mut inc = Incoming {
             cmd: Command {
-                task: self.new_task(itt, lun_raw, edtl, read),
+                task: Task::new(itt, lun_raw, edtl, read),
                 lun: scsi_wire::lun::decode_lun(lun_raw),
                 cdb,
                 cdb_len,
@@ -301,11 +319,7 @@ impl FullFeatureConnection {
         if !granted {
             self.budget.waiters.push_back(itt);
         }
-        self.data_progress(inc);
-    }
-
-    fn new_task(&mut self, itt: u32, lun_raw: [u8; 8], edtl: u32, read: bool) -> Task {
-        Task::new(itt, lun_raw, edtl, read)
+        self.data_progress(inc)
     }
 
     /// Charge a new command's data to the connection's budget if it fits (or nothing
@@ -349,7 +363,9 @@ impl FullFeatureConnection {
                 let edtl = inc.cmd.task.edtl as usize;
                 inc.cmd.data_out.resize(edtl, 0);
             }
-            self.data_progress(inc);
+            if let Some(cmd) = self.data_progress(inc) {
+                self.events.push_back(Event::Command(cmd));
+            }
         }
     }
 
@@ -366,13 +382,12 @@ impl FullFeatureConnection {
         });
     }
 
-    pub(super) fn on_data_out(&mut self, pdu: Pdu) {
+    /// A Data-Out PDU; the command, when this was the last of its data.
+    pub(super) fn on_data_out(&mut self, pdu: Pdu) -> Option<Command> {
         let bhs = pdu.bhs;
         let itt = bhs.itt();
-        let Some(mut inc) = self.incoming.remove(&itt) else {
-            // Data for a command already submitted, finished or aborted: nothing to do.
-            return;
-        };
+        // Data for a command already submitted, finished or aborted: nothing to do.
+        let mut inc = self.incoming.remove(&itt)?;
         let len = pdu.data.len();
         let step = match inc.write.as_mut() {
             Some(seq) => self
@@ -384,7 +399,7 @@ impl FullFeatureConnection {
             DataOut::Accept { offset } => {
                 inc.cmd.data_out[offset..offset + len].copy_from_slice(&pdu.data);
                 inc.crc_error |= !pdu.data_digest_ok;
-                self.data_progress(inc);
+                return self.data_progress(inc);
             }
             DataOut::Reject => {
                 self.incoming.insert(itt, inc);
@@ -398,24 +413,26 @@ impl FullFeatureConnection {
                 self.fail(inc.cmd.task, Failure::DataPhase);
             }
         }
+        None
     }
 
-    /// After data arrived: hand the command to the core when all is in, else ask for
+    /// After data arrived: the command for the core when all is in, else ask for
     /// more (and keep it).
-    fn data_progress(&mut self, mut inc: Incoming) {
+    #[inline]
+    fn data_progress(&mut self, mut inc: Incoming) -> Option<Command> {
         let itt = inc.cmd.task.itt;
         if inc.budget_wait {
             self.incoming.insert(itt, inc);
-            return;
+            return None;
         }
         let edtl = inc.cmd.task.edtl;
         let Some(seq) = inc.write.as_mut().filter(|s| !s.complete(edtl)) else {
             if inc.crc_error {
-                return self.fail(inc.cmd.task, Failure::Crc);
+                self.fail(inc.cmd.task, Failure::Crc);
+                return None;
             }
             self.submitted += 1;
-            self.events.push_back(Event::Command(inc.cmd));
-            return;
+            return Some(inc.cmd);
         };
         let held = self.outstanding();
         let lun = inc.cmd.task.lun_raw;
@@ -423,6 +440,7 @@ impl FullFeatureConnection {
             self.tx.push(b, None);
         }
         self.incoming.insert(itt, inc);
+        None
     }
 
     /// A command the connection fails itself, before the core saw it: CHECK CONDITION

@@ -25,6 +25,18 @@ use super::{
     Timer, TmfRequest, Transmit,
 };
 
+/// What [`FullFeatureConnection::handle_next`] did.
+#[derive(Debug)]
+pub enum Next {
+    /// No whole PDU is buffered (or the engine waits for a TMF's outcome).
+    Idle,
+    /// A PDU was handled.
+    Handled,
+    /// A PDU was handled and completed this command: submit it to the core, as for
+    /// [`Event::Command`].
+    Command(Command),
+}
+
 /// What the driver acts on, in order.
 #[derive(Debug)]
 pub enum Event {
@@ -175,20 +187,36 @@ impl FullFeatureConnection {
 
     /// Frame and handle the next PDU received, if a whole one is buffered. `in_core`
     /// tells whether the core holds a command with this ITT (a new command may not
-    /// reuse it; ABORT TASK asks the core for it). Ok(false): nothing to handle now.
-    /// An error ends the connection.
+    /// reuse it; ABORT TASK asks the core for it). The driver acts on what it returns,
+    /// then on [`FullFeatureConnection::poll_event`], before the next call. An error
+    /// ends the connection.
     #[inline]
-    pub fn handle_next<C: Fn(u32) -> bool>(&mut self, in_core: &C) -> Result<bool, WireError> {
+    pub fn handle_next<C: Fn(u32) -> bool>(&mut self, in_core: &C) -> Result<Next, WireError> {
         if self.tmf_waiting.is_some() || self.ending.is_some() {
-            return Ok(false);
+            return Ok(Next::Idle);
         }
         let Some(pdu) = self.framer.next_pdu()? else {
-            return Ok(false);
+            return Ok(Next::Idle);
         };
         self.ff.received();
-        match pdu.bhs.opcode() {
+        // A command complete on its own PDU (most are) goes straight back to the driver,
+        // not through the event queue.
+        let ready = match pdu.bhs.opcode() {
             Some(Opcode::ScsiCommand) => self.on_scsi_command(pdu, in_core),
             Some(Opcode::DataOut) => self.on_data_out(pdu),
+            _ => {
+                self.handle_other(pdu, in_core);
+                None
+            }
+        };
+        Ok(match ready {
+            Some(cmd) => Next::Command(cmd),
+            None => Next::Handled,
+        })
+    }
+
+    fn handle_other<C: Fn(u32) -> bool>(&mut self, pdu: super::Pdu, in_core: &C) {
+        match pdu.bhs.opcode() {
             Some(Opcode::NopOut) => self.on_nop_out(pdu),
             Some(Opcode::TaskMgmtRequest) => self.on_tmf(&pdu.bhs, in_core),
             Some(Opcode::LogoutRequest) => self.on_logout(&pdu.bhs),
@@ -200,7 +228,6 @@ impl FullFeatureConnection {
             Some(o) if !o.is_initiator() => self.reject(reject_reason::PROTOCOL_ERROR, &pdu.bhs),
             _ => self.reject(reject_reason::COMMAND_NOT_SUPPORTED, &pdu.bhs),
         }
-        Ok(true)
     }
 
     #[inline]

@@ -81,10 +81,18 @@ impl Pair {
     fn run(&mut self) {
         loop {
             let core = &self.core;
-            let more = self
+            let next = self
                 .conn
                 .handle_next(&|itt| core.iter().any(|c| c.task.itt() == itt))
                 .expect("well-formed PDUs");
+            let more = match next {
+                Next::Idle => false,
+                Next::Handled => true,
+                Next::Command(c) => {
+                    self.core.push(c);
+                    true
+                }
+            };
             while let Some(ev) = self.conn.poll_event() {
                 match ev {
                     Event::Command(c) => self.core.push(c),

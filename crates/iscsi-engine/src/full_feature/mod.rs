@@ -35,7 +35,7 @@ pub use commands::{
     charged_bytes, live_tasks, Command, Failure, Task, TaskAttribute, DATA_BUDGET, MAX_CDB,
     MAX_COMMAND_BUFFER,
 };
-pub use connection::{Ending, Event, FullFeatureConnection, TaskManagement, TmfOutcome};
+pub use connection::{Ending, Event, FullFeatureConnection, Next, TaskManagement, TmfOutcome};
 pub use data_out::{CommandFault, DataOut, DataOutParams, R2t, WriteSequence};
 pub use framing::{Framer, Pdu};
 pub use keepalive::{Keepalive, Wake};

@@ -53,9 +53,10 @@ impl Conn {
     }
 
     #[inline]
-    fn submit(&mut self, c: Command) {
+    pub(super) fn submit(&mut self, c: Command) {
         // The engine bounds the CDB to what the core takes, so this never fails.
-        let Some(cdb) = Cdb::new(c.cdb()) else {
+        let (buffer, len) = c.cdb_buffer();
+        let Some(cdb) = Cdb::from_buffer(buffer, len) else {
             let sense = Sense::invalid_field_in_cdb(0, None);
             return self.respond(c.task, Response::check(sense));
         };
