@@ -4,14 +4,15 @@
 //! no socket, no clock: `now` is always an argument, so tests drive whole exchanges in
 //! memory with a fake clock, and the fuzzer drives it with arbitrary PDU sequences.
 //!
-//! What it covers today: the login phase (a type per state: the first request and its
+//! What it covers: the login phase (a type per state: the first request and its
 //! admission, security negotiation with one-way and mutual CHAP ([`auth`]), operational
 //! negotiation, the transition to full feature), the login timeout, the whole life of a
-//! discovery session (SendTargets text exchanges in pieces, NOP-Out, logout), and the
-//! iSCSI rules of a normal session's full-feature phase ([`full_feature`]): the CmdSN
-//! window, a write's immediate, unsolicited and R2T-solicited data, Data-In and SCSI
-//! Response headers with the status folded, NOP-In pings and their timeout, NOP-Out,
-//! text, TMF responses, Rejects and logout.
+//! discovery session (SendTargets text exchanges in pieces, NOP-Out, logout), and a
+//! normal session's full-feature phase ([`full_feature`]): framing, the CmdSN window, a
+//! write's immediate, unsolicited and R2T-solicited data, the commands still collecting
+//! data and the connection's buffer budget, task management against them, Data-In and
+//! SCSI Response headers with the status folded, NOP-In pings and their timeout,
+//! NOP-Out, text, Rejects and logout.
 //!
 //! What the engine needs from the driver comes two ways: synchronous decisions through
 //! the [`LoginHost`] trait (admission of a normal session to a target, CHAP accounts,
@@ -35,40 +36,32 @@
 //! # The full-feature phase
 //!
 //! After [`Event::SessionReady`] the [`Connection`] is in [`Phase::FullFeature`] and
-//! consumes nothing more ([`Connection::take_received`] hands over bytes already
-//! received). A [`full_feature::Framer`] started with those bytes frames the PDUs
-//! that follow: the driver reads the socket into its buffer and gets each PDU back
-//! with its AHS and data segment as slices of it, never copied. The driver hands each
-//! header to a [`FullFeature`], which decides and writes every header the target
-//! sends; the driver sends them (digests, vectored writes) with the data segments the
-//! commands own:
+//! consumes nothing more: the driver builds a [`full_feature::FullFeatureConnection`]
+//! from the negotiated parameters and the bytes already received
+//! ([`Connection::take_received`]), and drives it the same way, with one difference
+//! that keeps the data path free of copies: the driver reads the socket straight into
+//! the engine's buffer, and each PDU's data segment stays a slice of that read.
 //!
 //! ```text
-//!   FullFeature::new(config, now); Framer::new(max_data, take_received())
-//!   per socket read:   read into recv_buf(); next_pdu() while Some
-//!   per PDU received:  received()
-//!     SCSI Command     admit() -> command() -> WriteSequence; r2t() while Some
-//!     Data-Out         data_out() -> Accept { offset } (copy) | Reject | SequenceError
-//!     NOP-Out, Text    nop_out(), text() + answer_text()
-//!     Logout           logout()
-//!     TMF Request      TmfRequest::decode(); never_received() for an unknown task
-//!   per completion:    respond(task, reply, held, sink) -> sink.data_in()/response()
-//!   TMF answer, Reject tmf_response(), reject()
-//!   timers:            sleep until poll_timeout(); handle_timeout(now) -> Ping | Dead
+//!   FullFeatureConnection::new(config, digests, max_recv, take_received(), now)
+//!   loop:
+//!     read the socket into recv_buf()
+//!     loop handle_next(in_core):
+//!       Next::Command(c)  -> submit c to the core
+//!       then poll_event(): Command, Failed, TaskManagement (-> tmf_acted),
+//!                          SendTargets (-> answer_text), LoggedOut
+//!       Next::Idle        -> break
+//!     per completion:     respond(task, status, data, sense) | release(task)
+//!     TMF done later:     tmf_done(tag, outcome)
+//!     pump_budget()       (commands that waited for buffer budget go on)
+//!     write out transmit(), then clear it; stop once ending() is set
+//!     sleep until poll_timeout(); handle_timeout(now)
 //! ```
 //!
-//! Every call that writes a header takes the number of commands the connection holds,
-//! which closes the window (MaxCmdSN) as they pile up.
-//!
-//! # What moves here next
-//!
-//! The full-feature phase is not yet behind the `handle_bytes`/`poll_*` surface: the
-//! driver still calls the [`full_feature::Framer`] and the [`FullFeature`] in turn,
-//! holds the commands (their buffers, the data budget, the core's tags) and decides
-//! task management against the core. The next stage puts both behind the
-//! [`Connection`] and moves the command table here too, so that commands leave the engine as events
-//! (LUN, CDB, attribute, ITT, lengths, data-out buffer) and completions and TMF results
-//! come back in as inputs, without a second lookup per command.
+//! Commands leave the engine with their [`full_feature::Task`], which comes back with the
+//! response: the connection keeps no second table of the commands the core holds.
+//! [`FullFeature`] holds the rules themselves (window, data-out sequencing, headers,
+//! keep-alive), each a plain function of the state it is given.
 
 #![forbid(unsafe_code)]
 
