@@ -16,7 +16,7 @@ use iscsi_engine::full_feature::{
 };
 use iscsi_engine::{
     Accounts, AdmissionRequest, Admitted, Config, Connection, Event, FullFeatureConfig, LoginHost,
-    Refusal,
+    Phase, Refusal,
 };
 use iscsi_wire::negotiate::LocalParams;
 use iscsi_wire::pdu::{self, LoginRequest};
@@ -133,7 +133,9 @@ fn login(flags: u8, ahead: &[u8], now: Instant) -> Option<FullFeatureConnection>
         params: LocalParams {
             immediate_data: flags & 1 == 0,
             initial_r2t: flags & 2 != 0,
-            max_burst_length: 65536,
+            // A smaller MaxBurstLength than the initiator's makes the target offer it,
+            // and hold the transition until it is answered.
+            max_burst_length: if flags & 0x80 != 0 { 65536 } else { 262144 },
             ..LocalParams::default()
         },
     };
@@ -150,32 +152,60 @@ fn login(flags: u8, ahead: &[u8], now: Instant) -> Option<FullFeatureConnection>
             keys.push((k.to_string(), v.to_string()));
         }
     }
-    let text = iscsi_wire::encode_text(&keys);
-    let req = pdu::login_request(&LoginRequest {
-        transit: true,
-        cont: false,
-        csg: Stage::LoginOperational,
-        nsg: Stage::FullFeature,
-        isid: [0x80, 0, 0, 1, 0, 0],
-        tsih: 0,
-        itt: 0,
-        cid: 0,
-        cmd_sn: 1,
-        exp_stat_sn: 0,
-        data_len: text.len() as u32,
-    });
-    let mut bytes = frame::encode_pdu(&req, &text, Digests::NONE);
-    bytes.extend_from_slice(ahead);
     let config = Config {
         login_timeout: Duration::from_secs(15),
     };
     let mut conn: Connection<()> = Connection::new(config, now);
-    conn.handle_bytes(now, &bytes, &mut host);
-    while conn.poll_transmit().is_some() {}
     let mut session = None;
-    while let Some(ev) = conn.poll_event() {
-        if let Event::SessionReady(s) = ev {
-            session = Some(s);
+    let mut sent: Vec<String> = Vec::new();
+    // The target may hold the transition while keys it offered wait for an answer:
+    // the next request answers them with the values offered (keys it answered, being
+    // ours, are negotiated already).
+    for round in 0..3u32 {
+        sent.extend(keys.iter().map(|(k, _)| k.clone()));
+        let text = iscsi_wire::encode_text(&keys);
+        let req = pdu::login_request(&LoginRequest {
+            transit: true,
+            cont: false,
+            csg: Stage::LoginOperational,
+            nsg: Stage::FullFeature,
+            isid: [0x80, 0, 0, 1, 0, 0],
+            tsih: 0,
+            itt: round,
+            cid: 0,
+            cmd_sn: 1,
+            exp_stat_sn: round,
+            data_len: text.len() as u32,
+        });
+        let mut bytes = frame::encode_pdu(&req, &text, Digests::NONE);
+        if round == 0 {
+            bytes.extend_from_slice(ahead);
+        }
+        conn.handle_bytes(now, &bytes, &mut host);
+        while let Some(ev) = conn.poll_event() {
+            match ev {
+                // iSNS access control lets the initiator see the target.
+                Event::AccessQuery { .. } => conn.answer_access(true, &mut host),
+                Event::SessionReady(s) => session = Some(s),
+                _ => {}
+            }
+        }
+        keys.clear();
+        while let Some(t) = conn.poll_transmit() {
+            let Ok(Some(f)) = frame::parse_frame(&t, Digests::NONE, 1 << 24) else {
+                continue;
+            };
+            let offered = iscsi_wire::parse_text(&t[f.data.clone()]).unwrap_or_default();
+            keys.extend(offered.into_iter().filter(|(k, _)| {
+                !sent.contains(k)
+                    && !matches!(
+                        k.as_str(),
+                        "TargetPortalGroupTag" | "TargetAlias" | "TargetAddress"
+                    )
+            }));
+        }
+        if session.is_some() || conn.phase() != Phase::Login {
+            break;
         }
     }
     let s = session?;
@@ -205,17 +235,17 @@ fn login(flags: u8, ahead: &[u8], now: Instant) -> Option<FullFeatureConnection>
 }
 
 pub fn run(data: &[u8]) {
-    let Some((&flags, rest)) = data.split_first() else {
-        return;
-    };
-    let Some((&ahead_len, rest)) = rest.split_first() else {
-        return;
-    };
+    let _ = session(data);
+}
+
+/// The session `data` drives, and how it ended: None when the login failed or the
+/// connection broke on bad framing.
+pub fn session(data: &[u8]) -> Option<Ending> {
+    let (&flags, rest) = data.split_first()?;
+    let (&ahead_len, rest) = rest.split_first()?;
     let (ahead, mut rest) = rest.split_at(rest.len().min(ahead_len as usize % 64));
     let mut now = Instant::now();
-    let Some(mut ff) = login(flags, ahead, now) else {
-        return;
-    };
+    let mut ff = login(flags, ahead, now)?;
     let mut core = Core::default();
     let mut ini = Initiator {
         cmd_sn: 1,
@@ -375,7 +405,7 @@ pub fn run(data: &[u8]) {
                     true
                 }
                 // A framing error ends the connection.
-                Err(_) => return,
+                Err(_) => return None,
             };
             while let Some(ev) = ff.poll_event() {
                 match ev {
@@ -424,7 +454,7 @@ pub fn run(data: &[u8]) {
         ini.observe(&mut ff);
         if let Some(ending) = ff.ending() {
             assert_eq!(logged_out, u32::from(ending == Ending::Logout));
-            return;
+            return Some(ending);
         }
         assert!(
             step < 1024,

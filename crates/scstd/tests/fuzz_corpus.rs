@@ -71,6 +71,28 @@ fn login_to_logout() {
     replay("login_to_logout", fuzz_entry::login_to_logout::run);
 }
 
+/// The hand-written seeds log in and reach their end (a logout, or the cold reset
+/// one of them asks for): a target that never got past the login would fuzz nothing.
+#[test]
+fn login_to_logout_seeds_reach_the_full_feature_phase() {
+    use fuzz_entry::login_to_logout::session;
+    use iscsi_engine::full_feature::Ending;
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/login_to_logout");
+    for name in [
+        "seed-login-logout",
+        "seed-read-answered",
+        "seed-write-r2t",
+        "seed-abort-waiting-write",
+        "seed-lun-reset-later",
+        "seed-nop-out-with-login",
+    ] {
+        let data = std::fs::read(dir.join(name)).expect("seed");
+        assert_eq!(session(&data), Some(Ending::Logout), "{name}");
+    }
+    let data = std::fs::read(dir.join("seed-nop-text-time-cold-reset")).expect("seed");
+    assert_eq!(session(&data), Some(Ending::ColdReset));
+}
+
 #[test]
 fn full_feature() {
     replay("full_feature", fuzz_entry::full_feature::run);
