@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use iscsi_engine::full_feature::{
-    Command, DataOutParams, Ending, Event as FfEvent, FullFeatureConnection, Next, TaskManagement,
-    TmfOutcome,
+    Command, DataOutParams, Ending, Event as FfEvent, FullFeatureConnection, Next, NoSharedLimit,
+    TaskManagement, TmfOutcome,
 };
 use iscsi_engine::{
     Accounts, AdmissionRequest, Admitted, Config, Connection, Event, FullFeatureConfig, LoginHost,
@@ -230,6 +230,7 @@ fn login(flags: u8, ahead: &[u8], now: Instant) -> Option<FullFeatureConnection>
         Digests::NONE,
         p.max_recv_data_segment_length,
         &conn.take_received(),
+        std::sync::Arc::new(NoSharedLimit),
         now,
     ))
 }

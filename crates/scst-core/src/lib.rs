@@ -18,6 +18,7 @@ pub mod alua;
 #[cfg(test)]
 mod alua_tests;
 pub mod cmd;
+pub mod cmd_mem;
 mod copy;
 #[cfg(test)]
 mod copy_tests;
@@ -51,6 +52,7 @@ pub mod transport_id;
 
 pub use alua::{AluaState, DeviceGroupInfo, PortView, TargetGroupInfo};
 pub use cmd::{Cdb, Cmd, ExecMode, Response, Resume, TaskAttr};
+pub use cmd_mem::CmdMem;
 pub use device::{AttrEffect, AttrError, CmdCtx, Device, DeviceEvents};
 pub use driver::{AttrFile, DevHandler, TargetDriver};
 pub use error::{IoError, IoErrorKind, IoOp, MgmtError};

@@ -175,6 +175,8 @@ pub struct Scst {
     pr_dump_dirs: Mutex<BTreeMap<String, PathBuf>>,
     /// The target drivers and dev handlers management reaches (driver.rs).
     pub(crate) registrations: crate::driver::Registrations,
+    /// `scst_max_cmd_mem`: the budget every transport charges data buffers to.
+    pub cmd_mem: crate::CmdMem,
 }
 
 impl Scst {
@@ -189,6 +191,7 @@ impl Scst {
             state_dir: Mutex::new(None),
             pr_dump_dirs: Mutex::new(BTreeMap::new()),
             registrations: Default::default(),
+            cmd_mem: crate::CmdMem::new(crate::cmd_mem::default_limit()),
         })
     }
 

@@ -20,10 +20,10 @@ mod core;
 use std::sync::Arc;
 use std::time::Duration;
 
-use iscsi_engine::full_feature::{DataOutParams, FullFeatureConnection, Next, Task};
+use iscsi_engine::full_feature::{DataOutParams, FullFeatureConnection, Next, SharedBudget, Task};
 use iscsi_engine::FullFeatureConfig;
 use iscsi_wire::Digests;
-use scst_core::{CompletionQueue, DeviceEntry, Nexus, Response, Session};
+use scst_core::{CompletionQueue, DeviceEntry, Nexus, Response, Scst, Session};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
@@ -37,7 +37,35 @@ const DEFAULT_RSP_TIMEOUT: u32 = 90;
 /// Bytes queued to send past which the connection flushes before handling more PDUs.
 const FLUSH_AT: usize = 4 << 20;
 
-pub(crate) use iscsi_engine::full_feature::{charged_bytes, live_tasks};
+pub(crate) use iscsi_engine::full_feature::live_tasks;
+
+/// The core's `scst_max_cmd_mem` as the engine's shared buffer budget; the connection
+/// counts as one of the sharers while it lives.
+struct CoreBudget(Arc<Scst>);
+
+impl CoreBudget {
+    fn new(scst: Arc<Scst>) -> Arc<CoreBudget> {
+        scst.cmd_mem.join();
+        Arc::new(CoreBudget(scst))
+    }
+}
+
+impl Drop for CoreBudget {
+    fn drop(&mut self) {
+        self.0.cmd_mem.leave();
+    }
+}
+
+impl SharedBudget for CoreBudget {
+    #[inline]
+    fn try_charge(&self, mine: usize, need: usize) -> bool {
+        self.0.cmd_mem.try_charge(mine, need)
+    }
+    #[inline]
+    fn release(&self, bytes: usize) {
+        self.0.cmd_mem.release(bytes)
+    }
+}
 
 /// Messages from outside the connection task.
 pub enum ConnEvent {
@@ -204,6 +232,7 @@ pub async fn run(
         digests,
         p.max_recv_data_segment_length,
         &received,
+        CoreBudget::new(p.scst.clone()),
         tokio::time::Instant::now().into_std(),
     );
     drop(received);

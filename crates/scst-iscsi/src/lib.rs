@@ -221,9 +221,10 @@ impl IscsiDriver {
         conn::live_tasks()
     }
 
-    /// Bytes of data-in and data-out buffers charged to commands now.
+    /// Bytes of data-in and data-out buffers charged to commands now (the core's
+    /// `scst_max_cmd_mem` budget, which only this driver charges today).
     pub fn data_buffer_bytes(&self) -> usize {
-        conn::charged_bytes()
+        self.scst().cmd_mem.used()
     }
 
     pub(crate) fn alloc_tsih(&self) -> u16 {

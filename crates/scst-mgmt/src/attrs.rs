@@ -280,6 +280,9 @@ const ROOT: &[AttrInfo] = &[
     AttrInfo::new("max_tasklet_cmd", U32, RW).not_supported(),
     AttrInfo::new("measure_latency", Bool, RW).default_only("0"),
     AttrInfo::new("async_lun_replace", Bool, RW),
+    // SCST's module parameter of that name (MiB), here an attribute: the budget for
+    // command data buffers, about a quarter of RAM by default.
+    AttrInfo::new("scst_max_cmd_mem", U32, RW),
     AttrInfo::new("force_global_sgv_pool", Bool, RW).default_only("0"),
     AttrInfo::new("trace_level", Text, RW).not_supported(),
     // Cluster mode is a later step.

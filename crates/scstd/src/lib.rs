@@ -5,6 +5,7 @@
 mod config;
 pub mod mgmt_server;
 mod privs;
+mod trim;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -144,6 +145,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let chosen_threads = args.io_threads.or_else(|| config::io_threads(&conf));
     let threads = chosen_threads.unwrap_or(config::DEFAULT_IO_THREADS);
     let scst = Scst::new(threads);
+    trim::start(&scst).context("cannot start the heap trimmer")?;
     // Before any device is opened: each fileio device takes the engine at open.
     if let Some(e) = args.io_engine {
         scst_vdisk::set_io_engine(e);

@@ -29,19 +29,23 @@ pub const DATA_BUDGET: usize = 64 << 20;
 /// The longest CDB accepted: 16 bytes in the header, the rest in an extended-CDB AHS.
 pub const MAX_CDB: usize = 32;
 
-/// Commands alive and data bytes charged, over all connections: the management tree
-/// shows them so that leaks are visible. Relaxed, being statistics.
+/// Commands alive over all connections: the management tree shows them so that
+/// leaks are visible. Relaxed, being statistics.
 static LIVE_TASKS: AtomicUsize = AtomicUsize::new(0);
-static CHARGED_BYTES: AtomicUsize = AtomicUsize::new(0);
 
 /// Commands alive over every connection of the process.
 pub fn live_tasks() -> usize {
     LIVE_TASKS.load(Ordering::Relaxed)
 }
 
-/// Data buffer bytes charged over every connection of the process.
-pub fn charged_bytes() -> usize {
-    CHARGED_BYTES.load(Ordering::Relaxed)
+/// The daemon-wide budget that every connection's data buffers are charged to as well
+/// (SCST's `scst_max_cmd_mem`, which the driver brings from the core). A command it
+/// refuses is answered BUSY or TASK SET FULL.
+pub trait SharedBudget: Send + Sync {
+    /// The connection holds `mine` bytes and asks for `need` more: true when charged.
+    fn try_charge(&self, mine: usize, need: usize) -> bool;
+    /// Bytes charged before are free again.
+    fn release(&self, bytes: usize);
 }
 
 /// A multiplicative hash for tags chosen by the initiator: a map per connection, so
@@ -135,9 +139,6 @@ impl Task {
 impl Drop for Task {
     fn drop(&mut self) {
         LIVE_TASKS.fetch_sub(1, Ordering::Relaxed);
-        if self.charged > 0 {
-            CHARGED_BYTES.fetch_sub(self.charged as usize, Ordering::Relaxed);
-        }
     }
 }
 
@@ -194,29 +195,86 @@ impl Incoming {
     }
 }
 
-/// The connection's share of data buffers.
-#[derive(Debug, Default)]
+/// The connection's share of data buffers, and its part of the shared budget.
 pub(super) struct DataBudget {
-    /// Bytes charged by the connection's commands (at most DATA_BUDGET, or one's).
+    /// Bytes charged by the connection's commands (at most DATA_BUDGET, or one's),
+    /// those still collecting data and those with the core alike.
     charged: usize,
     /// Commands waiting for budget, oldest first (may name commands since gone).
     waiters: VecDeque<u32>,
+    shared: std::sync::Arc<dyn SharedBudget>,
+}
+
+/// A shared budget with no limit: the connection's own is the only one (tests, the
+/// fuzzer).
+#[derive(Debug, Default)]
+pub struct NoSharedLimit;
+
+impl SharedBudget for NoSharedLimit {
+    fn try_charge(&self, _mine: usize, _need: usize) -> bool {
+        true
+    }
+    fn release(&self, _bytes: usize) {}
+}
+
+/// Whether a command's buffer may be allocated.
+enum Charge {
+    Granted,
+    /// Over the connection's own budget: it waits for the connection's commands.
+    Wait,
+    /// Over the shared budget: answered BUSY or TASK SET FULL.
+    Refused,
 }
 
 impl DataBudget {
+    pub(super) fn new(shared: std::sync::Arc<dyn SharedBudget>) -> DataBudget {
+        DataBudget {
+            charged: 0,
+            waiters: VecDeque::new(),
+            shared,
+        }
+    }
+
     fn fits(&self, need: u32) -> bool {
         self.charged == 0 || self.charged + need as usize <= DATA_BUDGET
     }
 
-    fn charge(&mut self, inc: &mut Incoming, need: u32) {
+    /// Charge the shared budget, then the connection's.
+    fn charge(&mut self, inc: &mut Incoming, need: u32) -> bool {
+        if !self.shared.try_charge(self.charged, need as usize) {
+            return false;
+        }
         self.charged += need as usize;
-        CHARGED_BYTES.fetch_add(need as usize, Ordering::Relaxed);
         inc.cmd.task.charged = need;
         inc.budget_wait = false;
+        true
     }
 
+    #[inline]
     pub(super) fn release(&mut self, task: &Task) {
-        self.charged -= task.charged();
+        if task.charged > 0 {
+            self.charged -= task.charged();
+            self.shared.release(task.charged());
+        }
+    }
+}
+
+impl Drop for DataBudget {
+    /// Commands the connection never got back (still running when it closed) give
+    /// their buffers' share back with it.
+    fn drop(&mut self) {
+        if self.charged > 0 {
+            self.shared.release(self.charged);
+        }
+    }
+}
+
+impl std::fmt::Debug for DataBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataBudget")
+            .field("charged", &self.charged)
+            .field("waiters", &self.waiters.len())
+            .finish()
     }
 }
 
@@ -303,7 +361,14 @@ impl FullFeatureConnection {
             crc_error: !pdu.data_digest_ok,
             budget_wait: false,
         };
-        let granted = self.try_charge(&mut inc);
+        let granted = match self.try_charge(&mut inc) {
+            Charge::Granted => true,
+            Charge::Wait => false,
+            Charge::Refused => {
+                self.refuse(inc.cmd.task);
+                return None;
+            }
+        };
         if write && edtl > 0 {
             // Without budget only the unsolicited part (at most FirstBurstLength) is
             // buffered now; the rest waits for the budget before it is solicited.
@@ -322,19 +387,34 @@ impl FullFeatureConnection {
         self.data_progress(inc)
     }
 
-    /// Charge a new command's data to the connection's budget if it fits (or nothing
-    /// else holds any); false: it must wait, behind any command already waiting.
-    fn try_charge(&mut self, inc: &mut Incoming) -> bool {
+    /// Charge a new command's data to the budgets: the connection's when it fits (or
+    /// nothing else holds any), else it waits behind any command already waiting; and
+    /// the shared one, which may refuse.
+    fn try_charge(&mut self, inc: &mut Incoming) -> Charge {
         let need = inc.data_need();
         if need == 0 {
-            return true;
+            return Charge::Granted;
         }
         if !self.budget.waiters.is_empty() || !self.budget.fits(need) {
             inc.budget_wait = true;
-            return false;
+            return Charge::Wait;
         }
-        self.budget.charge(inc, need);
-        true
+        if self.budget.charge(inc, need) {
+            Charge::Granted
+        } else {
+            Charge::Refused
+        }
+    }
+
+    /// A command the shared budget has no room for: BUSY when the connection holds no
+    /// other command, TASK SET FULL otherwise (SCST's rule for any resource shortage).
+    fn refuse(&mut self, task: Task) {
+        let why = if self.outstanding() == 0 {
+            Failure::Busy
+        } else {
+            Failure::TaskSetFull
+        };
+        self.fail(task, why);
     }
 
     /// Let waiting commands go, oldest first, while the budget allows.
@@ -358,7 +438,10 @@ impl FullFeatureConnection {
             let Some(mut inc) = self.incoming.remove(&itt) else {
                 continue;
             };
-            self.budget.charge(&mut inc, need);
+            if !self.budget.charge(&mut inc, need) {
+                self.refuse(inc.cmd.task);
+                continue;
+            }
             if inc.write.is_some() {
                 let edtl = inc.cmd.task.edtl as usize;
                 inc.cmd.data_out.resize(edtl, 0);
@@ -462,4 +545,9 @@ pub enum Failure {
     DataPhase,
     /// A data digest failed for the command's data: CRC ERROR.
     Crc,
+    /// No room in the shared buffer budget, and the connection holds no other command:
+    /// status BUSY.
+    Busy,
+    /// No room in the shared buffer budget: status TASK SET FULL.
+    TaskSetFull,
 }

@@ -13,13 +13,14 @@
 //! [`answer_text`]: FullFeatureConnection::answer_text
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use iscsi_wire::pdu::{self, reject_reason, tmf_response};
 use iscsi_wire::{Bhs, Digests, Opcode, WireError};
 
-use super::commands::{Command, DataBudget, Failure, Incoming, TagMap, Task};
+use super::commands::{Command, DataBudget, Failure, Incoming, SharedBudget, TagMap, Task};
 use super::{
     Admit, Framer, FullFeature, FullFeatureConfig, Reply, ResponseSink, TaskInfo, TextRequest,
     Timer, TmfRequest, Transmit,
@@ -157,11 +158,13 @@ impl FullFeatureConnection {
     /// the bytes the login phase read past its last PDU
     /// ([`crate::Connection::take_received`]); `max_recv`: our
     /// MaxRecvDataSegmentLength.
+    /// `shared`: the daemon-wide buffer budget the commands' buffers are charged to.
     pub fn new(
         config: FullFeatureConfig,
         digests: Digests,
         max_recv: u32,
         received: &[u8],
+        shared: Arc<dyn SharedBudget>,
         now: Instant,
     ) -> FullFeatureConnection {
         let mut framer = Framer::new(max_recv, received);
@@ -171,7 +174,7 @@ impl FullFeatureConnection {
             ff: FullFeature::new(config, now),
             tx: Transmit::new(digests),
             incoming: TagMap::default(),
-            budget: DataBudget::default(),
+            budget: DataBudget::new(shared),
             events: VecDeque::new(),
             submitted: 0,
             tmf_waiting: None,

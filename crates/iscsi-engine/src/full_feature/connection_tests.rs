@@ -2,6 +2,8 @@
 //! encodes PDUs into the engine's receive buffer and decodes what it transmits, and a
 //! fake core that holds the commands the engine hands out.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -9,12 +11,21 @@ use iscsi_wire::pdu::{self, logout_reason, reject_reason, tmf_function, tmf_resp
 use iscsi_wire::{Bhs, Digests, Opcode, RESERVED_TAG};
 
 use super::*;
-use crate::full_feature::{DataOutParams, TaskAttribute, MAX_COMMAND_BUFFER};
+use crate::full_feature::{
+    DataOutParams, NoSharedLimit, SharedBudget, TaskAttribute, MAX_COMMAND_BUFFER,
+};
 
 const MAX_RECV: u32 = 8192;
 const WINDOW: u32 = 8;
 
 fn connection(params: DataOutParams) -> FullFeatureConnection {
+    connection_sharing(params, Arc::new(NoSharedLimit))
+}
+
+fn connection_sharing(
+    params: DataOutParams,
+    shared: Arc<dyn SharedBudget>,
+) -> FullFeatureConnection {
     FullFeatureConnection::new(
         FullFeatureConfig {
             stat_sn: 100,
@@ -28,6 +39,7 @@ fn connection(params: DataOutParams) -> FullFeatureConnection {
         Digests::NONE,
         MAX_RECV,
         &[],
+        shared,
         Instant::now(),
     )
 }
@@ -539,4 +551,50 @@ fn bad_framing_ends_the_connection() {
             Digests::NONE,
         ));
     assert!(conn.handle_next(&|_| false).is_err());
+}
+
+/// A shared budget of a fixed size, counting what is charged.
+struct Fixed {
+    limit: usize,
+    used: AtomicUsize,
+}
+
+impl SharedBudget for Fixed {
+    fn try_charge(&self, _mine: usize, need: usize) -> bool {
+        let before = self.used.fetch_add(need, Ordering::Relaxed);
+        if before + need > self.limit {
+            self.used.fetch_sub(need, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+    fn release(&self, bytes: usize) {
+        self.used.fetch_sub(bytes, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn the_shared_budget_refuses_with_busy_then_task_set_full_and_gets_everything_back() {
+    let shared = Arc::new(Fixed {
+        limit: 16384,
+        used: AtomicUsize::new(0),
+    });
+    let mut p = Pair::new(R2T_PARAMS);
+    p.conn = connection_sharing(R2T_PARAMS, shared.clone());
+    // Nothing held: a read that does not fit is BUSY.
+    p.read(0, 1, 32768);
+    assert_eq!(p.failed, [(1, Failure::Busy)]);
+    // One that fits is charged; the next, with a command held, is TASK SET FULL.
+    p.read(0, 2, 16384);
+    assert_eq!(shared.used.load(Ordering::Relaxed), 16384);
+    p.read(0, 3, 4096);
+    assert_eq!(p.failed[1], (3, Failure::TaskSetFull));
+    let c = p.take_command(2);
+    p.conn.respond(c.task, 0, Bytes::new(), None, None);
+    assert_eq!(shared.used.load(Ordering::Relaxed), 0);
+    // A write waiting for its data when the connection goes gives its share back too.
+    p.write(0, 4, 8192, &[]);
+    assert_eq!(shared.used.load(Ordering::Relaxed), 8192);
+    drop(p);
+    assert_eq!(shared.used.load(Ordering::Relaxed), 0);
 }

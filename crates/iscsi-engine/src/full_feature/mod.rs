@@ -32,8 +32,8 @@ use iscsi_wire::pdu::{self, TargetSn};
 use iscsi_wire::{Bhs, RESERVED_TAG};
 
 pub use commands::{
-    charged_bytes, live_tasks, Command, Failure, Task, TaskAttribute, DATA_BUDGET, MAX_CDB,
-    MAX_COMMAND_BUFFER,
+    live_tasks, Command, Failure, NoSharedLimit, SharedBudget, Task, TaskAttribute, DATA_BUDGET,
+    MAX_CDB, MAX_COMMAND_BUFFER,
 };
 pub use connection::{Ending, Event, FullFeatureConnection, Next, TaskManagement, TmfOutcome};
 pub use data_out::{CommandFault, DataOut, DataOutParams, R2t, WriteSequence};

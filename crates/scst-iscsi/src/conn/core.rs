@@ -20,12 +20,16 @@ impl Conn {
             match ev {
                 EngineEvent::Command(cmd) => self.submit(cmd),
                 EngineEvent::Failed { task, why } => {
-                    let sense = match why {
-                        Failure::InvalidFieldInCdb => Sense::invalid_field_in_cdb(0, None),
-                        Failure::DataPhase => Sense::DATA_PHASE_ERROR,
-                        Failure::Crc => Sense::CRC_ERROR,
+                    let resp = match why {
+                        Failure::InvalidFieldInCdb => {
+                            Response::check(Sense::invalid_field_in_cdb(0, None))
+                        }
+                        Failure::DataPhase => Response::check(Sense::DATA_PHASE_ERROR),
+                        Failure::Crc => Response::check(Sense::CRC_ERROR),
+                        Failure::Busy => Response::status(scsi_wire::status::BUSY),
+                        Failure::TaskSetFull => Response::status(scsi_wire::status::TASK_SET_FULL),
                     };
-                    self.respond(task, Response::check(sense));
+                    self.respond(task, resp);
                 }
                 EngineEvent::TaskManagement { tag, function } => {
                     self.task_management(tag, function)

@@ -11,6 +11,7 @@ pub(super) fn list() -> Vec<String> {
         "setup_id",
         "threads",
         "async_lun_replace",
+        "scst_max_cmd_mem",
         "last_sysfs_mgmt_res",
         "active_sessions",
         "active_tgt_devs",
@@ -35,6 +36,11 @@ pub(super) fn read(tree: &ScstTree, path: &MgmtPath, name: &str) -> Result<Strin
             let on = tree.scst.async_lun_replace();
             Ok(with_key(u8::from(on).to_string(), on))
         }
+        "scst_max_cmd_mem" => {
+            let mib = tree.scst.cmd_mem.limit() >> 20;
+            let default = scst_core::cmd_mem::default_limit() >> 20;
+            Ok(with_key(mib.to_string(), mib != default))
+        }
         "last_sysfs_mgmt_res" => Ok(tree.last_result.load(Ordering::Relaxed).to_string()),
         "active_sessions" => Ok(scst_core::session::live_counts().0.to_string()),
         "active_tgt_devs" => Ok(scst_core::session::live_counts().1.to_string()),
@@ -51,6 +57,22 @@ pub(super) fn write(
     match name {
         "async_lun_replace" => {
             tree.scst.set_async_lun_replace(bool01(path, value)?);
+            Ok(())
+        }
+        "scst_max_cmd_mem" => {
+            let mib = value
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|&m| m > 0)
+                .ok_or_else(|| {
+                    TreeError::at(
+                        path,
+                        ErrorKind::Invalid,
+                        format!("{value:?} is not a size in MiB (1 or more)"),
+                    )
+                })?;
+            tree.scst.cmd_mem.set_limit((mib as usize) << 20);
             Ok(())
         }
         "threads" => Err(TreeError::at(
