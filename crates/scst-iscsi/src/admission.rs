@@ -149,6 +149,8 @@ struct Entry {
 #[derive(Default)]
 struct Inner {
     next_id: u64,
+    /// Connections that gave way at a bound, since start.
+    given_way: u64,
     /// By accept order: the first is the oldest.
     by_age: BTreeMap<u64, Entry>,
     per_addr: HashMap<IpAddr, BTreeSet<u64>>,
@@ -182,6 +184,19 @@ impl Inner {
     }
 }
 
+/// What the per-address bound counts by: the address, IPv4-mapped ones as IPv4, and
+/// an IPv6 address by its /64, which one host commonly has to itself.
+fn source(addr: IpAddr) -> IpAddr {
+    match addr.to_canonical() {
+        IpAddr::V6(v6) => {
+            let mut segments = v6.segments();
+            segments[4..].fill(0);
+            IpAddr::V6(segments.into())
+        }
+        v4 => v4,
+    }
+}
+
 /// The connections that have not logged in yet.
 pub(crate) struct PendingLogins {
     inner: Mutex<Inner>,
@@ -209,19 +224,31 @@ impl PendingLogins {
     /// one more pending connection gives way; `None` when none can (the new connection
     /// must be closed).
     pub(crate) fn admit(self: &Arc<Self>, addr: IpAddr, short_of_fds: bool) -> Option<Pending> {
-        let addr = addr.to_canonical();
+        let addr = source(addr);
         let mut inner = self.inner.lock();
         if short_of_fds {
             let victim = inner.oldest()?;
             inner.evict(victim, Eviction::Descriptors);
         }
-        if inner.per_addr.get(&addr).map_or(0, BTreeSet::len) >= self.max_per_addr {
-            if let Some(victim) = inner.oldest_of(&addr) {
-                inner.evict(victim, Eviction::PerAddress);
-            }
+        let bound = if inner.per_addr.get(&addr).map_or(0, BTreeSet::len) >= self.max_per_addr {
+            inner
+                .oldest_of(&addr)
+                .map(|victim| (victim, Eviction::PerAddress))
         } else if inner.by_age.len() >= self.max {
-            if let Some(victim) = inner.oldest() {
-                inner.evict(victim, Eviction::Overall);
+            inner.oldest().map(|victim| (victim, Eviction::Overall))
+        } else {
+            None
+        };
+        if let Some((victim, why)) = bound {
+            inner.evict(victim, why);
+            inner.given_way += 1;
+            // Once per burst, not once per connection: a flood must not flood the log.
+            if inner.given_way == 1 || inner.given_way.is_multiple_of(1000) {
+                log::warn!(
+                    "a connection from {addr} arrived while {why}: the oldest one gives \
+                     way ({} so far)",
+                    inner.given_way
+                );
             }
         }
         let id = inner.next_id;
@@ -352,6 +379,22 @@ mod tests {
         let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
         let _b = pl.admit(mapped, false).expect("admitted");
         assert_eq!(evicted(&a), Some(Eviction::PerAddress));
+    }
+
+    #[test]
+    fn an_ipv6_host_counts_by_its_prefix() {
+        let pl = Arc::new(PendingLogins::new(8, 1));
+        let a = pl
+            .admit("2001:db8:1:2::10".parse().unwrap(), false)
+            .unwrap();
+        let _b = pl
+            .admit("2001:db8:1:2:ffff::1".parse().unwrap(), false)
+            .unwrap();
+        assert_eq!(evicted(&a), Some(Eviction::PerAddress), "same /64");
+        let _c = pl
+            .admit("2001:db8:1:3::10".parse().unwrap(), false)
+            .unwrap();
+        assert_eq!(pl.len(), 2, "another /64 is another source");
     }
 
     #[test]
