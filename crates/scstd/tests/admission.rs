@@ -164,8 +164,8 @@ fn an_idle_connection_flood_gives_way_to_a_real_login() {
 
     // A second wave does not touch a logged-in session.
     let more = flood(d.addr, 71..=80, per_addr);
-    wait_held_at_most(&held, MAX_PENDING_LOGINS, "the first wave");
     io_works(&mut i, 64, 5);
+    wait_held_at_most(&more, MAX_PENDING_LOGINS, "the second wave");
     let mut j = timed_login(&d, "after a second wave", 2);
     io_works(&mut j, 128, 7);
     drop((held, more));
@@ -249,6 +249,7 @@ fn descriptor_exhaustion_leaves_management_and_real_logins_working() {
     // And keeps working once more connections pour in.
     let more = flood(d.addr, 22..=31, MAX_PENDING_LOGINS_PER_ADDR - 1);
     io_works(&mut i, 640, 17);
+    wait_held_at_most(&more, (limit - reserve) as usize, "the second wave");
     let mut j = timed_login(&d, "after a second wave with descriptors short", 5);
     io_works(&mut j, 768, 19);
     assert_eq!(
