@@ -11,7 +11,8 @@
 //!
 //! Descriptors ([`FdBudget`]): the connections are counted as they are accepted and
 //! until their task has ended, everything else the process holds is counted from
-//! /proc/self/fd when the listener starts and whenever accept runs out. When a new
+//! /proc/self/fd when the listener starts, at most once a second while connections
+//! arrive, and whenever accept runs out. When a new
 //! connection brings the total within [`fd_reserve`] of the soft RLIMIT_NOFILE, a
 //! pending connection gives way as well (with none pending, the new one is closed);
 //! within half the reserve the new one is closed too. So the management socket, device
@@ -20,8 +21,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use tokio::sync::Notify;
@@ -52,6 +53,9 @@ pub fn open_file_limit() -> u64 {
     rl.rlim_cur
 }
 
+/// How often [`FdBudget`] counts again what is not a connection.
+const RECOUNT_EVERY: Duration = Duration::from_secs(1);
+
 /// Descriptors open in this process now, if /proc says.
 fn open_fds() -> Option<u64> {
     // The directory's own descriptor is listed too.
@@ -73,34 +77,41 @@ pub(crate) enum FdPressure {
 pub(crate) struct FdBudget {
     limit: u64,
     reserve: u64,
-    /// Descriptors held by anything but the connections.
-    others: AtomicU64,
+    /// Descriptors held by anything but the connections, as last counted.
+    others: u64,
+    counted: Instant,
 }
 
 impl FdBudget {
-    /// Measured now, with `conns` connections open.
+    /// Counted now, with `conns` connections open.
     pub(crate) fn measure(conns: usize) -> FdBudget {
         let limit = open_file_limit();
-        let b = FdBudget {
+        let mut b = FdBudget {
             limit,
             reserve: fd_reserve(limit),
-            others: AtomicU64::new(0),
+            others: 0,
+            counted: Instant::now(),
         };
         b.remeasure(conns);
         b
     }
 
     /// Count again what is not a connection (devices added, management clients).
-    pub(crate) fn remeasure(&self, conns: usize) {
+    pub(crate) fn remeasure(&mut self, conns: usize) {
         if let Some(n) = open_fds() {
-            self.others
-                .store(n.saturating_sub(conns as u64), Ordering::Relaxed);
+            self.others = n.saturating_sub(conns as u64);
         }
+        self.counted = Instant::now();
     }
 
-    /// The pressure with `conns` connections open, the new one included.
-    pub(crate) fn pressure(&self, conns: usize) -> FdPressure {
-        let in_use = (conns as u64).saturating_add(self.others.load(Ordering::Relaxed));
+    /// The pressure with `conns` connections open, the new one included. What is not a
+    /// connection is counted again at most once a second (devices are added at run
+    /// time), so that a flood costs no directory scan per connection.
+    pub(crate) fn pressure(&mut self, conns: usize) -> FdPressure {
+        if self.counted.elapsed() >= RECOUNT_EVERY {
+            self.remeasure(conns);
+        }
+        let in_use = (conns as u64).saturating_add(self.others);
         if in_use.saturating_add(self.reserve / 2) >= self.limit {
             FdPressure::Exhausted
         } else if in_use.saturating_add(self.reserve) >= self.limit {
@@ -399,20 +410,26 @@ mod tests {
 
     #[test]
     fn descriptor_pressure_grows_towards_the_limit() {
-        let b = FdBudget {
+        let mut b = FdBudget {
             limit: 128,
             reserve: 32,
-            others: AtomicU64::new(20),
+            others: 20,
+            counted: Instant::now(),
         };
         assert_eq!(b.pressure(75), FdPressure::Enough);
         assert_eq!(b.pressure(76), FdPressure::Short);
         assert_eq!(b.pressure(91), FdPressure::Short);
         assert_eq!(b.pressure(92), FdPressure::Exhausted);
-        let measured = FdBudget::measure(0);
-        assert!(
-            measured.others.load(Ordering::Relaxed) >= 3,
-            "stdio at least"
-        );
+        let mut measured = FdBudget::measure(0);
+        assert!(measured.others >= 3, "stdio at least");
+        // Descriptors opened since are seen at the next count (other tests open and
+        // close theirs meanwhile: only what this one holds is certain).
+        let held: Vec<std::fs::File> = (0..50)
+            .map(|_| std::fs::File::open("/proc/self/stat").unwrap())
+            .collect();
+        measured.remeasure(0);
+        assert!(measured.others >= 50, "{}", measured.others);
+        drop(held);
     }
 
     #[test]

@@ -254,7 +254,7 @@ impl IscsiDriver {
     pub async fn serve(self: Arc<Self>, listener: TcpListener) {
         let mut stop = self.shutdown.subscribe();
         // Measured here, after the daemon raised the soft limit at start.
-        let fds = admission::FdBudget::measure(self.open_connections());
+        let mut fds = admission::FdBudget::measure(self.open_connections());
         let (mut failures, mut refused) = (0u64, 0u64);
         loop {
             tokio::select! {
