@@ -139,6 +139,8 @@ pub(crate) enum Eviction {
     Overall,
     /// Descriptors ran short.
     Descriptors,
+    /// `max_open_connections` connections were open.
+    OpenConnections,
 }
 
 impl std::fmt::Display for Eviction {
@@ -147,6 +149,7 @@ impl std::fmt::Display for Eviction {
             Eviction::PerAddress => "too many connections from its address are logging in",
             Eviction::Overall => "too many connections are logging in",
             Eviction::Descriptors => "open files are running short",
+            Eviction::OpenConnections => "max_open_connections connections are open",
         })
     }
 }
@@ -283,12 +286,14 @@ impl PendingLogins {
         })
     }
 
-    /// Descriptors ran out: the oldest pending connection gives way, if there is one.
-    pub(crate) fn make_room(&self) {
+    /// The oldest pending connection gives way, if there is one (`false`: none).
+    pub(crate) fn make_room(&self, why: Eviction) -> bool {
         let mut inner = self.inner.lock();
-        if let Some(victim) = inner.oldest() {
-            inner.evict(victim, Eviction::Descriptors);
-        }
+        let Some(victim) = inner.oldest() else {
+            return false;
+        };
+        inner.evict(victim, why);
+        true
     }
 
     /// Connections pending now.
@@ -371,6 +376,18 @@ mod tests {
         let a = pl.admit(ip(1), false).expect("admitted");
         let b = pl.admit(ip(2), true).expect("admitted");
         assert_eq!(evicted(&a), Some(Eviction::Descriptors));
+        assert!(evicted(&b).is_none());
+        assert_eq!(pl.len(), 1);
+    }
+
+    #[test]
+    fn making_room_takes_the_oldest_if_any() {
+        let pl = Arc::new(PendingLogins::new(8, 8));
+        assert!(!pl.make_room(Eviction::OpenConnections), "nothing pending");
+        let a = pl.admit(ip(1), false).expect("admitted");
+        let b = pl.admit(ip(2), false).expect("admitted");
+        assert!(pl.make_room(Eviction::OpenConnections));
+        assert_eq!(evicted(&a), Some(Eviction::OpenConnections));
         assert!(evicted(&b).is_none());
         assert_eq!(pl.len(), 1);
     }

@@ -25,6 +25,7 @@ use scst_core::{DeviceEntry, Scst, SessionEvents};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
+use admission::Eviction;
 pub use conn::ConnEvent;
 pub use params::{validate_target_attr, AttrError, Expected};
 
@@ -263,16 +264,20 @@ impl IscsiDriver {
                         failures = 0;
                         let open = self.active_conns.fetch_add(1, Ordering::AcqRel);
                         let slot = ConnSlot(self.clone());
-                        if open >= self.max_open_connections() {
+                        // At the limit a connection still logging in gives way, as at
+                        // the pending bounds: idle ones must not lock logins out.
+                        if open >= self.max_open_connections()
+                            && !self.pending.make_room(Eviction::OpenConnections)
+                        {
                             log::warn!(
                                 "connection from {peer} closed: {open} connections are open \
-                                 (max_open_connections)"
+                                 (max_open_connections), none of them logging in"
                             );
                             continue;
                         }
                         let pressure = fds.pressure(open + 1);
                         if pressure == admission::FdPressure::Exhausted {
-                            self.pending.make_room();
+                            self.pending.make_room(Eviction::Descriptors);
                         }
                         let admitted = match pressure {
                             admission::FdPressure::Exhausted => None,
@@ -315,7 +320,7 @@ impl IscsiDriver {
                             matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
                         if out_of_fds {
                             fds.remeasure(self.open_connections());
-                            self.pending.make_room();
+                            self.pending.make_room(Eviction::Descriptors);
                         }
                         if failures == 1 || failures.is_multiple_of(100) {
                             log::warn!("accept: {e} ({failures} in a row)");
