@@ -5,6 +5,7 @@
 //! buffers and hands complete commands to the core's `Nexus`.
 
 use iscsi_engine::auth;
+pub mod admission;
 mod conn;
 mod discovery;
 mod io;
@@ -24,6 +25,7 @@ use scst_core::{DeviceEntry, Scst, SessionEvents};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
+use admission::Eviction;
 pub use conn::ConnEvent;
 pub use params::{validate_target_attr, AttrError, Expected};
 
@@ -96,6 +98,8 @@ pub struct IscsiDriver {
     active_conns: AtomicUsize,
     login_timeout: AtomicU32,
     max_open_connections: AtomicUsize,
+    /// Connections that have not logged in yet (see `admission`).
+    pending: Arc<admission::PendingLogins>,
     pub(crate) isns: isns::IsnsState,
     /// Where connections run; without them (tests), on the caller's runtime.
     net_threads: std::sync::OnceLock<net_threads::NetThreads>,
@@ -114,6 +118,7 @@ impl IscsiDriver {
             active_conns: AtomicUsize::new(0),
             login_timeout: AtomicU32::new(DEFAULT_LOGIN_TIMEOUT),
             max_open_connections: AtomicUsize::new(DEFAULT_MAX_OPEN_CONNECTIONS),
+            pending: Arc::default(),
             isns: isns::IsnsState::default(),
             net_threads: std::sync::OnceLock::new(),
         })
@@ -216,6 +221,12 @@ impl IscsiDriver {
         self.active_conns.load(Ordering::Acquire)
     }
 
+    /// TCP connections open now that have not completed a normal session's login
+    /// (discovery sessions included).
+    pub fn pending_logins(&self) -> usize {
+        self.pending.len()
+    }
+
     /// iSCSI commands alive now (received, not yet answered or dropped).
     pub fn active_commands(&self) -> usize {
         conn::live_tasks()
@@ -244,23 +255,51 @@ impl IscsiDriver {
     /// Accept connections on `listener` until shutdown.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) {
         let mut stop = self.shutdown.subscribe();
+        // Measured here, after the daemon raised the soft limit at start.
+        let mut fds = admission::FdBudget::measure(self.open_connections());
+        let (mut failures, mut refused) = (0u64, 0u64);
         loop {
             tokio::select! {
                 r = listener.accept() => match r {
                     Ok((stream, peer)) => {
+                        failures = 0;
                         let open = self.active_conns.fetch_add(1, Ordering::AcqRel);
                         let slot = ConnSlot(self.clone());
-                        if open >= self.max_open_connections() {
+                        // At the limit a connection still logging in gives way, as at
+                        // the pending bounds: idle ones must not lock logins out.
+                        if open >= self.max_open_connections()
+                            && !self.pending.make_room(Eviction::OpenConnections)
+                        {
                             log::warn!(
                                 "connection from {peer} closed: {open} connections are open \
-                                 (max_open_connections)"
+                                 (max_open_connections), none of them logging in"
                             );
-                            drop(stream);
-                            drop(slot);
                             continue;
                         }
+                        let pressure = fds.pressure(open + 1);
+                        if pressure == admission::FdPressure::Exhausted {
+                            self.pending.make_room(Eviction::Descriptors);
+                        }
+                        let admitted = match pressure {
+                            admission::FdPressure::Exhausted => None,
+                            p => self.pending.admit(peer.ip(), p == admission::FdPressure::Short),
+                        };
+                        let Some(pending) = admitted else {
+                            refused += 1;
+                            if refused == 1 || refused.is_multiple_of(1000) {
+                                log::warn!(
+                                    "connection from {peer} closed: open files are running \
+                                     short ({} connections and {} kept free of a limit of \
+                                     {}; {refused} closed so far)",
+                                    open + 1,
+                                    fds.reserve(),
+                                    fds.limit()
+                                );
+                            }
+                            continue;
+                        };
                         let serve = move |stream: TcpStream| async move {
-                            slot.0.connection(stream).await;
+                            slot.0.connection(stream, pending).await;
                             log::debug!("connection from {peer} finished");
                             drop(slot);
                         };
@@ -275,8 +314,18 @@ impl IscsiDriver {
                         }
                     }
                     Err(e) => {
-                        // Out of descriptors and the like: back off instead of spinning.
-                        log::warn!("accept: {e}");
+                        // Out of descriptors: a connection still logging in gives way,
+                        // and the loop backs off instead of spinning on the error.
+                        failures += 1;
+                        let out_of_fds =
+                            matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+                        if out_of_fds {
+                            fds.remeasure(self.open_connections());
+                            self.pending.make_room(Eviction::Descriptors);
+                        }
+                        if failures == 1 || failures.is_multiple_of(100) {
+                            log::warn!("accept: {e} ({failures} in a row)");
+                        }
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 },
@@ -285,9 +334,9 @@ impl IscsiDriver {
         }
     }
 
-    async fn connection(self: &Arc<Self>, stream: TcpStream) {
+    async fn connection(self: &Arc<Self>, stream: TcpStream, pending: admission::Pending) {
         let _ = stream.set_nodelay(true);
-        login::serve_connection(self.clone(), stream).await;
+        login::serve_connection(self.clone(), stream, pending).await;
     }
 
     /// Stop accepting, close every session, and wait (bounded) for their connections.

@@ -22,6 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
+use crate::admission::Pending;
 use crate::conn::{self, ConnEvent};
 use crate::params::{self, ConnParams};
 use crate::{EventSink, IscsiDriver, SessionHandle, SessionKey, SessionSlot};
@@ -253,17 +254,30 @@ fn log_close(peer: &str, why: &Close) {
     }
 }
 
-pub(crate) async fn serve_connection(driver: Arc<IscsiDriver>, mut stream: TcpStream) {
+pub(crate) async fn serve_connection(
+    driver: Arc<IscsiDriver>,
+    mut stream: TcpStream,
+    pending: Pending,
+) {
     let local_addr = match stream.local_addr() {
         Ok(a) => a,
         Err(_) => return,
     };
     let peer_addr = stream.peer_addr().ok();
     let peer = peer_addr.map(|a| a.to_string()).unwrap_or_default();
-    let Some((li, received)) = login_and_discovery(&driver, &mut stream, local_addr, &peer).await
-    else {
+    // Until its login completes the connection may have to give way to a newer one
+    // (admission explains why the oldest goes).
+    let logged_in = tokio::select! {
+        r = login_and_discovery(&driver, &mut stream, local_addr, &peer) => r,
+        why = pending.evicted() => {
+            log::debug!("connection from {peer} closed before its login completed: {why}");
+            None
+        }
+    };
+    let Some((li, received)) = logged_in else {
         return;
     };
+    drop(pending);
     let p = &li.params;
     let target = li.admission.target.clone();
     let nop = params::target_num(&target, "NopInInterval", params::DEFAULT_NOP_IN_INTERVAL);

@@ -147,6 +147,12 @@ impl<B: Backend> Vdisk<B> {
             a.push(("thin_provisioned", bool_attr(c.thin_provisioned)));
             a.push(("lb_per_pb_exp", bool_attr(c.lb_per_pb_exp)));
         }
+        if file_based && c.handler != Handler::Vcdrom {
+            // Actions, as SCST's write-only files: listed so that the tree lets them be
+            // written; they read empty and are never saved.
+            a.push(("resync_size", String::new()));
+            a.push(("sync", String::new()));
+        }
         if c.handler == Handler::Fileio {
             a.push(("o_direct", bool_attr(c.o_direct)));
             a.push(("async", bool_attr(c.async_io)));

@@ -187,6 +187,9 @@ pub struct FileBackend {
     memory_backed: bool,
     /// The io_uring engine for transfers that would block, when chosen and working.
     uring: Option<&'static Arc<Ring>>,
+    /// A regular file, which can shrink under the device (`truncate`): writes that
+    /// leave the inline path check they still land inside it.
+    regular: bool,
 }
 
 /// What a RWF_NOWAIT transfer of `want` bytes came to: done, or `None` to redo it
@@ -270,6 +273,7 @@ impl FileBackend {
         // Seeking works for regular files and block devices alike.
         let size = (&file).seek(SeekFrom::End(0))?;
         let memory_backed = !direct && is_memory_backed(&file);
+        let regular = file.metadata()?.is_file();
         // O_DIRECT goes through the bounce buffers of the I/O threads; a memory
         // filesystem never waits. Everything else may use the ring.
         let uring = (engine == IoEngine::Uring && inline_io && !direct && !memory_backed)
@@ -277,6 +281,7 @@ impl FileBackend {
             .flatten();
         let backend = FileBackend {
             uring,
+            regular,
             file,
             direct,
             memory_backed,
@@ -286,6 +291,28 @@ impl FileBackend {
             dsync_flag: AtomicBool::new(true),
         };
         Ok((backend, size))
+    }
+
+    /// A write of `len` bytes at `off` must land inside the backing file: past the end
+    /// of a regular file it would silently grow the file back after it shrank under
+    /// the device. Checked where a write leaves the inline path (it waits for an I/O
+    /// thread or the ring, so one fstat is noise); a block device refuses such a write
+    /// itself.
+    fn check_inside(&self, off: u64, len: usize) -> io::Result<()> {
+        if !self.regular {
+            return Ok(());
+        }
+        let size = self.file.metadata()?.len();
+        if off.saturating_add(len as u64) > size {
+            return Err(io::Error::new(
+                io::ErrorKind::FileTooLarge,
+                format!(
+                    "beyond the end of the backing file ({size} bytes): it shrank under \
+                     the device (write resync_size to report the new capacity)"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// One pwritev2/preadv2 call. Returns bytes transferred.
@@ -468,7 +495,10 @@ impl Backend for FileBackend {
             return Err(done);
         };
         // Where RWF_DSYNC is missing a stable write needs write + fdatasync: blocking.
-        if stable && !self.dsync_flag.load(Ordering::Relaxed) {
+        // A write past the end of a file that shrank is refused by the blocking path.
+        if stable && !self.dsync_flag.load(Ordering::Relaxed)
+            || self.check_inside(off, data.len()).is_err()
+        {
             return Err(done);
         }
         let flags = if stable { libc::RWF_DSYNC } else { 0 };
@@ -509,6 +539,9 @@ impl Backend for FileBackend {
             } else {
                 None
             };
+        }
+        if let Err(e) = self.check_inside(off, buf.len()) {
+            return Some(Err(e));
         }
         if !self.direct {
             return Some(self.write_plain(buf, off, stable));

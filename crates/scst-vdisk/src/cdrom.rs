@@ -53,6 +53,7 @@ struct Medium {
 
 impl Medium {
     fn open(path: &str) -> io::Result<Medium> {
+        crate::check_file_type(path)?;
         let (backend, size) = FileBackend::open(path, true, false, true)?;
         Ok(Medium {
             path: path.to_string(),

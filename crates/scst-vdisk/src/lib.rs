@@ -75,6 +75,49 @@ pub enum VdiskError {
         path: String,
         err: std::io::Error,
     },
+    #[error("device {dev}: filename {path}: {why}")]
+    Unusable {
+        dev: String,
+        path: String,
+        why: Unusable,
+    },
+}
+
+/// Why a backing file that opens cannot serve as a disk (SCST accepts only regular
+/// files and block devices of at least one block).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unusable {
+    #[error("is a {0}, not a regular file or block device")]
+    NotFileOrBlockDevice(&'static str),
+    #[error("holds {size} bytes, less than one block of {block_size}")]
+    SmallerThanABlock { size: u64, block_size: u32 },
+}
+
+/// Refuse what is not a regular file or a block device before opening it: opening a
+/// FIFO could block, and a character device such as /dev/zero or /dev/null would
+/// pass for a disk whose every read fails or returns nothing.
+pub(crate) fn check_file_type(path: &str) -> Result<(), std::io::Error> {
+    use std::os::unix::fs::FileTypeExt;
+    // A file that does not exist fails here with the error open would give.
+    let m = std::fs::metadata(path)?;
+    let t = m.file_type();
+    let kind = if m.is_file() || t.is_block_device() {
+        return Ok(());
+    } else if t.is_dir() {
+        "directory"
+    } else if t.is_char_device() {
+        "character device"
+    } else if t.is_fifo() {
+        "FIFO"
+    } else if t.is_socket() {
+        "socket"
+    } else {
+        "special file"
+    };
+    Err(std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        Unusable::NotFileOrBlockDevice(kind),
+    ))
 }
 
 /// A run-time attribute write is validated by the creation code: its errors, by kind.
@@ -98,6 +141,11 @@ impl From<VdiskError> for scst_core::AttrError {
                 attr: "filename".into(),
                 reason: format!("{path}: {err}"),
             },
+            VdiskError::Unusable { dev, path, why } => scst_core::AttrError::Backend {
+                device: dev,
+                attr: "filename".into(),
+                reason: format!("{path}: {why}"),
+            },
         }
     }
 }
@@ -110,6 +158,11 @@ impl VdiskError {
             reason,
         }
     }
+}
+
+/// The [`Unusable`] reason an I/O error carries, if it carries one.
+fn unusable_reason(e: &std::io::Error) -> Option<Unusable> {
+    e.get_ref()?.downcast_ref::<Unusable>().cloned()
 }
 
 /// The dev handlers this crate provides.
@@ -140,11 +193,28 @@ pub fn create_device(
     let cfg = VdiskConfig::parse(h, name, attrs, setup_id)?;
     let open = |direct: bool, inline_io: bool| {
         let path = cfg.filename.clone().unwrap_or_default();
-        FileBackend::open(&path, cfg.read_only, direct, inline_io).map_err(|err| VdiskError::Open {
+        let unusable = |why| VdiskError::Unusable {
             dev: name.into(),
-            path,
-            err,
-        })
+            path: path.clone(),
+            why,
+        };
+        let opened = check_file_type(&path)
+            .and_then(|()| FileBackend::open(&path, cfg.read_only, direct, inline_io));
+        let (backend, size) = opened.map_err(|err| match unusable_reason(&err) {
+            Some(why) => unusable(why),
+            None => VdiskError::Open {
+                dev: name.into(),
+                path: path.clone(),
+                err,
+            },
+        })?;
+        if size < u64::from(cfg.block_size) {
+            return Err(unusable(Unusable::SmallerThanABlock {
+                size,
+                block_size: cfg.block_size,
+            }));
+        }
+        Ok((backend, size))
     };
     Ok(match h {
         Handler::Nullio => {
@@ -200,5 +270,99 @@ mod tests {
             (d.name(), d.handler_name(), d.scsi_type()),
             ("n", "vdisk_nullio", 0)
         );
+    }
+
+    #[test]
+    fn backing_files_that_cannot_serve_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo reads the NUL-terminated path it is given.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let empty = dir.path().join("empty.img");
+        std::fs::File::create(&empty).unwrap();
+        let short = dir.path().join("short.img");
+        std::fs::write(&short, [0u8; 4000]).unwrap();
+        let dir_path = dir.path().display().to_string();
+        let (fifo, empty, short) = (
+            fifo.display().to_string(),
+            empty.display().to_string(),
+            short.display().to_string(),
+        );
+        let cases = [
+            (
+                "vdisk_fileio",
+                "/dev/zero",
+                "",
+                "is a character device, not a regular file or block device",
+            ),
+            (
+                "vdisk_fileio",
+                "/dev/null",
+                "",
+                "is a character device, not a regular file or block device",
+            ),
+            (
+                "vdisk_blockio",
+                "/dev/zero",
+                "",
+                "is a character device, not a regular file or block device",
+            ),
+            (
+                "vdisk_fileio",
+                &dir_path,
+                "",
+                "is a directory, not a regular file or block device",
+            ),
+            (
+                "vdisk_fileio",
+                &fifo,
+                "",
+                "is a FIFO, not a regular file or block device",
+            ),
+            (
+                "vdisk_fileio",
+                &empty,
+                "",
+                "holds 0 bytes, less than one block of 512",
+            ),
+            (
+                "vdisk_blockio",
+                &empty,
+                "",
+                "holds 0 bytes, less than one block of 512",
+            ),
+            (
+                "vdisk_fileio",
+                &short,
+                "4096",
+                "holds 4000 bytes, less than one block of 4096",
+            ),
+            (
+                "vcdrom",
+                "/dev/null",
+                "",
+                "is a character device, not a regular file or block device",
+            ),
+        ];
+        for (handler, path, bs, why) in cases {
+            let mut attrs = vec![("filename".to_string(), path.to_string())];
+            if !bs.is_empty() {
+                attrs.push(("blocksize".to_string(), bs.to_string()));
+            }
+            let e = create_device(handler, "d", &attrs, 0).err().expect(path);
+            assert_eq!(
+                e.to_string(),
+                format!("device d: filename {path}: {why}"),
+                "{handler}"
+            );
+        }
+        // One whole block is enough.
+        let attrs = vec![
+            ("filename".to_string(), short),
+            ("blocksize".to_string(), "2048".to_string()),
+        ];
+        let d = create_device("vdisk_fileio", "d", &attrs, 0).expect("one block serves");
+        assert_eq!(d.name(), "d");
     }
 }

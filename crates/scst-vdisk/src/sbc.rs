@@ -95,6 +95,19 @@ fn zeros(len: usize, mode: ExecMode) -> Response {
 /// Logs a failed backend operation of device `name` (`what`: the command's step) and
 /// gives the sense its kind maps to.
 pub(crate) fn failed(name: &str, what: &str, e: IoError) -> Sense {
+    let e = if e.source.kind() == std::io::ErrorKind::UnexpectedEof {
+        // Every range is checked against the device's size first, so the backing
+        // store ends early only when it shrank under the device: the block is out of
+        // range now (until resync_size tells the initiators), not a medium error.
+        let shrunk = std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            "the backing store ends before it: it shrank under the device \
+             (write resync_size to report the new capacity)",
+        );
+        IoError::new(e.op, e.offset, shrunk)
+    } else {
+        e
+    };
     log::error!("{name}: {what} at byte {} failed: {}", e.offset, e.source);
     e.sense()
 }

@@ -138,6 +138,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .target(env_logger::Target::Stderr)
         .try_init();
+    raise_open_file_limit();
     let text = std::fs::read_to_string(&args.config)
         .with_context(|| format!("cannot read config {}", args.config.display()))?;
     let conf = scst_mgmt::conf::parse(&text)
@@ -236,6 +237,46 @@ fn tune_allocator() {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20);
     }
+}
+
+/// Raise the soft RLIMIT_NOFILE to the hard limit: every connection and every fileio
+/// device holds a descriptor, and the default soft limit (1024) is smaller than the
+/// connections allowed. The iSCSI accept loop keeps a reserve below whatever limit
+/// results (scst_iscsi::admission).
+fn raise_open_file_limit() {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes only the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } != 0 {
+        log::warn!(
+            "cannot read the open-file limit: {}",
+            std::io::Error::last_os_error()
+        );
+        return;
+    }
+    // An unlimited hard limit still stops at the kernel's nr_open.
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<libc::rlim_t>().ok())
+        .unwrap_or(libc::rlim_t::MAX);
+    let target = rl.rlim_max.min(nr_open);
+    if rl.rlim_cur >= target {
+        log::info!("open-file limit: {}", rl.rlim_cur);
+        return;
+    }
+    let soft = rl.rlim_cur;
+    rl.rlim_cur = target;
+    // SAFETY: setrlimit reads only the struct it is given.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &rl) } != 0 {
+        log::warn!(
+            "cannot raise the open-file limit from {soft} to {target}: {}",
+            std::io::Error::last_os_error()
+        );
+        return;
+    }
+    log::info!("open-file limit raised from {soft} to {target}");
 }
 
 async fn serve(

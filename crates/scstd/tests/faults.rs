@@ -614,24 +614,39 @@ fn connection_session_and_buffer_limits() {
     let s = start("\tlogin_timeout 60\n\tmax_open_connections 4\n");
     let base = baseline(&s);
 
-    // max_open_connections: the fifth connection is closed right after accept.
+    // max_open_connections: a fifth connection makes the oldest of four that have not
+    // logged in give way (idle ones must not lock logins out)...
     let mut held: Vec<TcpStream> = (0..4)
         .map(|_| TcpStream::connect(s.d.addr).expect("connect"))
         .collect();
     wait_counters(&s.d, "four open connections", |c| c.open_connections == 4);
     let mut extra = TcpStream::connect(s.d.addr).expect("connect");
-    extra
+    held[0]
         .set_read_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");
     let mut b = [0u8; 1];
     assert!(
-        matches!(extra.read(&mut b), Ok(0) | Err(_)),
-        "the connection beyond max_open_connections is closed"
+        matches!(held[0].read(&mut b), Ok(0) | Err(_)),
+        "the oldest connection gives way at max_open_connections"
     );
-    assert!(!peer_closed(&mut held[0]), "the others stay open");
+    assert!(!peer_closed(&mut held[1]), "the others stay open");
+    assert!(!peer_closed(&mut extra), "the new one stays open");
     drop(held);
     drop(extra);
     wait_baseline(&s.d, &base, "after the connection limit");
+    // ...while with four sessions logged in the fifth is closed right after accept.
+    let sessions: Vec<Initiator> = (0..4).map(|_| login(&s.d)).collect();
+    let mut extra = TcpStream::connect(s.d.addr).expect("connect");
+    extra
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    assert!(
+        matches!(extra.read(&mut b), Ok(0) | Err(_)),
+        "the connection beyond max_open_connections is closed"
+    );
+    drop(sessions);
+    drop(extra);
+    wait_baseline(&s.d, &base, "after the sessions at the connection limit");
 
     // MaxSessions 2: a third session is refused with "out of resources"; reinstating
     // one of the two is not a new session.

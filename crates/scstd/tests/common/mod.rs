@@ -32,19 +32,49 @@ impl Daemon {
 
     /// [`Daemon::start`] with extra command-line arguments (e.g. `--state-dir`).
     pub fn start_with(conf: &Path, extra: &[&std::ffi::OsStr]) -> Daemon {
+        Daemon::start_cmd(conf, extra, |_| {})
+    }
+
+    /// [`Daemon::start`] with RLIMIT_NOFILE set to `soft` and `hard`.
+    pub fn start_with_nofile(conf: &Path, soft: u64, hard: u64) -> Daemon {
+        use std::os::unix::process::CommandExt;
+        Daemon::start_cmd(conf, &[], |cmd| {
+            let limit = libc::rlimit {
+                rlim_cur: soft as libc::rlim_t,
+                rlim_max: hard as libc::rlim_t,
+            };
+            // SAFETY: the closure runs in the child between fork and exec, where it
+            // only calls setrlimit (async-signal-safe) on a value it owns.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        })
+    }
+
+    fn start_cmd(
+        conf: &Path,
+        extra: &[&std::ffi::OsStr],
+        configure: impl FnOnce(&mut Command),
+    ) -> Daemon {
         let mgmt_dir = tempfile::tempdir().expect("tempdir");
         let mgmt_socket = mgmt_dir.path().join("scstd.sock");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_scstd"))
-            .arg("--config")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_scstd"));
+        cmd.arg("--config")
             .arg(conf)
             .args(["--listen", "127.0.0.1:0"])
             .arg("--mgmt-socket")
             .arg(&mgmt_socket)
             .args(extra)
             .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn scstd");
+            .stderr(Stdio::piped());
+        configure(&mut cmd);
+        let mut child = cmd.spawn().expect("spawn scstd");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
