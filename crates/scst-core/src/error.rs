@@ -192,7 +192,9 @@ mod tests {
         assert_eq!(s, Sense::WRITE_PROTECTED);
         let s = sense_of(IoOp::Write, io::Error::from_raw_os_error(27));
         assert_eq!(s, Sense::LBA_OUT_OF_RANGE);
-        // A short read of a file truncated under the device is a medium error.
+        // A short read the backend cannot explain is a medium error (vdisk answers a
+        // read past the end of a file that shrank under it with LBA OUT OF RANGE
+        // before it gets here).
         let s = sense_of(IoOp::Read, io::ErrorKind::UnexpectedEof.into());
         assert_eq!(s.code(), asc::UNRECOVERED_READ_ERROR);
     }
