@@ -286,6 +286,7 @@ impl<B: Backend> Vdisk<B> {
             }
             "async" => {
                 l.async_io.store(c.async_io, Ordering::Relaxed);
+                self.backend.set_async(c.async_io);
                 AttrEffect::Nothing
             }
             "read_zero" => {

@@ -18,7 +18,7 @@ use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// `None`: would block, re-run in `Blocking` mode.
 pub type IoOutcome = Option<io::Result<()>>;
@@ -39,6 +39,9 @@ pub trait Backend: Send + Sync + 'static {
     fn async_io(&self) -> bool {
         false
     }
+    /// The device's `async` attribute: submit transfers that would block without a
+    /// thread waiting, where the backend can.
+    fn set_async(&self, _on: bool) {}
     /// Start reading `len` bytes at `off`; `done` gets the data. `Err(done)` when no
     /// transfer was started (the caller runs the command blocking instead).
     fn read_async(self: Arc<Self>, _len: usize, _off: u64, done: Done) -> Result<(), Done> {
@@ -185,8 +188,16 @@ pub struct FileBackend {
     /// is a memory copy that never waits for a device, and runs inline even where the
     /// filesystem lacks RWF_NOWAIT (tmpfs does).
     memory_backed: bool,
-    /// The io_uring engine for transfers that would block, when chosen and working.
-    uring: Option<&'static Arc<Ring>>,
+    /// The io_uring engine, once a transfer that would block may go to it.
+    uring: OnceLock<&'static Arc<Ring>>,
+    /// Transfers that would block go to the ring: the device's `async`, or the
+    /// process-wide engine (`--io-engine io_uring`).
+    use_ring: AtomicBool,
+    /// The process-wide engine is io_uring.
+    ring_by_default: bool,
+    /// The ring can serve this file: O_DIRECT goes through the bounce buffers of the
+    /// I/O threads, and a memory filesystem never waits.
+    ring_eligible: bool,
     /// A regular file, which can shrink under the device (`truncate`): writes that
     /// leave the inline path check they still land inside it.
     regular: bool,
@@ -274,13 +285,11 @@ impl FileBackend {
         let size = (&file).seek(SeekFrom::End(0))?;
         let memory_backed = !direct && is_memory_backed(&file);
         let regular = file.metadata()?.is_file();
-        // O_DIRECT goes through the bounce buffers of the I/O threads; a memory
-        // filesystem never waits. Everything else may use the ring.
-        let uring = (engine == IoEngine::Uring && inline_io && !direct && !memory_backed)
-            .then(uring::ring)
-            .flatten();
         let backend = FileBackend {
-            uring,
+            uring: OnceLock::new(),
+            use_ring: AtomicBool::new(false),
+            ring_by_default: engine == IoEngine::Uring,
+            ring_eligible: inline_io && !direct && !memory_backed,
             regular,
             file,
             direct,
@@ -290,7 +299,32 @@ impl FileBackend {
             nowait_write: AtomicBool::new(true),
             dsync_flag: AtomicBool::new(true),
         };
+        backend.select_engine(false);
         Ok((backend, size))
+    }
+
+    /// Transfers that would block go to io_uring when the device asks (`async`) or the
+    /// process-wide engine is io_uring, and the file can use it. Where io_uring cannot
+    /// be set up they stay on the I/O threads (`uring_unavailable` says why, at start).
+    pub fn select_engine(&self, async_io: bool) {
+        let want = (async_io || self.ring_by_default) && self.ring_eligible;
+        if want && self.uring.get().is_none() {
+            if let Some(ring) = uring::ring() {
+                let _ = self.uring.set(ring);
+            }
+        }
+        self.use_ring
+            .store(want && self.uring.get().is_some(), Ordering::Relaxed);
+    }
+
+    /// The ring, when transfers that would block go to it.
+    #[inline]
+    fn ring(&self) -> Option<&'static Arc<Ring>> {
+        if self.use_ring.load(Ordering::Relaxed) {
+            self.uring.get().copied()
+        } else {
+            None
+        }
     }
 
     /// A write of `len` bytes at `off` must land inside the backing file: past the end
@@ -471,11 +505,15 @@ impl Backend for FileBackend {
     }
 
     fn async_io(&self) -> bool {
-        self.uring.is_some()
+        self.ring().is_some()
+    }
+
+    fn set_async(&self, on: bool) {
+        self.select_engine(on);
     }
 
     fn read_async(self: Arc<Self>, len: usize, off: u64, done: Done) -> Result<(), Done> {
-        let Some(ring) = self.uring else {
+        let Some(ring) = self.ring() else {
             return Err(done);
         };
         let fd = self.file.as_raw_fd();
@@ -491,7 +529,7 @@ impl Backend for FileBackend {
         stable: bool,
         done: Done,
     ) -> Result<(), Done> {
-        let Some(ring) = self.uring else {
+        let Some(ring) = self.ring() else {
             return Err(done);
         };
         // Where RWF_DSYNC is missing a stable write needs write + fdatasync: blocking.
@@ -742,6 +780,32 @@ mod uring_tests {
         let (b, _) = FileBackend::open_with(path, false, false, true, IoEngine::Uring).unwrap();
         assert!(b.async_io(), "a disk file gets the ring");
         Some((f, Arc::new(b)))
+    }
+
+    #[test]
+    fn the_async_attribute_selects_the_ring_per_device() {
+        if uring::uring_unavailable().is_some() {
+            eprintln!("io_uring test skipped: io_uring unavailable here");
+            return;
+        }
+        let f = tempfile::NamedTempFile::new_in("/var/tmp").unwrap();
+        f.as_file().set_len(1 << 20).unwrap();
+        let path = f.path().to_str().unwrap();
+        // The process-wide engine is the threads: only `async` brings the ring.
+        let (b, _) = FileBackend::open_with(path, false, false, true, IoEngine::Threads).unwrap();
+        assert!(!b.async_io());
+        b.set_async(true);
+        assert!(b.async_io(), "async 1 submits through io_uring");
+        b.set_async(false);
+        assert!(!b.async_io(), "async 0 goes back to the I/O threads");
+        // With io_uring process-wide, async 0 keeps it.
+        let (b, _) = FileBackend::open_with(path, false, false, true, IoEngine::Uring).unwrap();
+        b.set_async(false);
+        assert!(b.async_io());
+        // O_DIRECT transfers never go to the ring.
+        let (b, _) = FileBackend::open_with(path, false, true, true, IoEngine::Threads).unwrap();
+        b.set_async(true);
+        assert!(!b.async_io());
     }
 
     fn wait(start: impl FnOnce(Done) -> Result<(), Done>) -> io::Result<Vec<u8>> {

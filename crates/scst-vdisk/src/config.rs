@@ -466,6 +466,15 @@ impl VdiskConfig {
 
     /// Checks across attributes, after all of them were set.
     pub(crate) fn check(&self) -> Result<(), VdiskError> {
+        if self.async_io && self.o_direct {
+            return Err(VdiskError::invalid(
+                &self.name,
+                "async",
+                "async submission with o_direct is not supported: O_DIRECT transfers run \
+                 on the I/O threads (drop one of the two)"
+                    .into(),
+            ));
+        }
         if !self.opt_trans_len.is_multiple_of(self.block_size) {
             return Err(VdiskError::invalid(
                 &self.name,
@@ -583,6 +592,9 @@ mod tests {
             ("async", "1"),
         ]);
         assert!(VdiskConfig::parse(Handler::Fileio, "d", &ok, 0).is_ok());
+        let both = kv(&[("filename", "/x"), ("async", "1"), ("o_direct", "1")]);
+        let e = VdiskConfig::parse(Handler::Fileio, "d", &both, 0).unwrap_err();
+        assert!(e.to_string().contains("o_direct is not supported"), "{e}");
     }
 
     #[test]

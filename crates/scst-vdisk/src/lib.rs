@@ -223,6 +223,7 @@ pub fn create_device(
         }
         Handler::Fileio => {
             let (b, size) = open(cfg.o_direct, true)?;
+            b.select_engine(cfg.async_io);
             Arc::new(Vdisk::new(cfg, b, size))
         }
         Handler::Blockio => {
