@@ -9,7 +9,7 @@
 //! pushing out another address's pending login: at that bound the flooder's own
 //! oldest connection goes.
 //!
-//! Descriptors ([`FdBudget`]): the connections are counted as they are accepted and
+//! Descriptors (`FdBudget`): the connections are counted as they are accepted and
 //! until their task has ended, everything else the process holds is counted from
 //! /proc/self/fd when the listener starts, at most once a second while connections
 //! arrive, and whenever accept runs out. When a new
