@@ -110,8 +110,10 @@ guest_build_initramfs() {
   cp "$(command -v busybox)" "$root/bin/busybox"
   cp "$scstd" "$root/bin/scstd"
   cp "$(command -v dmsetup)" "$root/sbin/dmsetup"
+  # The libraries each binary loads (none for a static busybox), and the loader.
   local lib
-  for lib in $( { ldd "$scstd"; ldd "$(command -v dmsetup)"; } | grep -o '/[^ ]*' | sort -u); do
+  for lib in $( { ldd "$scstd"; ldd "$(command -v dmsetup)"; ldd "$(command -v busybox)"; } 2>/dev/null |
+                grep -o '/[^ ]*' | sort -u); do
     mkdir -p "$root$(dirname "$lib")"
     cp -L "$lib" "$root$lib"
   done
@@ -144,7 +146,8 @@ guest_free_port() {
 
 # Boot the guest in the background. Sets GUEST_PID and GUEST_PORT; returns once the
 # guest reports scstd ready on its console (LOG), or fails with the console's tail.
-# usage: guest_boot SCENARIO LOG [DRIVE_SPEC...]   (a spec is QEMU's -drive value)
+# usage: guest_boot SCENARIO LOG [DRIVE_SPEC...]   (a spec is QEMU's -drive value;
+# GUEST_APPEND adds guest.NAME=VALUE parameters for the scenario)
 guest_boot() {
   local scenario=$1 log=$2; shift 2
   GUEST_PORT=$(guest_free_port) || return 2
@@ -154,7 +157,7 @@ guest_boot() {
   qemu-system-x86_64 -accel tcg -m 512 -smp 1 -nodefaults -no-reboot \
     -display none -serial "file:$log" -monitor none \
     -kernel "$GUEST_KERNEL" -initrd "$GUEST_INITRD" \
-    -append "console=ttyS0 panic=-1 loglevel=4 guest.scenario=$scenario" \
+    -append "console=ttyS0 panic=-1 loglevel=4 guest.scenario=$scenario ${GUEST_APPEND:-}" \
     -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$GUEST_PORT-:3260" \
     -device virtio-net-pci,netdev=n0 \
     "${drives[@]}" 2>>"$log.qemu" &

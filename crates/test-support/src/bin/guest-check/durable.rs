@@ -8,6 +8,8 @@
 //! be lost, so such a block may hold any of its generations from the durable one to
 //! the newest, never garbage and never an older one.
 
+#![forbid(unsafe_code)]
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;

@@ -6,6 +6,8 @@
 //! must never be answered GOOD, and the healthy LUN must be served while errors happen
 //! and after.
 
+#![forbid(unsafe_code)]
+
 use test_support::iscsi_wire::bhs::task_attr;
 use test_support::{scsi, Initiator, ScsiResult};
 

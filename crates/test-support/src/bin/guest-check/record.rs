@@ -3,6 +3,8 @@
 //! so that after a power cut every block reads as one whole write (and which), as never
 //! written (zeros), or as garbage: torn, misdirected or corrupt.
 
+#![forbid(unsafe_code)]
+
 /// Marks a block written by this test.
 const MAGIC: &[u8; 8] = b"SCSTDUR1";
 /// Header: magic, LBA, generation, LUN.
