@@ -108,13 +108,72 @@ fn region(ini: &mut Initiator, lun: u16) -> Result<(u64, u32), Box<dyn std::erro
     Ok((blocks.min(REGION_BLOCKS), block_len))
 }
 
+/// What a block read after a power cut says of the writes recorded for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// Generation `gen` (0: never written) is there, which the record allows.
+    Kept {
+        gen: u64,
+    },
+    Garbage,
+    /// An acknowledged durable write was lost.
+    OlderThanDurable {
+        gen: u64,
+        durable: u64,
+    },
+    /// A generation never sent to this block.
+    NewerThanSent {
+        gen: u64,
+        newest: u64,
+    },
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Verdict::Kept { gen } => write!(f, "generation {gen}"),
+            Verdict::Garbage => write!(f, "garbage (torn, misdirected or corrupt)"),
+            Verdict::OlderThanDurable { gen, durable } => write!(
+                f,
+                "generation {gen} read, but {durable} was acknowledged as durable"
+            ),
+            Verdict::NewerThanSent { gen, newest } => {
+                write!(f, "generation {gen} read, but the newest sent is {newest}")
+            }
+        }
+    }
+}
+
+/// The rule: a block holds a whole write no older than its last durable one and no
+/// newer than its last one sent; never garbage.
+fn judge(rec: Block, content: Content) -> Verdict {
+    let gen = match content {
+        Content::Zeros => 0,
+        Content::Write { gen } => gen,
+        Content::Garbage => return Verdict::Garbage,
+    };
+    if gen < rec.durable {
+        Verdict::OlderThanDurable {
+            gen,
+            durable: rec.durable,
+        }
+    } else if gen > rec.newest {
+        Verdict::NewerThanSent {
+            gen,
+            newest: rec.newest,
+        }
+    } else {
+        Verdict::Kept { gen }
+    }
+}
+
 /// Read every block under test and check it against the record; then tighten the
 /// record to what is on the medium now (after a reboot it is all that survived).
 pub fn verify(addr: &str, target: &str, state_path: &Path) -> Res {
     let mut st = State::load(state_path)?;
     let mut ini = login(addr, target)?;
     let mut failures = Vec::new();
-    let (mut checked, mut durable, mut lost_plain, mut newer_than_durable) = (0u64, 0, 0, 0);
+    let (mut read, mut durable, mut lost_plain, mut newer_than_durable) = (0u64, 0, 0, 0);
     for lun in LUNS {
         settle(&mut ini, lun)?;
         let (blocks, block_len) = region(&mut ini, lun)?;
@@ -131,49 +190,33 @@ pub fn verify(addr: &str, target: &str, state_path: &Path) -> Res {
             }
             for (i, data) in r.data.chunks(block_len as usize).enumerate() {
                 let at = lba + i as u64;
+                read += 1;
                 let rec = st.blocks.get(&(lun, at)).copied().unwrap_or_default();
-                let found = match record::decode(data, lun, at) {
-                    Content::Zeros => 0,
-                    Content::Write { gen } => gen,
-                    Content::Garbage => {
-                        failures.push(format!(
-                            "LUN {lun} LBA {at}: garbage (torn or misdirected), record {rec:?}"
-                        ));
-                        continue;
-                    }
-                };
-                checked += 1;
+                let content = record::decode(data, lun, at);
                 if rec.durable > 0 {
                     durable += 1;
                 }
-                if found < rec.durable {
-                    failures.push(format!(
-                        "LUN {lun} LBA {at}: generation {found} read, but {} was acknowledged as durable",
-                        rec.durable
-                    ));
-                } else if found > rec.newest {
-                    failures.push(format!(
-                        "LUN {lun} LBA {at}: generation {found} read, but the newest written is {}",
-                        rec.newest
-                    ));
-                } else {
-                    if found < rec.newest {
-                        lost_plain += 1;
+                match judge(rec, content) {
+                    Verdict::Kept { gen } => {
+                        if gen < rec.newest {
+                            lost_plain += 1;
+                        }
+                        if gen > rec.durable {
+                            newer_than_durable += 1;
+                        }
+                        // After the reboot this is on the medium: it is what must
+                        // stay there.
+                        if gen > 0 {
+                            let now = Block {
+                                durable: gen,
+                                newest: gen,
+                            };
+                            st.blocks.insert((lun, at), now);
+                        } else {
+                            st.blocks.remove(&(lun, at));
+                        }
                     }
-                    if found > rec.durable {
-                        newer_than_durable += 1;
-                    }
-                    if found > 0 {
-                        st.blocks.insert(
-                            (lun, at),
-                            Block {
-                                durable: found,
-                                newest: found,
-                            },
-                        );
-                    } else {
-                        st.blocks.remove(&(lun, at));
-                    }
+                    bad => failures.push(format!("LUN {lun} LBA {at}: {bad}, record {rec:?}")),
                 }
             }
             lba += n;
@@ -181,7 +224,7 @@ pub fn verify(addr: &str, target: &str, state_path: &Path) -> Res {
     }
     let pr = check_or_register_pr(&mut ini, &mut st)?;
     println!(
-        "verify: {checked} blocks read whole, {durable} of them with a write acknowledged \
+        "verify: {read} blocks read, {durable} of them with a write acknowledged \
          as durable, {newer_than_durable} holding a later plain write, {lost_plain} whose \
          newest plain write was lost; persistent reservation: {pr}"
     );
@@ -363,6 +406,44 @@ fn write_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lost_durable_write_or_garbage_fails() {
+        let rec = Block {
+            durable: 5,
+            newest: 7,
+        };
+        let w = |gen| Content::Write { gen };
+        // Plain writes after the durable one may or may not have survived.
+        for gen in 5..=7 {
+            assert_eq!(judge(rec, w(gen)), Verdict::Kept { gen });
+        }
+        assert_eq!(
+            judge(rec, w(4)),
+            Verdict::OlderThanDurable { gen: 4, durable: 5 }
+        );
+        assert_eq!(
+            judge(rec, Content::Zeros),
+            Verdict::OlderThanDurable { gen: 0, durable: 5 }
+        );
+        assert_eq!(
+            judge(rec, w(8)),
+            Verdict::NewerThanSent { gen: 8, newest: 7 }
+        );
+        assert_eq!(judge(rec, Content::Garbage), Verdict::Garbage);
+        // Never durable: zeros and any write sent are fine, garbage is not.
+        let plain = Block {
+            durable: 0,
+            newest: 3,
+        };
+        assert_eq!(judge(plain, Content::Zeros), Verdict::Kept { gen: 0 });
+        assert_eq!(judge(plain, w(3)), Verdict::Kept { gen: 3 });
+        assert_eq!(judge(plain, Content::Garbage), Verdict::Garbage);
+        assert_eq!(
+            judge(Block::default(), w(1)),
+            Verdict::NewerThanSent { gen: 1, newest: 0 }
+        );
+    }
 
     #[test]
     fn state_round_trips() {
