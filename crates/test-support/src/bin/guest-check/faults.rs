@@ -8,6 +8,10 @@
 
 #![forbid(unsafe_code)]
 
+use std::time::{Duration, Instant};
+
+use scsi_wire::asc::{self, Asc};
+use scsi_wire::sense::key;
 use test_support::iscsi_wire::bhs::task_attr;
 use test_support::{scsi, Initiator, ScsiResult};
 
@@ -17,11 +21,9 @@ use crate::{login, Res};
 const MEDIUM_LUN: u16 = 0;
 const FAULTY_LUN: u16 = 1;
 const HEALTHY_LUN: u16 = 2;
-const MEDIUM_ERROR: u8 = 0x03;
-/// UNRECOVERED READ ERROR.
-const READ_ERROR: (u8, u8) = (0x11, 0x00);
-/// PERIPHERAL DEVICE WRITE FAULT, SCST's answer to a failed write.
-const WRITE_ERROR: (u8, u8) = (0x03, 0x00);
+const READ_ERROR: Asc = asc::UNRECOVERED_READ_ERROR;
+/// SCST's answer to a failed write.
+const WRITE_ERROR: Asc = asc::PERIPHERAL_DEVICE_WRITE_FAULT;
 
 /// A range of blocks, parsed from START+COUNT.
 #[derive(Debug, Clone, Copy)]
@@ -45,15 +47,15 @@ impl std::str::FromStr for Range {
     }
 }
 
-fn expect_sense(what: &str, r: &ScsiResult, want: (u8, u8)) -> Res {
+fn expect_sense(what: &str, r: &ScsiResult, want: Asc) -> Res {
     if r.is_good() {
         return Err(format!("{what}: answered GOOD, but the device failed it").into());
     }
     match r.sense_key_asc_ascq() {
-        Some((MEDIUM_ERROR, asc, ascq)) if (asc, ascq) == want => Ok(()),
+        Some((key::MEDIUM_ERROR, code, qualifier)) if Asc { code, qualifier } == want => Ok(()),
         got => Err(format!(
-            "{what}: status {:#04x} sense {got:02x?}, expected MEDIUM ERROR {:02x}/{:02x}",
-            r.status, want.0, want.1
+            "{what}: status {:#04x} sense {got:02x?}, expected MEDIUM ERROR, {want}",
+            r.status
         )
         .into()),
     }
@@ -212,6 +214,58 @@ pub fn run(addr: &str, target: &str, medium: Range, dm_error: Range) -> Res {
     write_read_back(&mut ini, MEDIUM_LUN, 0, 8, 21)?;
     println!(
         "device-errors: the healthy LUN was served during and after the errors; all LUNs answer"
+    );
+    Ok(())
+}
+
+/// Device timeouts (device-timeout.conf): LUN 0's device answers nothing, LUN 1 is
+/// healthy. A read of LUN 0 must end, after the kernel's error handling gives up, in
+/// MEDIUM ERROR sense, and LUN 1 must be served while it hangs; afterwards a write to
+/// LUN 0 must fail too, never be answered GOOD.
+pub fn timeout(addr: &str, target: &str) -> Res {
+    const STUCK_LUN: u16 = 0;
+    const HEALTHY: u16 = 1;
+    // The kernel's error handling takes tens of seconds to give up on the device.
+    const HANG_LIMIT: Duration = Duration::from_secs(300);
+    let mut ini = login(addr, target)?;
+    ini.set_timeout(HANG_LIMIT);
+    crate::settle(&mut ini, STUCK_LUN)?;
+    crate::settle(&mut ini, HEALTHY)?;
+    let started = Instant::now();
+    let stuck = ini.submit(STUCK_LUN, &scsi::read16(0, 8), &[], 4096, task_attr::SIMPLE)?;
+    // Served while the read hangs, through the kernel's aborts and resets: writes and
+    // reads of the healthy LUN, one pair at a time, until the hung read completes.
+    let mut served = 0u64;
+    while ini.outstanding().contains(&stuck) {
+        if started.elapsed() > HANG_LIMIT {
+            return Err(format!("LUN 0: the hung read did not end within {HANG_LIMIT:?}").into());
+        }
+        write_read_back(&mut ini, HEALTHY, served * 8 % 32768, 8, 100 + served)?;
+        served += 1;
+        // Paced, so that the guest's one emulated CPU is not all spent serving them.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if served == 0 {
+        return Err("LUN 0: the read of the device that stopped answering did not hang".into());
+    }
+    let r = ini.wait(stuck)?;
+    let waited = started.elapsed();
+    expect_sense(
+        "LUN 0: READ(16) of the device that stopped answering",
+        &r,
+        READ_ERROR,
+    )?;
+    let r = ini.write16(STUCK_LUN, 0, &pattern(STUCK_LUN, 0, 8, 1), 512)?;
+    expect_sense(
+        "LUN 0: WRITE(16) to the device that stopped answering",
+        &r,
+        WRITE_ERROR,
+    )?;
+    write_read_back(&mut ini, HEALTHY, 0, 8, 2)?;
+    println!(
+        "device-timeout: the hung read ended in MEDIUM ERROR after {:.1} s; the healthy LUN \
+         served {served} write+read pairs meanwhile and answers after",
+        waited.as_secs_f64()
     );
     Ok(())
 }

@@ -11,6 +11,8 @@
 //!   guest's power), recording in STATE which writes were acknowledged as durable.
 //! - `guest-check device-errors ADDR TARGET MEDIUM DMERROR`: the device-error checks
 //!   (faults.rs); MEDIUM and DMERROR are the failing ranges as START+COUNT sectors.
+//! - `guest-check device-timeout ADDR TARGET`: a device that stops answering fails
+//!   its commands in the end while a healthy LUN is served (faults.rs).
 
 #![forbid(unsafe_code)]
 
@@ -33,7 +35,8 @@ fn usage() -> ExitCode {
         "usage: guest-check free-port\n       \
          guest-check durable-verify ADDR:PORT TARGET STATE\n       \
          guest-check durable-write ADDR:PORT TARGET STATE SEED\n       \
-         guest-check device-errors ADDR:PORT TARGET START+COUNT START+COUNT"
+         guest-check device-errors ADDR:PORT TARGET START+COUNT START+COUNT\n       \
+         guest-check device-timeout ADDR:PORT TARGET"
     );
     ExitCode::from(2)
 }
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        ["device-timeout", addr, target] => faults::timeout(addr, target),
         _ => return usage(),
     };
     match r {
