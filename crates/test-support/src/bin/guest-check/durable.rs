@@ -19,7 +19,7 @@ use test_support::iscsi_wire::bhs::task_attr;
 use test_support::{scsi, Initiator, InitiatorError, ScsiResult};
 
 use crate::record::{self, Content, XorShift};
-use crate::{login, settle, Res};
+use crate::{login, settle, write16_fua, Res};
 
 /// The LUNs under test (powerloss.conf): a write-back file and a block device.
 const LUNS: [u16; 2] = [0, 1];
@@ -292,13 +292,6 @@ fn cut(e: &InitiatorError) -> bool {
         e,
         InitiatorError::Io(_) | InitiatorError::ConnectionClosed | InitiatorError::Timeout
     )
-}
-
-/// WRITE(16) with the FUA bit.
-fn write16_fua(lba: u64, blocks: u32) -> [u8; 16] {
-    let mut c = scsi::write16(lba, blocks);
-    c[1] |= 0x08;
-    c
 }
 
 /// The writer: FUA writes, batches of pipelined plain writes followed by SYNCHRONIZE

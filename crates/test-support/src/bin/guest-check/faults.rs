@@ -127,14 +127,9 @@ pub fn run(addr: &str, target: &str, medium: Range, dm_error: Range) -> Res {
         &r,
         WRITE_ERROR,
     )?;
-    let fua = {
-        let mut c = scsi::write16(bad, 8);
-        c[1] |= 0x08;
-        c
-    };
     let r = ini.scsi(
         FAULTY_LUN,
-        &fua,
+        &crate::write16_fua(bad, 8),
         &pattern(FAULTY_LUN, bad, 8, 4),
         0,
         task_attr::SIMPLE,

@@ -24,7 +24,7 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::process::ExitCode;
 
-use test_support::{Initiator, LoginOptions};
+use test_support::{scsi, Initiator, LoginOptions};
 
 type Res = Result<(), Box<dyn std::error::Error>>;
 
@@ -94,4 +94,11 @@ fn settle(ini: &mut Initiator, lun: u16) -> Res {
         }
     }
     Err(format!("LUN {lun}: TEST UNIT READY never answered GOOD").into())
+}
+
+/// WRITE(16) with the FUA bit: durable once answered GOOD.
+fn write16_fua(lba: u64, blocks: u32) -> [u8; 16] {
+    let mut c = scsi::write16(lba, blocks);
+    c[1] |= 0x08;
+    c
 }
