@@ -1,5 +1,5 @@
 //! Operational key negotiation, target side, without I/O (RFC 7143 sections 6 and 13,
-//! SCST defaults from spec section 6.2).
+//! SCST defaults from scst-reference section 6.2).
 //!
 //! The login state machine owns the connection and the login-only keys
 //! (InitiatorName, TargetName, SessionType, AuthMethod and CHAP keys, ...; see
@@ -107,7 +107,7 @@ impl fmt::Display for DigestPolicy {
     }
 }
 
-/// The target's configured values for the negotiable keys (spec 6.2 defaults).
+/// The target's configured values for the negotiable keys (scst-reference 6.2 defaults).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalParams {
     pub initial_r2t: bool,

@@ -118,7 +118,7 @@ impl IscsiTid {
     }
 
     /// Initiator names compare case-insensitively (RFC 3722 normalises them to lower
-    /// case); a name-only TransportID matches every ISID of that initiator (spec 5.3.3).
+    /// case); a name-only TransportID matches every ISID of that initiator (scst-reference 5.3.3).
     pub fn matches(&self, other: &IscsiTid) -> bool {
         self.name.eq_ignore_ascii_case(&other.name)
             && match (self.isid, other.isid) {

@@ -218,7 +218,7 @@ impl Sense {
         Sense::named(key::ABORTED_COMMAND, asc::PROTOCOL_SERVICE_CRC_ERROR);
     pub const OVERLAPPED_COMMANDS: Sense =
         Sense::named(key::ABORTED_COMMAND, asc::OVERLAPPED_COMMANDS_ATTEMPTED);
-    // Unit attentions (spec/scst.md 5.1).
+    // Unit attentions (docs/scst-reference.md 5.1).
     pub const UA_POWER_ON_RESET: Sense =
         Sense::named(key::UNIT_ATTENTION, asc::POWER_ON_RESET_OR_BUS_DEVICE_RESET);
     pub const UA_BUS_RESET: Sense = Sense::named(key::UNIT_ATTENTION, asc::SCSI_BUS_RESET_OCCURRED);

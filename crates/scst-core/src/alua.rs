@@ -1,4 +1,4 @@
-//! Implicit ALUA (spec/scst.md 2.9, 5.4): device groups, target port groups and their
+//! Implicit ALUA (docs/scst-reference.md 2.9, 5.4): device groups, target port groups and their
 //! asymmetric access states, the per-command state filter, REPORT TARGET PORT GROUPS
 //! and the ASYMMETRIC ACCESS STATE CHANGED unit attention.
 //!
@@ -106,7 +106,7 @@ impl AluaState {
     }
 }
 
-/// The state filter (spec 5.4): `None` when `cdb` may run through a port in `state`,
+/// The state filter (scst-reference 5.4): `None` when `cdb` may run through a port in `state`,
 /// else the NOT READY sense to fail it with.
 pub fn filter(state: AluaState, cdb: &[u8]) -> Option<Sense> {
     let opcode = cdb.first().copied().unwrap_or(0);
@@ -377,7 +377,7 @@ fn dg_mut<'a>(groups: &'a mut [DeviceGroup], name: &str) -> Result<&'a mut Devic
         })
 }
 
-/// Management of device groups and target groups (spec 2.9).
+/// Management of device groups and target groups (scst-reference 2.9).
 impl Scst {
     /// A deleted device leaves its device group (SCST removes it on unregister).
     pub(crate) fn alua_forget_device(&self, dev: &Arc<DeviceEntry>) {

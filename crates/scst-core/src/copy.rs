@@ -1,4 +1,4 @@
-//! The copy manager (spec/scst.md 1.1 `scst_copy_mgr`, 4.2): EXTENDED COPY (LID1) and
+//! The copy manager (docs/scst-reference.md 1.1 `scst_copy_mgr`, 4.2): EXTENDED COPY (LID1) and
 //! RECEIVE COPY RESULTS, executed by the core for any device.
 //!
 //! Like SCST's copy manager, an EXTENDED COPY names its copy targets with
@@ -29,7 +29,7 @@ use crate::cmd::{Cdb, Cmd, ExecMode, Response, TaskAttr};
 use crate::error::{in_device_format, sense_format};
 use crate::session::{Session, TgtDev};
 
-/// SCST's limit: more makes the blocking machinery costly (spec 4.2).
+/// SCST's limit: more makes the blocking machinery costly (scst-reference 4.2).
 const MAX_TARGET_DESCRIPTORS: usize = 5;
 /// Segment descriptors per EXTENDED COPY. SCST's bound comes from its two-page
 /// per-command buffer; 128 is of the same order.

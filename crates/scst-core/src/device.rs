@@ -65,7 +65,7 @@ pub trait Device: Send + Sync + 'static {
     /// nothing to do: their commands end on their own.
     fn abort_running(&self) {}
     /// LOGICAL UNIT RESET / target reset: restore mode pages to saved values, clear
-    /// PREVENT MEDIUM REMOVAL (spec/scst.md 4.5).
+    /// PREVENT MEDIUM REMOVAL (docs/scst-reference.md 4.5).
     fn reset(&self) {}
     /// Attributes for the management tree, in SCST's names: (name, value, is_key).
     fn attributes(&self) -> Vec<(String, String, bool)> {
@@ -85,7 +85,7 @@ pub trait Device: Send + Sync + 'static {
         })
     }
     /// Apply an attribute write and say what initiators must be told (the core queues
-    /// the matching unit attention on every nexus of the device, spec 5.1). The default
+    /// the matching unit attention on every nexus of the device, scst-reference 5.1). The default
     /// delegates to [`Device::set_attribute`] and classifies by SCST's attribute names;
     /// a handler overrides it when it knows better (e.g. a size write that changed
     /// nothing).
@@ -147,7 +147,7 @@ pub enum AttrEffect {
 }
 
 impl AttrEffect {
-    /// SCST's effect of writing a vdisk attribute of this name (spec 2.5, 5.1).
+    /// SCST's effect of writing a vdisk attribute of this name (scst-reference 2.5, 5.1).
     pub fn of_attribute(name: &str) -> AttrEffect {
         match name {
             "size" | "size_mb" | "resync_size" => AttrEffect::CapacityChanged,

@@ -1,5 +1,5 @@
 //! What target drivers and dev handlers register with the core for management: the
-//! management side of SCST's target template and dev handler registration (spec/scst.md
+//! management side of SCST's target template and dev handler registration (docs/scst-reference.md
 //! 4.1, 2.4, 2.6). The management tree reaches drivers and handlers only through these
 //! traits, so a new transport or handler appears under `targets/` or `handlers/` by
 //! registering, without the tree knowing it.
@@ -163,7 +163,7 @@ pub trait TargetDriver: Send + Sync {
     }
 }
 
-/// `addr_method` of a target or an initiator group (spec 2.6).
+/// `addr_method` of a target or an initiator group (scst-reference 2.6).
 pub fn parse_addr_method(v: &str) -> Result<AddrMethod, MgmtError> {
     AddrMethod::from_name(&v.trim().to_ascii_uppercase()).ok_or_else(|| {
         MgmtError::Invalid(format!(

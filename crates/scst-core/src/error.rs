@@ -3,7 +3,7 @@
 //! - [`MgmtError`]: management errors, one line naming the object and the reason. A
 //!   failed management operation changes nothing.
 //! - [`IoError`]: a dev handler's backend operation that failed. Its [`IoErrorKind`]
-//!   decides the sense the initiator gets, here and nowhere else (spec/scst.md 4.3:
+//!   decides the sense the initiator gets, here and nowhere else (docs/scst-reference.md 4.3:
 //!   I/O -> MEDIUM ERROR, read-only -> DATA PROTECT, no space -> SPACE ALLOCATION
 //!   FAILED).
 //! - [`in_device_format`]: the one place a response's sense format (fixed or

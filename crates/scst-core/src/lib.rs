@@ -1,4 +1,4 @@
-//! The SCST target core (spec/scst.md sections 4.1, 5.1, 5.2): devices, targets, LUN
+//! The SCST target core (docs/scst-reference.md sections 4.1, 5.1, 5.2): devices, targets, LUN
 //! tables and security groups, sessions and their tgt_devs, unit attentions, task sets
 //! and task management. It never sees a PDU, a socket or a login key.
 //!

@@ -1,4 +1,4 @@
-//! The command lifecycle of one I_T nexus, the same for every target driver (spec/scst.md
+//! The command lifecycle of one I_T nexus, the same for every target driver (docs/scst-reference.md
 //! 4.1, 5.2; SAM-5 8.6): a transport hands over a command once its data-out is in,
 //! and the core takes it through LUN lookup, its task set (SIMPLE / ORDERED / HEAD OF
 //! QUEUE), the checks SCST makes when a task becomes enabled (unit attention, SPC-2 and

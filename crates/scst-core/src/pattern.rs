@@ -1,4 +1,4 @@
-//! SCST initiator-name patterns (spec/scst.md 2.8): `*` any run, `?` any one character,
+//! SCST initiator-name patterns (docs/scst-reference.md 2.8): `*` any run, `?` any one character,
 //! a leading `!` negates; matching is case-insensitive.
 
 pub fn matches(pattern: &str, name: &str) -> bool {

@@ -1,4 +1,4 @@
-//! Persistent reservations (SPC-4 5.13, 6.16, 6.17; spec/scst.md 5.3.2): the per-device
+//! Persistent reservations (SPC-4 5.13, 6.16, 6.17; docs/scst-reference.md 5.3.2): the per-device
 //! registration and reservation state, PERSISTENT RESERVE IN/OUT execution and the
 //! access rule the core applies to every command while a reservation exists.
 //!
@@ -113,7 +113,7 @@ pub(crate) struct NexusRef<'a> {
     pub rel_tgt_id: u16,
 }
 
-/// Name compare ignores case; a name-only TransportID matches any ISID (spec 5.3.3).
+/// Name compare ignores case; a name-only TransportID matches any ISID (scst-reference 5.3.3).
 pub(crate) fn tid_matches(a: &TransportId, b: &TransportId) -> bool {
     a.matches(b)
 }

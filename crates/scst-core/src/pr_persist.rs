@@ -1,4 +1,4 @@
-//! Persistent reservation state on disk: the `pr_state` text format (spec/scst.md
+//! Persistent reservation state on disk: the `pr_state` text format (docs/scst-reference.md
 //! 5.3.5), the APTPL file (5.3.4) and the handler's `pr_dump_dir` dumps (2.4).
 //!
 //! The APTPL file uses the `pr_state` text format rather than SCST's binary layout:

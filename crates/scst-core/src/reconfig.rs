@@ -1,5 +1,5 @@
 //! Live reconfiguration: every command of SCST's management tree applied to a running
-//! core without restarting sessions (spec/scst.md 2.3-2.8, 5.1). Each operation is
+//! core without restarting sessions (docs/scst-reference.md 2.3-2.8, 5.1). Each operation is
 //! all-or-nothing: it checks everything first and changes nothing when it fails; the
 //! error names the object and the reason.
 //!
@@ -38,7 +38,7 @@
 //!   are bound to it).
 //! - `initiator_add(t, g, pattern)`, `initiator_del`, `initiator_move(t, g, pattern,
 //!   dest)`, `initiator_clear(t, g)`. Binding happens at session creation only:
-//!   these never move existing sessions (spec 2.8).
+//!   these never move existing sessions (scst-reference 2.8).
 //! - `ini_groups(t)`.
 //!
 //! Root attribute `async_lun_replace` (seed 000): `async_lun_replace()`,
@@ -307,7 +307,7 @@ impl Scst {
     }
 
     /// Write a device attribute (`devices/<dev>/<attr>`) and queue the unit attention
-    /// the change calls for on every nexus of the device (spec 5.1).
+    /// the change calls for on every nexus of the device (scst-reference 5.1).
     pub fn set_device_attr(
         &self,
         device: &str,

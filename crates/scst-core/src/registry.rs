@@ -21,9 +21,9 @@ pub struct DeviceEntry {
     /// Every I_T_L nexus (tgt_dev) of this device, for unit attentions and resets that
     /// reach all initiators.
     pub(crate) tgt_devs: Mutex<Vec<Weak<TgtDev>>>,
-    /// SPC-2 and persistent reservations (spec 5.3), checked on every command.
+    /// SPC-2 and persistent reservations (scst-reference 5.3), checked on every command.
     pub(crate) resv: Reservations,
-    /// The device group's ALUA state for the data path (spec 5.4).
+    /// The device group's ALUA state for the data path (scst-reference 5.4).
     pub(crate) alua: crate::alua::DeviceAlua,
     /// The core instance, to find the target ports exporting the device (PR ALL_TG_PT,
     /// REGISTER AND MOVE).
@@ -82,7 +82,7 @@ impl DeviceEntry {
 }
 
 impl DeviceEntry {
-    /// Where and what to dump for `pr_dump_dir` (spec 2.4): disk devices of a handler
+    /// Where and what to dump for `pr_dump_dir` (scst-reference 2.4): disk devices of a handler
     /// with a dump directory write `<dir>/<unit serial number>`.
     pub(crate) fn pr_dump(&self, scst: &Scst) -> Option<(PathBuf, String)> {
         if self.dev.scsi_type() != 0 {
@@ -164,14 +164,14 @@ pub struct Scst {
     pub(crate) registry: Mutex<Registry>,
     /// Live reconfiguration state: `async_lun_replace` and parked cleanups.
     pub(crate) reconfig: crate::reconfig::ReconfigState,
-    /// Device groups and target groups (ALUA, spec 2.9).
+    /// Device groups and target groups (ALUA, scst-reference 2.9).
     pub(crate) alua: crate::alua::AluaGroups,
     pub io_pool: IoPool,
     next_session_id: std::sync::atomic::AtomicU64,
     /// Persistent state lives under it (`<dir>/pr/<device>` APTPL files); None: PR
     /// state is not persisted (unit tests). Set before devices are added.
     state_dir: Mutex<Option<PathBuf>>,
-    /// Handler-wide `pr_dump_dir` (spec 2.4), by handler name.
+    /// Handler-wide `pr_dump_dir` (scst-reference 2.4), by handler name.
     pr_dump_dirs: Mutex<BTreeMap<String, PathBuf>>,
     /// The target drivers and dev handlers management reaches (driver.rs).
     pub(crate) registrations: crate::driver::Registrations,
@@ -201,7 +201,7 @@ impl Scst {
         *self.state_dir.lock() = Some(dir);
     }
 
-    /// The handler attribute `pr_dump_dir` (spec 2.4): where the handler's disk devices
+    /// The handler attribute `pr_dump_dir` (scst-reference 2.4): where the handler's disk devices
     /// dump their PR state when detached. None or an empty path turns it off.
     pub fn set_pr_dump_dir(&self, handler: &str, dir: Option<PathBuf>) {
         let mut d = self.pr_dump_dirs.lock();
@@ -394,7 +394,7 @@ impl Scst {
 
     /// `register_session` under an initiator name of the transport's choosing, which the
     /// ACL matches and the management tree shows: iSCSI's `per_portal_acl` registers
-    /// `<iqn>#<portal>` so groups can grant LUNs per portal (spec 6.4). The port
+    /// `<iqn>#<portal>` so groups can grant LUNs per portal (scst-reference 6.4). The port
     /// identity in `transport_id` (reservations, TransportIDs) keeps the plain name.
     pub fn register_session_as(
         &self,

@@ -1,4 +1,4 @@
-//! The core's reservation gate (spec/scst.md 4.1 step 3, 5.3): SPC-2 RESERVE/RELEASE,
+//! The core's reservation gate (docs/scst-reference.md 4.1 step 3, 5.3): SPC-2 RESERVE/RELEASE,
 //! the per-command SPC-2 and persistent reservation conflict checks, and execution of
 //! RESERVE, RELEASE, PERSISTENT RESERVE IN and PERSISTENT RESERVE OUT, which the core
 //! answers itself without the device.
@@ -107,7 +107,7 @@ impl Reservations {
         self.state.lock().spc2_holder
     }
 
-    /// LOGICAL UNIT RESET / target reset: SPC-2 reservations go, PRs stay (spec 5.2).
+    /// LOGICAL UNIT RESET / target reset: SPC-2 reservations go, PRs stay (scst-reference 5.2).
     pub(crate) fn clear_spc2(&self) {
         let mut st = self.state.lock();
         st.spc2_holder = None;
@@ -231,7 +231,7 @@ fn is_core_command(opcode: u8) -> bool {
     )
 }
 
-/// Spec 4.1 step 3 (SPC-2 then PR conflict) and step 4 for the reservation commands.
+/// scst-reference 4.1 step 3 (SPC-2 then PR conflict) and step 4 for the reservation commands.
 /// `None`: the command goes on to the device.
 pub(crate) fn route(sess: &Session, td: &TgtDev, cmd: &Cmd) -> Option<Response> {
     let opcode = cmd.cdb.opcode();
@@ -288,7 +288,7 @@ pub(crate) fn route(sess: &Session, td: &TgtDev, cmd: &Cmd) -> Option<Response> 
                 op::RELEASE_6 | op::RELEASE_10 => (release(&mut st, &n, cdb), Effects::default()),
                 op::PERSISTENT_RESERVE_IN => (pr::pr_in(&st.pr, cdb), Effects::default()),
                 _ if st.spc2_holder.is_some() => {
-                    // PR and SPC-2 reservations do not mix (spec 5.3.2).
+                    // PR and SPC-2 reservations do not mix (scst-reference 5.3.2).
                     (
                         Response::status(status::RESERVATION_CONFLICT),
                         Effects::default(),
@@ -478,12 +478,12 @@ pub(crate) fn execute_durable(
 }
 
 impl DeviceEntry {
-    /// The `pr_state` attribute (spec 5.3.5): the persistent reservation state as text.
+    /// The `pr_state` attribute (scst-reference 5.3.5): the persistent reservation state as text.
     pub fn pr_state_text(&self) -> String {
         pr_persist::format_text(&self.resv.pr_state())
     }
 
-    /// Write of the `pr_state` attribute: replace the PR state with `text` (spec 5.3.5).
+    /// Write of the `pr_state` attribute: replace the PR state with `text` (scst-reference 5.3.5).
     /// Refused while any LUN exports the device. The imported state has APTPL=0 (the
     /// format carries no APTPL bit), so an existing APTPL file is removed; the next
     /// REGISTER with APTPL=1 makes it persistent again.

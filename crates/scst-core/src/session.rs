@@ -1,6 +1,6 @@
 //! Sessions (I_T nexuses) and tgt_devs (I_T_L nexuses): LUN translation, unit
 //! attentions, the commands the core answers itself, and task management effects that
-//! reach across sessions (spec/scst.md 4.1, 4.2, 5.1, 5.2).
+//! reach across sessions (docs/scst-reference.md 4.1, 4.2, 5.1, 5.2).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -282,7 +282,7 @@ impl Session {
         &self.events
     }
 
-    /// LUN translation and the checks made when a task becomes enabled (spec 4.1
+    /// LUN translation and the checks made when a task becomes enabled (scst-reference 4.1
     /// steps 1-3): unit attention, ALUA state, SPC-2 and persistent reservations. The
     /// commands the core answers itself (the `core_cmds` table) are answered here,
     /// except those that block, which [`Session::execute`] runs. Target drivers do not
@@ -316,9 +316,9 @@ impl Session {
             }
             _ => {}
         }
-        // ALUA state filter (spec 5.4). It comes after the reservation checks (spec 4.1),
-        // except for the commands the reservation gate executes itself, which must
-        // not run through a port whose state forbids them.
+        // ALUA state filter (scst-reference 5.4). It comes after the reservation checks
+        // (scst-reference 4.1), except for the commands the reservation gate executes
+        // itself, which must not run through a port whose state forbids them.
         let alua_reject = td
             .device
             .alua
@@ -404,7 +404,7 @@ impl Session {
         crate::error::set_format(crate::error::sense_format(&*td.device.dev), r);
     }
 
-    /// Commands to a LUN this session does not have (spec 4.1 step 1).
+    /// Commands to a LUN this session does not have (scst-reference 4.1 step 1).
     fn unknown_lun(&self, cmd: &Cmd, table: &LunTable) -> Response {
         let cdb = &cmd.cdb;
         match core_cmds::lookup(cdb).owner {
@@ -460,7 +460,7 @@ impl Session {
         Response::data_alloc(d, alloc)
     }
 
-    /// LOGICAL UNIT RESET (spec 5.2): the device restores its defaults, every nexus of
+    /// LOGICAL UNIT RESET (scst-reference 5.2): the device restores its defaults, every nexus of
     /// the device gets POWER ON/RESET, and other sessions abort their tasks on it. The
     /// caller aborts this session's own tasks on the LUN.
     pub fn lun_reset(&self, lun: u64) -> Result<Arc<DeviceEntry>, TmfStatus> {
@@ -511,8 +511,8 @@ impl Session {
             .collect()
     }
 
-    /// The session (I_T nexus) is going away: drop the SPC-2 reservations it holds (spec
-    /// 5.3.1). The transport must call this when the session ends for any reason
+    /// The session (I_T nexus) is going away: drop the SPC-2 reservations it holds
+    /// (scst-reference 5.3.1). The transport must call this when the session ends for any reason
     /// (logout, connection loss, reinstatement of its ISID, force_close) so another
     /// initiator can reserve at once; `Drop` calls it too, as a safety net for
     /// references that outlive the connection. Idempotent. PR registrations survive.

@@ -1,5 +1,5 @@
 //! Per-session I/O statistics, as SCST shows them under `sessions/<initiator>/`
-//! (spec/scst.md 2.7): commands by data direction with their bytes and how many were
+//! (docs/scst-reference.md 2.7): commands by data direction with their bytes and how many were
 //! not 4 KiB aligned, commands without data, and commands with an unknown opcode.
 //!
 //! A session is served by one connection task, so the counters see no contention;

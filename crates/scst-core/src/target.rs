@@ -1,4 +1,4 @@
-//! Targets, their LUN sets and security groups (spec/scst.md 2.7, 2.8).
+//! Targets, their LUN sets and security groups (docs/scst-reference.md 2.7, 2.8).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
@@ -63,7 +63,7 @@ pub struct Acl {
 
 impl Acl {
     /// The LUN set an initiator is bound to at session creation: the first group with a
-    /// matching entry wins, else the target's default set (spec 2.8).
+    /// matching entry wins, else the target's default set (scst-reference 2.8).
     pub fn lookup(&self, initiator: &str) -> (&LunSet, Option<&IniGroup>) {
         for g in &self.groups {
             if g.initiators.iter().any(|p| pattern::matches(p, initiator)) {

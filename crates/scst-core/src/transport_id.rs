@@ -81,7 +81,7 @@ impl TransportId {
 
     /// Whether `self` and `other` name the same initiator port for reservations: iSCSI
     /// names compare without regard to case, and a TransportID without an ISID matches
-    /// every ISID (spec 5.3.3); other transports compare their identifiers.
+    /// every ISID (scst-reference 5.3.3); other transports compare their identifiers.
     pub fn matches(&self, other: &TransportId) -> bool {
         match (self, other) {
             (

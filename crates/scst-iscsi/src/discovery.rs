@@ -1,4 +1,4 @@
-//! SendTargets (RFC 7143 appendix D, spec/scst.md 6.4): which targets an initiator is
+//! SendTargets (RFC 7143 appendix D, docs/scst-reference.md 6.4): which targets an initiator is
 //! shown, and at which portal. The exchange itself is the engine's (crate
 //! iscsi-engine, and conn.rs in a normal session's full-feature phase).
 

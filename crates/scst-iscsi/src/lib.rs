@@ -1,4 +1,4 @@
-//! The iSCSI target driver (RFC 7143, spec/scst.md section 6): portals, session
+//! The iSCSI target driver (RFC 7143, docs/scst-reference.md section 6): portals, session
 //! reinstatement, and the tokio side of each connection over the sans-I/O engine
 //! (iscsi-engine): login, discovery and the full-feature phase's rules are the
 //! engine's; the connection (`conn`) reads and writes the socket, keeps the commands'
@@ -159,7 +159,7 @@ impl IscsiDriver {
         self.enabled.store(on, Ordering::Release)
     }
 
-    /// Driver-level attributes (spec 6.6).
+    /// Driver-level attributes (scst-reference 6.6).
     pub fn set_driver_attr(&self, name: &str, value: &str) -> Result<(), AttrError> {
         match name {
             "IncomingUser" | "OutgoingUser" => params::validate_target_attr(name, value)?,

@@ -171,7 +171,7 @@ async fn login_and_discovery(
         if let Some(event) = conn.poll_event() {
             match event {
                 Event::AccessQuery { target, initiator } => {
-                    // iSNS AccessControl (spec 6.4, 6.9) asks the server, within the
+                    // iSNS AccessControl (scst-reference 6.4, 6.9) asks the server, within the
                     // login's time.
                     let ask = crate::isns::login_allowed(driver, &target, &initiator);
                     match conn.poll_timeout() {
@@ -375,7 +375,7 @@ pub(crate) async fn serve_connection(
     let _ = done_tx.send(true);
 }
 
-/// What `sessions/<initiator>/` shows of an iSCSI session (spec 6.7): the negotiated
+/// What `sessions/<initiator>/` shows of an iSCSI session (scst-reference 6.7): the negotiated
 /// keys, `sid` (ISID and TSIH), and a directory per connection named by the
 /// initiator's address with its `cid`, `ip` and `state`.
 fn session_attrs(

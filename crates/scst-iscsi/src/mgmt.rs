@@ -1,4 +1,4 @@
-//! The iSCSI driver as management sees it (spec/scst.md 6.2-6.6): its directory
+//! The iSCSI driver as management sees it (docs/scst-reference.md 6.2-6.6): its directory
 //! `targets/iscsi/`, the parameters and dynamic attributes of its targets, and its
 //! limits and live counters. The core's [`TargetDriver`] is all the tree knows of it.
 
@@ -9,11 +9,11 @@ use crate::{IscsiDriver, DEFAULT_LOGIN_TIMEOUT, DEFAULT_MAX_OPEN_CONNECTIONS};
 /// The driver's name: its directory under `targets/`.
 pub const DRIVER_NAME: &str = "iscsi";
 
-/// iSCSI's multi-value attributes (spec 6.5, 6.6): driver level and target level.
+/// iSCSI's multi-value attributes (scst-reference 6.5, 6.6): driver level and target level.
 const DRIVER_DYN_ATTRS: &[&str] = &["IncomingUser", "OutgoingUser"];
 const TARGET_DYN_ATTRS: &[&str] = &["IncomingUser", "OutgoingUser", "allowed_portal"];
 
-/// Driver attributes with one value, set by writing their file (spec 6.6).
+/// Driver attributes with one value, set by writing their file (scst-reference 6.6).
 const DRIVER_PARAMS: &[&str] = &[
     "iSNSServer",
     "isns_entity_name",
@@ -21,7 +21,7 @@ const DRIVER_PARAMS: &[&str] = &[
     "link_local",
 ];
 
-/// Writable iSCSI target parameters (spec 6.2, 6.3, 6.6) the driver reads when a
+/// Writable iSCSI target parameters (scst-reference 6.2, 6.3, 6.6) the driver reads when a
 /// session logs in, with the value a target that does not set them runs with. Writes
 /// affect new sessions only.
 const TARGET_PARAMS: &[(&str, &str)] = &[
@@ -68,7 +68,7 @@ impl TargetDriver for IscsiDriver {
         TARGET_DYN_ATTRS
     }
 
-    /// One OutgoingUser: a new one replaces the old (spec 6.5).
+    /// One OutgoingUser: a new one replaces the old (scst-reference 6.5).
     fn single_instance(&self, attr: &str) -> bool {
         attr == "OutgoingUser"
     }

@@ -1,5 +1,5 @@
 //! iSCSI target parameters: validation of the target attributes SCST accepts
-//! (spec/scst.md 6.2, 6.3, 6.6) and the per-connection values the full-feature phase runs
+//! (docs/scst-reference.md 6.2, 6.3, 6.6) and the per-connection values the full-feature phase runs
 //! with.
 
 use std::net::{IpAddr, SocketAddr};
@@ -10,7 +10,7 @@ use scst_core::{Scst, Target};
 
 use crate::IscsiDriver;
 
-/// Target-local defaults (spec 6.3). QueuedCommands is the CmdSN window; we default it
+/// Target-local defaults (scst-reference 6.3). QueuedCommands is the CmdSN window; we default it
 /// to 128 so that deep queues from one initiator are not throttled.
 pub const DEFAULT_QUEUED_COMMANDS: u32 = 128;
 pub const DEFAULT_NOP_IN_INTERVAL: u32 = 30;
@@ -54,7 +54,7 @@ pub enum AttrError {
         value: String,
         expected: Expected,
     },
-    /// A CHAP account whose secret is too short to be safe (spec 6.5).
+    /// A CHAP account whose secret is too short to be safe (scst-reference 6.5).
     #[error(
         "{name}: the CHAP secret of user '{user}' is {len} bytes long; \
          at least {MIN_CHAP_SECRET} are required"
@@ -161,7 +161,7 @@ fn digest_list(name: &str, v: &str) -> Result<(), AttrError> {
     }
 }
 
-/// iscsi-scst refuses shorter CHAP secrets (spec 6.5); RFC 7143 12.1.3 asks for at
+/// iscsi-scst refuses shorter CHAP secrets (scst-reference 6.5); RFC 7143 12.1.3 asks for at
 /// least 96 bits where secrets are not random.
 pub const MIN_CHAP_SECRET: usize = 12;
 
@@ -198,7 +198,7 @@ fn portal_ip_text(ip: IpAddr) -> String {
 }
 
 /// Whether a target may be seen and logged in to through the portal with local address
-/// `ip` (spec 6.4): allowed iff there is no positive pattern or one matches, and no
+/// `ip` (scst-reference 6.4): allowed iff there is no positive pattern or one matches, and no
 /// negative pattern is violated.
 pub fn portal_allowed(t: &Target, ip: IpAddr) -> bool {
     let patterns: Vec<String> = t
@@ -224,7 +224,7 @@ fn portal_matches(patterns: &[String], ip: IpAddr) -> bool {
 }
 
 /// Whether `ip` is one of the driver's `internal_portal`s, where CHAP is not required
-/// (spec 6.4).
+/// (scst-reference 6.4).
 pub fn is_internal_portal(driver_attrs: &[(String, String)], ip: IpAddr) -> bool {
     let ip = portal_ip_text(ip);
     driver_attrs
@@ -236,7 +236,7 @@ pub fn is_internal_portal(driver_attrs: &[(String, String)], ip: IpAddr) -> bool
 
 /// The name a login to `t` from `initiator` through the portal with local address `ip`
 /// is matched against the ACL and registered under: `<iqn>#<portal-ip>` when the target
-/// has `per_portal_acl` 1, so initiator groups can grant LUNs per portal (spec 6.4).
+/// has `per_portal_acl` 1, so initiator groups can grant LUNs per portal (scst-reference 6.4).
 pub fn acl_name(t: &Target, initiator: &str, ip: IpAddr) -> String {
     if t.attr("per_portal_acl").as_deref() == Some("1") {
         format!("{initiator}#{}", portal_ip_text(ip))
@@ -245,7 +245,7 @@ pub fn acl_name(t: &Target, initiator: &str, ip: IpAddr) -> String {
     }
 }
 
-/// A target's `redirect` (spec 6.4): where normal-session logins are sent instead.
+/// A target's `redirect` (scst-reference 6.4): where normal-session logins are sent instead.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Redirect {
     /// `TargetAddress` value: `<ip>:<port>`, IPv6 in brackets.
@@ -332,7 +332,7 @@ pub fn target_num(t: &Target, name: &str, default: u32) -> u32 {
         .unwrap_or(default)
 }
 
-/// The target's side of the operational negotiation, from its attributes (spec 6.2).
+/// The target's side of the operational negotiation, from its attributes (scst-reference 6.2).
 pub fn local_params(t: Option<&Target>) -> iscsi_wire::negotiate::LocalParams {
     use iscsi_wire::negotiate::{DigestPolicy, LocalParams};
     let mut l = LocalParams::default();

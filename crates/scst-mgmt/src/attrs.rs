@@ -1,4 +1,4 @@
-//! What scst-rs knows about attributes, as data (spec sections 2.3-2.9, 6.6).
+//! What scst-rs knows about attributes, as data (scst-reference sections 2.3-2.9, 6.6).
 //!
 //! For every level of the management tree that scst.conf can configure there is a lookup
 //! function returning an [`AttrInfo`]: how a value is checked, whether the attribute is
@@ -40,7 +40,7 @@ pub enum ValueKind {
     Flags(&'static [&'static str]),
     /// `auto`, `this_group_only`, `never` or a group number > 0.
     IoGrouping,
-    /// iSCSI CHAP account `"<name> <secret>"`, secret at least 12 bytes (spec 6.5).
+    /// iSCSI CHAP account `"<name> <secret>"`, secret at least 12 bytes (scst-reference 6.5).
     ChapAccount,
     /// Anything.
     Text,
@@ -267,7 +267,7 @@ fn find(table: &[AttrInfo], name: &str) -> Option<AttrInfo> {
 }
 
 // ---------------------------------------------------------------------------------------
-// Root (spec 2.3)
+// Root (scst-reference 2.3)
 
 const ROOT: &[AttrInfo] = &[
     // Fixed while scstd runs (SCST: RW): setup_id names the installation in every
@@ -304,7 +304,7 @@ pub fn root_attr(name: &str) -> Option<AttrInfo> {
 }
 
 // ---------------------------------------------------------------------------------------
-// Handlers and devices (spec 2.4, 2.5)
+// Handlers and devices (scst-reference 2.4, 2.5)
 
 /// Dev handlers scst-rs implements.
 pub const SUPPORTED_HANDLERS: &[&str] =
@@ -366,7 +366,7 @@ pub fn driver_support(driver: &str) -> Support {
     support(driver, SUPPORTED_DRIVERS, UNSUPPORTED_DRIVERS)
 }
 
-// Handler bit masks for the vdisk table (the f/b/n/c columns of spec 2.5).
+// Handler bit masks for the vdisk table (the f/b/n/c columns of scst-reference 2.5).
 const F: u8 = 1;
 const B: u8 = 2;
 const N: u8 = 4;
@@ -533,7 +533,7 @@ const VDISK_ATTRS: &[(u8, AttrInfo)] = &[
     ),
 ];
 
-/// Core device attributes every device has (spec 2.5, first table), consulted after the
+/// Core device attributes every device has (scst-reference 2.5, first table), consulted after the
 /// handler's own table.
 const CORE_DEVICE_ATTRS: &[AttrInfo] = &[
     AttrInfo::new("max_tgt_dev_commands", int(1, 65535), RW).not_supported(),
@@ -578,7 +578,7 @@ pub fn device_attrs(handler: &str) -> Vec<AttrInfo> {
     out
 }
 
-/// Creation parameters `add_device` accepts for `handler` (spec 2.4).
+/// Creation parameters `add_device` accepts for `handler` (scst-reference 2.4).
 pub fn creation_params(handler: &str) -> Vec<&'static str> {
     device_attrs(handler)
         .into_iter()
@@ -588,7 +588,7 @@ pub fn creation_params(handler: &str) -> Vec<&'static str> {
 }
 
 // ---------------------------------------------------------------------------------------
-// Target drivers, targets, groups, LUNs (spec 2.6, 2.7, 6.6)
+// Target drivers, targets, groups, LUNs (scst-reference 2.6, 2.7, 6.6)
 
 const ISCSI_DRIVER: &[AttrInfo] = &[
     AttrInfo::new("enabled", Bool, RW).key(),
@@ -617,7 +617,7 @@ pub fn driver_attr(driver: &str, name: &str) -> Option<AttrInfo> {
     }
 }
 
-/// Attributes every target has, whatever its driver (spec 2.7).
+/// Attributes every target has, whatever its driver (scst-reference 2.7).
 const CORE_TARGET: &[AttrInfo] = &[
     AttrInfo::new("enabled", Bool, RW).key(),
     AttrInfo::new("rel_tgt_id", int(1, 65535), RW).key(),
@@ -636,7 +636,7 @@ const CORE_TARGET: &[AttrInfo] = &[
     AttrInfo::new("dif_capabilities", Text, RO),
 ];
 
-/// iSCSI target attributes (spec 6.6); session keys are also `add_target` parameters.
+/// iSCSI target attributes (scst-reference 6.6); session keys are also `add_target` parameters.
 const ISCSI_TARGET: &[AttrInfo] = &[
     AttrInfo::new("tid", Text, RO),
     AttrInfo::new("alias", Text, RW),
@@ -705,7 +705,7 @@ pub fn lun_attr(name: &str) -> Option<AttrInfo> {
 }
 
 // ---------------------------------------------------------------------------------------
-// ALUA (spec 2.9)
+// ALUA (scst-reference 2.9)
 
 /// Device groups have no attributes of their own (only `devices/` and `target_groups/`).
 pub fn device_group_attr(_name: &str) -> Option<AttrInfo> {

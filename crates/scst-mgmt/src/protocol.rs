@@ -5,7 +5,7 @@
 //! number of them. Everything is UTF-8 text in lines ending with `\n` (a `\r` before it
 //! is dropped), so `socat - UNIX-CONNECT:/run/scstd.sock` is a usable client.
 //!
-//! Paths name entries of SCST's management tree (spec/scst.md 2.2) relative to its root
+//! Paths name entries of SCST's management tree (docs/scst-reference.md 2.2) relative to its root
 //! `/sys/kernel/scst_tgt`, e.g. `targets/iscsi/enabled`; a leading `/` is ignored, and
 //! `.`/`..` components are refused.
 //!

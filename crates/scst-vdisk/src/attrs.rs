@@ -1,5 +1,5 @@
 //! The management tree's `devices/<dev>/` attributes of a vdisk disk (fileio, blockio,
-//! nullio; spec/scst.md 2.5): reading them, and writing the ones that change at run
+//! nullio; docs/scst-reference.md 2.5): reading them, and writing the ones that change at run
 //! time while commands execute.
 //!
 //! Writable at run time:
@@ -8,7 +8,7 @@
 //!   and MODE SENSE reports WP. A file-backed device created read-only had its backend
 //!   opened read-only, so it cannot be made writable without re-creating it.
 //! - `write_through` (0/1, fileio/blockio). Also a deviation (SCST: creation-only):
-//!   WCE's default and current value become !(write_through || nv_cache) (spec 4.5),
+//!   WCE's default and current value become !(write_through || nv_cache) (scst-reference 4.5),
 //!   so writes become stable at once. nv_cache still pins WCE at 0.
 //! - `size`, `size_mb` (nullio): resize; CAPACITY DATA HAS CHANGED when the block
 //!   count changed.

@@ -1,4 +1,4 @@
-//! The `vcdrom` dev handler (spec/scst.md 1.2, 2.4, 4.3): a read-only CD/DVD-ROM
+//! The `vcdrom` dev handler (docs/scst-reference.md 1.2, 2.4, 4.3): a read-only CD/DVD-ROM
 //! drive (peripheral type 5, RMB=1, 2048-byte blocks) over an ISO file, with media
 //! inserted and ejected at runtime through its `filename` attribute and by START STOP
 //! UNIT, and the MMC commands initiators' CD drivers need (mmc.rs).

@@ -1,5 +1,5 @@
 //! Device creation parameters: SCST's attribute names, defaults and validation
-//! (spec/scst.md 2.4, 2.5), and identity generation (4.6).
+//! (docs/scst-reference.md 2.4, 2.5), and identity generation (4.6).
 
 use crate::VdiskError;
 use scsi_wire::inquiry::InquiryIdentity;
@@ -34,7 +34,7 @@ impl Handler {
         }
     }
 
-    /// The creation parameters SCST's `mgmt` help lists (spec 2.4).
+    /// The creation parameters SCST's `mgmt` help lists (scst-reference 2.4).
     pub fn creation_params(self) -> &'static [&'static str] {
         match self {
             Handler::Fileio => FILEIO_PARAMS,

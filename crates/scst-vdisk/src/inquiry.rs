@@ -1,4 +1,4 @@
-//! INQUIRY, VPD pages and READ CAPACITY(16) data of a vdisk (spec/scst.md 4.4).
+//! INQUIRY, VPD pages and READ CAPACITY(16) data of a vdisk (docs/scst-reference.md 4.4).
 
 use crate::backend::Backend;
 use crate::config::{Handler, VdiskConfig};
@@ -28,7 +28,7 @@ pub fn rotation_rate(cfg: &VdiskConfig) -> u16 {
 
 /// Peripheral qualifier + type byte: a `dummy` nullio LUN reports "not connected,
 /// unknown type" so that initiators skip it; through an ALUA port in the unavailable
-/// or offline state the LU is "not connected" too, with its real type (spec 4.4).
+/// or offline state the LU is "not connected" too, with its real type (scst-reference 4.4).
 fn periph<B: Backend>(d: &Vdisk<B>, ctx: &CmdCtx<'_>) -> u8 {
     if d.cfg.dummy {
         (1 << 5) | wire::TYPE_UNKNOWN
@@ -62,7 +62,7 @@ pub fn inquiry<B: Backend>(d: &Vdisk<B>, ctx: &CmdCtx<'_>, cdb: &[u8]) -> Result
             // Our LUN formats (peripheral / flat) are SAM hierarchical ones; the core's
             // answer for unknown LUNs sets HiSup too.
             hierarchical_luns: true,
-            // The core's copy manager executes EXTENDED COPY (spec 4.4: 3PC=1).
+            // The core's copy manager executes EXTENDED COPY (scst-reference 4.4: 3PC=1).
             third_party_copy: true,
             tpgs: if ctx.alua.is_some() { TPGS_IMPLICIT } else { 0 },
             versions: vec![

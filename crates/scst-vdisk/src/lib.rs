@@ -1,4 +1,4 @@
-//! The vdisk dev handlers (spec/scst.md 1.2, 2.4, 2.5, 4.3-4.8): `vdisk_fileio`,
+//! The vdisk dev handlers (docs/scst-reference.md 1.2, 2.4, 2.5, 4.3-4.8): `vdisk_fileio`,
 //! `vdisk_blockio`, `vdisk_nullio` and `vcdrom`, as [`scst_core::Device`]s.
 //!
 //! - `config`: creation attributes, defaults, identity generation.
@@ -171,7 +171,7 @@ pub fn handler_names() -> &'static [&'static str] {
 }
 
 /// The creation parameters `add_device` accepts for `handler` (SCST's mgmt help text,
-/// spec 2.4). `create_device` also accepts the identity attributes (t10_vend_id,
+/// scst-reference 2.4). `create_device` also accepts the identity attributes (t10_vend_id,
 /// prod_id, prod_rev_lvl, usn, vend_specific_id, naa_id, eui64_id, scsi_device_name).
 /// Empty for an unknown handler.
 pub fn creation_params(handler: &str) -> &'static [&'static str] {

@@ -1,4 +1,4 @@
-//! Mode page state of a vdisk and MODE SENSE / MODE SELECT (spec/scst.md 4.3, 4.5).
+//! Mode page state of a vdisk and MODE SENSE / MODE SELECT (docs/scst-reference.md 4.3, 4.5).
 //!
 //! The changeable values (WCE, and the control page's D_SENSE, DPICZ, TMF_ONLY, QAM,
 //! QErr, SWP, TAS) live in atomics: the write path reads WCE and SWP on every command
@@ -26,7 +26,7 @@ pub struct ModeGeometry {
     pub medium_locked: bool,
 }
 
-/// The mode pages a disk reports (spec 4.5), in MODE SENSE "all pages" order.
+/// The mode pages a disk reports (scst-reference 4.5), in MODE SENSE "all pages" order.
 const DISK_PAGES: [u8; 7] = [
     page::RW_ERROR_RECOVERY,
     page::DISCONNECT_RECONNECT,
@@ -120,7 +120,7 @@ impl ModeState {
     }
 
     /// The `write_through` attribute changed at run time: WCE's default and current
-    /// value become !(write_through || nv_cache) (spec 4.5), as if the device had been
+    /// value become !(write_through || nv_cache) (scst-reference 4.5), as if the device had been
     /// created so. Serialised with MODE SELECT.
     pub fn set_write_through(&self, write_through: bool) {
         let _g = self.select_lock.lock();

@@ -1,4 +1,4 @@
-//! Logical block provisioning of a vdisk (spec/scst.md 4.3, 4.4; SBC-4 4.7): UNMAP,
+//! Logical block provisioning of a vdisk (docs/scst-reference.md 4.3, 4.4; SBC-4 4.7): UNMAP,
 //! WRITE SAME (10/16) with and without the UNMAP bit, GET LBA STATUS, and the
 //! provisioning fields of VPD B0h/B2h and READ CAPACITY(16).
 //!
@@ -19,10 +19,10 @@ use scsi_wire::Sense;
 use scst_core::{CmdCtx, ExecMode, IoError, IoOp, Response};
 use std::borrow::Cow;
 
-/// Largest range one WRITE SAME may cover (spec 4.3: 256 MiB per command), reported
+/// Largest range one WRITE SAME may cover (scst-reference 4.3: 256 MiB per command), reported
 /// as MAXIMUM WRITE SAME LENGTH.
 const MAX_WRITE_SAME_BYTES: u64 = 256 << 20;
-/// Largest total range one UNMAP may deallocate (spec 4.4: 256 MiB for files),
+/// Largest total range one UNMAP may deallocate (scst-reference 4.4: 256 MiB for files),
 /// reported as MAXIMUM UNMAP LBA COUNT.
 const MAX_UNMAP_BYTES: u64 = 256 << 20;
 /// MAXIMUM UNMAP BLOCK DESCRIPTOR COUNT: the most UNMAP's 16-bit parameter list

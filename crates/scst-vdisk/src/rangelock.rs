@@ -1,6 +1,7 @@
 //! A per-device LBA range lock that makes COMPARE AND WRITE, ORWRITE and WRITE ATOMIC
 //! indivisible with respect to every other medium access, from any session
-//! (spec/scst.md 4.2: "atomic on the LBA range (range lock, not queue drain)").
+//! (docs/scst-reference.md 4.2: atomic over its LBA range by a range lock, not by draining
+//! the queue).
 //!
 //! Ordinary reads and writes take the range *shared*; the atomic commands take it
 //! *exclusive*. Shared holders never exclude each other, so the common case must stay

@@ -108,7 +108,7 @@ impl Removable {
             .retain(|(i, t)| !(i == initiator_name && t == target_name));
     }
 
-    /// LOGICAL UNIT RESET / hard reset: every prevention ends (spec 4.5).
+    /// LOGICAL UNIT RESET / hard reset: every prevention ends (scst-reference 4.5).
     pub fn reset(&self) {
         self.preventing.lock().clear();
     }

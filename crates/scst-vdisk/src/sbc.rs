@@ -1,4 +1,4 @@
-//! SBC-3 / SPC-4 command emulation of a vdisk (spec/scst.md 4.3), generic over the
+//! SBC-3 / SPC-4 command emulation of a vdisk (docs/scst-reference.md 4.3), generic over the
 //! [`Backend`] that moves the bytes.
 //!
 //! Every command handler returns `Result<Option<Response>, Sense>`: `Err` becomes

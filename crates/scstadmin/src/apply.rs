@@ -1,5 +1,5 @@
-//! `-config`, `-check_config` and `-clear_config` (spec/scst.md 3.4): reading and checking
-//! the file here; planning and applying it is scst-mgmt's apply engine, the one scstd
+//! `-config`, `-check_config` and `-clear_config` (docs/scst-reference.md 3.4): reading and
+//! checking the file here; planning and applying it is scst-mgmt's apply engine, the one scstd
 //! runs its configuration through at start-up.
 
 use anyhow::{anyhow, bail, Result};

@@ -1,4 +1,4 @@
-//! scstadmin for scst-rs: SCST's option style (spec/scst.md 3.4), talking to a running
+//! scstadmin for scst-rs: SCST's option style (docs/scst-reference.md 3.4), talking to a running
 //! scstd over its management socket (docs/management.md) instead of sysfs.
 //! Exit status: 0 on success, 1 with a message on any error, 2 on a usage error.
 

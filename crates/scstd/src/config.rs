@@ -1,7 +1,7 @@
 //! Start-up: the configuration file applied the way `scstadmin -config` applies it to a
 //! running daemon, by scst-mgmt's apply engine, as mgmt writes through the management
 //! tree, so that start-up, `-config` and tree writes accept and refuse the same things.
-//! The plan runs from an empty daemon, in scstadmin's order (spec/scst.md 3.4): devices,
+//! The plan runs from an empty daemon, in scstadmin's order (docs/scst-reference.md 3.4): devices,
 //! then targets with their LUNs and groups, then ALUA device groups, then enabling
 //! targets and the driver. Every error names the config line and the object.
 
@@ -27,7 +27,7 @@ pub fn io_threads(conf: &ScstConf) -> Option<usize> {
         .filter(|n| *n > 0)
 }
 
-/// The root `setup_id` (spec 2.3), 32 bits.
+/// The root `setup_id` (scst-reference 2.3), 32 bits.
 pub fn setup_id(conf: &ScstConf) -> u64 {
     conf.attrs
         .iter()

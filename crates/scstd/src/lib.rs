@@ -58,7 +58,7 @@ pub struct Args {
     pub group: Option<String>,
 }
 
-/// Where SCST keeps its persistent reservation files (spec 2.5 `pr_file_name`).
+/// Where SCST keeps its persistent reservation files (scst-reference 2.5 `pr_file_name`).
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/scst";
 
 impl Args {

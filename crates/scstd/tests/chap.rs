@@ -1,4 +1,4 @@
-//! Login security against a real scstd (spec/scst.md 6.4-6.6): CHAP with target and
+//! Login security against a real scstd (docs/scst-reference.md 6.4-6.6): CHAP with target and
 //! driver accounts, mutual CHAP, secret length checks, `allowed_portal`,
 //! `per_portal_acl` and `redirect` on IPv4 and IPv6 portals, MaxSessions under
 //! concurrent logins, and `--user`/`--group` privilege dropping.

@@ -3,8 +3,8 @@
 //! lints; a crate that has no unsafe code forbids it, which keeps memory safety a
 //! property of the few I/O modules that need unsafe; and only the crates that drive
 //! sockets reach tokio, so that the wire crates, the protocol engines, the core and the
-//! dev handlers stay testable without a runtime (DESIGN.md: "Dependencies point one
-//! way").
+//! dev handlers stay testable without a runtime (docs/architecture.md: "Dependencies
+//! point one way").
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;

@@ -543,7 +543,7 @@ fn session_attributes_show_io_statistics() {
     assert_eq!(read(&mut c, "write_cmd_count"), "0");
     assert_eq!(read(&mut c, "read_io_count_kb"), "0");
 
-    // iSCSI's view of the session (spec 6.7).
+    // iSCSI's view of the session (scst-reference 6.7).
     let files = c.list(&dir).unwrap();
     for f in [
         "MaxRecvDataSegmentLength",

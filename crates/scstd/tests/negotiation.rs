@@ -1,4 +1,4 @@
-//! Target iSCSI parameters below what initiators offer (spec/scst.md 6.2, 6.6): the
+//! Target iSCSI parameters below what initiators offer (docs/scst-reference.md 6.2, 6.6): the
 //! login settles on the target's limits, and writes then follow them (immediate,
 //! unsolicited and R2T-solicited data within FirstBurstLength, MaxBurstLength and the
 //! declared MaxRecvDataSegmentLength).

@@ -1,4 +1,4 @@
-//! The iSNS client (RFC 4171, spec/scst.md 6.6 and 6.9): announces the enabled targets
+//! The iSNS client (RFC 4171, docs/scst-reference.md 6.6 and 6.9): announces the enabled targets
 //! and our portals to the server named by the driver's `iSNSServer` attribute, keeps
 //! that registration current and alive, and with `AccessControl` asks the server which
 //! initiators may see a target before admitting them.

@@ -1,4 +1,5 @@
-//! The usage texts SCST's `mgmt` files return when read (spec/scst.md 2.4, 2.6, 2.7, 2.9).
+//! The usage texts SCST's `mgmt` files return when read (docs/scst-reference.md 2.4, 2.6,
+//! 2.7, 2.9).
 
 const PARAMS_NOTE: &str =
     "\nwhere parameters are one or more param_name=value pairs separated by ';'\n";

@@ -1,4 +1,4 @@
-//! The command lines SCST's `mgmt` files accept (spec/scst.md 2.1, 2.4, 2.6, 2.7), parsed
+//! The command lines SCST's `mgmt` files accept (docs/scst-reference.md 2.1, 2.4, 2.6, 2.7), parsed
 //! into a typed [`MgmtCommand`]; [`help`] holds the usage texts those files return when read.
 //!
 //! Pure: no I/O, no core. Everything here reads untrusted input (a management client's
@@ -49,7 +49,7 @@ impl fmt::Display for MgmtFile {
     }
 }
 
-/// Highest LUN number SCST accepts (14-bit flat space, spec 2.7).
+/// Highest LUN number SCST accepts (14-bit flat space, scst-reference 2.7).
 pub const MAX_LUN: u16 = 16383;
 
 /// One parsed management command.
@@ -333,7 +333,7 @@ pub fn parse_command(file: MgmtFile, line: &str) -> Result<MgmtCommand, CmdError
             "clear" => no_more("clear", rest).map(|()| MgmtCommand::ClearInitiators),
             _ => Err(unknown()),
         },
-        // SCST's ALUA mgmt files take `create` and `add` as synonyms (spec 2.9).
+        // SCST's ALUA mgmt files take `create` and `add` as synonyms (scst-reference 2.9).
         MgmtFile::DeviceGroups => match cmd.as_str() {
             "create" | "add" => Ok(MgmtCommand::CreateDeviceGroup {
                 name: only_name("create", "device group name", rest)?,

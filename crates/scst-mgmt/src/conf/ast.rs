@@ -1,4 +1,4 @@
-//! Typed syntax tree of an scst.conf file (spec section 3.2).
+//! Typed syntax tree of an scst.conf file (scst-reference section 3.2).
 //!
 //! Every node keeps the 1-based source line it came from so that the layer applying a
 //! configuration can name the offending line in its own errors. Nodes built in code (not

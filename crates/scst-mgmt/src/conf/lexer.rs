@@ -1,4 +1,4 @@
-//! Line-level lexing of scst.conf (spec section 3.1).
+//! Line-level lexing of scst.conf (scst-reference section 3.1).
 //!
 //! The format is line based: every non-blank line is either a lone `}` closing a section or
 //! a list of words, optionally ending in `{` which opens a section. Rules:

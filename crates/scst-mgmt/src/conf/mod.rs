@@ -1,4 +1,4 @@
-//! scst.conf: parser, writer and validation (spec section 3).
+//! scst.conf: parser, writer and validation (scst-reference section 3).
 //!
 //! [`parse`] turns text into a typed tree ([`ScstConf`]) checking only syntax and structure;
 //! [`validate`] checks it against what scst-rs knows (handlers, drivers, attributes, device

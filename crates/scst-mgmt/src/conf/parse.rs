@@ -1,4 +1,4 @@
-//! Structure of scst.conf (spec section 3.2): turns lexed lines into [`ScstConf`].
+//! Structure of scst.conf (scst-reference section 3.2): turns lexed lines into [`ScstConf`].
 //!
 //! Only syntax and structure are checked here (sections in the right places, names present,
 //! LUN numbers, duplicates within a scope). Whether handlers, drivers and attributes exist is

@@ -1,4 +1,4 @@
-//! scst.conf writer in scstadmin's `-write_config` layout (spec 3.4).
+//! scst.conf writer in scstadmin's `-write_config` layout (scst-reference 3.4).
 //!
 //! Output order: header comment, root attributes, HANDLER blocks, TARGET_DRIVER blocks
 //! (driver attributes, then targets with HW_TARGET marker, attributes, LUNs, GROUPs), then

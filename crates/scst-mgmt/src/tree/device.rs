@@ -1,4 +1,4 @@
-//! `devices/` and `devices/<d>/` (spec/scst.md 2.5): the handler, type, the device's
+//! `devices/` and `devices/<d>/` (docs/scst-reference.md 2.5): the handler, type, the device's
 //! attribute table and its persistent reservation state.
 
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! `device_groups/` (spec/scst.md 2.9): ALUA device groups, their devices and their
+//! `device_groups/` (docs/scst-reference.md 2.9): ALUA device groups, their devices and their
 //! target groups with each group's id, preference, state and member targets.
 
 use scst_core::{AluaState, DeviceGroupInfo};

@@ -1,4 +1,4 @@
-//! `handlers/` and `handlers/<h>/` (spec/scst.md 2.4): one directory per registered dev
+//! `handlers/` and `handlers/<h>/` (docs/scst-reference.md 2.4): one directory per registered dev
 //! handler, with its `mgmt` file, `pr_dump_dir` where the attribute table gives it one,
 //! and links to its devices (resolved in [`super`]).
 
@@ -15,7 +15,7 @@ fn handler(tree: &ScstTree, name: &str) -> Option<Arc<dyn DevHandler>> {
     tree.scst.dev_handler(name)
 }
 
-/// Whether SCST gives handler `h` the `pr_dump_dir` attribute (spec 2.4).
+/// Whether SCST gives handler `h` the `pr_dump_dir` attribute (scst-reference 2.4).
 fn has_pr_dump_dir(h: &str) -> bool {
     attrs::handler_attr(h, "pr_dump_dir").is_some()
 }
@@ -109,7 +109,7 @@ fn write_mgmt(
     let cmd = parse_command(MgmtFile::Handler, value).map_err(|e| TreeError::invalid(path, e))?;
     match cmd {
         MgmtCommand::AddDevice { name, mut params } => {
-            // pr_file_name is the core's (spec 2.5), the rest the dev handler's.
+            // pr_file_name is the core's (scst-reference 2.5), the rest the dev handler's.
             let pr_file = match params.iter().position(|(k, _)| k == "pr_file_name") {
                 Some(i) => pr_file_name(path, &name, params.remove(i).1.trim())?,
                 None => None,
@@ -160,7 +160,7 @@ fn write_mgmt(
 }
 
 /// The APTPL file `add_device` was given: an absolute path, or empty for the default
-/// under the state directory (spec 2.5).
+/// under the state directory (scst-reference 2.5).
 fn pr_file_name(path: &MgmtPath, device: &str, v: &str) -> Result<Option<PathBuf>, TreeError> {
     if !v.is_empty() && !v.starts_with('/') {
         return Err(TreeError::invalid(

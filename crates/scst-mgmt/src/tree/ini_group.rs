@@ -1,4 +1,4 @@
-//! `ini_groups/` of a target (spec/scst.md 2.6): the security groups, each with its
+//! `ini_groups/` of a target (docs/scst-reference.md 2.6): the security groups, each with its
 //! `addr_method`, LUN set and initiator patterns.
 
 use scst_core::{IniGroup, Target};

@@ -1,4 +1,4 @@
-//! A LUN set (spec/scst.md 2.6): `luns/` of a target or of an initiator group, with its
+//! A LUN set (docs/scst-reference.md 2.6): `luns/` of a target or of an initiator group, with its
 //! `mgmt` file and one directory per LUN.
 
 use scst_core::{LunSet, Target};

@@ -1,4 +1,4 @@
-//! The management tree (spec/scst.md 2.2): SCST's sysfs layout over the core, served by
+//! The management tree (docs/scst-reference.md 2.2): SCST's sysfs layout over the core, served by
 //! [`ScstTree`] through [`MgmtTree`]'s read, list and write.
 //!
 //! Each node kind has its own module holding its read, list and write together, so the

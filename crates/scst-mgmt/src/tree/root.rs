@@ -1,4 +1,4 @@
-//! The root directory's attributes (spec/scst.md 2.3).
+//! The root directory's attributes (docs/scst-reference.md 2.3).
 
 use std::sync::atomic::Ordering;
 

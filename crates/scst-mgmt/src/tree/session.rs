@@ -1,4 +1,4 @@
-//! `sessions/` of a target (spec/scst.md 2.7, 6.7): one directory per session with the
+//! `sessions/` of a target (docs/scst-reference.md 2.7, 6.7): one directory per session with the
 //! core's attributes and counters, the transport's attributes (connection directories
 //! among them) and `lun<N>/` per LUN.
 
@@ -9,7 +9,7 @@ use scst_core::{Session, Target, TgtDev};
 use super::{refuse_write, ScstTree};
 use crate::protocol::{ErrorKind, MgmtPath, TreeError};
 
-/// Statistics of a session (spec 2.7, as for targets); writing 0 to one resets them.
+/// Statistics of a session (scst-reference 2.7, as for targets); writing 0 to one resets them.
 const COUNTERS: &[&str] = &[
     "read_cmd_count",
     "read_io_count_kb",
@@ -47,7 +47,7 @@ fn counter(s: &Session, name: &str) -> Option<u64> {
     }
 }
 
-/// Session directory names: the initiator name, `_<n>` for later duplicates (spec 2.7).
+/// Session directory names: the initiator name, `_<n>` for later duplicates (scst-reference 2.7).
 fn names(t: &Target) -> Vec<(String, Arc<Session>)> {
     let mut seen: std::collections::HashMap<String, usize> = Default::default();
     let mut out = Vec::new();

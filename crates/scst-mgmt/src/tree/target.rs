@@ -1,4 +1,4 @@
-//! `targets/<driver>/<target>/` (spec/scst.md 2.6, 6.2-6.6): `enabled`, `rel_tgt_id`,
+//! `targets/<driver>/<target>/` (docs/scst-reference.md 2.6, 6.2-6.6): `enabled`, `rel_tgt_id`,
 //! `addr_method`, the driver's target parameters and dynamic attributes, and the
 //! `luns/`, `ini_groups/` and `sessions/` directories (their own modules).
 

@@ -1,4 +1,4 @@
-//! `targets/` and `targets/<driver>/` (spec/scst.md 2.6, 6.6): one directory per
+//! `targets/` and `targets/<driver>/` (docs/scst-reference.md 2.6, 6.6): one directory per
 //! registered target driver, with its `mgmt` file, its own `enabled` if it has one, the
 //! files the driver computes, its configured attributes and its targets.
 

@@ -1,5 +1,5 @@
 //! The vdisk commands that must look indivisible to every other command on the device,
-//! from any session: COMPARE AND WRITE (SBC-4 5.3, spec/scst.md 4.2), ORWRITE(16)
+//! from any session: COMPARE AND WRITE (SBC-4 5.3, docs/scst-reference.md 4.2), ORWRITE(16)
 //! (SBC-4 5.8) and WRITE ATOMIC(16) (SBC-4 5.48).
 //!
 //! Each holds the device's LBA range lock exclusively across its whole medium access
@@ -19,7 +19,7 @@ use scst_core::IoOp;
 use scst_core::{CmdCtx, ExecMode, Response};
 
 /// MAXIMUM COMPARE AND WRITE LENGTH (VPD B0h), also bounded by the one-byte NUMBER OF
-/// LOGICAL BLOCKS field (spec/scst.md 4.4).
+/// LOGICAL BLOCKS field (docs/scst-reference.md 4.4).
 const MAX_COMPARE_AND_WRITE: u32 = 255;
 
 /// Where the first differing byte is, if any.
@@ -103,7 +103,7 @@ impl<B: Backend> Vdisk<B> {
 
     /// COMPARE AND WRITE: compare the medium with the first half of the data-out and,
     /// only if every byte matches, write the second half; MISCOMPARE with the offset
-    /// of the first differing byte otherwise (spec/scst.md 4.2).
+    /// of the first differing byte otherwise (docs/scst-reference.md 4.2).
     pub(super) fn compare_and_write(
         &self,
         ctx: &CmdCtx<'_>,

@@ -1,6 +1,6 @@
 //! The commands a vdisk LUN supports, as one table, and the MAINTENANCE IN service
 //! actions that report it: REPORT SUPPORTED OPERATION CODES (SPC-4 6.35) and REPORT
-//! SUPPORTED TASK MANAGEMENT FUNCTIONS (SPC-4 6.36) (spec/scst.md 4.2).
+//! SUPPORTED TASK MANAGEMENT FUNCTIONS (SPC-4 6.36) (docs/scst-reference.md 4.2).
 //!
 //! The table lists what the vdisk dispatch executes *and* what the core answers on the
 //! device's behalf (REPORT LUNS, REQUEST SENSE, reservations), since the initiator
@@ -430,7 +430,7 @@ pub(crate) static COMMANDS: &[CommandInfo] = &[
         &[0x5F, 0x07, F, 0, 0, F, F, F, F, 0],
     )
     .by_core(),
-    // The copy manager (spec 4.2). EXTENDED COPY(LID1): PARAMETER LIST LENGTH.
+    // The copy manager (scst-reference 4.2). EXTENDED COPY(LID1): PARAMETER LIST LENGTH.
     sa_cmd(
         "EXTENDED COPY(LID1)",
         op::EXTENDED_COPY,
@@ -577,7 +577,7 @@ pub(crate) static COMMANDS: &[CommandInfo] = &[
     ),
 ];
 
-/// The task management functions the iSCSI target and the core implement (spec 4.2):
+/// The task management functions the iSCSI target and the core implement (scst-reference 4.2):
 /// ABORT TASK, ABORT TASK SET, CLEAR ACA, CLEAR TASK SET, LOGICAL UNIT RESET. QUERY
 /// TASK / QUERY TASK SET / I_T NEXUS RESET / QUERY ASYNC EVENT are answered "not
 /// supported" by the target, so they are not reported.

@@ -1,4 +1,4 @@
-//! Planning `DEVICE_GROUP` blocks (ALUA, spec/scst.md 2.9): device groups, their devices,
+//! Planning `DEVICE_GROUP` blocks (ALUA, docs/scst-reference.md 2.9): device groups, their devices,
 //! target groups with their attributes, and member targets.
 
 use crate::conf::{DeviceGroupConf, ScstConf};

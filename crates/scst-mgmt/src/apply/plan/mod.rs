@@ -1,5 +1,5 @@
 //! Planning: the difference between an scst.conf and the running configuration as the
-//! mgmt writes an administrator would type, in SCST's apply order (spec/scst.md 3.4),
+//! mgmt writes an administrator would type, in SCST's apply order (docs/scst-reference.md 3.4),
 //! each with the write that undoes it; and executing them as one transaction.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -87,7 +87,7 @@ fn grouped<'a>(attrs: impl IntoIterator<Item = &'a Attr>) -> BTreeMap<String, Ve
     m
 }
 
-/// Multi-value attributes changed through the driver's mgmt file (spec 2.6).
+/// Multi-value attributes changed through the driver's mgmt file (scst-reference 2.6).
 const DRIVER_DYN_ATTRS: &[&str] = &["IncomingUser", "OutgoingUser"];
 const TARGET_DYN_ATTRS: &[&str] = &["IncomingUser", "OutgoingUser", "allowed_portal"];
 
