@@ -46,14 +46,30 @@ Objects:
   -move_init i -driver d -target t -group g -to g2    -clear_inits -driver d -target t -group g
   -add_dgrp dg / -rem_dgrp dg      -add_dgrp_dev d -dev_group dg / -rem_dgrp_dev
   -add_tgrp tg -dev_group dg / -rem_tgrp      -add_tgrp_tgt t -dev_group dg -tgt_group tg / -rem_tgrp_tgt
-Configuration:
-  -write_config FILE
-  -config FILE [-force] [-dry_run]  apply FILE: all or nothing; -force also removes
+Configuration (FILE defaults to /etc/scst.conf):
+  -write_config [FILE]
+  -config [FILE] [-force] [-dry_run]  apply FILE: all or nothing; -force also removes
                             what FILE lacks and re-creates devices whose creation
                             parameters changed; -dry_run prints the writes, changes nothing
-  -check_config FILE        validate FILE and print its differences from the running config
+  -check_config [FILE]      validate FILE and print its differences from the running config
   -clear_config -force      remove every LUN, group, target, device group and device
-Options: -socket PATH (default /run/scstd.sock), -noprompt, -nonkey";
+Options: -socket PATH (default /run/scstd.sock), -noprompt, -nonkey
+Also: -version (or --version), -help";
+
+/// SCST's configuration file, for the configuration commands given no file.
+const DEFAULT_CONFIG: &str = "/etc/scst.conf";
+
+/// The git commit of the build (set by the build script), empty when unknown.
+const COMMIT: &str = env!("SCST_RS_COMMIT");
+
+fn version_line() -> String {
+    let version = env!("CARGO_PKG_VERSION");
+    if COMMIT.is_empty() {
+        format!("scstadmin (scst-rs) {version}")
+    } else {
+        format!("scstadmin (scst-rs) {version} (git {COMMIT})")
+    }
+}
 
 /// SCST's commands this scstadmin knows but cannot run: `-issue_lip` is Fibre
 /// Channel's, and only the iscsi target driver exists.
@@ -65,19 +81,20 @@ fn command_arity(name: &str) -> Option<Option<bool>> {
     Some(match name {
         "list_handler" | "list_device" | "list_target" | "list_group" | "list_driver"
         | "list_drivers" | "list_dgrp" | "list_tgrp" => Some(false),
+        // SCST's default file, /etc/scst.conf, when none is given.
+        "write_config" | "config" | "check_config" => Some(false),
         "list_sessions" | "clear_luns" | "clear_inits" | "set_scst_attr" | "clear_config"
         | "list_scst_attr" => None,
         "list_dev_attr" | "list_tgt_attr" | "open_dev" | "close_dev" | "set_dev_attr"
         | "add_target" | "rem_target" | "enable_target" | "disable_target" | "add_lun"
         | "rem_lun" | "replace_lun" | "add_group" | "rem_group" | "add_init" | "rem_init"
-        | "move_init" | "write_config" | "config" | "check_config" | "list_hnd_attr"
-        | "list_drv_attr" | "list_grp_attr" | "list_lun_attr" | "list_init_attr"
-        | "list_dgrp_attr" | "list_tgrp_attr" | "list_ttgt_attr" | "set_hnd_attr"
-        | "set_drv_attr" | "set_tgt_attr" | "set_grp_attr" | "set_lun_attr" | "set_init_attr"
-        | "set_dgrp_attr" | "set_tgrp_attr" | "set_ttgt_attr" | "add_drv_attr" | "rem_drv_attr"
-        | "add_tgt_attr" | "rem_tgt_attr" | "resync_dev" | "add_dgrp" | "rem_dgrp"
-        | "add_dgrp_dev" | "rem_dgrp_dev" | "add_tgrp" | "rem_tgrp" | "add_tgrp_tgt"
-        | "rem_tgrp_tgt" => Some(true),
+        | "move_init" | "list_hnd_attr" | "list_drv_attr" | "list_grp_attr" | "list_lun_attr"
+        | "list_init_attr" | "list_dgrp_attr" | "list_tgrp_attr" | "list_ttgt_attr"
+        | "set_hnd_attr" | "set_drv_attr" | "set_tgt_attr" | "set_grp_attr" | "set_lun_attr"
+        | "set_init_attr" | "set_dgrp_attr" | "set_tgrp_attr" | "set_ttgt_attr"
+        | "add_drv_attr" | "rem_drv_attr" | "add_tgt_attr" | "rem_tgt_attr" | "resync_dev"
+        | "add_dgrp" | "rem_dgrp" | "add_dgrp_dev" | "rem_dgrp_dev" | "add_tgrp" | "rem_tgrp"
+        | "add_tgrp_tgt" | "rem_tgrp_tgt" => Some(true),
         _ => return None,
     })
 }
@@ -117,6 +134,12 @@ impl Invocation {
             .get(name)
             .map(String::as_str)
             .ok_or_else(|| anyhow!("-{} needs -{name}", self.command))
+    }
+
+    /// The file of -config, -check_config and -write_config: SCST's default when none
+    /// is given.
+    fn config_file(&self) -> &str {
+        self.value.as_deref().unwrap_or(DEFAULT_CONFIG)
     }
 
     fn value(&self) -> Result<&str> {
@@ -307,7 +330,7 @@ impl Invocation {
 fn run(inv: &Invocation) -> Result<()> {
     // The whole file is checked before anything is read or changed.
     let file_conf = match inv.command.as_str() {
-        "config" | "check_config" => Some(apply::load(inv.value()?)?),
+        "config" | "check_config" => Some(apply::load(inv.config_file())?),
         "clear_config" if !inv.flag("force") => {
             bail!("-clear_config removes the whole configuration; give -force to confirm")
         }
@@ -493,7 +516,7 @@ fn run(inv: &Invocation) -> Result<()> {
             c.write(&format!("targets/{drv}/{}/enabled", inv.value()?), on)?;
         }
         "write_config" => {
-            let file = inv.value()?;
+            let file = inv.config_file();
             let conf = read_config(&mut c, nonkey)?;
             let text = scst_mgmt::write_config(&conf);
             std::fs::write(file, text).with_context(|| format!("cannot write {file}"))?;
@@ -730,6 +753,10 @@ fn main() -> ExitCode {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
     }
+    if args.iter().any(|a| a == "-version" || a == "--version") {
+        println!("{}", version_line());
+        return ExitCode::SUCCESS;
+    }
     let inv = match parse_args(args) {
         Ok(i) => i,
         Err(ArgError::Usage(m)) => {
@@ -821,6 +848,27 @@ mod tests {
             parse_args(args("-list_device -list_target")),
             Err(ArgError::Usage(_))
         ));
+    }
+
+    #[test]
+    fn configuration_commands_default_to_etc_scst_conf() {
+        for cmd in ["-config", "-write_config", "-check_config"] {
+            let Ok(i) = parse_args(args(cmd)) else {
+                panic!("{cmd} without a file")
+            };
+            assert_eq!(i.config_file(), "/etc/scst.conf");
+        }
+        let Ok(i) = parse_args(args("-config /tmp/x.conf -dry_run")) else {
+            panic!("parse")
+        };
+        assert_eq!(i.config_file(), "/tmp/x.conf");
+    }
+
+    #[test]
+    fn version_line_names_the_package_version() {
+        assert!(
+            version_line().starts_with(concat!("scstadmin (scst-rs) ", env!("CARGO_PKG_VERSION")))
+        );
     }
 
     #[test]

@@ -4,7 +4,9 @@
 
 mod config;
 pub mod mgmt_server;
+pub mod notify;
 mod privs;
+pub mod reload;
 mod trim;
 
 use std::net::SocketAddr;
@@ -16,11 +18,13 @@ use scst_core::Scst;
 
 pub use config::{apply_config, Started};
 
-pub const USAGE: &str = "usage: scstd --config FILE [--listen ADDR:PORT]... [--mgmt-socket PATH]
+pub const USAGE: &str = "usage: scstd [--config FILE] [--listen ADDR:PORT]... [--mgmt-socket PATH]
                     [--state-dir DIR] [--io-threads N] [--io-engine ENGINE]
                     [--user NAME] [--group NAME]
+       scstd --version
 
-  --config FILE       scst.conf to load (SCST's grammar)
+  --config FILE       scst.conf to load (SCST's grammar; default /etc/scst.conf);
+                      SIGHUP applies it again, as scstadmin -config does
   --listen ADDR:PORT  iSCSI portal to listen on (repeatable; default 0.0.0.0:3260)
   --io-threads N      threads for blocking storage I/O (default: the config's
                       'threads' attribute, else 8)
@@ -39,7 +43,28 @@ pub const USAGE: &str = "usage: scstd --config FILE [--listen ADDR:PORT]... [--m
   --group NAME        switch to this group (with --user: instead of its primary
                       group)
 
-Runs in the foreground, logs to stderr (RUST_LOG=debug for more), exits on SIGTERM/SIGINT.";
+Runs in the foreground and logs to stderr (RUST_LOG=debug for more). SIGHUP reloads
+the config file; SIGTERM/SIGINT drain and stop. Under systemd (Type=notify) it reports
+readiness, reloads and shutdown to $NOTIFY_SOCKET.";
+
+/// The git commit of the build, empty when it was not built from a checkout.
+const COMMIT: &str = env!("SCST_RS_COMMIT");
+
+/// `scstd --version`'s line: the workspace version, and the commit when known.
+pub fn version_line(program: &str) -> String {
+    version_text(program, env!("CARGO_PKG_VERSION"), COMMIT)
+}
+
+fn version_text(program: &str, version: &str, commit: &str) -> String {
+    if commit.is_empty() {
+        format!("{program} (scst-rs) {version}")
+    } else {
+        format!("{program} (scst-rs) {version} (git {commit})")
+    }
+}
+
+/// SCST's configuration file, read when `--config` is not given.
+pub const DEFAULT_CONFIG: &str = "/etc/scst.conf";
 
 #[derive(Debug, Clone)]
 pub struct Args {
@@ -113,7 +138,7 @@ impl Args {
                 other => bail!("unknown argument '{other}'"),
             }
         }
-        let config = config.context("--config FILE is required")?;
+        let config = config.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
         if listen.is_empty() {
             listen.push("0.0.0.0:3260".parse().expect("valid default portal"));
         }
@@ -130,17 +155,28 @@ impl Args {
     }
 }
 
-/// Load the configuration, serve until SIGTERM/SIGINT, then drain and flush.
+/// Load the configuration, serve until SIGTERM/SIGINT (reloading it on SIGHUP), then
+/// drain and flush.
 pub fn run(args: Args) -> anyhow::Result<()> {
     tune_allocator();
+    // SIGHUP's default action ends the process; until the reload handler is installed
+    // (once serving) a SIGHUP is ignored instead: the file is being read anyway.
+    ignore_sighup();
     // Names are resolved first, while single-threaded, so that a typo fails early.
     let identity = privs::resolve(args.user.as_deref(), args.group.as_deref())?;
     let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .target(env_logger::Target::Stderr)
         .try_init();
     raise_open_file_limit();
-    let text = std::fs::read_to_string(&args.config)
-        .with_context(|| format!("cannot read config {}", args.config.display()))?;
+    let text = std::fs::read_to_string(&args.config).with_context(|| {
+        if args.config == std::path::Path::new(DEFAULT_CONFIG) {
+            format!(
+                "cannot read config {DEFAULT_CONFIG} (the default; give another with --config FILE)"
+            )
+        } else {
+            format!("cannot read config {}", args.config.display())
+        }
+    })?;
     let conf = scst_mgmt::conf::parse(&text)
         .with_context(|| format!("config {}", args.config.display()))?;
     let chosen_threads = args.io_threads.or_else(|| config::io_threads(&conf));
@@ -194,13 +230,29 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .thread_name("scstd-rt")
         .build()
         .context("cannot start the runtime")?;
+    // One lock for management writes: the socket's clients and SIGHUP's reload.
+    let write_lock = Arc::new(tokio::sync::Mutex::new(()));
+    let reloader = reload::Reloader {
+        config: args.config.clone(),
+        tree: tree.clone(),
+        write_lock: write_lock.clone(),
+    };
+    let notifier = notify::Notifier::from_env();
     rt.block_on(async {
         if let Some(l) = mgmt_listener {
             let listener = tokio::net::UnixListener::from_std(l).context("management socket")?;
             log::info!("management socket listening on {}", socket_path.display());
-            tokio::spawn(mgmt_server::serve(listener, tree));
+            tokio::spawn(mgmt_server::serve(listener, tree, write_lock));
         }
-        serve(scst.clone(), iscsi, args.listen, identity).await
+        serve(
+            scst.clone(),
+            iscsi,
+            args.listen,
+            identity,
+            &reloader,
+            notifier.as_ref(),
+        )
+        .await
     })?;
     scst.detach_all();
     log::info!("scstd stopped");
@@ -224,6 +276,17 @@ fn prepare_state_dir(given: Option<&std::path::Path>) -> anyhow::Result<PathBuf>
         );
     }
     Ok(dir)
+}
+
+fn ignore_sighup() {
+    // SAFETY: signal(2) with SIG_IGN installs no handler code; nothing else changes
+    // signal dispositions concurrently (the runtime installs its handlers later).
+    if unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) } == libc::SIG_ERR {
+        log::warn!(
+            "cannot ignore SIGHUP during start-up: {}",
+            std::io::Error::last_os_error()
+        );
+    }
 }
 
 /// Keep command data buffers (up to a few MiB each) on the heap and keep freed heap
@@ -284,7 +347,15 @@ async fn serve(
     iscsi: Arc<scst_iscsi::IscsiDriver>,
     portals: Vec<SocketAddr>,
     identity: Option<privs::Identity>,
+    reloader: &reload::Reloader,
+    notifier: Option<&notify::Notifier>,
 ) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    // Installed before the portals open, so that no signal sent once the daemon is
+    // reachable ends it without the shutdown path (which removes the socket file).
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
     let mut listeners = Vec::new();
     for p in &portals {
         let l = tokio::net::TcpListener::bind(p)
@@ -307,10 +378,32 @@ async fn serve(
     for l in listeners {
         tokio::spawn(iscsi.clone().serve(l));
     }
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = term.recv() => log::info!("SIGTERM: shutting down"),
-        _ = tokio::signal::ctrl_c() => log::info!("SIGINT: shutting down"),
+    if let Some(n) = notifier {
+        n.ready();
+    }
+    loop {
+        tokio::select! {
+            _ = term.recv() => {
+                log::info!("SIGTERM: shutting down");
+                break;
+            }
+            _ = int.recv() => {
+                log::info!("SIGINT: shutting down");
+                break;
+            }
+            _ = hup.recv() => {
+                if let Some(n) = notifier {
+                    n.reloading();
+                }
+                reloader.reload().await;
+                if let Some(n) = notifier {
+                    n.reloaded();
+                }
+            }
+        }
+    }
+    if let Some(n) = notifier {
+        n.stopping();
     }
     iscsi.shutdown().await;
     drop(scst);
@@ -323,6 +416,26 @@ mod tests {
 
     fn parse(args: &[&str]) -> anyhow::Result<Args> {
         Args::parse(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn config_defaults_to_etc_scst_conf() {
+        assert_eq!(parse(&[]).unwrap().config, PathBuf::from("/etc/scst.conf"));
+        assert_eq!(
+            parse(&["-c", "x.conf"]).unwrap().config,
+            PathBuf::from("x.conf")
+        );
+    }
+
+    #[test]
+    fn version_names_the_commit_when_known() {
+        assert_eq!(version_text("scstd", "0.1.0", ""), "scstd (scst-rs) 0.1.0");
+        assert_eq!(
+            version_text("scstd", "0.1.0", "0123456789ab"),
+            "scstd (scst-rs) 0.1.0 (git 0123456789ab)"
+        );
+        assert!(version_line("scstd")
+            .starts_with(concat!("scstd (scst-rs) ", env!("CARGO_PKG_VERSION"))));
     }
 
     #[test]

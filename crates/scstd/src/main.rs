@@ -7,6 +7,13 @@ fn main() -> ExitCode {
         println!("{}", scstd::USAGE);
         return ExitCode::SUCCESS;
     }
+    if std::env::args()
+        .skip(1)
+        .any(|a| a == "-V" || a == "--version")
+    {
+        println!("{}", scstd::version_line("scstd"));
+        return ExitCode::SUCCESS;
+    }
     let args = match scstd::Args::parse(std::env::args().skip(1)) {
         Ok(a) => a,
         Err(e) => {

@@ -71,9 +71,13 @@ impl Drop for SocketGuard {
     }
 }
 
-/// Accept clients forever, one task each.
-pub async fn serve(listener: UnixListener, tree: Arc<dyn MgmtTree>) {
-    let write_lock = Arc::new(tokio::sync::Mutex::new(()));
+/// Accept clients forever, one task each. `write_lock` serializes their writes, and
+/// with whatever else changes the tree (a SIGHUP reload).
+pub async fn serve(
+    listener: UnixListener,
+    tree: Arc<dyn MgmtTree>,
+    write_lock: Arc<tokio::sync::Mutex<()>>,
+) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
