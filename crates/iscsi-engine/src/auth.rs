@@ -1,4 +1,4 @@
-//! The security stage of a login (RFC 7143 6.2 and 12.1.3, spec/scst.md 6.5): AuthMethod
+//! The security stage of a login (RFC 7143 6.2 and 12.1.3, docs/scst-reference.md 6.5): AuthMethod
 //! selection and the target side of one-way and mutual CHAP, as a sans-I/O state
 //! machine fed with each login request's keys.
 //!
@@ -50,7 +50,7 @@ impl Accounts {
             if is_instance_of(name, "IncomingUser") {
                 a.incoming.push(pair);
             } else if is_instance_of(name, "OutgoingUser") {
-                // A later OutgoingUser replaces an earlier one (spec 6.5).
+                // A later OutgoingUser replaces an earlier one (scst-reference 6.5).
                 a.outgoing = Some(pair);
             }
         }

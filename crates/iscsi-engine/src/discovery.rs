@@ -1,4 +1,4 @@
-//! The full-feature phase of a discovery session (RFC 7143 appendix D, spec/scst.md
+//! The full-feature phase of a discovery session (RFC 7143 appendix D, docs/scst-reference.md
 //! 6.4): Text requests (SendTargets, answered in pieces when long), NOP-Out and
 //! Logout; anything else is rejected. Which targets are listed is the driver's answer
 //! to a query (see [`crate::Event::SendTargets`]).

@@ -9,7 +9,7 @@ use iscsi_wire::negotiate::LocalParams;
 
 use crate::auth::Accounts;
 
-/// A normal session's login asks to be admitted (RFC 7143 6.1, spec/scst.md 6.4).
+/// A normal session's login asks to be admitted (RFC 7143 6.1, docs/scst-reference.md 6.4).
 #[derive(Debug, Clone, Copy)]
 pub struct AdmissionRequest<'a> {
     /// InitiatorName as sent.

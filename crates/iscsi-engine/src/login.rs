@@ -1,4 +1,4 @@
-//! The login phase (RFC 7143 6, spec/scst.md 6.4) as a state machine with a type per
+//! The login phase (RFC 7143 6, docs/scst-reference.md 6.4) as a state machine with a type per
 //! state:
 //!
 //! ```text
@@ -405,7 +405,7 @@ fn first<A, H: LoginHost<Admission = A>>(
         Err(refused) => return refused,
     };
     match &stage.setup().kind {
-        // iSNS AccessControl (spec 6.4, 6.9) asks the server, so the answer waits.
+        // iSNS AccessControl (scst-reference 6.4, 6.9) asks the server, so the answer waits.
         Kind::Normal { target, .. } => Outcome::AccessQuery {
             target: target.clone(),
             initiator: stage.initiator().to_string(),
@@ -442,7 +442,7 @@ fn settle<A, H: LoginHost<Admission = A>>(
         ));
     }
     // Normal sessions authenticate against the target's accounts, discovery sessions
-    // against the driver's (spec 6.5).
+    // against the driver's (scst-reference 6.5).
     let (kind, accounts, params) = if discovery {
         (
             Kind::Discovery,

@@ -30,7 +30,7 @@ use tokio::sync::mpsc;
 use crate::io::{self, RecvError};
 use crate::params::ConnParams;
 
-/// RspTimeout default (spec 6.3): how long sending may make no progress before the
+/// RspTimeout default (scst-reference 6.3): how long sending may make no progress before the
 /// connection is given up.
 const DEFAULT_RSP_TIMEOUT: u32 = 90;
 

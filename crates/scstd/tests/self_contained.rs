@@ -8,18 +8,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Files whose citations still name the old notes because they are being restructured
-/// on another branch; each entry goes once its file cites `docs/scst-reference.md` (the
-/// section numbers are the same), and the test fails while a listed file no longer
-/// needs its entry.
-const PENDING: &[&str] = &[
-    "crates/iscsi-engine/src/auth.rs",
-    "crates/iscsi-engine/src/discovery.rs",
-    "crates/iscsi-engine/src/host.rs",
-    "crates/iscsi-engine/src/login.rs",
-    "crates/scst-iscsi/src/conn.rs",
-];
-
 /// This file names what it forbids.
 const THIS_FILE: &str = "crates/scstd/tests/self_contained.rs";
 
@@ -136,7 +124,6 @@ fn no_tracked_file_refers_outside_the_repository() {
         files.len()
     );
     let mut offences = Vec::new();
-    let mut pending_used = vec![false; PENDING.len()];
     for file in &files {
         if file == THIS_FILE {
             continue;
@@ -149,10 +136,6 @@ fn no_tracked_file_refers_outside_the_repository() {
             let Some(what) = outside_reference(line) else {
                 continue;
             };
-            if let Some(i) = PENDING.iter().position(|p| p == file) {
-                pending_used[i] = true;
-                continue;
-            }
             offences.push(format!("{file}:{}: {what}: {}", n + 1, line.trim()));
         }
     }
@@ -161,15 +144,5 @@ fn no_tracked_file_refers_outside_the_repository() {
         "tracked files refer to material outside the repository (a fresh clone has \
          nothing beside it):\n{}",
         offences.join("\n")
-    );
-    let stale: Vec<_> = PENDING
-        .iter()
-        .zip(&pending_used)
-        .filter(|(_, used)| !**used)
-        .map(|(p, _)| *p)
-        .collect();
-    assert!(
-        stale.is_empty(),
-        "these files no longer cite the old notes: remove them from PENDING: {stale:?}"
     );
 }
