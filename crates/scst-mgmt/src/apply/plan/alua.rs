@@ -72,9 +72,11 @@ impl<T: TreeAccess> Planner<'_, T> {
             refuse!("{}ALUA: attribute {} is not supported", at(a.line), a.name);
         }
         for dg in &file.device_groups {
-            let what = format!("{}DEVICE_GROUP {}", at(dg.line), dg.name);
+            // Nested objects name their own line: `dgname` carries none.
+            let dgname = format!("DEVICE_GROUP {}", dg.name);
+            let what = format!("{}{dgname}", at(dg.line));
             if let Some(a) = dg.attrs.first() {
-                refuse!("{}{what}: unknown attribute '{}'", at(a.line), a.name);
+                refuse!("{}{dgname}: unknown attribute '{}'", at(a.line), a.name);
             }
             let ldg = live.device_groups.iter().find(|x| x.name == dg.name);
             let dgdir = format!("device_groups/{}", dg.name);
@@ -96,7 +98,7 @@ impl<T: TreeAccess> Planner<'_, T> {
                         mgmt.clone(),
                         format!("add {}", d.name),
                         Some((mgmt, format!("del {}", d.name))),
-                        format!("{}{what}: DEVICE {}", at(d.line), d.name),
+                        format!("{}{dgname}: DEVICE {}", at(d.line), d.name),
                     );
                 }
             }
@@ -112,12 +114,8 @@ impl<T: TreeAccess> Planner<'_, T> {
     ) -> Result<()> {
         let dgdir = format!("device_groups/{}", dg.name);
         for tg in &dg.target_groups {
-            let tw = format!(
-                "{}DEVICE_GROUP {}: TARGET_GROUP {}",
-                at(tg.line),
-                dg.name,
-                tg.name
-            );
+            let tgname = format!("DEVICE_GROUP {}: TARGET_GROUP {}", dg.name, tg.name);
+            let tw = format!("{}{tgname}", at(tg.line));
             let ltg = ldg.and_then(|l| l.target_groups.iter().find(|x| x.name == tg.name));
             let tgdir = format!("{dgdir}/target_groups/{}", tg.name);
             if ltg.is_none() {
@@ -146,7 +144,7 @@ impl<T: TreeAccess> Planner<'_, T> {
                 self.op(path.clone(), want, have.map(|h| (path, h)), tw.clone());
             }
             for t in &tg.targets {
-                let ttw = format!("{}{tw}: TARGET {}", at(t.line), t.name);
+                let ttw = format!("{}{tgname}: TARGET {}", at(t.line), t.name);
                 let member = ltg.is_some_and(|l| l.targets.iter().any(|x| x.name == t.name));
                 let rel = t.attrs.iter().rev().find(|a| a.name == "rel_tgt_id");
                 if let Some(a) = t.attrs.iter().find(|a| a.name != "rel_tgt_id") {

@@ -443,7 +443,9 @@ impl<T: TreeAccess> Planner<'_, T> {
                 }
             }
             for t in &drv.targets {
-                let tw = format!("{}TARGET {}", at(t.line), t.name);
+                // Nested objects name their own line: `tname` carries none.
+                let tname = format!("TARGET {}", t.name);
+                let tw = format!("{}{tname}", at(t.line));
                 if t.hw_target {
                     refuse!("{tw}: HW_TARGET is not possible with the iscsi driver");
                 }
@@ -515,7 +517,7 @@ impl<T: TreeAccess> Planner<'_, T> {
                         (&lt.luns, &lt.groups)
                     }
                 };
-                self.luns(&t.luns, live_luns, &format!("{tdir}/luns/mgmt"), &tw);
+                self.luns(&t.luns, live_luns, &format!("{tdir}/luns/mgmt"), &tname);
                 for g in &t.groups {
                     let gw = format!("{}TARGET {}: GROUP {}", at(g.line), t.name, g.name);
                     let gdir = format!("{tdir}/ini_groups/{}", g.name);
