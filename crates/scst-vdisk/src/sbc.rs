@@ -75,10 +75,12 @@ fn data(d: Vec<u8>) -> CmdResult {
     Ok(Some(Response::data(d)))
 }
 
-/// Zeros for nullio reads in Inline mode, whose responses go straight to the wire: a
-/// static, never written region (untouched pages of it all map the kernel's zero
-/// page), so a read costs no allocation and no zeroing.
-static ZEROS: [u8; MAX_XFER_BYTES as usize] = [0; MAX_XFER_BYTES as usize];
+/// Zeros for nullio reads in Inline mode, whose responses go straight to the wire: one
+/// region allocated zeroed at first use and never written, so a read costs no
+/// allocation and no zeroing, and its pages all map the kernel's zero page. (A static
+/// array would sit in the executable's read-only data: tens of MB of the binary.)
+static ZEROS: std::sync::LazyLock<&'static [u8]> =
+    std::sync::LazyLock::new(|| Box::leak(vec![0u8; MAX_XFER_BYTES as usize].into_boxed_slice()));
 
 /// `len` (<= MAX_XFER_BYTES) zero bytes of data-in.
 fn zeros(len: usize, mode: ExecMode) -> Response {
