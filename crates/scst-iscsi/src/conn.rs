@@ -132,10 +132,8 @@ impl Conn {
                 .handle_next(&|itt| nexus.contains(itt as u64))
                 .map_err(|e| ConnError::Receive(RecvError::Protocol(e)))?;
             match next {
-                Next::Idle => {
-                    self.drain_engine();
-                    return Ok(handled);
-                }
+                // Nothing was handled, so nothing new is queued.
+                Next::Idle => return Ok(handled),
                 Next::Handled => self.drain_engine(),
                 Next::Command(cmd) => {
                     self.submit(cmd);

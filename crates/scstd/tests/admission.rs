@@ -97,18 +97,6 @@ fn wait_held_at_most(held: &[TcpStream], bound: usize, what: &str) -> usize {
     }
 }
 
-/// The daemon's resident size, for the log (never asserted here: the buffer budget's
-/// tests bound it).
-fn rss_kib(d: &Daemon) -> u64 {
-    let pid = d.pid().expect("daemon pid");
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("VmRSS")
-}
-
 fn opts(n: u8) -> LoginOptions {
     LoginOptions {
         isid: [0x80, 0x0f, 0xad, 0x01, 0x00, n],
@@ -148,7 +136,8 @@ fn timed_login(d: &Daemon, what: &str, n: u8) -> Initiator {
 #[test]
 fn an_idle_connection_flood_gives_way_to_a_real_login() {
     let (_f, mut d) = start(None);
-    let idle_rss = rss_kib(&d);
+    // Resident size, for the log only: the buffer budget's tests bound it.
+    let idle_rss = d.rss_kib();
     // More idle connections than max_open_connections (which used to lock everyone
     // out until the login timeout) and than the pending bound, from many addresses so
     // that the overall bound is the one reached.
@@ -162,7 +151,7 @@ fn an_idle_connection_flood_gives_way_to_a_real_login() {
         "{total} idle connections opened, {open} held by the target ({} given way); \
          scstd resident {idle_rss} KiB idle, {} KiB under the flood",
         total - open,
-        rss_kib(&d)
+        d.rss_kib()
     );
     // The first ones went first.
     assert!(held[..total - MAX_PENDING_LOGINS]

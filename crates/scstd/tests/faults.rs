@@ -240,16 +240,6 @@ fn peer_closed(s: &mut TcpStream) -> bool {
     r
 }
 
-fn rss_kib(d: &Daemon) -> u64 {
-    let pid = d.pid().expect("daemon pid");
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("VmRSS")
-}
-
 #[test]
 fn abrupt_disconnects_leave_nothing_behind() {
     let s = start_default();
@@ -514,7 +504,7 @@ fn a_client_that_stops_reading_holds_bounded_memory() {
         i.read16(0, k * blocks as u64, blocks, BS)
             .expect("warm-up read");
     }
-    let rss0 = rss_kib(&s.d);
+    let rss0 = s.d.rss_kib();
     i.pause_reading();
     // 96 reads of 8 MiB: 768 MiB of read data the client does not take.
     let mut itts = Vec::new();
@@ -547,7 +537,7 @@ fn a_client_that_stops_reading_holds_bounded_memory() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let grown = rss_kib(&s.d).saturating_sub(rss0);
+    let grown = s.d.rss_kib().saturating_sub(rss0);
     eprintln!("scstd grew by {grown} KiB while the client read nothing");
     assert!(
         grown < 400 << 10,

@@ -21,16 +21,6 @@ const WRITES_PER_SESSION: u32 = 4;
 const FLOOD_BLOCKS: u32 = 65536;
 const BS: u32 = 512;
 
-fn rss_kib(d: &Daemon) -> u64 {
-    let pid = d.pid().expect("daemon pid");
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("VmRSS")
-}
-
 fn buffer_bytes(d: &Daemon) -> usize {
     let mut c = Client::connect(&d.mgmt_socket).expect("mgmt connect");
     let v = c.read("targets/iscsi/data_buffer_bytes").expect("read");
@@ -90,7 +80,7 @@ fn a_flood_of_writes_without_data_stays_within_scst_max_cmd_mem() {
             .expect("good");
         real.read16(0, k * 128, 128, BS).expect("warm-up read");
     }
-    let idle = rss_kib(&d);
+    let idle = d.rss_kib();
 
     // Each flood session sends WRITE(16)s of 32 MiB and never a Data-Out.
     let mut flood = Vec::new();
@@ -131,7 +121,7 @@ fn a_flood_of_writes_without_data_stays_within_scst_max_cmd_mem() {
         flood.push(i);
     }
     let charged = wait_buffers(&d, "flood charged", |b| b > 0);
-    let peak = rss_kib(&d);
+    let peak = d.rss_kib();
     eprintln!(
         "flood: {charged} bytes charged of {} MiB; {busy} BUSY, {task_set_full} TASK SET FULL; \
          resident {idle} KiB idle, {peak} KiB under the flood",
@@ -171,7 +161,7 @@ fn a_flood_of_writes_without_data_stays_within_scst_max_cmd_mem() {
     // The memory goes back to the system once the burst is over.
     let end = Instant::now() + Duration::from_secs(30);
     let after = loop {
-        let now = rss_kib(&d);
+        let now = d.rss_kib();
         if now < idle + (32 << 10) || Instant::now() > end {
             break now;
         }

@@ -111,6 +111,17 @@ impl Daemon {
     }
 
     /// The daemon's process id.
+    /// The daemon's resident size (VmRSS), in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let pid = self.pid().expect("daemon pid");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .expect("VmRSS")
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
     }
