@@ -9,8 +9,8 @@ pub const USAGE: &str = "usage: scstadmin [-socket PATH] COMMAND [OPTIONS]
 
 Listing:
   -list_handler [h]   -list_device [d]   -list_driver [drv]   -list_target [t] [-driver d]
-  -list_group [g] -driver d -target t    -list_sessions
-  -list_dgrp [dg]     -list_tgrp [tg] -dev_group dg
+  -list_group [g] [-driver d] [-target t]  -list_sessions
+  -list_dgrp [dg]     -list_tgrp [tg] [-dev_group dg]
   -list_scst_attr     -list_hnd_attr h   -list_dev_attr d     -list_drv_attr drv
   -list_tgt_attr t -driver d             -list_grp_attr g -driver d -target t
   -list_lun_attr n -driver d -target t [-group g]

@@ -154,6 +154,16 @@ mod tests {
     use crate::session::Missing;
 
     #[test]
+    fn every_exit_status_is_documented() {
+        let guide = include_str!("../../../docs/management.md");
+        let man = include_str!("../../../packaging/man/scstadmin.8");
+        for code in [EXIT_ERROR, EXIT_USAGE, EXIT_NOT_RUNNING, EXIT_BROKEN_PIPE] {
+            assert!(guide.contains(&format!("\n| {code} | ")), "docs: {code}");
+            assert!(man.contains(&format!(".TP\n.B {code}\n")), "man: {code}");
+        }
+    }
+
+    #[test]
     fn version_line_names_the_package_version() {
         assert!(
             version_line().starts_with(concat!("scstadmin (scst-rs) ", env!("CARGO_PKG_VERSION")))
