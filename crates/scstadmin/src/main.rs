@@ -110,6 +110,12 @@ fn classify(e: &anyhow::Error) -> (u8, bool) {
     (EXIT_ERROR, true)
 }
 
+/// Write to standard error; a closed stderr is no reason to panic.
+fn complain(text: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{text}");
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.is_empty()
@@ -117,21 +123,24 @@ fn main() -> ExitCode {
             .iter()
             .any(|a| a == "-h" || a == "-help" || a == "--help")
     {
-        eprintln!("{USAGE}");
+        complain(USAGE);
         return ExitCode::from(EXIT_USAGE);
     }
     if args.iter().any(|a| a == "-version" || a == "--version") {
-        println!("{}", version_line());
-        return ExitCode::SUCCESS;
+        use std::io::Write as _;
+        return match writeln!(std::io::stdout(), "{}", version_line()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::from(EXIT_BROKEN_PIPE),
+        };
     }
     let inv = match parse_args(args) {
         Ok(i) => i,
         Err(ArgError::Usage(m)) => {
-            eprintln!("scstadmin: {m}\n\n{USAGE}");
+            complain(&format!("scstadmin: {m}\n\n{USAGE}"));
             return ExitCode::from(EXIT_USAGE);
         }
         Err(ArgError::NotYet(cmd)) => {
-            eprintln!("scstadmin: -{cmd}: not supported yet");
+            complain(&format!("scstadmin: -{cmd}: not supported yet"));
             return ExitCode::from(EXIT_ERROR);
         }
     };
@@ -141,7 +150,9 @@ fn main() -> ExitCode {
             let (code, report) = classify(&e);
             if report {
                 // SCST's form, on standard error so that listings stay clean.
-                eprintln!("\nFATAL: Received the following error:\n\n\t{e}\n");
+                complain(&format!(
+                    "\nFATAL: Received the following error:\n\n\t{e}\n"
+                ));
             }
             ExitCode::from(code)
         }

@@ -224,6 +224,22 @@ fn a_daemon_that_is_not_running_is_one_clear_message_and_exit_3() {
     );
     assert!(stdout(&out).is_empty());
 
+    // A socket file left behind with nobody listening reads the same.
+    let stale = dir.path().join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).expect("bind"));
+    let out = Command::new(scstadmin())
+        .arg("-socket")
+        .arg(&stale)
+        .arg("-list_sessions")
+        .output()
+        .expect("run scstadmin");
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("scstd is not running"),
+        "{}",
+        stderr(&out)
+    );
+
     // The environment names the socket when -socket is not given.
     let d = start(dir.path());
     let out = Command::new(scstadmin())
