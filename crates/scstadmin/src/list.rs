@@ -117,7 +117,7 @@ pub fn run(a: &mut Admin, inv: &Invocation) -> Result<bool> {
                 let parts: Vec<&str> = path.split('/').collect();
                 return Err(Missing(missing_message(&parts)).into());
             }
-            say!("\t{:<24} {:<40} Key", "Attribute", "Value");
+            print_table(Vec::new())?;
         }
         "list_dgrp_attr" => print_attrs(a, &format!("device_groups/{}", inv.value()?))?,
         "list_tgrp_attr" => print_attrs(
@@ -360,18 +360,101 @@ fn list_device_group(a: &mut Admin, dg: &str) -> Result<()> {
     Ok(())
 }
 
-/// Every attribute of `dir` with its value and whether it is a key attribute.
+/// Every attribute of `dir` in SCST's table: name, value (`<not set>` when empty),
+/// whether it can be written, whether it is a key attribute (one `-write_config`
+/// saves). SCST shows the non-key ones only with `-nonkey`; scst-rs always shows them.
 pub fn print_attrs(a: &mut Admin, dir: &str) -> Result<()> {
     let entries = a.list(dir)?;
-    say!("\t{:<24} {:<40} Key", "Attribute", "Value");
+    let writable = Writable::of(a, dir)?;
+    let mut rows = Vec::new();
     for name in owned(files(&entries)) {
         let raw = match a.read(&format!("{dir}/{name}")) {
             Ok(v) => v,
             Err(e) => format!("<{e}>"),
         };
         let (v, key) = strip_key(&raw);
-        let v = v.replace('\n', " ");
-        say!("\t{name:<24} {v:<40} {}", if key { "Yes" } else { "No" });
+        let v = match v.replace('\n', " ") {
+            v if v.is_empty() => "<not set>".to_string(),
+            v => v,
+        };
+        let w = if writable.check(&name) { "Yes" } else { "No" };
+        rows.push((name, v, w, if key { "Yes" } else { "No" }));
+    }
+    print_table(rows)
+}
+
+/// SCST's attribute table of `rows` (name, value, writable, key), sorted by name.
+fn print_table(mut rows: Vec<(String, String, &str, &str)>) -> Result<()> {
+    rows.sort();
+    let nw = rows.iter().map(|r| r.0.len()).max().unwrap_or(0).max(9);
+    let vw = rows.iter().map(|r| r.1.len()).max().unwrap_or(0).max(5);
+    say!(
+        "\t{:<nw$}     {:<vw$}     {:<9}     KEY",
+        "Attribute",
+        "Value",
+        "Writable"
+    );
+    say!("\t{}", "-".repeat(nw + vw + 27));
+    if rows.is_empty() {
+        say!("\t(none)");
+    }
+    for (name, v, w, key) in rows {
+        say!("\t{name:<nw$}     {v:<vw$}     {w:<9}     {key}");
     }
     Ok(())
+}
+
+/// Which attributes of a directory can be written, from scst-mgmt's attribute tables.
+enum Writable {
+    Root,
+    Handler(String),
+    Device(String),
+    Driver(String),
+    Target(String),
+    Group(String),
+    Lun,
+    DeviceGroup,
+    TargetGroup,
+    TargetGroupTarget,
+    Unknown,
+}
+
+impl Writable {
+    fn of(a: &mut Admin, dir: &str) -> Result<Writable> {
+        let parts: Vec<&str> = dir.split('/').filter(|c| !c.is_empty()).collect();
+        Ok(match parts.as_slice() {
+            [] => Writable::Root,
+            ["handlers", h] => Writable::Handler(h.to_string()),
+            ["devices", d] => {
+                let h = a.read(&format!("devices/{d}/handler"))?;
+                Writable::Device(strip_key(&h).0.to_string())
+            }
+            ["targets", drv] => Writable::Driver(drv.to_string()),
+            ["targets", drv, _] => Writable::Target(drv.to_string()),
+            ["targets", drv, _, "ini_groups", _] => Writable::Group(drv.to_string()),
+            [.., "luns", _] => Writable::Lun,
+            ["device_groups", _] => Writable::DeviceGroup,
+            ["device_groups", _, "target_groups", _] => Writable::TargetGroup,
+            ["device_groups", _, "target_groups", _, _] => Writable::TargetGroupTarget,
+            _ => Writable::Unknown,
+        })
+    }
+
+    fn check(&self, name: &str) -> bool {
+        use scst_mgmt::attrs::{self, Access};
+        let info = match self {
+            Writable::Root => attrs::root_attr(name),
+            Writable::Handler(h) => attrs::handler_attr(h, name),
+            Writable::Device(h) => attrs::device_attr(h, name),
+            Writable::Driver(d) => attrs::driver_attr(d, name),
+            Writable::Target(d) => attrs::target_attr(d, name),
+            Writable::Group(d) => attrs::group_attr(d, name),
+            Writable::Lun => attrs::lun_attr(name),
+            Writable::DeviceGroup => attrs::device_group_attr(name),
+            Writable::TargetGroup => attrs::target_group_attr(name),
+            Writable::TargetGroupTarget => attrs::tg_target_attr(name),
+            Writable::Unknown => None,
+        };
+        info.is_some_and(|i| i.access != Access::ReadOnly)
+    }
 }

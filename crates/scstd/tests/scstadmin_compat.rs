@@ -129,6 +129,23 @@ fn changes_are_reported_in_scst_words_and_listings_list_everything() {
         sessions.contains(&format!("\tSession: {INITIATOR}")),
         "{sessions}"
     );
+    // SCST's attribute table: name, value, writable, key.
+    let attrs = admin_ok(&d, &["-list_dev_attr", "n2"]);
+    let row = |name: &str| {
+        attrs
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .unwrap_or_else(|| panic!("no {name} in {attrs}"))
+    };
+    assert_eq!(
+        row("Attribute"),
+        ["Attribute", "Value", "Writable", "KEY"],
+        "{attrs}"
+    );
+    assert_eq!(row("size_mb"), ["size_mb", "8", "Yes", "Yes"], "{attrs}");
+    assert_eq!(row("blocksize")[2], "No", "{attrs}");
+    assert_eq!(row("prod_id"), ["prod_id", "P2", "Yes", "Yes"], "{attrs}");
     let handlers = admin_ok(&d, &["-list_device"]);
     assert!(
         handlers.contains("vdisk_nullio") && handlers.contains("n2"),
