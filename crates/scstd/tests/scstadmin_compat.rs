@@ -333,11 +333,22 @@ fn online_resize_reaches_the_initiator() {
     for lun in 0..3 {
         clear_ua(&mut i, lun);
     }
+    // A second I_T nexus on the same LUN 0 device.
+    let mut other = Initiator::connect(d.addr).expect("connect");
+    other
+        .login("iqn.2026-11.rs.scst:other", IQN, &LoginOptions::default())
+        .expect("login");
+    clear_ua(&mut other, 0);
 
-    // nullio: size_mb is writable.
+    // nullio: size_mb is writable; every nexus of the device hears of it.
     admin_ok(&d, &["-set_dev_attr", "n1", "-attributes", "size_mb=32"]);
-    assert!(capacity_changed(&mut i, 0));
-    assert_eq!(i.capacity(0).expect("capacity"), (32 * MIB / BS as u64, BS));
+    for ini in [&mut i, &mut other] {
+        assert!(capacity_changed(ini, 0));
+        assert_eq!(
+            ini.capacity(0).expect("capacity"),
+            (32 * MIB / BS as u64, BS)
+        );
+    }
 
     // blockio: size is writable within the device, as SCST allows.
     admin_ok(&d, &["-set_dev_attr", "b", "-attributes", "size_mb=2"]);
