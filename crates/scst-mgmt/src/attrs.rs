@@ -421,11 +421,14 @@ const VDISK_ATTRS: &[(u8, AttrInfo)] = &[
         .creation()
         .key(),
     ),
-    // fileio's and blockio's size is the backend's (resync_size re-reads it).
+    // fileio's size is the file's (resync_size re-reads it); blockio's is writable as
+    // in SCST (an online resize within the device).
     (N, AttrInfo::new("size", SIZE, RW).creation()),
-    (F | B | C, AttrInfo::new("size", SIZE, RO)),
+    (B, AttrInfo::new("size", SIZE, RW).creation()),
+    (F | C, AttrInfo::new("size", SIZE, RO)),
     (N, AttrInfo::new("size_mb", SIZE, RW).creation()),
-    (F | B | C, AttrInfo::new("size_mb", SIZE, RO)),
+    (B, AttrInfo::new("size_mb", SIZE, RW).creation()),
+    (F | C, AttrInfo::new("size_mb", SIZE, RO)),
     (FB, AttrInfo::new("resync_size", Text, WO)),
     (FB, AttrInfo::new("sync", Text, WO)),
     // read_only and write_through change at run time in scst-rs (SCST: creation only);

@@ -10,11 +10,13 @@
 //! - `write_through` (0/1, fileio/blockio). Also a deviation (SCST: creation-only):
 //!   WCE's default and current value become !(write_through || nv_cache) (scst-reference 4.5),
 //!   so writes become stable at once. nv_cache still pins WCE at 0.
-//! - `size`, `size_mb` (nullio): resize; CAPACITY DATA HAS CHANGED when the block
-//!   count changed.
+//! - `size`, `size_mb` (nullio, blockio): resize; CAPACITY DATA HAS CHANGED when the
+//!   block count changed. blockio's must be a multiple of the block size and no more
+//!   than the device holds (SCST checks only the first; past the device's end every
+//!   command would fail).
 //! - `resync_size` (fileio/blockio, write-only, any value): re-read the backend's size;
-//!   CAPACITY DATA HAS CHANGED when the block count changed. fileio and blockio `size`
-//!   stay read-only: their size is the backend's.
+//!   CAPACITY DATA HAS CHANGED when the block count changed. fileio's `size` stays
+//!   read-only, as in SCST: its size is the file's.
 //! - `sync` (fileio/blockio, write-only, any value): flush the backend.
 //! - Identity: `t10_vend_id`, `prod_id`, `prod_rev_lvl`, `t10_dev_id`,
 //!   `vend_specific_id`, `usn`, `naa_id`, `eui64_id` (empty or a newline clears),
@@ -220,6 +222,34 @@ impl<B: Backend> Vdisk<B> {
                     None => return Err(backend("the backend has no size".into())),
                 };
                 return Ok(self.resize(size));
+            }
+            // SCST lets blockio export less (or again more) of its device by writing
+            // the size (scst-reference "Online resize"); fileio's is the file's.
+            "size" | "size_mb" if h == Handler::Blockio => {
+                let mut c = self.current_cfg();
+                c.apply(attr, value)?;
+                let block = 1u64 << self.shift;
+                if !c.size.is_multiple_of(block) || c.size == 0 {
+                    return Err(invalid(format!(
+                        "{} bytes is not a non-zero multiple of the block size {block}",
+                        c.size
+                    )));
+                }
+                let device = match self.backend.current_size() {
+                    Some(Ok(s)) => s,
+                    Some(Err(e)) => return Err(backend(format!("cannot read the size: {e}"))),
+                    None => return Err(backend("the backend has no size".into())),
+                };
+                if c.size > device {
+                    return Err(invalid(format!(
+                        "{} bytes is more than the backing device's {device}",
+                        c.size
+                    )));
+                }
+                if !written.iter().any(|w| w == attr) {
+                    written.push(attr.to_string());
+                }
+                return Ok(self.resize(c.size));
             }
             "size" | "size_mb" if file_based => {
                 return Err(invalid(format!(

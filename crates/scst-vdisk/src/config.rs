@@ -50,8 +50,11 @@ impl Handler {
         self.creation_params().contains(&attr)
             || IDENTITY_ATTRS.contains(&attr)
             || match self {
-                Handler::Fileio | Handler::Blockio => {
-                    matches!(attr, "opt_trans_len" | "lb_per_pb_exp")
+                Handler::Fileio => matches!(attr, "opt_trans_len" | "lb_per_pb_exp"),
+                // A size written before (SCST saves it as a key attribute then): the
+                // part of the device exported, given right after add_device.
+                Handler::Blockio => {
+                    matches!(attr, "opt_trans_len" | "lb_per_pb_exp" | "size" | "size_mb")
                 }
                 Handler::Nullio => matches!(attr, "read_zero" | "opt_trans_len"),
                 // Runtime attributes scst.conf sets right after add_device: the medium

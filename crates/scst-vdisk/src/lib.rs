@@ -180,6 +180,42 @@ pub fn creation_params(handler: &str) -> &'static [&'static str] {
         .unwrap_or(&[])
 }
 
+/// blockio's exported size: the device's, or the `size`/`size_mb` given (as SCST's
+/// writable blockio size, saved in scst.conf once written): a non-zero multiple of the
+/// block size, no more than the device holds.
+fn exported_size(cfg: &VdiskConfig, device_size: u64) -> Result<u64, VdiskError> {
+    if !(cfg.was_given("size") || cfg.was_given("size_mb")) {
+        return Ok(device_size);
+    }
+    let block = u64::from(cfg.block_size);
+    let attr = if cfg.was_given("size") {
+        "size"
+    } else {
+        "size_mb"
+    };
+    if cfg.size == 0 || !cfg.size.is_multiple_of(block) {
+        return Err(VdiskError::invalid(
+            &cfg.name,
+            attr,
+            format!(
+                "{} bytes is not a non-zero multiple of the block size {block}",
+                cfg.size
+            ),
+        ));
+    }
+    if cfg.size > device_size {
+        return Err(VdiskError::invalid(
+            &cfg.name,
+            attr,
+            format!(
+                "{} bytes is more than the backing device's {device_size}",
+                cfg.size
+            ),
+        ));
+    }
+    Ok(cfg.size)
+}
+
 /// Create a device of `handler` named `name` from its creation attributes.
 /// `setup_id` is the daemon's setup id, the high half of generated device ids.
 pub fn create_device(
@@ -227,7 +263,8 @@ pub fn create_device(
             Arc::new(Vdisk::new(cfg, b, size))
         }
         Handler::Blockio => {
-            let (b, size) = open(true, false)?;
+            let (b, device_size) = open(true, false)?;
+            let size = exported_size(&cfg, device_size)?;
             Arc::new(Vdisk::new(cfg, b, size))
         }
         Handler::Vcdrom => {
