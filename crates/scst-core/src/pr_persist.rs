@@ -431,7 +431,10 @@ fn import_scst(path: &Path, scst_bytes: &[u8]) -> Result<Loaded, AptplError> {
         source: e,
     };
     let kept = with_suffix(path, IMPORTED_SUFFIX);
-    write_atomic(&kept, scst_bytes).map_err(import)?;
+    // Nothing of SCST's main file to keep when only its backup was there.
+    if !scst_bytes.is_empty() {
+        write_atomic(&kept, scst_bytes).map_err(import)?;
+    }
     let persisted = st.aptpl && !st.registrants.is_empty();
     if persisted {
         write_atomic(path, format_text(&st).as_bytes()).map_err(import)?;
@@ -439,14 +442,19 @@ fn import_scst(path: &Path, scst_bytes: &[u8]) -> Result<Loaded, AptplError> {
         // Our file exists only with APTPL=1 and registrants (as SCST's does).
         remove_durable(path).map_err(import)?;
     }
-    if let Err(e) = fs::rename(&backup, with_suffix(&backup, IMPORTED_SUFFIX)) {
-        if !absent(&e) {
-            return Err(import(at(&backup, "cannot rename", e)));
-        }
+    let kept_backup = with_suffix(&backup, IMPORTED_SUFFIX);
+    let mut kept_files = Vec::new();
+    if !scst_bytes.is_empty() {
+        kept_files.push(kept.display().to_string());
+    }
+    match fs::rename(&backup, &kept_backup) {
+        Ok(()) => kept_files.push(kept_backup.display().to_string()),
+        Err(e) if absent(&e) => {}
+        Err(e) => return Err(import(at(&backup, "cannot rename", e))),
     }
     log::info!(
         "{}: imported SCST PR file ({} registrants, reservation {}, APTPL {}); SCST's \
-         file kept as {}",
+         files kept as {}",
         path.display(),
         st.registrants.len(),
         match st.reservation {
@@ -454,7 +462,7 @@ fn import_scst(path: &Path, scst_bytes: &[u8]) -> Result<Loaded, AptplError> {
             None => "none".to_string(),
         },
         st.aptpl as u8,
-        kept.display()
+        kept_files.join(" and ")
     );
     Ok(if persisted {
         Loaded::State(st)
@@ -466,8 +474,13 @@ fn import_scst(path: &Path, scst_bytes: &[u8]) -> Result<Loaded, AptplError> {
 /// Read an APTPL file. A file SCST wrote at the same path (its binary layout) is
 /// imported: see [`import_scst`].
 pub fn load_aptpl(path: &Path) -> Result<Loaded, AptplError> {
+    // SCST copies its file to `.1` and then truncates and rewrites it: after a crash
+    // in between only the backup holds the state, and SCST would load it.
+    let scst_backup =
+        || fs::read(with_suffix(path, ".1")).is_ok_and(|b| crate::pr_scst_import::is_scst_file(&b));
     let text = match fs::read(path) {
         Ok(b) => b,
+        Err(e) if absent(&e) && scst_backup() => return import_scst(path, &[]),
         Err(e) if absent(&e) => return Ok(Loaded::Absent),
         Err(source) => {
             return Err(AptplError::Read {
@@ -476,7 +489,7 @@ pub fn load_aptpl(path: &Path) -> Result<Loaded, AptplError> {
             })
         }
     };
-    if crate::pr_scst_import::is_scst_file(&text) {
+    if crate::pr_scst_import::is_scst_file(&text) || (text.is_empty() && scst_backup()) {
         return import_scst(path, &text);
     }
     let text = String::from_utf8(text).map_err(|_| AptplError::NotUtf8 { path: path.into() })?;

@@ -463,4 +463,30 @@ mod tests {
             unfinished
         );
     }
+
+    #[test]
+    fn a_backup_alone_or_beside_an_empty_file_is_imported() {
+        for main in [None, Some(&b""[..])] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("disk01");
+            if let Some(bytes) = main {
+                std::fs::write(&path, bytes).unwrap();
+            }
+            std::fs::write(dir.path().join("disk01.1"), sample()).unwrap();
+            let Ok(Loaded::State(st)) = load_aptpl(&path) else {
+                panic!("backup not imported ({main:?})");
+            };
+            assert_eq!(st.registrants.len(), 2);
+            assert!(dir.path().join("disk01.1.scst-imported").exists());
+            assert!(!dir.path().join("disk01.scst-imported").exists());
+            assert!(std::fs::read_to_string(&path)
+                .unwrap()
+                .starts_with("version 1"));
+        }
+        // Our own empty file without an SCST backup stays a refused text file.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("disk01");
+        std::fs::write(&path, b"").unwrap();
+        assert!(load_aptpl(&path).is_err());
+    }
 }
