@@ -301,7 +301,9 @@ impl TraceLevels {
             c.token(t)
                 .ok_or_else(|| TraceLevelError::Token(t.to_string()))
         };
-        let old = self.mask(c);
+        // Held from read to write: `add` and `del` change the mask in place.
+        let mut masks = self.masks.lock();
+        let old = masks[c.index()];
         let new = match action.to_ascii_lowercase().as_str() {
             "all" => u32::MAX,
             "none" | "null" => 0,
@@ -319,7 +321,13 @@ impl TraceLevels {
             })?,
             _ => return Err(TraceLevelError::Action(action.to_string())),
         };
-        self.masks.lock()[c.index()] = new;
+        if new == old {
+            // The shared vdisk mask is written once per handler by a saved config:
+            // nothing to log or re-filter.
+            return Ok(());
+        }
+        masks[c.index()] = new;
+        drop(masks);
         log::info!(
             "changed trace level for \"{}\": old {old:#010x}, new {new:#010x}",
             match c {
