@@ -166,3 +166,41 @@ fn root_trace_level_reads_as_scst_and_refuses_unknown_tokens() {
     assert!(out.contains("pr"), "{out}");
     d.stop();
 }
+
+#[test]
+fn log_level_is_the_start_value_until_the_root_mask_changes() {
+    let fx = fileio_fixture(1 << 20, "");
+    let d = Daemon::start_with(
+        &fx.conf,
+        &[
+            std::ffi::OsStr::new("--log-level"),
+            "info,scst_mgmt=warn".as_ref(),
+        ],
+    );
+    // The device of the configuration was added without a line from scst_mgmt.
+    assert!(
+        !d.startup_log
+            .iter()
+            .any(|l| l.contains("device disk1 added")),
+        "{:#?}",
+        d.startup_log
+    );
+    let mut log = Log {
+        d: &d,
+        lines: Vec::new(),
+    };
+    admin_ok(&d, &["-open_dev", "n1", "-handler", "vdisk_nullio"]);
+    // `mgmt_dbg` on the root raises the management crate over the start value.
+    admin_ok(
+        &d,
+        &["-set_scst_attr", "-attributes", "trace_level=add mgmt_dbg"],
+    );
+    log.until("for the root's new filter", |l| {
+        l.contains("log filter now") && l.contains("scst_mgmt=debug")
+    });
+    assert!(!log.lines.iter().any(|l| l.contains("device n1 added")));
+    admin_ok(&d, &["-open_dev", "n2", "-handler", "vdisk_nullio"]);
+    let added = log.until("for the second device", |l| l.contains("device n2 added"));
+    assert!(added.contains("scst_mgmt"), "{added}");
+    d.stop();
+}
