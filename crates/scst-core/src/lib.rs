@@ -37,6 +37,7 @@ pub mod pr;
 pub mod pr_persist;
 #[cfg(test)]
 mod pr_persist_tests;
+pub mod pr_scst_import;
 pub mod reconfig;
 #[cfg(test)]
 mod reconfig_tests;

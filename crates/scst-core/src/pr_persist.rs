@@ -9,12 +9,16 @@
 //! fsync, rename, fsync of the directory), so a reader sees the old or the new state,
 //! never a mix. An APTPL file exists only while APTPL=1 and registrants exist, so
 //! loading one implies APTPL=1 (the text format has no APTPL field).
+//!
+//! SCST's own file sits at the same default path (`/var/lib/scst/pr/<device>`); one found
+//! there is told apart by its binary signature and imported once (pr_scst_import.rs).
 
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::pr::{PrRegistrant, PrReservation, PrState, PrType};
+use crate::pr_scst_import::ScstPrError;
 use crate::session::TransportId;
 
 /// SPC-4 bounds a TransportID to far less; SCST's import accepts 1..512 bytes.
@@ -358,12 +362,125 @@ pub enum AptplError {
     NotUtf8 { path: PathBuf },
     #[error("{}: {source}", path.display())]
     Parse { path: PathBuf, source: PrTextError },
+    /// SCST's binary file, and its `.1` backup when there is one, refused.
+    #[error("{}: SCST PR file refused: {source}{}", path.display(),
+        backup.as_ref().map(|b| format!("; backup {b}")).unwrap_or_default())]
+    Scst {
+        path: PathBuf,
+        source: ScstPrError,
+        /// Why the `.1` backup was not used either (absent: not mentioned).
+        backup: Option<String>,
+    },
+    /// The import was valid but could not be recorded.
+    #[error("{}: importing SCST PR file: {source}", path.display())]
+    Import { path: PathBuf, source: io::Error },
 }
 
-/// Read an APTPL file.
+/// `path` with `suffix` appended to its file name.
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Import the SCST PR file `scst_bytes` found at `path` (docs/scst-reference.md, "SCST's
+/// PR file layout"). SCST itself falls back to the `.1` backup when the file is bad; so
+/// does this. On success the registrations, reservation and APTPL become ours: SCST's
+/// bytes are saved as `<path>.scst-imported` (and `<path>.1` renamed to
+/// `<path>.1.scst-imported`) before our text replaces `<path>`, so a crash in between
+/// at worst imports again, and a rollback to SCST is a rename. A refused file is left
+/// where it is for the caller, which logs the reason and starts without PR state.
+fn import_scst(path: &Path, scst_bytes: &[u8]) -> Result<Loaded, AptplError> {
+    use crate::pr_scst_import::{parse, IMPORTED_SUFFIX};
+    let backup = with_suffix(path, ".1");
+    let st = match parse(scst_bytes) {
+        Ok(st) => st,
+        Err(source) => {
+            let from_backup = match fs::read(&backup) {
+                Ok(b) => parse(&b).map_err(|e| format!("{}: {e}", backup.display())),
+                Err(e) if absent(&e) => {
+                    return Err(AptplError::Scst {
+                        path: path.into(),
+                        source,
+                        backup: None,
+                    })
+                }
+                Err(e) => Err(format!("cannot read {}: {e}", backup.display())),
+            };
+            match from_backup {
+                Ok(st) => {
+                    log::warn!(
+                        "{}: SCST PR file refused ({source}); importing its backup {}",
+                        path.display(),
+                        backup.display()
+                    );
+                    st
+                }
+                Err(b) => {
+                    return Err(AptplError::Scst {
+                        path: path.into(),
+                        source,
+                        backup: Some(b),
+                    })
+                }
+            }
+        }
+    };
+    let import = |e| AptplError::Import {
+        path: path.into(),
+        source: e,
+    };
+    let kept = with_suffix(path, IMPORTED_SUFFIX);
+    // Nothing of SCST's main file to keep when only its backup was there.
+    if !scst_bytes.is_empty() {
+        write_atomic(&kept, scst_bytes).map_err(import)?;
+    }
+    let persisted = st.aptpl && !st.registrants.is_empty();
+    if persisted {
+        write_atomic(path, format_text(&st).as_bytes()).map_err(import)?;
+    } else {
+        // Our file exists only with APTPL=1 and registrants (as SCST's does).
+        remove_durable(path).map_err(import)?;
+    }
+    let kept_backup = with_suffix(&backup, IMPORTED_SUFFIX);
+    let mut kept_files = Vec::new();
+    if !scst_bytes.is_empty() {
+        kept_files.push(kept.display().to_string());
+    }
+    match fs::rename(&backup, &kept_backup) {
+        Ok(()) => kept_files.push(kept_backup.display().to_string()),
+        Err(e) if absent(&e) => {}
+        Err(e) => return Err(import(at(&backup, "cannot rename", e))),
+    }
+    log::info!(
+        "{}: imported SCST PR file ({} registrants, reservation {}, APTPL {}); SCST's \
+         files kept as {}",
+        path.display(),
+        st.registrants.len(),
+        match st.reservation {
+            Some(r) => format!("type {:#x}", r.pr_type as u8),
+            None => "none".to_string(),
+        },
+        st.aptpl as u8,
+        kept_files.join(" and ")
+    );
+    Ok(if persisted {
+        Loaded::State(st)
+    } else {
+        Loaded::Absent
+    })
+}
+
+/// Read an APTPL file. A file SCST wrote at the same path (its binary layout) is
+/// imported: see [`import_scst`].
 pub fn load_aptpl(path: &Path) -> Result<Loaded, AptplError> {
+    // SCST copies its file to `.1` and then truncates and rewrites it: after a crash
+    // in between only the backup holds the state, and SCST would load it.
+    let scst_backup =
+        || fs::read(with_suffix(path, ".1")).is_ok_and(|b| crate::pr_scst_import::is_scst_file(&b));
     let text = match fs::read(path) {
         Ok(b) => b,
+        Err(e) if absent(&e) && scst_backup() => return import_scst(path, &[]),
         Err(e) if absent(&e) => return Ok(Loaded::Absent),
         Err(source) => {
             return Err(AptplError::Read {
@@ -372,6 +489,9 @@ pub fn load_aptpl(path: &Path) -> Result<Loaded, AptplError> {
             })
         }
     };
+    if crate::pr_scst_import::is_scst_file(&text) || (text.is_empty() && scst_backup()) {
+        return import_scst(path, &text);
+    }
     let text = String::from_utf8(text).map_err(|_| AptplError::NotUtf8 { path: path.into() })?;
     let mut st = parse_text(&text).map_err(|source| AptplError::Parse {
         path: path.into(),

@@ -298,10 +298,19 @@ impl IscsiDriver {
                             }
                             continue;
                         };
-                        let serve = move |stream: TcpStream| async move {
-                            slot.0.connection(stream, pending).await;
-                            log::debug!("connection from {peer} finished");
-                            drop(slot);
+                        // One span per connection (login, then the session's own inside
+                        // it): whatever is logged on its behalf names the peer. Always
+                        // recorded, whatever the crates' levels.
+                        let span = tracing::error_span!("conn", peer = %peer);
+                        let serve = move |stream: TcpStream| {
+                            tracing::Instrument::instrument(
+                                async move {
+                                    slot.0.connection(stream, pending).await;
+                                    log::debug!("connection from {peer} finished");
+                                    drop(slot);
+                                },
+                                span,
+                            )
                         };
                         match self.net_threads.get() {
                             Some(threads) => match stream.into_std() {

@@ -284,7 +284,8 @@ const ROOT: &[AttrInfo] = &[
     // command data buffers, about a quarter of RAM by default.
     AttrInfo::new("scst_max_cmd_mem", U32, RW),
     AttrInfo::new("force_global_sgv_pool", Bool, RW).default_only("0"),
-    AttrInfo::new("trace_level", Text, RW).not_supported(),
+    // The logging mask (trace_level.rs), mapped onto the daemon's log levels.
+    AttrInfo::new("trace_level", Text, RW),
     // Cluster mode is a later step.
     AttrInfo::new("cluster_name", Text, RW)
         .key()
@@ -388,7 +389,7 @@ fn vdisk_mask(handler: &str) -> Option<u8> {
 /// Handler directory attributes. `pr_dump_dir` is dev_disk's in SCST; scst-rs offers it on
 /// its disk-type vdisk handlers, which are the ones that keep PR state.
 const HANDLER_ATTRS: &[(u8, AttrInfo)] = &[
-    (ALL, AttrInfo::new("trace_level", Text, RW).not_supported()),
+    (ALL, AttrInfo::new("trace_level", Text, RW)),
     (FBN, AttrInfo::new("pr_dump_dir", Text, RW)),
     (ALL, AttrInfo::new("type", Text, RO)),
 ];
@@ -607,7 +608,7 @@ const ISCSI_DRIVER: &[AttrInfo] = &[
     AttrInfo::new("open_connections", Text, RO),
     AttrInfo::new("active_commands", Text, RO),
     AttrInfo::new("data_buffer_bytes", Text, RO),
-    AttrInfo::new("trace_level", Text, RW).not_supported(),
+    AttrInfo::new("trace_level", Text, RW),
     AttrInfo::new("open_state", Text, RO),
     AttrInfo::new("version", Text, RO),
 ];

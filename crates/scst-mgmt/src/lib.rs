@@ -12,6 +12,7 @@ pub mod client;
 pub mod command;
 pub mod conf;
 pub mod protocol;
+pub mod trace_level;
 pub mod tree;
 
 pub use client::{Client, ClientError};

@@ -3,6 +3,7 @@
 //! [`run`] so that tests can start the daemon in-process as well as as a binary.
 
 mod config;
+pub mod logging;
 pub mod mgmt_server;
 pub mod notify;
 mod privs;
@@ -20,7 +21,7 @@ pub use config::{apply_config, Started};
 
 pub const USAGE: &str = "usage: scstd [--config FILE] [--listen ADDR:PORT]... [--mgmt-socket PATH]
                     [--state-dir DIR] [--io-threads N] [--io-engine ENGINE]
-                    [--user NAME] [--group NAME]
+                    [--user NAME] [--group NAME] [--log-level FILTER]
        scstd --version
 
   --config FILE       scst.conf to load (SCST's grammar; default /etc/scst.conf);
@@ -42,6 +43,10 @@ pub const USAGE: &str = "usage: scstd [--config FILE] [--listen ADDR:PORT]... [-
                       must be writable by NAME for APTPL files
   --group NAME        switch to this group (with --user: instead of its primary
                       group)
+  --log-level FILTER  the log's start level: error, warn, info, debug, trace, or
+                      per-crate directives such as 'info,scst_iscsi=debug'
+                      (default: $RUST_LOG, else info). The trace_level attributes
+                      change it at run time (docs/management.md, Logging)
 
 Runs in the foreground and logs to stderr (RUST_LOG=debug for more). SIGHUP reloads
 the config file; SIGTERM/SIGINT drain and stop. Under systemd (Type=notify) it reports
@@ -81,6 +86,8 @@ pub struct Args {
     /// `--user` / `--group`: drop privileges to these once set up.
     pub user: Option<String>,
     pub group: Option<String>,
+    /// `--log-level`: the log filter at start (wins over RUST_LOG).
+    pub log_level: Option<String>,
 }
 
 /// Where SCST keeps its persistent reservation files (scst-reference 2.5 `pr_file_name`).
@@ -96,6 +103,7 @@ impl Args {
         let mut mgmt_socket = None;
         let mut user = None;
         let mut group = None;
+        let mut log_level = None;
         while let Some(a) = it.next() {
             let mut value = |name: &str| it.next().with_context(|| format!("{name} needs a value"));
             match a.as_str() {
@@ -134,6 +142,13 @@ impl Args {
                 }
                 "--user" | "-u" => user = Some(value("--user")?).filter(|v| !v.is_empty()),
                 "--group" | "-g" => group = Some(value("--group")?).filter(|v| !v.is_empty()),
+                "--log-level" => {
+                    let v = value("--log-level")?;
+                    if v.trim().is_empty() {
+                        bail!("--log-level needs a level or filter directives");
+                    }
+                    log_level = Some(v);
+                }
                 "-h" | "--help" => bail!("help requested"),
                 other => bail!("unknown argument '{other}'"),
             }
@@ -151,6 +166,7 @@ impl Args {
             mgmt_socket,
             user,
             group,
+            log_level,
         })
     }
 }
@@ -164,9 +180,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     ignore_sighup();
     // Names are resolved first, while single-threaded, so that a typo fails early.
     let identity = privs::resolve(args.user.as_deref(), args.group.as_deref())?;
-    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .target(env_logger::Target::Stderr)
-        .try_init();
+    let logging = logging::init(args.log_level.as_deref())?;
     raise_open_file_limit();
     let text = std::fs::read_to_string(&args.config).with_context(|| {
         if args.config == std::path::Path::new(DEFAULT_CONFIG) {
@@ -198,6 +212,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     scst_vdisk::handler::register_all(&scst).context("cannot register the dev handlers")?;
     let config::Started { iscsi, tree } = apply_config(&scst, &conf, args.io_threads)
         .with_context(|| format!("config {}", args.config.display()))?;
+    // From here on the trace_level attributes (set by the file or later) steer the log.
+    logging.observe(tree.trace_levels());
 
     // Bound before the runtime's threads exist: binding narrows the umask (see
     // bind_socket). A socket asked for must work; the default one may not (not root, or

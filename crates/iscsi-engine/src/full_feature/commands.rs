@@ -115,8 +115,9 @@ impl Task {
         self.itt
     }
 
+    /// The LUN field as the initiator sent it (drivers name the LUN in their logs).
     #[inline]
-    pub(super) fn lun_raw(&self) -> [u8; 8] {
+    pub fn lun_raw(&self) -> [u8; 8] {
         self.lun_raw
     }
 

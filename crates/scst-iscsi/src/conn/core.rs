@@ -95,7 +95,21 @@ impl Conn {
             TaskManagement::ClearAca { lun } => Tmf::ClearAca { lun },
             TaskManagement::TargetReset { .. } => Tmf::TargetReset,
         };
+        // Task management is rare and worth a line: named by the LUN it acts on.
+        let lun = match tmf {
+            Tmf::AbortTask { lun, .. }
+            | Tmf::AbortTaskSet { lun }
+            | Tmf::ClearTaskSet { lun }
+            | Tmf::LunReset { lun }
+            | Tmf::ClearAca { lun } => Some(lun),
+            Tmf::TargetReset => None,
+        };
+        let _lun = lun.map(|lun| tracing::error_span!("lun", lun).entered());
         let status = self.nexus.tmf(tag as u64, tmf);
+        match status {
+            Some(s) => log::info!("{function:?}: {s:?}"),
+            None => log::info!("{function:?}: waiting for running commands"),
+        }
         // Aborted commands end silently, and responses of commands that finished
         // before go out ahead of the TMF's; it answers now or when the last command
         // it waits for has finished (`Event::TmfDone`).
@@ -134,9 +148,30 @@ impl Conn {
             None if data.is_empty() => Bytes::new(),
             None => Bytes::from(data),
         };
+        if status == scsi_wire::status::CHECK_CONDITION && log::log_enabled!(log::Level::Debug) {
+            log_check_condition(&task, sense.as_ref());
+        }
         let sense = sense.map(|s| s.encode(descriptor_sense));
         self.engine
             .respond(task, status, data, sense.as_deref(), data_out_len);
+    }
+}
+
+/// A command that ended in CHECK CONDITION (a bad CDB, a missing LUN, a unit
+/// attention), at debug: off the data path unless asked for, with its LUN.
+#[cold]
+fn log_check_condition(task: &Task, sense: Option<&Sense>) {
+    let lun = scsi_wire::lun::decode_lun(task.lun_raw());
+    let _lun = tracing::error_span!("lun", lun).entered();
+    match sense {
+        Some(s) => log::debug!(
+            "ITT {:#x}: CHECK CONDITION, sense key {:#x} ASC/ASCQ {:#04x}/{:#04x}",
+            task.itt(),
+            s.key,
+            s.asc,
+            s.ascq
+        ),
+        None => log::debug!("ITT {:#x}: CHECK CONDITION", task.itt()),
     }
 }
 

@@ -38,6 +38,7 @@ pub fn saved_attrs(
         }
         let raw = c.read(&format!("{dir}/{name}"))?;
         let (v, key) = strip_key(&raw);
+        let v = crate::trace_level::saved_value(name, v);
         if key || nonkey {
             // Multi-instance attributes (`IncomingUser1`) are saved under their base name.
             let base = name.trim_end_matches(|ch: char| ch.is_ascii_digit());

@@ -60,6 +60,9 @@ pub(super) fn list(
             if has_pr_dump_dir(h) {
                 v.push("pr_dump_dir".to_string());
             }
+            if crate::trace_level::Component::of_handler(h).is_some() {
+                v.push("trace_level".to_string());
+            }
             v.extend(
                 tree.scst
                     .devices()

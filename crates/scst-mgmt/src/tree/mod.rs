@@ -31,6 +31,7 @@ use scst_core::{AttrError, MgmtError, Scst};
 
 use crate::apply::{check_write, WriteCheck};
 use crate::protocol::{ErrorKind, MgmtPath, MgmtTree, TreeError};
+use crate::trace_level::{Component, TraceLevels};
 
 /// The root `threads` when neither the configuration nor `--io-threads` chose it.
 pub const DEFAULT_IO_THREADS: usize = 8;
@@ -46,6 +47,8 @@ pub struct ScstTree {
     /// The root `threads`: the I/O pool's size, fixed at start, and whether the
     /// configuration (or `--io-threads`) chose it (then it is a key attribute).
     io_threads: (usize, bool),
+    /// The `trace_level` masks (root, drivers, handlers); the daemon's logger observes them.
+    trace: Arc<TraceLevels>,
 }
 
 impl ScstTree {
@@ -57,6 +60,27 @@ impl ScstTree {
             setup_id,
             last_result: AtomicI32::new(0),
             io_threads: (DEFAULT_IO_THREADS, false),
+            trace: Arc::default(),
+        }
+    }
+
+    /// The `trace_level` masks, for the logger to observe.
+    pub fn trace_levels(&self) -> &Arc<TraceLevels> {
+        &self.trace
+    }
+
+    /// The component whose `trace_level` `parts` names, if it is one: the root's, a
+    /// registered target driver's or dev handler's that SCST gives one.
+    fn trace_component(&self, parts: &[&str]) -> Option<Component> {
+        match parts {
+            ["trace_level"] => Some(Component::Core),
+            ["targets", d, "trace_level"] if self.scst.target_driver(d).is_some() => {
+                Component::of_driver(d)
+            }
+            ["handlers", h, "trace_level"] if self.scst.dev_handler(h).is_some() => {
+                Component::of_handler(h)
+            }
+            _ => None,
         }
     }
 
@@ -98,6 +122,12 @@ impl ScstTree {
                 return Err(TreeError::at(path, ErrorKind::NotSupported, why))
             }
         }
+        if let Some(c) = self.trace_component(&parts) {
+            return self
+                .trace
+                .write(c, value)
+                .map_err(|e| TreeError::invalid(path, e));
+        }
         match parts.as_slice() {
             [] => refuse_write(self, path),
             ["handlers", rest @ ..] => handler::write(self, path, rest, value),
@@ -113,7 +143,11 @@ impl ScstTree {
 impl MgmtTree for ScstTree {
     fn read(&self, path: &MgmtPath) -> Result<String, TreeError> {
         let parts = path.components();
-        match self.resolve(&parts).as_slice() {
+        let parts = self.resolve(&parts);
+        if let Some(c) = self.trace_component(&parts) {
+            return Ok(self.trace.read(c));
+        }
+        match parts.as_slice() {
             ["handlers", rest @ ..] => handler::read(self, path, rest),
             ["devices", rest @ ..] => device::read(self, path, rest),
             ["targets", rest @ ..] => target_driver::read(self, path, rest),

@@ -13,6 +13,7 @@ pub(super) fn list() -> Vec<String> {
         "async_lun_replace",
         "scst_max_cmd_mem",
         "last_sysfs_mgmt_res",
+        "trace_level",
         "active_sessions",
         "active_tgt_devs",
         "handlers/",

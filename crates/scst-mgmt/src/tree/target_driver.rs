@@ -71,6 +71,9 @@ pub(super) fn list(
             if d.enabled().is_some() {
                 v.push("enabled".to_string());
             }
+            if crate::trace_level::Component::of_driver(d.name()).is_some() {
+                v.push("trace_level".to_string());
+            }
             v.extend(d.driver_files().into_iter().map(|f| f.name));
             v.extend(
                 instance_names(&d.driver_attrs())

@@ -112,7 +112,8 @@ impl<T: TreeAccess> Planner<'_, T> {
 
     /// A live attribute's value without its `[key]` marker, if the path exists.
     fn live(&mut self, path: &str) -> Option<String> {
-        self.c.read(path).ok().map(|v| strip_key(&v).0.to_string())
+        let v = self.c.read(path).ok()?;
+        Some(crate::trace_level::saved_value(path, strip_key(&v).0).to_string())
     }
 
     /// Removal of a LUN that exists (undo re-adds it as it was).
