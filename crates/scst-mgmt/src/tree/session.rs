@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use scst_core::latency;
+use scst_core::stats::Direction;
 use scst_core::{Session, Target, TgtDev};
 
 use super::{refuse_write, ScstTree};
@@ -23,6 +25,57 @@ const COUNTERS: &[&str] = &[
     "none_cmd_count",
     "unknown_cmd_count",
 ];
+
+/// Counters of one I_T_L nexus, `sessions/<s>/lun<N>/` (docs/management.md,
+/// "Counters"): completed commands and kilobytes by direction, and those that ended in
+/// a status other than GOOD. They only grow (the metrics endpoint exports them).
+const LUN_COUNTERS: &[&str] = &[
+    "read_cmd_count",
+    "read_io_count_kb",
+    "write_cmd_count",
+    "write_io_count_kb",
+    "bidi_cmd_count",
+    "bidi_io_count_kb",
+    "none_cmd_count",
+    "error_cmd_count",
+];
+
+fn lun_counter(td: &TgtDev, name: &str) -> Option<u64> {
+    let io = td.stats.io.snapshot();
+    if name == "error_cmd_count" {
+        return Some(io.errors);
+    }
+    let dir = Direction::ALL.into_iter().find(|d| {
+        name.strip_prefix(d.name())
+            .is_some_and(|r| r.starts_with('_'))
+    })?;
+    match &name[dir.name().len()..] {
+        "_cmd_count" => Some(io.cmds[dir.index()]),
+        "_io_count_kb" if dir != Direction::None => Some(io.bytes[dir.index()] >> 10),
+        _ => None,
+    }
+}
+
+/// SCST's latency file names: `<n|r|w|b><size>` for each size class.
+fn latency_files() -> Vec<String> {
+    let mut v = Vec::new();
+    for class in 0..latency::SIZE_CLASSES {
+        for p in ['n', 'r', 'w', 'b'] {
+            v.push(format!("{p}{}", latency::class_size(class)));
+        }
+    }
+    v
+}
+
+/// (size class, table direction) of a latency file name.
+fn latency_file(name: &str) -> Option<(usize, usize)> {
+    let mut chars = name.chars();
+    let p = chars.next()?;
+    let dir = latency::TABLE_DIR_PREFIX.iter().position(|&c| c == p)?;
+    let size: u64 = chars.as_str().parse().ok()?;
+    let class = (0..latency::SIZE_CLASSES).find(|&c| latency::class_size(c) == size)?;
+    Some((class, dir))
+}
 
 fn counter(s: &Session, name: &str) -> Option<u64> {
     let st = &s.stats;
@@ -104,6 +157,21 @@ pub(super) fn read(path: &MgmtPath, t: &Target, rest: &[&str]) -> Result<String,
         [lun, "active_commands"] => session_lun(&s, lun)
             .map(|td| td.active_commands().to_string())
             .ok_or_else(|| TreeError::not_found(path)),
+        [lun, name] if LUN_COUNTERS.contains(name) => session_lun(&s, lun)
+            .and_then(|td| lun_counter(&td, name))
+            .map(|n| n.to_string())
+            .ok_or_else(|| TreeError::not_found(path)),
+        ["latency", file] => latency_file(file)
+            .map(|(class, dir)| s.latency().scst_file(class, dir))
+            .ok_or_else(|| TreeError::not_found(path)),
+        [lun, "latency", file] => match (session_lun(&s, lun), latency_file(file)) {
+            (Some(td), Some((class, dir))) => {
+                let mut snap = latency::LatencySnapshot::default();
+                td.stats.add_latency_to(&mut snap);
+                Ok(snap.scst_file(class, dir))
+            }
+            _ => Err(TreeError::not_found(path)),
+        },
         [name] if COUNTERS.contains(name) => counter(&s, name)
             .map(|n| n.to_string())
             .ok_or_else(|| TreeError::not_found(path)),
@@ -151,10 +219,18 @@ pub(super) fn list(path: &MgmtPath, t: &Target, rest: &[&str]) -> Result<Vec<Str
                 }
             }
             v.extend(dirs);
+            v.push("latency/".to_string());
             v.extend(s.luns().entries.iter().map(|td| format!("lun{}/", td.lun)));
             Ok(v)
         }
-        [lun] if session_lun(&s, lun).is_some() => Ok(vec!["active_commands".to_string()]),
+        ["latency"] => Ok(latency_files()),
+        [lun] if session_lun(&s, lun).is_some() => {
+            let mut v = vec!["active_commands".to_string()];
+            v.extend(LUN_COUNTERS.iter().map(|c| c.to_string()));
+            v.push("latency/".to_string());
+            Ok(v)
+        }
+        [lun, "latency"] if session_lun(&s, lun).is_some() => Ok(latency_files()),
         [dir] => {
             let prefix = format!("{dir}/");
             let v: Vec<String> = tattrs
@@ -183,6 +259,18 @@ pub(super) fn write(
             let s = lookup(path, t, name)?;
             log::info!("target {}: closing session {name}", t.name);
             s.events().close();
+            Ok(())
+        }
+        // Writing anything to a latency file clears the session's (or the LUN's) table,
+        // as in SCST.
+        [name, "latency", file] if latency_file(file).is_some() => {
+            lookup(path, t, name)?.reset_latency();
+            Ok(())
+        }
+        [name, lun, "latency", file] if latency_file(file).is_some() => {
+            let s = lookup(path, t, name)?;
+            let td = session_lun(&s, lun).ok_or_else(|| TreeError::not_found(path))?;
+            td.stats.reset_latency();
             Ok(())
         }
         [name, counter] if COUNTERS.contains(counter) => {
