@@ -3,6 +3,7 @@
 //! [`run`] so that tests can start the daemon in-process as well as as a binary.
 
 mod config;
+pub mod metrics;
 pub mod mgmt_server;
 pub mod notify;
 mod privs;
@@ -20,7 +21,7 @@ pub use config::{apply_config, Started};
 
 pub const USAGE: &str = "usage: scstd [--config FILE] [--listen ADDR:PORT]... [--mgmt-socket PATH]
                     [--state-dir DIR] [--io-threads N] [--io-engine ENGINE]
-                    [--user NAME] [--group NAME]
+                    [--user NAME] [--group NAME] [--metrics-listen ADDR:PORT]
        scstd --version
 
   --config FILE       scst.conf to load (SCST's grammar; default /etc/scst.conf);
@@ -42,6 +43,10 @@ pub const USAGE: &str = "usage: scstd [--config FILE] [--listen ADDR:PORT]... [-
                       must be writable by NAME for APTPL files
   --group NAME        switch to this group (with --user: instead of its primary
                       group)
+  --metrics-listen ADDR:PORT
+                      serve Prometheus metrics at http://ADDR:PORT/metrics
+                      (command, byte and error counters; latency histograms
+                      while measure_latency is 1). Off by default
 
 Runs in the foreground and logs to stderr (RUST_LOG=debug for more). SIGHUP reloads
 the config file; SIGTERM/SIGINT drain and stop. Under systemd (Type=notify) it reports
@@ -81,6 +86,8 @@ pub struct Args {
     /// `--user` / `--group`: drop privileges to these once set up.
     pub user: Option<String>,
     pub group: Option<String>,
+    /// `--metrics-listen`: where to serve `GET /metrics`, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Where SCST keeps its persistent reservation files (scst-reference 2.5 `pr_file_name`).
@@ -96,6 +103,7 @@ impl Args {
         let mut mgmt_socket = None;
         let mut user = None;
         let mut group = None;
+        let mut metrics_listen = None;
         while let Some(a) = it.next() {
             let mut value = |name: &str| it.next().with_context(|| format!("{name} needs a value"));
             match a.as_str() {
@@ -134,6 +142,12 @@ impl Args {
                 }
                 "--user" | "-u" => user = Some(value("--user")?).filter(|v| !v.is_empty()),
                 "--group" | "-g" => group = Some(value("--group")?).filter(|v| !v.is_empty()),
+                "--metrics-listen" => {
+                    let v = value("--metrics-listen")?;
+                    metrics_listen = Some(v.parse().with_context(|| {
+                        format!("--metrics-listen '{v}': expected ADDR:PORT, e.g. 127.0.0.1:9464")
+                    })?);
+                }
                 "-h" | "--help" => bail!("help requested"),
                 other => bail!("unknown argument '{other}'"),
             }
@@ -151,6 +165,7 @@ impl Args {
             mgmt_socket,
             user,
             group,
+            metrics_listen,
         })
     }
 }
@@ -243,6 +258,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let listener = tokio::net::UnixListener::from_std(l).context("management socket")?;
             log::info!("management socket listening on {}", socket_path.display());
             tokio::spawn(mgmt_server::serve(listener, tree, write_lock));
+        }
+        if let Some(addr) = args.metrics_listen {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (--metrics-listen)"))?;
+            log::info!(
+                "metrics endpoint listening on http://{}/metrics",
+                l.local_addr()?
+            );
+            tokio::spawn(metrics::serve(l, scst.clone()));
         }
         serve(
             scst.clone(),

@@ -101,7 +101,8 @@ fn counter(s: &Session, name: &str) -> Option<u64> {
 }
 
 /// Session directory names: the initiator name, `_<n>` for later duplicates (scst-reference 2.7).
-fn names(t: &Target) -> Vec<(String, Arc<Session>)> {
+/// The metrics endpoint labels sessions with them too.
+pub fn names(t: &Target) -> Vec<(String, Arc<Session>)> {
     let mut seen: std::collections::HashMap<String, usize> = Default::default();
     let mut out = Vec::new();
     let mut sessions = t.sessions();
