@@ -1,5 +1,5 @@
 //! Command latency, recorded while the root attribute `measure_latency` is 1
-//! (docs/scst-reference.md, "Observability"): the time from the transport handing a command to the
+//! (docs/scst-reference.md, "Observability: counters and latency"): the time from the transport handing a command to the
 //! core (`Nexus::submit`) to its response going back to the transport.
 //!
 //! Two views of the same samples are kept per I_T_L nexus:
