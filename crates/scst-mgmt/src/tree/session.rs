@@ -26,10 +26,12 @@ const COUNTERS: &[&str] = &[
     "unknown_cmd_count",
 ];
 
-/// Counters of one I_T_L nexus, `sessions/<s>/lun<N>/` (docs/management.md,
-/// "Counters"): completed commands and kilobytes by direction, and those that ended in
-/// a status other than GOOD. They only grow (the metrics endpoint exports them).
-const LUN_COUNTERS: &[&str] = &[
+/// Counters of completed commands (docs/management.md, "Counters and latency"): by
+/// direction, commands and kilobytes, and those that ended in a status other than
+/// GOOD. They only grow (the metrics endpoint exports them). Shown per I_T_L nexus
+/// (`sessions/<s>/lun<N>/`), and summed with gone nexuses in `statistics/` of devices
+/// and targets.
+pub(super) const IO_COUNTERS: &[&str] = &[
     "read_cmd_count",
     "read_io_count_kb",
     "write_cmd_count",
@@ -40,8 +42,17 @@ const LUN_COUNTERS: &[&str] = &[
     "error_cmd_count",
 ];
 
-fn lun_counter(td: &TgtDev, name: &str) -> Option<u64> {
-    let io = td.stats.io.snapshot();
+/// Why an [`IO_COUNTERS`] file cannot be written.
+pub(super) fn counter_is_read_only(path: &MgmtPath) -> TreeError {
+    TreeError::at(
+        path,
+        ErrorKind::ReadOnly,
+        "a counter of completed commands (it never goes back)",
+    )
+}
+
+/// The counter `name` of [`IO_COUNTERS`] in `io`.
+pub(super) fn io_counter(io: &scst_core::stats::IoSnapshot, name: &str) -> Option<u64> {
     if name == "error_cmd_count" {
         return Some(io.errors);
     }
@@ -158,8 +169,8 @@ pub(super) fn read(path: &MgmtPath, t: &Target, rest: &[&str]) -> Result<String,
         [lun, "active_commands"] => session_lun(&s, lun)
             .map(|td| td.active_commands().to_string())
             .ok_or_else(|| TreeError::not_found(path)),
-        [lun, name] if LUN_COUNTERS.contains(name) => session_lun(&s, lun)
-            .and_then(|td| lun_counter(&td, name))
+        [lun, name] if IO_COUNTERS.contains(name) => session_lun(&s, lun)
+            .and_then(|td| io_counter(&td.stats.io.snapshot(), name))
             .map(|n| n.to_string())
             .ok_or_else(|| TreeError::not_found(path)),
         ["latency", file] => latency_file(file)
@@ -227,7 +238,7 @@ pub(super) fn list(path: &MgmtPath, t: &Target, rest: &[&str]) -> Result<Vec<Str
         ["latency"] => Ok(latency_files()),
         [lun] if session_lun(&s, lun).is_some() => {
             let mut v = vec!["active_commands".to_string()];
-            v.extend(LUN_COUNTERS.iter().map(|c| c.to_string()));
+            v.extend(IO_COUNTERS.iter().map(|c| c.to_string()));
             v.push("latency/".to_string());
             Ok(v)
         }
@@ -273,6 +284,9 @@ pub(super) fn write(
             let td = session_lun(&s, lun).ok_or_else(|| TreeError::not_found(path))?;
             td.stats.reset_latency();
             Ok(())
+        }
+        [_, lun, counter] if lun.starts_with("lun") && IO_COUNTERS.contains(counter) => {
+            Err(counter_is_read_only(path))
         }
         [name, counter] if COUNTERS.contains(counter) => {
             let s = lookup(path, t, name)?;

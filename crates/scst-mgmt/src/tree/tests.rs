@@ -190,7 +190,14 @@ fn device_node() {
     assert_eq!(t.list(&p("devices")).unwrap(), vec!["d1/"]);
     assert_eq!(
         t.list(&p("devices/d1")).unwrap(),
-        vec!["handler", "type", "size", "pr_file_name", "pr_state"]
+        vec![
+            "handler",
+            "type",
+            "size",
+            "pr_file_name",
+            "pr_state",
+            "statistics/"
+        ]
     );
     // No state directory and no file given: no APTPL file, nothing to save.
     assert_eq!(read(&t, "devices/d1/pr_file_name"), "");
@@ -264,7 +271,8 @@ fn target_driver_and_target_nodes() {
             "depth",
             "luns/",
             "ini_groups/",
-            "sessions/"
+            "sessions/",
+            "statistics/"
         ]
     );
     // A parameter the driver does not support refuses the whole target.
@@ -627,6 +635,28 @@ fn lun_counters_and_the_latency_tree() {
     assert_eq!(refused(&t, &format!("{sess}/latency/r4095"), "0").2, -2);
     write(&t, "measure_latency", "0");
     assert_eq!(read(&t, "measure_latency"), "0");
+    // Device and target totals, which keep a gone session's counts.
+    let dev_reads = "devices/d1/statistics/read_cmd_count";
+    let tgt_kb = "targets/fake/t/statistics/read_io_count_kb";
+    assert_eq!(read(&t, dev_reads), "3");
+    assert_eq!(read(&t, tgt_kb), "12");
+    assert!(t
+        .list(&p("devices/d1"))
+        .unwrap()
+        .contains(&"statistics/".to_string()));
+    assert_eq!(t.list(&p("targets/fake/t/statistics")).unwrap().len(), 8);
+    assert_eq!(refused(&t, dev_reads, "0").0, ErrorKind::ReadOnly);
+    assert_eq!(
+        refused(&t, "targets/fake/t/statistics/read_cmd_count", "0").0,
+        ErrorKind::ReadOnly
+    );
+    assert_eq!(
+        refused(&t, &format!("{sess}/lun0/read_cmd_count"), "0").0,
+        ErrorKind::ReadOnly
+    );
     drop(nexus);
     drop(s);
+    assert_eq!(read(&t, dev_reads), "3");
+    assert_eq!(read(&t, tgt_kb), "12");
+    assert_eq!(read(&t, "targets/fake/t/statistics/error_cmd_count"), "1");
 }
