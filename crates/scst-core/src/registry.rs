@@ -180,7 +180,7 @@ pub struct Scst {
     /// `scst_max_cmd_mem`: the budget every transport charges data buffers to.
     pub cmd_mem: crate::CmdMem,
     /// The root attribute `measure_latency` (stats.rs).
-    pub(crate) measure_latency: std::sync::atomic::AtomicBool,
+    pub(crate) measure_latency: crate::stats::LatencySwitch,
 }
 
 impl Scst {

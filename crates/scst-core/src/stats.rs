@@ -1,6 +1,13 @@
-//! Per-session I/O statistics, as SCST shows them under `sessions/<initiator>/`
-//! (docs/scst-reference.md 2.7): commands by data direction with their bytes and how many were
-//! not 4 KiB aligned, commands without data, and commands with an unknown opcode.
+//! I/O statistics.
+//!
+//! - Per session, as SCST shows them under `sessions/<initiator>/` (docs/scst-reference.md
+//!   2.7), counted at receipt: commands by data direction with their bytes and how many
+//!   were not 4 KiB aligned, commands without data, and commands with an unknown opcode.
+//! - Per I_T_L nexus ([`LunStats`] on each tgt_dev), counted at completion by the
+//!   nexus's thread: commands and bytes by direction, failed commands, and (while
+//!   `measure_latency` is on) latency (crate::latency). Sessions, devices and targets
+//!   are sums of their nexuses, read when asked, plus what their gone nexuses left in
+//!   their `retired` totals, so that the sums never go down.
 //!
 //! A session is served by one connection task, so the counters see no contention;
 //! they are atomics only because the management tree reads them from elsewhere.
@@ -358,16 +365,23 @@ impl crate::DeviceEntry {
     }
 }
 
+/// The root attribute `measure_latency`, read by every command's submit: on a cache
+/// line of its own, so that what the data path writes nearby (the command-memory
+/// budget) does not make each read a miss.
+#[derive(Default)]
+#[repr(align(128))]
+pub(crate) struct LatencySwitch(std::sync::atomic::AtomicBool);
+
 impl crate::Scst {
     /// Whether commands' latency is measured (the root attribute `measure_latency`).
     pub fn measure_latency(&self) -> bool {
-        self.measure_latency.load(Ordering::Relaxed)
+        self.measure_latency.0.load(Ordering::Relaxed)
     }
 
     /// Turn latency measurement on or off; off clears every latency table, as SCST
     /// frees its tables then.
     pub fn set_measure_latency(&self, on: bool) {
-        self.measure_latency.store(on, Ordering::Relaxed);
+        self.measure_latency.0.store(on, Ordering::Relaxed);
         if on {
             return;
         }
