@@ -196,7 +196,10 @@ impl Exposition {
         self.family(
             &bytes,
             "counter",
-            &format!("Bytes the commands completed {what} transferred, by data direction."),
+            &format!(
+                "Data bytes of the commands completed {what} (their expected transfer \
+                 lengths), by data direction."
+            ),
         );
         for (labels, io) in rows {
             for d in Direction::ALL {
