@@ -298,7 +298,8 @@ fn print_session_dir(c: &mut Client, dir: &str, prefix: &str) -> Result<()> {
         println!("\t\t{prefix}{name}: {}", strip_key(&v).0.replace('\n', " "));
     }
     if prefix.is_empty() {
-        for sub in dirs(&entries) {
+        // The latency tables are read on their own (docs/management.md), as in SCST.
+        for sub in dirs(&entries).into_iter().filter(|s| *s != "latency") {
             print_session_dir(c, &format!("{dir}/{sub}"), &format!("{sub}/"))?;
         }
     }

@@ -96,6 +96,14 @@ fn the_endpoint_answers_metrics_404_and_400() {
     assert!(body.contains(&format!(
         "scst_device_latency_seconds_count{{device=\"disk1\",direction=\"write\"}} {WRITES}\n"
     )));
+    // The same counts in the management tree, which -list_sessions shows (without
+    // the latency tables, as SCST's).
+    let listed = common::admin_ok(&d, &["-list_sessions"]);
+    assert!(
+        listed.contains(&format!("lun0/read_cmd_count: {READS}")),
+        "{listed}"
+    );
+    assert!(!listed.contains("latency"), "{listed}");
     assert_eq!(get(addr, "/").0, 404);
     assert_eq!(http(addr, b"POST /metrics HTTP/1.1\r\n\r\n").0, 404);
     assert_eq!(http(addr, b"\x16\x03\x01 hello\r\n\r\n").0, 400);
