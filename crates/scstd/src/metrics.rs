@@ -262,6 +262,18 @@ struct LunRow {
     active: usize,
 }
 
+impl LunRow {
+    fn labels(&self) -> Vec<(&str, &str)> {
+        vec![
+            ("target", &self.target),
+            ("session", &self.session),
+            ("initiator", &self.initiator),
+            ("lun", &self.lun),
+            ("device", &self.device),
+        ]
+    }
+}
+
 /// The scrape: targets, sessions, their LUNs, devices and the devices' latency.
 pub fn render(scst: &Scst) -> String {
     let mut e = Exposition::default();
@@ -320,20 +332,7 @@ pub fn render(scst: &Scst) -> String {
         e.sample("scst_session_commands", &labels, s.stats.outstanding());
     }
 
-    let lun_labels = |r: &LunRow| -> Vec<(&str, String)> {
-        vec![
-            ("target", r.target.clone()),
-            ("session", r.session.clone()),
-            ("initiator", r.initiator.clone()),
-            ("lun", r.lun.clone()),
-            ("device", r.device.clone()),
-        ]
-    };
-    let owned: Vec<_> = luns.iter().map(|r| (lun_labels(r), r)).collect();
-    let rows: Vec<_> = owned
-        .iter()
-        .map(|(l, r)| (l.iter().map(|(k, v)| (*k, v.as_str())).collect(), r.io))
-        .collect();
+    let rows: Vec<_> = luns.iter().map(|r| (r.labels(), r.io)).collect();
     e.io("scst_lun", "through the session's LUN", &rows);
     e.family(
         "scst_lun_active_commands",
