@@ -28,10 +28,12 @@ static_checks() {
 }
 
 # Start scstd on an ephemeral loopback port. Sets SCSTD_PID and SCSTD_PORT.
+# SCSTD_ARGS: more arguments for it, split on spaces (e.g. "--metrics-listen 127.0.0.1:9464").
 # usage: start_scstd CONFIG LOGFILE
 start_scstd() {
   local bin=${SCSTD_BIN:-target/release/scstd}
-  "$bin" --config "$1" --listen 127.0.0.1:0 >"$2" 2>&1 &
+  # shellcheck disable=SC2086 # SCSTD_ARGS is a list of arguments
+  "$bin" --config "$1" --listen 127.0.0.1:0 ${SCSTD_ARGS:-} >"$2" 2>&1 &
   SCSTD_PID=$!
   SCSTD_PORT=""
   for _ in $(seq 100); do

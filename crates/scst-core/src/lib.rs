@@ -29,6 +29,7 @@ mod device_tests;
 pub mod driver;
 pub mod error;
 pub mod iopool;
+pub mod latency;
 pub mod lifecycle;
 #[cfg(test)]
 mod lifecycle_tests;

@@ -23,12 +23,14 @@
 use std::collections::VecDeque;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
+use std::time::Instant;
 
 use scsi_wire::Sense;
 
 use crate::cmd::{Cmd, ExecMode, Response, TaskAttr};
 use crate::registry::{DeviceEntry, Scst};
-use crate::session::{Route, Session, TmfStatus};
+use crate::session::{Route, Session, TgtDev, TmfStatus};
+use crate::stats::Direction;
 use crate::taskset::TaskSet;
 
 /// Where a command that finished off the transport's thread (on the I/O pool, or in a
@@ -106,18 +108,19 @@ pub type IntMap<K, V> = std::collections::HashMap<K, V, BuildHasherDefault<IntHa
 enum State {
     /// In its task set behind an ORDERED task (or behind one that is).
     Held(Cmd),
-    /// Enabled and running elsewhere (the I/O pool, a device's engine) on `device`
-    /// (None only while a released held task is being started).
-    Running { device: Option<Arc<DeviceEntry>> },
+    /// Enabled and running elsewhere (the I/O pool, a device's engine) through the
+    /// I_T_L nexus `td` (None only while a released held task is being started).
+    Running { td: Option<Arc<TgtDev>> },
 }
 
 /// How an enabled command went.
 enum Started {
-    /// Answered already: by the core, or inline by the device.
-    Done(Response),
-    /// Running elsewhere (I/O pool, a device's engine), on `device`; it completes
+    /// Answered already: inline by the device through `td`, or by the core (`td`
+    /// None: its LUN is looked up again, off the data path, to count it).
+    Done(Response, Option<Arc<TgtDev>>),
+    /// Running elsewhere (I/O pool, a device's engine) through `td`; it completes
     /// through the [`CompletionQueue`].
-    Away(Arc<DeviceEntry>),
+    Away(Arc<TgtDev>),
 }
 
 struct Task<T> {
@@ -127,6 +130,11 @@ struct Task<T> {
     state: State,
     /// Aborted while running: its result is dropped when it comes.
     aborted: bool,
+    /// What the statistics count it as.
+    dir: Direction,
+    bytes: u64,
+    /// When it was submitted, if latency is measured.
+    received: Option<Instant>,
 }
 
 /// A TMF answered once the running commands it aborted have finished.
@@ -199,6 +207,8 @@ impl<T> Nexus<T> {
     /// nexus (the transport rejects duplicates before).
     pub fn submit(&mut self, tag: u64, cmd: Cmd, ctx: T) {
         let (lun, attr) = (cmd.lun, cmd.attr);
+        // No clock read unless latency is measured.
+        let received = self.scst.measure_latency().then(Instant::now);
         let enabled = self
             .task_sets
             .entry(lun)
@@ -209,8 +219,11 @@ impl<T> Nexus<T> {
             lun,
             attr,
             ctx,
-            state: State::Running { device: None },
+            state: State::Running { td: None },
             aborted: false,
+            dir: Direction::of(&cmd),
+            bytes: Direction::bytes_of(&cmd),
+            received,
         };
         if !enabled {
             task.state = State::Held(cmd);
@@ -220,11 +233,9 @@ impl<T> Nexus<T> {
         // A command answered inline (most are) never enters the table: nothing can
         // reach it between its start and its answer on this thread.
         match self.start(tag, cmd) {
-            Started::Done(resp) => self.retire(tag, task, resp),
-            Started::Away(device) => {
-                task.state = State::Running {
-                    device: Some(device),
-                };
+            Started::Done(resp, td) => self.retire(tag, task, resp, td.as_deref()),
+            Started::Away(td) => {
+                task.state = State::Running { td: Some(td) };
                 self.tasks.insert(tag, task);
             }
         }
@@ -329,61 +340,80 @@ impl<T> Nexus<T> {
     /// execution, inline when the device can, else on the I/O pool.
     fn start(&mut self, tag: u64, mut cmd: Cmd) -> Started {
         let td = match self.session.route(&cmd) {
-            Route::Done(resp) => return Started::Done(resp),
+            Route::Done(resp) => return Started::Done(resp, None),
             Route::Device(td) => td,
         };
-        let device = td.device.clone();
         let Some(mut resp) = self.session.execute(&td, &mut cmd, ExecMode::Inline) else {
             // The device cannot resume: it runs the command again, blocking.
             let session = self.session.clone();
             let done = self.done.clone();
+            let away = td.clone();
             self.scst.io_pool.spawn(move || {
                 let resp = session
                     .execute(&td, &mut cmd, ExecMode::Blocking)
                     .unwrap_or_else(|| Response::check(Sense::INTERNAL_FAILURE));
                 done.push(tag, resp);
             });
-            return Started::Away(device);
+            return Started::Away(away);
         };
         if resp.resume.is_some() {
             // The command continues on an I/O thread from where it stopped.
             let session = self.session.clone();
             let done = self.done.clone();
+            let away = td.clone();
             self.scst.io_pool.spawn(move || {
                 let resp = session.resume(&td, &mut cmd, resp);
                 done.push(tag, resp);
             });
-            return Started::Away(device);
+            return Started::Away(away);
         }
         if let Some(d) = resp.deferred.take() {
             // Started asynchronously: the device completes it from another thread.
             let data_out_len = resp.data_out_len;
             // The device's sense format as the command started; the completion comes
             // from the device's engine, past the core's `finish_response`.
-            let format = crate::error::sense_format(&*device.dev);
+            let format = crate::error::sense_format(&*td.device.dev);
             let done = self.done.clone();
             d.on_complete(move |mut resp| {
                 resp.data_out_len = data_out_len;
                 crate::error::set_format(format, &mut resp);
                 done.push(tag, resp);
             });
-            return Started::Away(device);
+            return Started::Away(td);
         }
-        Started::Done(resp)
+        Started::Done(resp, Some(td))
     }
 
     /// A command in the table is done.
     fn finish(&mut self, tag: u64, resp: Response) {
-        if let Some(task) = self.tasks.remove(&tag) {
-            self.retire(tag, task, resp);
+        if let Some(mut task) = self.tasks.remove(&tag) {
+            let td = match &mut task.state {
+                State::Running { td } => td.take(),
+                State::Held(_) => None,
+            };
+            self.retire(tag, task, resp, td.as_deref());
         }
     }
 
     /// A task is done: it leaves its task set (releasing what waited behind it), is
     /// answered unless aborted, and TMFs waiting for it may finish.
-    fn retire(&mut self, tag: u64, task: Task<T>, resp: Response) {
+    fn retire(&mut self, tag: u64, task: Task<T>, resp: Response, td: Option<&TgtDev>) {
         if let Some(ts) = self.task_sets.get_mut(&task.lun) {
             ts.complete(task.attr, &mut self.ready);
+        }
+        if !task.aborted {
+            let took = task.received.map(|t| t.elapsed());
+            let (dir, bytes, status) = (task.dir, task.bytes, resp.status);
+            match td {
+                Some(td) => td.stats.complete(dir, bytes, status, took),
+                // Answered by the core (REPORT LUNS, a unit attention, a conflict):
+                // counted on its LUN if the session has it.
+                None => {
+                    if let Some(td) = self.session.luns().get(task.lun) {
+                        td.stats.complete(dir, bytes, status, took);
+                    }
+                }
+            }
         }
         self.events.push_back(if task.aborted {
             Event::Aborted { tag, ctx: task.ctx }
@@ -406,18 +436,20 @@ impl<T> Nexus<T> {
             let Some(task) = self.tasks.get_mut(&tag) else {
                 continue;
             };
-            let State::Held(cmd) =
-                std::mem::replace(&mut task.state, State::Running { device: None })
+            let State::Held(cmd) = std::mem::replace(&mut task.state, State::Running { td: None })
             else {
                 continue;
             };
             match self.start(tag, cmd) {
-                Started::Done(resp) => self.finish(tag, resp),
-                Started::Away(device) => {
+                Started::Done(resp, td) => {
                     if let Some(task) = self.tasks.get_mut(&tag) {
-                        task.state = State::Running {
-                            device: Some(device),
-                        };
+                        task.state = State::Running { td };
+                    }
+                    self.finish(tag, resp);
+                }
+                Started::Away(td) => {
+                    if let Some(task) = self.tasks.get_mut(&tag) {
+                        task.state = State::Running { td: Some(td) };
                     }
                 }
             }
@@ -444,11 +476,11 @@ impl<T> Nexus<T> {
         };
         match &task.state {
             State::Held(_) => self.drop_held(tag),
-            State::Running { device } => {
+            State::Running { td } => {
                 if !task.aborted {
                     // Lets a command that waits on work outliving it (a sanitize) end.
-                    if let Some(d) = device {
-                        d.dev.abort_running();
+                    if let Some(td) = td {
+                        td.device.dev.abort_running();
                     }
                 }
                 task.aborted = true;
@@ -489,6 +521,6 @@ impl<T> Nexus<T> {
 impl<T> Task<T> {
     /// Running on `dev` (a held task has not looked its LUN up yet).
     fn on_device(&self, dev: &Arc<DeviceEntry>) -> bool {
-        matches!(&self.state, State::Running { device: Some(d) } if Arc::ptr_eq(d, dev))
+        matches!(&self.state, State::Running { td: Some(td) } if Arc::ptr_eq(&td.device, dev))
     }
 }

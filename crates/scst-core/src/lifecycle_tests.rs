@@ -406,3 +406,68 @@ fn closing_ends_held_tasks_and_silences_running_ones() {
     }
     assert_eq!(h.executed(), vec![1]);
 }
+
+#[test]
+fn completions_are_counted_per_lun_and_kept_when_the_session_goes() {
+    use crate::latency::{size_class, table_dir};
+    use crate::stats::Direction;
+    let mut h = Harness::new();
+    h.scst.set_measure_latency(true);
+    let mut read = cmd(1, 0, TEST_UNIT_READY, TaskAttr::Simple);
+    read.expected_in = 4096;
+    h.nexus.submit(1, read, "r");
+    let mut write = cmd(2, 0, ASYNC_OP, TaskAttr::Simple);
+    write.data_out = vec![0; 8192];
+    h.nexus.submit(2, write, "w");
+    h.finish(2);
+    // A LUN the session lacks: counted on the session's answer only, not on a LUN.
+    h.nexus
+        .submit(3, cmd(3, 7, TEST_UNIT_READY, TaskAttr::Simple), "x");
+    assert_eq!(h.events().len(), 3);
+
+    let s = h.nexus.session().clone();
+    let io = s.io_totals();
+    assert_eq!(io.cmds[Direction::Read.index()], 1);
+    assert_eq!(io.bytes[Direction::Read.index()], 4096);
+    assert_eq!(io.cmds[Direction::Write.index()], 1);
+    assert_eq!(io.bytes[Direction::Write.index()], 8192);
+    // The power-on UA answered in the harness's first command.
+    assert_eq!(io.cmds[Direction::None.index()], 1);
+    assert_eq!(io.errors, 1);
+    let lat = s.latency();
+    let w = lat.cells[size_class(8192)][table_dir(Direction::Write)];
+    assert_eq!(w.count, 1);
+    assert_eq!(lat.hist[0].iter().sum::<u64>(), 1, "one read measured");
+    assert_eq!(
+        lat.cells[0][table_dir(Direction::None)].count,
+        0,
+        "UA before"
+    );
+
+    // Latency off: tables cleared, and no more samples; counters go on.
+    h.scst.set_measure_latency(false);
+    let mut read = cmd(4, 0, TEST_UNIT_READY, TaskAttr::Simple);
+    read.expected_in = 512;
+    h.nexus.submit(4, read, "r");
+    h.events();
+    assert_eq!(s.latency().cells[size_class(8192)][1].count, 0);
+    assert_eq!(s.latency().cells[0][table_dir(Direction::Read)].count, 0);
+    assert_eq!(s.io_totals().cmds[Direction::Read.index()], 2);
+
+    let target = s.target.clone();
+    let device = h.scst.device("fake0").unwrap();
+    let before = (target.io_totals(), device.io_totals());
+    assert_eq!(before.0, before.1);
+    drop(s);
+    drop(h);
+    assert_eq!(
+        target.io_totals(),
+        before.0,
+        "target keeps a gone session's counts"
+    );
+    assert_eq!(
+        device.io_totals(),
+        before.1,
+        "device keeps a gone nexus's counts"
+    );
+}

@@ -28,6 +28,8 @@ pub struct DeviceEntry {
     /// The core instance, to find the target ports exporting the device (PR ALL_TG_PT,
     /// REGISTER AND MOVE).
     scst: Weak<Scst>,
+    /// What the device's gone nexuses counted (stats.rs).
+    pub(crate) retired: crate::stats::LunStats,
 }
 
 impl DeviceEntry {
@@ -177,6 +179,8 @@ pub struct Scst {
     pub(crate) registrations: crate::driver::Registrations,
     /// `scst_max_cmd_mem`: the budget every transport charges data buffers to.
     pub cmd_mem: crate::CmdMem,
+    /// The root attribute `measure_latency` (stats.rs).
+    pub(crate) measure_latency: crate::stats::LatencySwitch,
 }
 
 impl Scst {
@@ -192,6 +196,7 @@ impl Scst {
             pr_dump_dirs: Mutex::new(BTreeMap::new()),
             registrations: Default::default(),
             cmd_mem: crate::CmdMem::new(crate::cmd_mem::default_limit()),
+            measure_latency: Default::default(),
         })
     }
 
@@ -263,6 +268,7 @@ impl Scst {
             resv,
             alua: Default::default(),
             scst: self.me.clone(),
+            retired: Default::default(),
         });
         r.devices.insert(name, entry.clone());
         let events: Weak<DeviceEntry> = Arc::downgrade(&entry);

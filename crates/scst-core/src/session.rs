@@ -42,6 +42,8 @@ pub struct TgtDev {
     /// per-command check is one atomic load.
     ua: Mutex<VecDeque<Sense>>,
     ua_pending: AtomicBool,
+    /// Commands, bytes, errors and latency of this nexus (the nexus's thread writes them).
+    pub stats: crate::stats::LunStats,
 }
 
 /// Upper bound on queued UAs per nexus; beyond it the oldest are dropped (SCST caps too).
@@ -63,6 +65,12 @@ pub fn live_counts() -> (usize, usize) {
 impl Drop for TgtDev {
     fn drop(&mut self) {
         LIVE_TGT_DEVS.fetch_sub(1, Ordering::Relaxed);
+        // Device and session totals keep what this nexus counted; a session being
+        // dropped has taken its LUNs' counts already (`Session::drop`).
+        self.device.retired.absorb(&self.stats);
+        if let Some(s) = self.session.upgrade() {
+            s.retired.absorb(&self.stats);
+        }
     }
 }
 
@@ -87,6 +95,7 @@ impl TgtDev {
             active: AtomicUsize::new(0),
             ua: Mutex::new(uas),
             ua_pending: AtomicBool::new(pending),
+            stats: Default::default(),
         });
         entry.device.tgt_devs.lock().push(Arc::downgrade(&td));
         td
@@ -216,6 +225,8 @@ pub struct Session {
     pub(crate) copy_lists: crate::copy::CopyLists,
     /// I/O statistics and the transport's outstanding-command count.
     pub stats: crate::stats::SessionStats,
+    /// What the nexuses that left this session's LUN table had counted.
+    pub(crate) retired: crate::stats::LunStats,
     /// Read-only attributes the transport shows in the session's directory (iSCSI:
     /// negotiated keys, `sid`, and `<conn>/<attr>` for each connection).
     transport_attrs: Mutex<Vec<(String, String)>>,
@@ -255,6 +266,7 @@ impl Session {
                 gone: AtomicBool::new(false),
                 copy_lists: Default::default(),
                 stats: Default::default(),
+                retired: Default::default(),
                 transport_attrs: Mutex::new(Vec::new()),
             }
         })
@@ -534,6 +546,7 @@ impl Drop for Session {
     fn drop(&mut self) {
         LIVE_SESSIONS.fetch_sub(1, Ordering::Relaxed);
         self.unregister();
+        crate::stats::fold_into_target(self);
     }
 }
 

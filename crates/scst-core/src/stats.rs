@@ -1,11 +1,19 @@
-//! Per-session I/O statistics, as SCST shows them under `sessions/<initiator>/`
-//! (docs/scst-reference.md 2.7): commands by data direction with their bytes and how many were
-//! not 4 KiB aligned, commands without data, and commands with an unknown opcode.
+//! I/O statistics.
+//!
+//! - Per session, as SCST shows them under `sessions/<initiator>/` (docs/scst-reference.md
+//!   2.7), counted at receipt: commands by data direction with their bytes and how many
+//!   were not 4 KiB aligned, commands without data, and commands with an unknown opcode.
+//! - Per I_T_L nexus ([`LunStats`] on each tgt_dev), counted at completion by the
+//!   nexus's thread: commands and bytes by direction, failed commands, and (while
+//!   `measure_latency` is on) latency (crate::latency). Sessions, devices and targets
+//!   are sums of their nexuses, read when asked, plus what their gone nexuses left in
+//!   their `retired` totals, so that the sums never go down.
 //!
 //! A session is served by one connection task, so the counters see no contention;
 //! they are atomics only because the management tree reads them from elsewhere.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use scsi_wire::Sense;
 
@@ -144,6 +152,255 @@ impl SessionStats {
         self.bidi.reset();
         self.none.store(0, Ordering::Relaxed);
         self.unknown.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Completed commands of one I_T_L nexus (or totals folded from gone ones): by data
+/// direction, commands and bytes; and the commands that ended in a status other than
+/// GOOD (CHECK CONDITION, BUSY, RESERVATION CONFLICT, TASK SET FULL). Counted when the
+/// response goes back to the transport, by the nexus's thread only: the atomics are
+/// uncontended, and on the tgt_dev's own cache lines.
+#[derive(Default)]
+#[repr(align(128))]
+pub struct IoTotals {
+    /// Indexed by [`Direction::index`].
+    cmds: [AtomicU64; 4],
+    bytes: [AtomicU64; 4],
+    errors: AtomicU64,
+}
+
+impl Direction {
+    /// Position in per-direction arrays and in [`Direction::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub const ALL: [Direction; 4] = [
+        Direction::Read,
+        Direction::Write,
+        Direction::Bidi,
+        Direction::None,
+    ];
+
+    /// SCST's prefix for the direction's counters (`read_cmd_count`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::Read => "read",
+            Direction::Write => "write",
+            Direction::Bidi => "bidi",
+            Direction::None => "none",
+        }
+    }
+
+    /// Bytes the command moves in its direction (expected data-in plus data-out).
+    pub fn bytes_of(cmd: &Cmd) -> u64 {
+        cmd.expected_in as u64 + cmd.data_out.len() as u64
+    }
+}
+
+impl IoTotals {
+    pub(crate) fn count(&self, dir: Direction, bytes: u64, status: u8) {
+        let i = dir.index();
+        self.cmds[i].fetch_add(1, Ordering::Relaxed);
+        self.bytes[i].fetch_add(bytes, Ordering::Relaxed);
+        if status != scsi_wire::status::GOOD {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn snapshot(&self) -> IoSnapshot {
+        let mut s = IoSnapshot::default();
+        self.add_to(&mut s);
+        s
+    }
+
+    pub fn add_to(&self, s: &mut IoSnapshot) {
+        for i in 0..4 {
+            s.cmds[i] += self.cmds[i].load(Ordering::Relaxed);
+            s.bytes[i] += self.bytes[i].load(Ordering::Relaxed);
+        }
+        s.errors += self.errors.load(Ordering::Relaxed);
+    }
+
+    fn absorb(&self, s: &IoSnapshot) {
+        for i in 0..4 {
+            self.cmds[i].fetch_add(s.cmds[i], Ordering::Relaxed);
+            self.bytes[i].fetch_add(s.bytes[i], Ordering::Relaxed);
+        }
+        self.errors.fetch_add(s.errors, Ordering::Relaxed);
+    }
+}
+
+/// [`IoTotals`] as read, summed over nexuses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IoSnapshot {
+    pub cmds: [u64; 4],
+    pub bytes: [u64; 4],
+    pub errors: u64,
+}
+
+/// What a tgt_dev records (and what devices, sessions and targets keep of gone ones).
+#[derive(Default)]
+pub struct LunStats {
+    pub io: IoTotals,
+    /// Allocated at the first sample with `measure_latency` on.
+    latency: std::sync::OnceLock<Box<crate::latency::LatencyTable>>,
+}
+
+impl LunStats {
+    /// A command finished: counters always, its latency when it was measured.
+    pub(crate) fn complete(
+        &self,
+        dir: Direction,
+        bytes: u64,
+        status: u8,
+        took: Option<std::time::Duration>,
+    ) {
+        self.io.count(dir, bytes, status);
+        if let Some(took) = took {
+            self.latency
+                .get_or_init(Default::default)
+                .record(dir, bytes, took);
+        }
+    }
+
+    pub fn latency(&self) -> Option<&crate::latency::LatencyTable> {
+        self.latency.get().map(|b| &**b)
+    }
+
+    /// Add this nexus's latency samples to `s`.
+    pub fn add_latency_to(&self, s: &mut crate::latency::LatencySnapshot) {
+        if let Some(t) = self.latency() {
+            t.add_to(s);
+        }
+    }
+
+    pub fn reset_latency(&self) {
+        if let Some(t) = self.latency() {
+            t.reset();
+        }
+    }
+
+    /// Take in what a gone nexus recorded.
+    pub(crate) fn absorb(&self, gone: &LunStats) {
+        self.io.absorb(&gone.io.snapshot());
+        if let Some(t) = gone.latency() {
+            self.latency
+                .get_or_init(Default::default)
+                .absorb(&t.snapshot());
+        }
+    }
+}
+
+/// A session is going: its target keeps what its nexuses counted.
+pub(crate) fn fold_into_target(s: &crate::Session) {
+    for td in &s.luns().entries {
+        s.target.retired.absorb(&td.stats);
+    }
+    s.target.retired.absorb(&s.retired);
+}
+
+/// Readers' sums: a session, a target or a device is what its live nexuses recorded
+/// plus what its gone ones left in its `retired` totals, so that the sums never go
+/// down while the daemon runs (Prometheus counters).
+impl crate::Session {
+    pub fn io_totals(&self) -> IoSnapshot {
+        let mut s = self.retired.io.snapshot();
+        for td in &self.luns().entries {
+            td.stats.io.add_to(&mut s);
+        }
+        s
+    }
+
+    /// The session's latency table (SCST's `sessions/<s>/latency/`).
+    pub fn latency(&self) -> crate::latency::LatencySnapshot {
+        let mut s = Default::default();
+        self.retired.add_latency_to(&mut s);
+        for td in &self.luns().entries {
+            td.stats.add_latency_to(&mut s);
+        }
+        s
+    }
+
+    /// Writing to a session latency file clears the session's tables.
+    pub fn reset_latency(&self) {
+        self.retired.reset_latency();
+        for td in &self.luns().entries {
+            td.stats.reset_latency();
+        }
+    }
+}
+
+impl crate::Target {
+    pub fn io_totals(&self) -> IoSnapshot {
+        let mut s = self.retired.io.snapshot();
+        for sess in self.sessions() {
+            let t = sess.io_totals();
+            for i in 0..4 {
+                s.cmds[i] += t.cmds[i];
+                s.bytes[i] += t.bytes[i];
+            }
+            s.errors += t.errors;
+        }
+        s
+    }
+}
+
+impl crate::DeviceEntry {
+    pub fn io_totals(&self) -> IoSnapshot {
+        let mut s = self.retired.io.snapshot();
+        for td in self.tgt_devs() {
+            td.stats.io.add_to(&mut s);
+        }
+        s
+    }
+
+    pub fn latency(&self) -> crate::latency::LatencySnapshot {
+        let mut s = Default::default();
+        self.retired.add_latency_to(&mut s);
+        for td in self.tgt_devs() {
+            td.stats.add_latency_to(&mut s);
+        }
+        s
+    }
+}
+
+/// The root attribute `measure_latency`, read by every command's submit: on a cache
+/// line of its own, so that what the data path writes nearby (the command-memory
+/// budget) does not make each read a miss.
+#[derive(Default)]
+#[repr(align(128))]
+pub(crate) struct LatencySwitch(std::sync::atomic::AtomicBool);
+
+impl crate::Scst {
+    /// Whether commands' latency is measured (the root attribute `measure_latency`).
+    pub fn measure_latency(&self) -> bool {
+        self.measure_latency.0.load(Ordering::Relaxed)
+    }
+
+    /// Turn latency measurement on or off; off clears every latency table, as SCST
+    /// frees its tables then.
+    pub fn set_measure_latency(&self, on: bool) {
+        self.measure_latency.0.store(on, Ordering::Relaxed);
+        if on {
+            return;
+        }
+        for t in self.all_targets() {
+            t.retired.reset_latency();
+            for s in t.sessions() {
+                s.reset_latency();
+            }
+        }
+        for d in self.devices() {
+            d.retired.reset_latency();
+        }
+    }
+
+    /// Every target of every driver, by driver then name.
+    pub fn all_targets(&self) -> Vec<Arc<crate::Target>> {
+        let mut v: Vec<_> = self.registry.lock().targets.values().cloned().collect();
+        v.sort_by(|a, b| (&a.driver, &a.name).cmp(&(&b.driver, &b.name)));
+        v
     }
 }
 

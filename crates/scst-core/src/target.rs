@@ -95,6 +95,8 @@ pub struct Target {
     /// order they were given.
     pub attrs: Mutex<Vec<(String, String)>>,
     pub(crate) sessions: Mutex<Vec<Weak<Session>>>,
+    /// What the target's gone sessions counted (stats.rs).
+    pub(crate) retired: crate::stats::LunStats,
 }
 
 impl Target {
@@ -108,6 +110,7 @@ impl Target {
             acl: Mutex::new(Acl::default()),
             attrs: Mutex::new(Vec::new()),
             sessions: Mutex::new(Vec::new()),
+            retired: Default::default(),
         }
     }
 

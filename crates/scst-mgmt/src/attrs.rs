@@ -278,7 +278,7 @@ const ROOT: &[AttrInfo] = &[
     AttrInfo::new("poll_us", U32, RW).default_only("0"),
     AttrInfo::new("suspend", I32, RW).default_only("0"),
     AttrInfo::new("max_tasklet_cmd", U32, RW).not_supported(),
-    AttrInfo::new("measure_latency", Bool, RW).default_only("0"),
+    AttrInfo::new("measure_latency", Bool, RW),
     AttrInfo::new("async_lun_replace", Bool, RW),
     // SCST's module parameter of that name (MiB), here an attribute: the budget for
     // command data buffers, about a quarter of RAM by default.

@@ -335,7 +335,8 @@ fn print_session_dir(a: &mut Admin, dir: &str, prefix: &str) -> Result<()> {
         say!("\t\t{prefix}{name}: {}", strip_key(&v).0.replace('\n', " "));
     }
     if prefix.is_empty() {
-        for sub in dirs(&entries) {
+        // The latency tables are read on their own (docs/management.md), as in SCST.
+        for sub in dirs(&entries).into_iter().filter(|s| *s != "latency") {
             print_session_dir(a, &format!("{dir}/{sub}"), &format!("{sub}/"))?;
         }
     }

@@ -4,6 +4,7 @@
 
 mod config;
 pub mod logging;
+pub mod metrics;
 pub mod mgmt_server;
 pub mod notify;
 mod privs;
@@ -22,6 +23,7 @@ pub use config::{apply_config, Started};
 pub const USAGE: &str = "usage: scstd [--config FILE] [--listen ADDR:PORT]... [--mgmt-socket PATH]
                     [--state-dir DIR] [--io-threads N] [--io-engine ENGINE]
                     [--user NAME] [--group NAME] [--log-level FILTER]
+                    [--metrics-listen ADDR:PORT]
        scstd --version
 
   --config FILE       scst.conf to load (SCST's grammar; default /etc/scst.conf);
@@ -47,6 +49,10 @@ pub const USAGE: &str = "usage: scstd [--config FILE] [--listen ADDR:PORT]... [-
                       per-crate directives such as 'info,scst_iscsi=debug'
                       (default: $RUST_LOG, else info). The trace_level attributes
                       change it at run time (docs/management.md, Logging)
+  --metrics-listen ADDR:PORT
+                      serve Prometheus metrics at http://ADDR:PORT/metrics
+                      (command, byte and error counters; latency histograms
+                      while measure_latency is 1). Off by default
 
 Runs in the foreground and logs to stderr (RUST_LOG=debug for more). SIGHUP reloads
 the config file; SIGTERM/SIGINT drain and stop. Under systemd (Type=notify) it reports
@@ -88,6 +94,8 @@ pub struct Args {
     pub group: Option<String>,
     /// `--log-level`: the log filter at start (wins over RUST_LOG).
     pub log_level: Option<String>,
+    /// `--metrics-listen`: where to serve `GET /metrics`, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Where SCST keeps its persistent reservation files (scst-reference 2.5 `pr_file_name`).
@@ -104,6 +112,7 @@ impl Args {
         let mut user = None;
         let mut group = None;
         let mut log_level = None;
+        let mut metrics_listen = None;
         while let Some(a) = it.next() {
             let mut value = |name: &str| it.next().with_context(|| format!("{name} needs a value"));
             match a.as_str() {
@@ -149,6 +158,12 @@ impl Args {
                     }
                     log_level = Some(v);
                 }
+                "--metrics-listen" => {
+                    let v = value("--metrics-listen")?;
+                    metrics_listen = Some(v.parse().with_context(|| {
+                        format!("--metrics-listen '{v}': expected ADDR:PORT, e.g. 127.0.0.1:9464")
+                    })?);
+                }
                 "-h" | "--help" => bail!("help requested"),
                 other => bail!("unknown argument '{other}'"),
             }
@@ -167,6 +182,7 @@ impl Args {
             user,
             group,
             log_level,
+            metrics_listen,
         })
     }
 }
@@ -259,6 +275,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let listener = tokio::net::UnixListener::from_std(l).context("management socket")?;
             log::info!("management socket listening on {}", socket_path.display());
             tokio::spawn(mgmt_server::serve(listener, tree, write_lock));
+        }
+        if let Some(addr) = args.metrics_listen {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (--metrics-listen)"))?;
+            log::info!(
+                "metrics endpoint listening on http://{}/metrics",
+                l.local_addr()?
+            );
+            tokio::spawn(metrics::serve(l, scst.clone()));
         }
         serve(
             scst.clone(),

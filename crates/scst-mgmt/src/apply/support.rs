@@ -108,7 +108,7 @@ mod tests {
             ("targets/iscsi/t1/ini_groups/g/io_grouping_type", "never"),
             ("devices/disk01/expl_alua", "1"),
             ("devices/disk01/dif_static_app_tag", "7"),
-            ("measure_latency", "1"),
+            ("poll_us", "1"),
             ("cluster_name", "c1"),
             ("targets/iscsi/mgmt", "add_target t2 forward_src=1"),
             ("targets/iscsi/mgmt", "add_target_attribute t2 cpu_mask ff"),

@@ -15,6 +15,13 @@ fn device(tree: &ScstTree, path: &MgmtPath, name: &str) -> Result<Arc<DeviceEntr
 }
 
 pub(super) fn read(tree: &ScstTree, path: &MgmtPath, rest: &[&str]) -> Result<String, TreeError> {
+    if let [d, "statistics", name] = rest {
+        let d = device(tree, path, d)?;
+        return super::session::io_counter(&d.io_totals(), name)
+            .filter(|_| super::session::IO_COUNTERS.contains(name))
+            .map(|n| n.to_string())
+            .ok_or_else(|| TreeError::not_found(path));
+    }
     let [d, attr] = rest else {
         return Err(TreeError::not_found(path));
     };
@@ -59,7 +66,15 @@ pub(super) fn list(
             v.extend(d.dev.attributes().into_iter().map(|(n, _, _)| n));
             v.push("pr_file_name".to_string());
             v.push("pr_state".to_string());
+            v.push("statistics/".to_string());
             Ok(v)
+        }
+        [d, "statistics"] => {
+            device(tree, path, d)?;
+            Ok(super::session::IO_COUNTERS
+                .iter()
+                .map(|c| c.to_string())
+                .collect())
         }
         _ => Err(TreeError::not_found(path)),
     }
@@ -71,6 +86,9 @@ pub(super) fn write(
     rest: &[&str],
     value: &str,
 ) -> Result<(), TreeError> {
+    if let [_, "statistics", _] = rest {
+        return Err(super::session::counter_is_read_only(path));
+    }
     let [d, attr] = rest else {
         return refuse_write(tree, path);
     };

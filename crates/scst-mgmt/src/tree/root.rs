@@ -11,6 +11,7 @@ pub(super) fn list() -> Vec<String> {
         "setup_id",
         "threads",
         "async_lun_replace",
+        "measure_latency",
         "scst_max_cmd_mem",
         "last_sysfs_mgmt_res",
         "trace_level",
@@ -37,6 +38,10 @@ pub(super) fn read(tree: &ScstTree, path: &MgmtPath, name: &str) -> Result<Strin
             let on = tree.scst.async_lun_replace();
             Ok(with_key(u8::from(on).to_string(), on))
         }
+        "measure_latency" => {
+            let on = tree.scst.measure_latency();
+            Ok(with_key(u8::from(on).to_string(), on))
+        }
         "scst_max_cmd_mem" => {
             let mib = tree.scst.cmd_mem.limit() >> 20;
             let default = scst_core::cmd_mem::default_limit() >> 20;
@@ -58,6 +63,11 @@ pub(super) fn write(
     match name {
         "async_lun_replace" => {
             tree.scst.set_async_lun_replace(bool01(path, value)?);
+            Ok(())
+        }
+        // 0 also clears every session's latency tables, as in SCST.
+        "measure_latency" => {
+            tree.scst.set_measure_latency(bool01(path, value)?);
             Ok(())
         }
         "scst_max_cmd_mem" => {

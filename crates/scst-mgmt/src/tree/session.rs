@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use scst_core::latency;
+use scst_core::stats::Direction;
 use scst_core::{Session, Target, TgtDev};
 
 use super::{refuse_write, ScstTree};
@@ -23,6 +25,68 @@ const COUNTERS: &[&str] = &[
     "none_cmd_count",
     "unknown_cmd_count",
 ];
+
+/// Counters of completed commands (docs/management.md, "Counters and latency"): by
+/// direction, commands and kilobytes, and those that ended in a status other than
+/// GOOD. They only grow (the metrics endpoint exports them). Shown per I_T_L nexus
+/// (`sessions/<s>/lun<N>/`), and summed with gone nexuses in `statistics/` of devices
+/// and targets.
+pub(super) const IO_COUNTERS: &[&str] = &[
+    "read_cmd_count",
+    "read_io_count_kb",
+    "write_cmd_count",
+    "write_io_count_kb",
+    "bidi_cmd_count",
+    "bidi_io_count_kb",
+    "none_cmd_count",
+    "error_cmd_count",
+];
+
+/// Why an [`IO_COUNTERS`] file cannot be written.
+pub(super) fn counter_is_read_only(path: &MgmtPath) -> TreeError {
+    TreeError::at(
+        path,
+        ErrorKind::ReadOnly,
+        "a counter of completed commands (it never goes back)",
+    )
+}
+
+/// The counter `name` of [`IO_COUNTERS`] in `io`.
+pub(super) fn io_counter(io: &scst_core::stats::IoSnapshot, name: &str) -> Option<u64> {
+    if name == "error_cmd_count" {
+        return Some(io.errors);
+    }
+    let dir = Direction::ALL.into_iter().find(|d| {
+        name.strip_prefix(d.name())
+            .is_some_and(|r| r.starts_with('_'))
+    })?;
+    match &name[dir.name().len()..] {
+        "_cmd_count" => Some(io.cmds[dir.index()]),
+        "_io_count_kb" if dir != Direction::None => Some(io.bytes[dir.index()] >> 10),
+        _ => None,
+    }
+}
+
+/// SCST's latency file names: `<n|r|w|b><size>` for each size class.
+fn latency_files() -> Vec<String> {
+    let mut v = Vec::new();
+    for class in 0..latency::SIZE_CLASSES {
+        for p in ['n', 'r', 'w', 'b'] {
+            v.push(format!("{p}{}", latency::class_size(class)));
+        }
+    }
+    v
+}
+
+/// (size class, table direction) of a latency file name.
+fn latency_file(name: &str) -> Option<(usize, usize)> {
+    let mut chars = name.chars();
+    let p = chars.next()?;
+    let dir = latency::TABLE_DIR_PREFIX.iter().position(|&c| c == p)?;
+    let size: u64 = chars.as_str().parse().ok()?;
+    let class = (0..latency::SIZE_CLASSES).find(|&c| latency::class_size(c) == size)?;
+    Some((class, dir))
+}
 
 fn counter(s: &Session, name: &str) -> Option<u64> {
     let st = &s.stats;
@@ -48,7 +112,8 @@ fn counter(s: &Session, name: &str) -> Option<u64> {
 }
 
 /// Session directory names: the initiator name, `_<n>` for later duplicates (scst-reference 2.7).
-fn names(t: &Target) -> Vec<(String, Arc<Session>)> {
+/// The metrics endpoint labels sessions with them too.
+pub fn names(t: &Target) -> Vec<(String, Arc<Session>)> {
     let mut seen: std::collections::HashMap<String, usize> = Default::default();
     let mut out = Vec::new();
     let mut sessions = t.sessions();
@@ -104,6 +169,21 @@ pub(super) fn read(path: &MgmtPath, t: &Target, rest: &[&str]) -> Result<String,
         [lun, "active_commands"] => session_lun(&s, lun)
             .map(|td| td.active_commands().to_string())
             .ok_or_else(|| TreeError::not_found(path)),
+        [lun, name] if IO_COUNTERS.contains(name) => session_lun(&s, lun)
+            .and_then(|td| io_counter(&td.stats.io.snapshot(), name))
+            .map(|n| n.to_string())
+            .ok_or_else(|| TreeError::not_found(path)),
+        ["latency", file] => latency_file(file)
+            .map(|(class, dir)| s.latency().scst_file(class, dir))
+            .ok_or_else(|| TreeError::not_found(path)),
+        [lun, "latency", file] => match (session_lun(&s, lun), latency_file(file)) {
+            (Some(td), Some((class, dir))) => {
+                let mut snap = latency::LatencySnapshot::default();
+                td.stats.add_latency_to(&mut snap);
+                Ok(snap.scst_file(class, dir))
+            }
+            _ => Err(TreeError::not_found(path)),
+        },
         [name] if COUNTERS.contains(name) => counter(&s, name)
             .map(|n| n.to_string())
             .ok_or_else(|| TreeError::not_found(path)),
@@ -151,10 +231,18 @@ pub(super) fn list(path: &MgmtPath, t: &Target, rest: &[&str]) -> Result<Vec<Str
                 }
             }
             v.extend(dirs);
+            v.push("latency/".to_string());
             v.extend(s.luns().entries.iter().map(|td| format!("lun{}/", td.lun)));
             Ok(v)
         }
-        [lun] if session_lun(&s, lun).is_some() => Ok(vec!["active_commands".to_string()]),
+        ["latency"] => Ok(latency_files()),
+        [lun] if session_lun(&s, lun).is_some() => {
+            let mut v = vec!["active_commands".to_string()];
+            v.extend(IO_COUNTERS.iter().map(|c| c.to_string()));
+            v.push("latency/".to_string());
+            Ok(v)
+        }
+        [lun, "latency"] if session_lun(&s, lun).is_some() => Ok(latency_files()),
         [dir] => {
             let prefix = format!("{dir}/");
             let v: Vec<String> = tattrs
@@ -184,6 +272,21 @@ pub(super) fn write(
             log::info!("target {}: closing session {name}", t.name);
             s.events().close();
             Ok(())
+        }
+        // Writing anything to a latency file clears the session's (or the LUN's) table,
+        // as in SCST.
+        [name, "latency", file] if latency_file(file).is_some() => {
+            lookup(path, t, name)?.reset_latency();
+            Ok(())
+        }
+        [name, lun, "latency", file] if latency_file(file).is_some() => {
+            let s = lookup(path, t, name)?;
+            let td = session_lun(&s, lun).ok_or_else(|| TreeError::not_found(path))?;
+            td.stats.reset_latency();
+            Ok(())
+        }
+        [_, lun, counter] if lun.starts_with("lun") && IO_COUNTERS.contains(counter) => {
+            Err(counter_is_read_only(path))
         }
         [name, counter] if COUNTERS.contains(counter) => {
             let s = lookup(path, t, name)?;

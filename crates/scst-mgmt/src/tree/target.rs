@@ -64,6 +64,10 @@ pub(super) fn read(
         }
         ["ini_groups", rest @ ..] => ini_group::read(path, t, rest),
         ["sessions", rest @ ..] => session::read(path, t, rest),
+        ["statistics", name] => session::io_counter(&t.io_totals(), name)
+            .filter(|_| session::IO_COUNTERS.contains(name))
+            .map(|n| n.to_string())
+            .ok_or_else(|| TreeError::not_found(path)),
         [attr] => {
             if let Some(default) = param_default(d, attr) {
                 return Ok(match t.attr(attr) {
@@ -95,9 +99,10 @@ pub(super) fn list(
                 .to_vec();
             v.extend(d.target_params().iter().map(|(n, _)| n.to_string()));
             v.extend(attr_files(d, t).into_iter().map(|(n, _)| n));
-            v.extend(["luns/", "ini_groups/", "sessions/"].map(String::from));
+            v.extend(["luns/", "ini_groups/", "sessions/", "statistics/"].map(String::from));
             Ok(v)
         }
+        ["statistics"] => Ok(session::IO_COUNTERS.iter().map(|c| c.to_string()).collect()),
         ["luns", rest @ ..] => {
             let set = t.acl.lock().default_luns.clone();
             luns::list(path, &set, rest)
@@ -137,6 +142,7 @@ pub(super) fn write(
         ["luns", "mgmt"] => luns::write_mgmt(tree, path, t, None, value),
         ["ini_groups", rest @ ..] => ini_group::write(tree, path, t, rest, value),
         ["sessions", rest @ ..] => session::write(tree, path, t, rest, value),
+        ["statistics", _] => Err(session::counter_is_read_only(path)),
         [attr] if param_default(d, attr).is_some() => {
             if v == ":default:" {
                 set_single_attr(t, attr, None);

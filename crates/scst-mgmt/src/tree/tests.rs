@@ -190,7 +190,14 @@ fn device_node() {
     assert_eq!(t.list(&p("devices")).unwrap(), vec!["d1/"]);
     assert_eq!(
         t.list(&p("devices/d1")).unwrap(),
-        vec!["handler", "type", "size", "pr_file_name", "pr_state"]
+        vec![
+            "handler",
+            "type",
+            "size",
+            "pr_file_name",
+            "pr_state",
+            "statistics/"
+        ]
     );
     // No state directory and no file given: no APTPL file, nothing to save.
     assert_eq!(read(&t, "devices/d1/pr_file_name"), "");
@@ -264,7 +271,8 @@ fn target_driver_and_target_nodes() {
             "depth",
             "luns/",
             "ini_groups/",
-            "sessions/"
+            "sessions/",
+            "statistics/"
         ]
     );
     // A parameter the driver does not support refuses the whole target.
@@ -557,10 +565,98 @@ fn attributes_scst_rs_lacks_are_refused_as_not_supported_before_any_node() {
     );
     assert!(msg.contains("not supported"), "{msg}");
     // The default of one scst-rs behaves as anyway is accepted and changes nothing.
-    write(&t, "measure_latency", "0");
+    write(&t, "poll_us", "0");
     assert_eq!(read(&t, "last_sysfs_mgmt_res"), "0");
+    assert_eq!(refused(&t, "poll_us", "1").0, ErrorKind::NotSupported);
+}
+
+struct NoCompletions;
+
+impl scst_core::CompletionQueue for NoCompletions {
+    fn push(&self, _: u64, _: Response) {}
+}
+
+#[test]
+fn lun_counters_and_the_latency_tree() {
+    let (t, driver) = tree();
+    write(&t, "handlers/fake_disk/mgmt", "add_device d1");
+    write(&t, "targets/fake/mgmt", "add_target t");
+    write(&t, "targets/fake/t/luns/mgmt", "add d1 0");
+    let target = t.scst().target("fake", "t").unwrap();
+    let events = Arc::new(Events(driver.clone(), AtomicBool::new(false)));
+    let tid = TransportId::Iscsi {
+        name: "iqn.i".into(),
+        isid: Some([0x40, 0, 0, 0, 0, 1]),
+    };
+    let s = t.scst().register_session(&target, tid, events);
+    let mut nexus: scst_core::Nexus<()> =
+        scst_core::Nexus::new(t.scst().clone(), s.clone(), Arc::new(NoCompletions));
+    write(&t, "measure_latency", "1");
+    assert_eq!(read(&t, "measure_latency"), "1\n[key]");
+    // A READ(10) of 8 blocks of 512 bytes, three times; the first meets the power-on UA.
+    for tag in 0..3 {
+        let cdb = [0x28, 0, 0, 0, 0, 0, 0, 0, 8, 0];
+        let cmd = Cmd {
+            cdb: scst_core::Cdb::new(&cdb).unwrap(),
+            lun: 0,
+            tag,
+            attr: scst_core::TaskAttr::Simple,
+            data_out: Vec::new(),
+            expected_in: 4096,
+        };
+        nexus.submit(tag, cmd, ());
+        while nexus.poll_event().is_some() {}
+    }
+    let sess = "targets/fake/t/sessions/iqn.i";
+    assert_eq!(read(&t, &format!("{sess}/lun0/read_cmd_count")), "3");
+    assert_eq!(read(&t, &format!("{sess}/lun0/read_io_count_kb")), "12");
+    assert_eq!(read(&t, &format!("{sess}/lun0/error_cmd_count")), "1");
+    assert_eq!(read(&t, &format!("{sess}/lun0/none_cmd_count")), "0");
+    let files = t.list(&p(&format!("{sess}/latency"))).unwrap();
+    assert_eq!(files.len(), 44);
+    assert_eq!(files[..4], ["n512", "r512", "w512", "b512"]);
+    let r4096 = read(&t, &format!("{sess}/latency/r4096"));
+    let lines: Vec<&str> = r4096.lines().collect();
+    assert_eq!(lines[0], "state count min max avg stddev");
+    assert!(lines[1].starts_with("RECEIVED_TO_DONE 3 "), "{r4096}");
+    assert!(lines[2].starts_with("total 3 - - "), "{r4096}");
+    assert_eq!(read(&t, &format!("{sess}/lun0/latency/r4096")), r4096);
     assert_eq!(
-        refused(&t, "measure_latency", "1").0,
-        ErrorKind::NotSupported
+        read(&t, &format!("{sess}/latency/w4096")),
+        "state count min max avg stddev\n"
     );
+    // Writing to a latency file clears the session's table; counters stay.
+    write(&t, &format!("{sess}/latency/r4096"), "0");
+    assert_eq!(
+        read(&t, &format!("{sess}/latency/r4096")),
+        "state count min max avg stddev\n"
+    );
+    assert_eq!(read(&t, &format!("{sess}/lun0/read_cmd_count")), "3");
+    assert_eq!(refused(&t, &format!("{sess}/latency/r4095"), "0").2, -2);
+    write(&t, "measure_latency", "0");
+    assert_eq!(read(&t, "measure_latency"), "0");
+    // Device and target totals, which keep a gone session's counts.
+    let dev_reads = "devices/d1/statistics/read_cmd_count";
+    let tgt_kb = "targets/fake/t/statistics/read_io_count_kb";
+    assert_eq!(read(&t, dev_reads), "3");
+    assert_eq!(read(&t, tgt_kb), "12");
+    assert!(t
+        .list(&p("devices/d1"))
+        .unwrap()
+        .contains(&"statistics/".to_string()));
+    assert_eq!(t.list(&p("targets/fake/t/statistics")).unwrap().len(), 8);
+    assert_eq!(refused(&t, dev_reads, "0").0, ErrorKind::ReadOnly);
+    assert_eq!(
+        refused(&t, "targets/fake/t/statistics/read_cmd_count", "0").0,
+        ErrorKind::ReadOnly
+    );
+    assert_eq!(
+        refused(&t, &format!("{sess}/lun0/read_cmd_count"), "0").0,
+        ErrorKind::ReadOnly
+    );
+    drop(nexus);
+    drop(s);
+    assert_eq!(read(&t, dev_reads), "3");
+    assert_eq!(read(&t, tgt_kb), "12");
+    assert_eq!(read(&t, "targets/fake/t/statistics/error_cmd_count"), "1");
 }
