@@ -31,6 +31,11 @@ pub struct DeviceEntry {
 }
 
 impl DeviceEntry {
+    /// The core the device is registered with (gone at shutdown).
+    pub(crate) fn scst(&self) -> Option<Arc<Scst>> {
+        self.scst.upgrade()
+    }
+
     pub fn name(&self) -> &str {
         self.dev.name()
     }
@@ -177,6 +182,8 @@ pub struct Scst {
     pub(crate) registrations: crate::driver::Registrations,
     /// `scst_max_cmd_mem`: the budget every transport charges data buffers to.
     pub cmd_mem: crate::CmdMem,
+    /// The copy manager's state EXTENDED COPY reads (copy_mgr.rs).
+    pub(crate) copy_mgr: crate::copy_mgr::CopyMgrState,
 }
 
 impl Scst {
@@ -192,6 +199,7 @@ impl Scst {
             pr_dump_dirs: Mutex::new(BTreeMap::new()),
             registrations: Default::default(),
             cmd_mem: crate::CmdMem::new(crate::cmd_mem::default_limit()),
+            copy_mgr: Default::default(),
         })
     }
 
