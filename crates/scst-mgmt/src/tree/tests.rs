@@ -190,7 +190,23 @@ fn device_node() {
     assert_eq!(t.list(&p("devices")).unwrap(), vec!["d1/"]);
     assert_eq!(
         t.list(&p("devices/d1")).unwrap(),
-        vec!["handler", "type", "size", "pr_file_name", "pr_state"]
+        vec![
+            "handler",
+            "type",
+            "size",
+            "pr_file_name",
+            "pr_state",
+            "block",
+            "threads_num",
+            "threads_pool_type"
+        ]
+    );
+    // SCST's core device attributes scst-rs fixes: shown, compared, never written.
+    assert_eq!(read(&t, "devices/d1/block"), "0 0");
+    assert_eq!(read(&t, "devices/d1/threads_pool_type"), "shared");
+    assert_eq!(
+        refused(&t, "devices/d1/threads_num", "4").0,
+        ErrorKind::ReadOnly
     );
     // No state directory and no file given: no APTPL file, nothing to save.
     assert_eq!(read(&t, "devices/d1/pr_file_name"), "");
