@@ -108,6 +108,12 @@ pub fn apply_config(
     match apply::execute(&mut access, &plan.ops) {
         Ok(()) => {
             unlist_from_copy_manager(scst, conf)?;
+            // The objects exist now: compare the file's read-only values with theirs
+            // (a difference is a warning, as with -config).
+            let check = apply::plan(&mut access, &rest, false)?;
+            for w in check.warnings.iter().filter(|w| !plan.warnings.contains(w)) {
+                log::warn!("config: {w}");
+            }
             Ok(Started { iscsi, tree })
         }
         // The daemon does not start: what was undone does not matter, what failed does.

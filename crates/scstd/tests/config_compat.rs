@@ -142,6 +142,12 @@ fn read_only_values_scst_saves_are_compared_never_refused() {
     let dir = tempfile::tempdir().unwrap();
     let conf = materialize("vdisk_blockio.conf", dir.path());
     let d = Daemon::start(&conf);
+    // Start-up compares them once the device exists.
+    let log = d.startup_log.join("\n");
+    assert!(
+        log.contains("config: line 46: device blk01: attribute 'threads_num' is read-only"),
+        "{log}"
+    );
     let warnings = config_changes_nothing(&d, &conf);
     // Equal values (size, size_mb, block) pass quietly; what scst-rs fixes differently
     // is named, with its line.
@@ -271,7 +277,7 @@ fn every_problem_of_a_bad_file_is_reported_at_start_each_with_its_line() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     for want in [
-        "4 problem(s), nothing was started",
+        "4 problem(s):",
         "line 4: DEVICE d1 (vdisk_fileio): attribute 'blocksize' value '1000' must be a power of two",
         "line 6: DEVICE d1 (vdisk_fileio): unknown attribute 'bogus'",
         "line 11: TARGET iqn.2006-10.net.vlnb:bad (iscsi): attribute 'RDMAExtensions' is not supported",
@@ -281,4 +287,33 @@ fn every_problem_of_a_bad_file_is_reported_at_start_each_with_its_line() {
     assert!(!err.contains("threads_pool_type"), "read-only: {err}");
     // LUN 0 nope is the fourth: count them.
     assert!(err.contains("line 12: LUN 0 of TARGET"), "{err}");
+}
+
+#[test]
+fn scstadmin_reports_every_problem_of_a_bad_file_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = materialize("vdisk_nullio.conf", dir.path());
+    let d = Daemon::start(&good);
+    let before = write_config(&d, &dir.path().join("before.conf"), true);
+    let bad = dir.path().join("bad.conf");
+    // A syntax problem (line 4) does not hide the others.
+    std::fs::write(&bad, BAD.replace("blocksize 1000", "prod_id a b")).unwrap();
+    for cmd in ["-check_config", "-config"] {
+        let out = admin(&d, &[cmd, bad.to_str().unwrap()]);
+        assert!(!out.status.success(), "{cmd}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        for want in [
+            "line 4: too many values for 'prod_id'",
+            "line 6: DEVICE d1 (vdisk_fileio): unknown attribute 'bogus'",
+            "line 11: TARGET iqn.2006-10.net.vlnb:bad (iscsi): attribute 'RDMAExtensions'",
+            "line 12: LUN 0 of TARGET iqn.2006-10.net.vlnb:bad (iscsi): device nope",
+        ] {
+            assert!(err.contains(want), "{cmd}: {want}\n{err}");
+        }
+    }
+    assert_eq!(
+        before,
+        write_config(&d, &dir.path().join("after.conf"), true)
+    );
+    d.stop();
 }

@@ -616,3 +616,32 @@ fn the_copy_manager_takes_one_target_without_groups_or_read_only_luns() {
         assert!(joined.contains(want), "{want}\n{joined}");
     }
 }
+
+#[test]
+fn one_pass_reports_syntax_and_meaning_problems_in_line_order() {
+    let text = "HANDLER vdisk_fileio {\n\tDEVICE d {\n\t\tfilename /f\n\t\tprod_id a b\n\
+                \t\tbogus 1\n\t}\n\tDEVICE {\n\t\tx 1\n\t}\n}\nTARGET_DRIVER iscsi {\n\
+                \tTARGET t {\n\t\tLUN x d\n\t\tLUN 0 d\n\t\tLUN 1 nope\n\t}\n}\n";
+    let all: Vec<String> = load(text)
+        .unwrap_err()
+        .0
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        all,
+        [
+            "scst.conf line 4: too many values for 'prod_id' (values with blanks must be in double quotes)",
+            "scst.conf line 5: DEVICE d (vdisk_fileio): unknown attribute 'bogus'",
+            "scst.conf line 7: DEVICE without a name",
+            "scst.conf line 13: LUN number 'x' is not a number",
+            "scst.conf line 15: LUN 1 of TARGET t (iscsi): device nope is not defined in any HANDLER",
+        ]
+    );
+    // parse keeps answering with the first; unbalanced braces still end the pass.
+    assert_eq!(parse(text).unwrap_err().line, 4);
+    let e = load("HANDLER vdisk_fileio {\n\tbogus 1 2\n").unwrap_err().0;
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(e[0].message.contains("never closed"), "{e:?}");
+    assert!(load(DISKS).is_ok());
+}
