@@ -207,8 +207,11 @@ impl Invocation {
 
     fn driver(&self) -> Result<&str> {
         let d = self.opt("driver")?;
-        if d != "iscsi" {
-            bail!("driver {d}: only the iscsi target driver exists");
+        if !scst_mgmt::attrs::SUPPORTED_DRIVERS.contains(&d) {
+            bail!(
+                "driver {d}: only the {} target drivers exist",
+                scst_mgmt::attrs::SUPPORTED_DRIVERS.join(" and ")
+            );
         }
         Ok(d)
     }

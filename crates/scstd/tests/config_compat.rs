@@ -317,3 +317,161 @@ fn scstadmin_reports_every_problem_of_a_bad_file_and_changes_nothing() {
     );
     d.stop();
 }
+
+// ---- EXTENDED COPY against the copy manager an SCST configuration set up ----------
+
+const CM_TARGET: &str = "iqn.2006-10.net.vlnb:cm";
+
+/// A session on the copy manager fixture's target, its LUNs' unit attentions taken.
+fn login(d: &Daemon, luns: &[u16]) -> test_support::Initiator {
+    let mut i = test_support::Initiator::connect(d.addr).expect("connect");
+    i.set_timeout(std::time::Duration::from_secs(10));
+    i.login(
+        common::INITIATOR,
+        CM_TARGET,
+        &test_support::LoginOptions::default(),
+    )
+    .expect("login");
+    for &lun in luns {
+        let ready = (0..4).any(|_| i.test_unit_ready(lun).expect("TUR").is_good());
+        assert!(ready, "LUN {lun} never ready");
+    }
+    i
+}
+
+/// The logical unit's NAA designator in VPD page 83h: (code set, type, value).
+fn lu_designator(i: &mut test_support::Initiator, lun: u16) -> (u8, u8, Vec<u8>) {
+    let r = i.inquiry(lun, true, 0x83, 255).expect("INQUIRY");
+    assert!(r.is_good(), "{:?}", r.sense_key_asc_ascq());
+    let page = r.data;
+    {
+        let mut off = 4;
+        while off + 4 <= page.len() {
+            let (hdr, n) = (&page[off..off + 4], page[off + 3] as usize);
+            // Logical-unit association, NAA type.
+            if (hdr[1] >> 4) & 3 == 0 && hdr[1] & 0x0F == 3 {
+                return (
+                    hdr[0] & 0x0F,
+                    hdr[1] & 0x0F,
+                    page[off + 4..off + 4 + n].to_vec(),
+                );
+            }
+            off += 4 + n;
+        }
+    }
+    panic!("LUN {lun}: no NAA designator of the logical unit");
+}
+
+/// A LID1 parameter list copying `blocks` 512-byte blocks from LBA 0 of the first
+/// designator to LBA 8 of the second (SPC-4 6.4: identification descriptors 0xE4,
+/// a block-to-block segment 0x02).
+fn copy_list(src: &(u8, u8, Vec<u8>), dst: &(u8, u8, Vec<u8>), blocks: u16) -> Vec<u8> {
+    let desc = |(code_set, ty, value): &(u8, u8, Vec<u8>)| {
+        let mut d = vec![0u8; 32];
+        d[0] = 0xE4;
+        d[4] = *code_set;
+        d[5] = *ty;
+        d[7] = value.len() as u8;
+        d[8..8 + value.len()].copy_from_slice(value);
+        d[29..32].copy_from_slice(&512u32.to_be_bytes()[1..]);
+        d
+    };
+    let mut seg = vec![0u8; 28];
+    seg[0] = 0x02;
+    seg[3] = 0x18;
+    seg[6..8].copy_from_slice(&1u16.to_be_bytes());
+    seg[10..12].copy_from_slice(&blocks.to_be_bytes());
+    seg[20..28].copy_from_slice(&8u64.to_be_bytes());
+    let mut l = vec![0u8; 16];
+    l[1] = 3 << 3; // LIST ID USAGE: no list identifier
+    l[2..4].copy_from_slice(&64u16.to_be_bytes());
+    l[8..12].copy_from_slice(&28u32.to_be_bytes());
+    l.extend(desc(src));
+    l.extend(desc(dst));
+    l.extend(seg);
+    l
+}
+
+fn xcopy(i: &mut test_support::Initiator, list: &[u8]) -> test_support::ScsiResult {
+    let mut cdb = [0u8; 16];
+    cdb[0] = 0x83;
+    cdb[10..14].copy_from_slice(&(list.len() as u32).to_be_bytes());
+    i.scsi(
+        0,
+        &cdb,
+        list,
+        0,
+        test_support::iscsi_wire::bhs::task_attr::SIMPLE,
+    )
+    .expect("EXTENDED COPY")
+}
+
+/// ILLEGAL REQUEST, INVALID FIELD IN PARAMETER LIST pointing at the second target
+/// descriptor (byte 48), the one naming the device out of reach.
+fn refused_at_the_destination(r: &test_support::ScsiResult) {
+    assert_eq!(r.sense_key_asc_ascq(), Some((0x05, 0x26, 0x00)));
+    assert_eq!(
+        r.sense.get(15..18),
+        Some(&[0x80, 0x00, 0x30][..]),
+        "{:02x?}",
+        r.sense
+    );
+}
+
+#[test]
+fn extended_copy_uses_only_what_copy_manager_tgt_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = materialize("copy_manager.conf", dir.path());
+    // The session may not reach disk03: copies may only with allow_not_connected_copy.
+    let d = Daemon::start(&conf);
+    let mut i = login(&d, &[0, 1]);
+    let disk01 = lu_designator(&mut i, 0);
+    let disk02 = lu_designator(&mut i, 1);
+    let pattern: Vec<u8> = (0..4 * 512).map(|n| (n % 251) as u8).collect();
+    assert!(i.write10(0, 0, &pattern, 512).unwrap().is_good());
+    let copy = copy_list(&disk01, &disk02, 4);
+    // disk02 is the session's LUN 1 but not in copy_manager_tgt's list.
+    let r = xcopy(&mut i, &copy);
+    refused_at_the_destination(&r);
+    let args = ["-driver", "copy_manager", "-target", "copy_manager_tgt"];
+    admin_ok(
+        &d,
+        &[&["-add_lun", "1", "-device", "disk02"][..], &args].concat(),
+    );
+    let r = xcopy(&mut i, &copy);
+    assert!(r.is_good(), "{:?}", r.sense_key_asc_ascq());
+    let back = i.read10(1, 8, 4, 512).unwrap();
+    assert_eq!(back.data, pattern);
+    admin_ok(&d, &[&["-rem_lun", "1"][..], &args].concat());
+    let r = xcopy(&mut i, &copy);
+    refused_at_the_destination(&r);
+
+    // disk03: listed, but no LUN of this session. Its designator, through a LUN lent
+    // for the purpose.
+    let tgt = ["-driver", "iscsi", "-target", CM_TARGET];
+    admin_ok(
+        &d,
+        &[&["-add_lun", "2", "-device", "disk03"][..], &tgt].concat(),
+    );
+    let mut j = login(&d, &[2]);
+    let disk03 = lu_designator(&mut j, 2);
+    drop(j);
+    admin_ok(&d, &[&["-rem_lun", "2"][..], &tgt].concat());
+    let mut i = login(&d, &[0]);
+    let to_disk03 = copy_list(&disk01, &disk03, 4);
+    // The file set allow_not_connected_copy 1.
+    let r = xcopy(&mut i, &to_disk03);
+    assert!(r.is_good(), "{:?}", r.sense_key_asc_ascq());
+    admin_ok(
+        &d,
+        &[
+            "-set_drv_attr",
+            "copy_manager",
+            "-attributes",
+            "allow_not_connected_copy=0",
+        ],
+    );
+    let r = xcopy(&mut i, &to_disk03);
+    refused_at_the_destination(&r);
+    d.stop();
+}
