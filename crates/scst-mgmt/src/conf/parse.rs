@@ -185,15 +185,20 @@ impl Parser {
         }
         self.errors.push(e);
         if item.opens {
-            let section = Section {
-                line: item.line,
-                what: item.words.join(" "),
-            };
-            while let Some(inner) = self.next_item(Some(&section))? {
-                if inner.opens {
-                    self.recover(&inner, ConfError::new(0, String::new()))?;
-                    self.errors.pop();
-                }
+            self.skip_block(item)?;
+        }
+        Ok(())
+    }
+
+    /// Read past the block `item` opens, nested blocks included.
+    fn skip_block(&mut self, item: &Item) -> Result<(), ConfError> {
+        let section = Section {
+            line: item.line,
+            what: item.words.join(" "),
+        };
+        while let Some(inner) = self.next_item(Some(&section))? {
+            if inner.opens {
+                self.skip_block(&inner)?;
             }
         }
         Ok(())

@@ -468,6 +468,12 @@ impl Rng {
 
 /// Whatever parses must validate without panicking and survive the round trip.
 fn exercise(text: &str) {
+    // The one-pass reading agrees with parse on whether the syntax is sound, and
+    // reports at least one problem whenever it fails.
+    match load(text) {
+        Ok(_) => assert!(parse(text).is_ok()),
+        Err(all) => assert!(!all.0.is_empty()),
+    }
     if let Ok(conf) = parse(text) {
         let _ = problems(&conf);
         assert_round_trip(&conf);
