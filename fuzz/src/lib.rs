@@ -240,6 +240,8 @@ pub mod pr_params {
 pub mod scst_conf {
     pub fn run(data: &[u8]) {
         let text = String::from_utf8_lossy(data);
+        // The one-pass reading that skips malformed items and goes on.
+        let _ = scst_mgmt::conf::load(&text);
         let Ok(conf) = scst_mgmt::parse(&text) else {
             return;
         };

@@ -4,12 +4,16 @@
 //! Like SCST's copy manager, an EXTENDED COPY names its copy targets with
 //! identification descriptors (0xE4) holding a VPD 83h logical-unit designator, and
 //! copies block ranges between them (segment descriptor 0x02) with internal READ(16)
-//! and WRITE(16) commands of at most 512 KiB. A designator only resolves to a LUN of the
-//! initiator's own session: SCST (with `allow_not_connected_copy=0`) copies only between
-//! devices the initiator can reach. The internal commands go through the normal device
-//! path of that session's nexus, so reservations, read-only LUNs and range checks apply
-//! as they would to the initiator's own READ and WRITE; a copy target's failure aborts
-//! the copy with COPY ABORTED and the target's sense forwarded (SPC-4 6.4.5.1).
+//! and WRITE(16) commands of at most 512 KiB. With the copy manager registered
+//! (copy_mgr.rs), a designator resolves only to a device in `copy_manager_tgt`'s LUN
+//! list; of those, to a LUN of the initiator's own session, or, with
+//! `allow_not_connected_copy=1`, to the device through the copy manager's own nexus.
+//! (SCST with `allow_not_connected_copy=0` takes any device some target grants the
+//! initiator; scst-rs asks for a LUN of the issuing session, which is stricter.) The
+//! internal commands go through the normal device path of that nexus, so reservations,
+//! read-only LUNs and range checks apply as they would to the initiator's own READ and
+//! WRITE; a copy target's failure aborts the copy with COPY ABORTED and the target's
+//! sense forwarded (SPC-4 6.4.5.1).
 //!
 //! Each EXTENDED COPY whose list identifier is to be kept leaves a record per I_T nexus
 //! for RECEIVE COPY RESULTS. As in SCST, a finished record lives 5 s, or until COPY
@@ -26,6 +30,7 @@ use scsi_wire::xcopy::{
 use scsi_wire::{asc, status, Asc, ForwardedSense, Sense};
 
 use crate::cmd::{Cdb, Cmd, ExecMode, Response, TaskAttr};
+use crate::copy_mgr::{CopyGate, CopyMgrSession};
 use crate::error::{in_device_format, sense_format};
 use crate::session::{Session, TgtDev};
 
@@ -270,7 +275,7 @@ fn run_list(sess: &Session, td: &TgtDev, list: &[u8], param_len: u32) -> Respons
         segments: 0,
         bytes: 0,
     };
-    let outcome = copy_list(sess, list, &h, &mut progress);
+    let outcome = copy_list(sess, td, list, &h, &mut progress);
     let format = sense_format(td.device.dev.as_ref());
     match outcome {
         Ok(()) => {
@@ -316,16 +321,19 @@ impl Progress<'_> {
     }
 }
 
-/// A resolved copy target: a LUN of the session, or the NUL placeholder.
+/// A resolved copy target: a LUN of the session or of the copy manager's nexus
+/// (`via`), or the NUL placeholder.
 #[derive(Clone)]
 struct CopyTarget {
     td: Option<std::sync::Arc<TgtDev>>,
+    via: Option<std::sync::Arc<Session>>,
     block_size: u32,
     blocks: u64,
 }
 
 fn copy_list(
     sess: &Session,
+    issuing: &TgtDev,
     list: &[u8],
     h: &ListHeader,
     progress: &mut Progress<'_>,
@@ -362,7 +370,7 @@ fn copy_list(
         return Err(Early(xcopy::TOO_MANY_TARGET_DESCRIPTORS));
     }
 
-    let mut resolver = Resolver::new(sess);
+    let mut resolver = Resolver::new(sess, issuing);
     let mut targets = Vec::new();
     let tgt_end = xcopy::HEADER_LEN + tgt_len;
     for off in (xcopy::HEADER_LEN..tgt_end).step_by(xcopy::TARGET_DESC_LEN) {
@@ -503,6 +511,10 @@ fn copy_segment(
         return Ok(());
     }
     let (sbs, dbs) = (u64::from(p.src.block_size), u64::from(p.dst.block_size));
+    let (src_sess, dst_sess) = (
+        p.src.via.as_deref().unwrap_or(sess),
+        p.dst.via.as_deref().unwrap_or(sess),
+    );
     // A range past either end fails before anything is written, as the copy target
     // itself would refuse the first command past its capacity.
     let out_of_range = |lba: u64, bs: u64, blocks: u64| {
@@ -522,7 +534,7 @@ fn copy_segment(
     while done < p.bytes {
         let n = chunk.min(p.bytes - done);
         let read = io16(
-            sess,
+            src_sess,
             src,
             op::READ_16,
             p.src_lba + done / sbs,
@@ -534,7 +546,7 @@ fn copy_segment(
             return Err(target_failure(&read, false, seg));
         }
         let write = io16(
-            sess,
+            dst_sess,
             dst,
             op::WRITE_16,
             p.dst_lba + done / dbs,
@@ -617,23 +629,54 @@ fn io16(
     )
 }
 
-/// Resolves identification descriptors to the session's LUNs, reading each LUN's
-/// designators (VPD 83h) and capacity at most once per EXTENDED COPY: the identity of a
-/// device can be changed by management, so nothing is cached across commands.
+/// Resolves identification descriptors to LUNs, reading each LUN's designators (VPD
+/// 83h) and capacity at most once per EXTENDED COPY: the identity of a device can be
+/// changed by management, so nothing is cached across commands.
 struct Resolver<'a> {
     sess: &'a Session,
-    luns: Vec<std::sync::Arc<TgtDev>>,
-    vpd83: Vec<Option<Vec<u8>>>,
+    /// The copy manager's gate and the core, when one is registered.
+    gate: Option<(CopyGate, std::sync::Arc<crate::Scst>)>,
+    /// Candidates in search order: the session's LUNs (of registered devices), then,
+    /// with `allow_not_connected_copy`, the copy manager nexus's.
+    candidates: Vec<Candidate>,
+    /// Whether the copy manager's nexus was looked at (it is opened at most once).
+    cm_searched: bool,
+    /// Held while the copy runs, unregistered when the resolver goes.
+    cm_session: Option<CopyMgrSession>,
+}
+
+struct Candidate {
+    td: std::sync::Arc<TgtDev>,
+    via: Option<std::sync::Arc<Session>>,
+    vpd83: Option<Vec<u8>>,
 }
 
 impl<'a> Resolver<'a> {
-    fn new(sess: &'a Session) -> Resolver<'a> {
-        let luns: Vec<_> = sess.luns().entries.clone();
-        let n = luns.len();
+    fn new(sess: &'a Session, issuing: &TgtDev) -> Resolver<'a> {
+        let gate = issuing
+            .device
+            .scst()
+            .and_then(|scst| Some((scst.copy_gate()?, scst)));
+        let candidates = sess
+            .luns()
+            .entries
+            .iter()
+            .filter(|td| {
+                gate.as_ref()
+                    .is_none_or(|(g, _)| g.registered(td.device.name()))
+            })
+            .map(|td| Candidate {
+                td: td.clone(),
+                via: None,
+                vpd83: None,
+            })
+            .collect();
         Resolver {
             sess,
-            luns,
-            vpd83: vec![None; n],
+            gate,
+            candidates,
+            cm_searched: false,
+            cm_session: None,
         }
     }
 
@@ -650,6 +693,7 @@ impl<'a> Resolver<'a> {
         if d.nul {
             return Ok(CopyTarget {
                 td: None,
+                via: None,
                 block_size: 0,
                 blocks: 0,
             });
@@ -659,75 +703,123 @@ impl<'a> Resolver<'a> {
             return Err(Early(field(1, Some(4))));
         }
         // Only logical-unit designators name a device; port ones vary by path.
-        let td = if d.association == 0 {
+        let found = if d.association == 0 {
             self.find(&d)
         } else {
             None
         };
-        let Some(td) = td else {
-            // SCST: a designator of no device the initiator can reach is an invalid
-            // field, pointing at the descriptor.
+        let Some((td, via)) = found else {
+            // SCST: a designator of no device the initiator can reach (or one the copy
+            // manager does not list) is an invalid field, pointing at the descriptor.
             return Err(Early(field(0, None)));
         };
-        let (blocks, block_size) = self.capacity(&td).ok_or(Early(field(0, None)))?;
+        let on = via.as_deref().unwrap_or(self.sess);
+        let (blocks, block_size) = capacity(on, &td).ok_or(Early(field(0, None)))?;
         if d.disk_block_len != block_size {
             return Err(Early(field(29, None)));
         }
         Ok(CopyTarget {
             td: Some(td),
+            via,
             block_size,
             blocks,
         })
     }
 
-    fn find(&mut self, d: &IdTargetDesc<'_>) -> Option<std::sync::Arc<TgtDev>> {
-        for i in 0..self.luns.len() {
-            if self.luns[i].device.dev.scsi_type() != 0 {
+    fn find(
+        &mut self,
+        d: &IdTargetDesc<'_>,
+    ) -> Option<(std::sync::Arc<TgtDev>, Option<std::sync::Arc<Session>>)> {
+        if let Some(hit) = self.search(d) {
+            return Some(hit);
+        }
+        if !self.open_copy_manager_nexus() {
+            return None;
+        }
+        self.search(d)
+    }
+
+    fn search(
+        &mut self,
+        d: &IdTargetDesc<'_>,
+    ) -> Option<(std::sync::Arc<TgtDev>, Option<std::sync::Arc<Session>>)> {
+        let sess = self.sess;
+        for c in &mut self.candidates {
+            if c.td.device.dev.scsi_type() != 0 {
                 continue;
             }
-            if self.vpd83[i].is_none() {
-                let td = self.luns[i].clone();
-                self.vpd83[i] = Some(self.inquiry_83(&td));
-            }
-            let page = self.vpd83[i].as_deref().unwrap_or_default();
+            let on = c.via.as_deref().unwrap_or(sess);
+            let page = c.vpd83.get_or_insert_with(|| inquiry_83(on, &c.td));
             if lu_designators(page).any(|(code_set, ty, value)| {
                 code_set == d.code_set && ty == d.designator_type && value == d.designator
             }) {
-                return Some(self.luns[i].clone());
+                return Some((c.td.clone(), c.via.clone()));
             }
         }
         None
     }
 
-    fn inquiry_83(&self, td: &TgtDev) -> Vec<u8> {
-        let r = internal(
-            self.sess,
-            td,
-            &[op::INQUIRY, 0x01, 0x83, 0x04, 0x00, 0],
-            Vec::new(),
-            1024,
-        );
-        if r.status == status::GOOD {
-            r.data
-        } else {
-            Vec::new()
+    /// With `allow_not_connected_copy`, add the copy manager nexus's LUNs of devices the
+    /// session has none of. False when there is nothing new to search.
+    fn open_copy_manager_nexus(&mut self) -> bool {
+        if self.cm_searched {
+            return false;
         }
+        self.cm_searched = true;
+        let Some((gate, scst)) = self.gate.as_ref().filter(|(g, _)| g.allow_not_connected) else {
+            return false;
+        };
+        let cm = gate.session(scst);
+        let mine: Vec<String> = self
+            .sess
+            .luns()
+            .entries
+            .iter()
+            .map(|td| td.device.name().to_string())
+            .collect();
+        let before = self.candidates.len();
+        for td in &cm.0.luns().entries {
+            if !mine.iter().any(|n| n == td.device.name()) {
+                self.candidates.push(Candidate {
+                    td: td.clone(),
+                    via: Some(cm.0.clone()),
+                    vpd83: None,
+                });
+            }
+        }
+        self.cm_session = Some(cm);
+        self.candidates.len() > before
     }
+}
 
-    /// (number of blocks, block length) from READ CAPACITY(16).
-    fn capacity(&self, td: &TgtDev) -> Option<(u64, u32)> {
-        let mut cdb = [0u8; 16];
-        cdb[0] = op::SERVICE_ACTION_IN_16;
-        cdb[1] = 0x10;
-        cdb[13] = 32;
-        let r = internal(self.sess, td, &cdb, Vec::new(), 32);
-        if r.status != status::GOOD {
-            return None;
-        }
-        let last = u64::from_be_bytes(r.data.get(0..8)?.try_into().ok()?);
-        let bs = u32::from_be_bytes(r.data.get(8..12)?.try_into().ok()?);
-        (bs != 0).then_some((last.checked_add(1)?, bs))
+fn inquiry_83(sess: &Session, td: &TgtDev) -> Vec<u8> {
+    let r = internal(
+        sess,
+        td,
+        &[op::INQUIRY, 0x01, 0x83, 0x04, 0x00, 0],
+        Vec::new(),
+        1024,
+    );
+    if r.status == status::GOOD {
+        r.data
+    } else {
+        Vec::new()
     }
+}
+
+/// (number of blocks, block length) from READ CAPACITY(16).
+fn capacity(sess: &Session, td: &TgtDev) -> Option<(u64, u32)> {
+    let mut cdb = [0u8; 16];
+    cdb[0] = op::SERVICE_ACTION_IN_16;
+    cdb[1] = 0x10;
+    cdb[13] = 32;
+    let r = internal(sess, td, &cdb, Vec::new(), 32);
+    if r.status != status::GOOD {
+        return None;
+    }
+    let last = u64::from_be_bytes(r.data.get(0..8)?.try_into().ok()?);
+    let bs = u32::from_be_bytes(r.data.get(8..12)?.try_into().ok()?);
+    (bs != 0).then_some((last.checked_add(1)?, bs))
 }
 
 /// The logical-unit designators of a VPD 83h page: (code set, designator type, value).

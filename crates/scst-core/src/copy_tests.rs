@@ -631,3 +631,88 @@ fn copy_status_reports_a_copy_in_progress() {
         Sense::invalid_field_in_cdb(2, None)
     );
 }
+
+/// The copy manager registered over the fixture: every device is in its LUN list.
+fn with_copy_manager(f: &Fixture) -> Arc<crate::CopyManager> {
+    let cm = crate::CopyManager::register(&f.scst).unwrap();
+    let t = f.scst.target("copy_manager", "copy_manager_tgt").unwrap();
+    assert_eq!(
+        t.acl.lock().default_luns.luns.len(),
+        3,
+        "devices registered"
+    );
+    assert_eq!(t.rel_tgt_id(), 0, "never enabled");
+    cm
+}
+
+#[test]
+fn the_copy_manager_lun_list_decides_which_devices_a_copy_may_use() {
+    let f = Fixture::new(false);
+    let _cm = with_copy_manager(&f);
+    let s = f.session("iqn.i:a");
+    fill(&f.disks[0], 0, 4, 7);
+    let copy = list(
+        1,
+        0,
+        &[target(1, BS), target(2, BS)],
+        &[segment(0, 1, 4, 0, 8)],
+    );
+    good(&xcopy(&s, &copy));
+    assert_eq!(blocks_of(&f.disks[1], 8, 4), blocks_of(&f.disks[0], 0, 4));
+    // Out of copy_manager_tgt, disk1 is no copy target, though the session has a LUN
+    // of it: the descriptor naming it is an invalid field.
+    f.scst.copy_manager_remove_device("disk1").unwrap();
+    assert_eq!(
+        sense_of(&xcopy(&s, &copy)),
+        Sense::invalid_field_in_param(16 + 32, None)
+    );
+    // Back in (at another LUN), it is one again.
+    let t = f.scst.target("copy_manager", "copy_manager_tgt").unwrap();
+    f.scst.copy_manager_place(&t, 7, "disk1", false).unwrap();
+    good(&xcopy(&s, &copy));
+    // Moving a device onto a LUN another holds keeps both registered.
+    f.scst.copy_manager_place(&t, 0, "disk1", false).unwrap();
+    let luns = t.acl.lock().default_luns.luns.clone();
+    let names: Vec<(u64, &str)> = luns.iter().map(|(n, e)| (*n, e.device.name())).collect();
+    assert_eq!(names, [(0, "disk1"), (1, "disk0"), (2, "disk2")]);
+    assert!(f.scst.copy_manager_place(&t, 3, "disk0", true).is_err());
+}
+
+#[test]
+fn allow_not_connected_copy_reaches_devices_the_session_has_no_lun_of() {
+    let f = Fixture::new(false);
+    let cm = with_copy_manager(&f);
+    let s = f.session("iqn.i:a");
+    fill(&f.disks[0], 0, 2, 3);
+    // disk2 is exported only by iqn.t:2.
+    let copy = list(
+        1,
+        0,
+        &[target(1, BS), target(3, BS)],
+        &[segment(0, 1, 2, 0, 5)],
+    );
+    assert_eq!(
+        sense_of(&xcopy(&s, &copy)),
+        Sense::invalid_field_in_param(16 + 32, None)
+    );
+    use crate::TargetDriver;
+    cm.write_driver_file("allow_not_connected_copy", "1")
+        .unwrap();
+    assert_eq!(cm.driver_files()[0].value, "1");
+    good(&xcopy(&s, &copy));
+    assert_eq!(blocks_of(&f.disks[2], 5, 2), blocks_of(&f.disks[0], 0, 2));
+    // The copy manager's nexus lived for the copy only.
+    let t = f.scst.target("copy_manager", "copy_manager_tgt").unwrap();
+    assert!(t.sessions().is_empty());
+    // A device out of the LUN list stays out of reach.
+    f.scst.copy_manager_remove_device("disk2").unwrap();
+    assert_eq!(
+        sense_of(&xcopy(&s, &copy)),
+        Sense::invalid_field_in_param(16 + 32, None)
+    );
+    cm.write_driver_file("allow_not_connected_copy", "0")
+        .unwrap();
+    assert!(cm
+        .write_driver_file("allow_not_connected_copy", "2")
+        .is_err());
+}

@@ -20,6 +20,7 @@ mod alua_tests;
 pub mod cmd;
 pub mod cmd_mem;
 mod copy;
+mod copy_mgr;
 #[cfg(test)]
 mod copy_tests;
 mod core_cmds;
@@ -55,6 +56,7 @@ pub mod transport_id;
 pub use alua::{AluaState, DeviceGroupInfo, PortView, TargetGroupInfo};
 pub use cmd::{Cdb, Cmd, ExecMode, Response, Resume, TaskAttr};
 pub use cmd_mem::CmdMem;
+pub use copy_mgr::{CopyManager, COPY_MANAGER, COPY_MANAGER_TGT};
 pub use device::{AttrEffect, AttrError, CmdCtx, Device, DeviceEvents};
 pub use driver::{AttrFile, DevHandler, TargetDriver};
 pub use error::{IoError, IoErrorKind, IoOp, MgmtError};

@@ -33,6 +33,11 @@ pub struct DeviceEntry {
 }
 
 impl DeviceEntry {
+    /// The core the device is registered with (gone at shutdown).
+    pub(crate) fn scst(&self) -> Option<Arc<Scst>> {
+        self.scst.upgrade()
+    }
+
     pub fn name(&self) -> &str {
         self.dev.name()
     }
@@ -181,6 +186,8 @@ pub struct Scst {
     pub cmd_mem: crate::CmdMem,
     /// The root attribute `measure_latency` (stats.rs).
     pub(crate) measure_latency: crate::stats::LatencySwitch,
+    /// The copy manager's state EXTENDED COPY reads (copy_mgr.rs).
+    pub(crate) copy_mgr: crate::copy_mgr::CopyMgrState,
 }
 
 impl Scst {
@@ -197,6 +204,7 @@ impl Scst {
             registrations: Default::default(),
             cmd_mem: crate::CmdMem::new(crate::cmd_mem::default_limit()),
             measure_latency: Default::default(),
+            copy_mgr: Default::default(),
         })
     }
 

@@ -42,6 +42,9 @@ pub enum ValueKind {
     IoGrouping,
     /// iSCSI CHAP account `"<name> <secret>"`, secret at least 12 bytes (scst-reference 6.5).
     ChapAccount,
+    /// A Linux CPU bitmap: comma-separated groups of up to 8 hex digits, most
+    /// significant first (`ff`, `00000000,0000ffff`).
+    CpuMask,
     /// Anything.
     Text,
 }
@@ -58,6 +61,9 @@ pub enum AttrSupport {
     DefaultOnly(&'static str),
     /// Refused whatever the value.
     NotSupported,
+    /// A CPU mask (`cpu_mask`): scst-rs does not pin threads, which is SCST's default of
+    /// every CPU, so only a mask holding every CPU of this host is accepted.
+    AllCpus,
 }
 
 /// Static facts about one attribute.
@@ -101,6 +107,11 @@ impl AttrInfo {
         self.support = AttrSupport::DefaultOnly(value);
         self
     }
+    /// SCST's `cpu_mask`: accepted when it leaves every CPU in ([`AttrSupport::AllCpus`]).
+    const fn all_cpus_only(mut self) -> Self {
+        self.support = AttrSupport::AllCpus;
+        self
+    }
     const fn creation(mut self) -> Self {
         self.creation = true;
         self
@@ -134,6 +145,8 @@ impl AttrInfo {
             AttrSupport::DefaultOnly(default) if same_value(self.kind, value, default) => Ok(()),
             AttrSupport::DefaultOnly(default) => Err(ValueError::OnlyDefault(default)),
             AttrSupport::NotSupported => Err(ValueError::NotSupported),
+            AttrSupport::AllCpus if cpu_mask_covers(value, host_cpus()) => Ok(()),
+            AttrSupport::AllCpus => Err(ValueError::NotAllCpus),
         }
     }
 
@@ -142,15 +155,16 @@ impl AttrInfo {
     }
 }
 
-/// Equal as values of `kind`: `0x0` is `0`, `AUTO` is `auto` where case does not matter.
-fn same_value(kind: ValueKind, a: &str, b: &str) -> bool {
+/// Equal as values of `kind`: `0x0` is `0`, `AUTO` is `auto` where case does not matter,
+/// `"0 0"` is `0  0` (blanks between words do not count).
+pub fn same_value(kind: ValueKind, a: &str, b: &str) -> bool {
     let (a, b) = (a.trim(), b.trim());
     match kind {
         ValueKind::Int { .. } | ValueKind::PowerOfTwo { .. } | ValueKind::Bool => {
             a == b || parse_int(a).is_some_and(|n| Some(n) == parse_int(b))
         }
         ValueKind::EnumNoCase(_) | ValueKind::IoGrouping => a.eq_ignore_ascii_case(b),
-        _ => a == b,
+        _ => a.split_whitespace().eq(b.split_whitespace()),
     }
 }
 
@@ -167,6 +181,8 @@ pub enum ValueError {
     NotOneOf(&'static [&'static str]),
     #[error("must be a '|'-separated list of {}", .0.join(", "))]
     NotFlags(&'static [&'static str]),
+    #[error("must be a CPU mask of comma-separated hex groups (e.g. ff or 0000ffff,ffffffff)")]
+    NotCpuMask,
     #[error("must be auto, this_group_only, never or a group number > 0")]
     NotIoGrouping,
     #[error("has a CHAP secret shorter than {MIN_CHAP_SECRET} bytes")]
@@ -176,6 +192,9 @@ pub enum ValueError {
     /// scst-rs does not implement the attribute.
     #[error("is not supported by scst-rs")]
     NotSupported,
+    /// A CPU mask leaving some CPU out: scst-rs does not pin threads.
+    #[error("is not supported by scst-rs (threads are not pinned: only a mask of every CPU is accepted)")]
+    NotAllCpus,
     /// scst-rs implements only the attribute's default behaviour.
     #[error("is not supported by scst-rs (only its default, '{0}', is accepted)")]
     OnlyDefault(&'static str),
@@ -209,6 +228,7 @@ fn check_kind(kind: ValueKind, value: &str) -> Result<(), ValueError> {
                 || parse_int(value).is_some_and(|n| n > 0),
             ValueError::NotIoGrouping,
         ),
+        ValueKind::CpuMask => ok(cpu_mask_words(value).is_some(), ValueError::NotCpuMask),
         ValueKind::ChapAccount => {
             let mut words = value.split_whitespace();
             match (words.next(), words.next(), words.next()) {
@@ -218,6 +238,37 @@ fn check_kind(kind: ValueKind, value: &str) -> Result<(), ValueError> {
             }
         }
     }
+}
+
+/// The 32-bit words of a CPU bitmap, least significant first; None if malformed.
+fn cpu_mask_words(text: &str) -> Option<Vec<u32>> {
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    text.rsplit(',')
+        .map(|g| {
+            let ok = !g.is_empty() && g.len() <= 8 && g.bytes().all(|b| b.is_ascii_hexdigit());
+            ok.then(|| u32::from_str_radix(g, 16).ok()).flatten()
+        })
+        .collect()
+}
+
+/// Whether `mask` holds CPUs `0..cpus`.
+fn cpu_mask_covers(mask: &str, cpus: usize) -> bool {
+    let Some(words) = cpu_mask_words(mask) else {
+        return false;
+    };
+    (0..cpus).all(|cpu| {
+        words
+            .get(cpu / 32)
+            .is_some_and(|w| w >> (cpu % 32) & 1 == 1)
+    })
+}
+
+/// The CPUs this process may run on.
+fn host_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// iscsi-scst refuses shorter CHAP secrets.
@@ -261,6 +312,7 @@ const SEG_LEN: ValueKind = int(512, (1 << 24) - 1);
 const YES_NO: ValueKind = Enum(&["Yes", "No"]);
 const DIGEST: ValueKind = EnumNoCase(&["None", "CRC32C", "CRC32C,None", "None,CRC32C"]);
 const ADDR_METHOD: ValueKind = EnumNoCase(&["PERIPHERAL", "FLAT", "LUN"]);
+const CPU_MASK: ValueKind = ValueKind::CpuMask;
 
 fn find(table: &[AttrInfo], name: &str) -> Option<AttrInfo> {
     table.iter().find(|a| a.name == name).copied()
@@ -277,7 +329,9 @@ const ROOT: &[AttrInfo] = &[
     AttrInfo::new("threads", int(1, 4096), RO).creation(),
     AttrInfo::new("poll_us", U32, RW).default_only("0"),
     AttrInfo::new("suspend", I32, RW).default_only("0"),
-    AttrInfo::new("max_tasklet_cmd", U32, RW).not_supported(),
+    // SCST's tasklet budget (default 10); scst-rs has no tasklet context, every
+    // command runs in its connection's thread, which is SCST's behaviour at the default.
+    AttrInfo::new("max_tasklet_cmd", U32, RW).default_only("10"),
     AttrInfo::new("measure_latency", Bool, RW),
     AttrInfo::new("async_lun_replace", Bool, RW),
     // SCST's module parameter of that name (MiB), here an attribute: the budget for
@@ -286,10 +340,10 @@ const ROOT: &[AttrInfo] = &[
     AttrInfo::new("force_global_sgv_pool", Bool, RW).default_only("0"),
     // The logging mask (trace_level.rs), mapped onto the daemon's log levels.
     AttrInfo::new("trace_level", Text, RW),
-    // Cluster mode is a later step.
+    // Cluster mode is a later step; SCST's -nonkey output saves the empty name.
     AttrInfo::new("cluster_name", Text, RW)
         .key()
-        .not_supported(),
+        .default_only(""),
     AttrInfo::new("version", Text, RO),
     AttrInfo::new("trace_cmds", Text, RO),
     AttrInfo::new("trace_mcmds", Text, RO),
@@ -327,11 +381,15 @@ pub const UNSUPPORTED_HANDLERS: &[&str] = &[
 ];
 
 /// Target drivers scst-rs implements.
-pub const SUPPORTED_DRIVERS: &[&str] = &["iscsi"];
+pub const SUPPORTED_DRIVERS: &[&str] = &["copy_manager", "iscsi"];
+
+/// The copy manager's driver and its one fixed target (docs/scst-reference.md
+/// "The copy manager target"): its LUNs are the devices EXTENDED COPY may use.
+pub const COPY_MANAGER: &str = "copy_manager";
+pub const COPY_MANAGER_TGT: &str = "copy_manager_tgt";
 
 /// SCST target drivers that exist but scst-rs does not implement.
 pub const UNSUPPORTED_DRIVERS: &[&str] = &[
-    "copy_manager",
     "fcst",
     "ib_srpt",
     "isert_scst",
@@ -456,19 +514,17 @@ const VDISK_ATTRS: &[(u8, AttrInfo)] = &[
     (FBN, AttrInfo::new("opt_trans_len", U32, RW)),
     (FB, AttrInfo::new("lb_per_pb_exp", Bool, RW)),
     // Explicit ALUA (SET TARGET PORT GROUPS) is a later step.
-    (FB, AttrInfo::new("expl_alua", Bool, RW).not_supported()),
+    (FB, AttrInfo::new("expl_alua", Bool, RW).default_only("0")),
     (
         FB,
         AttrInfo::new("active", Bool, RW)
             .creation()
             .default_only("1"),
     ),
-    (
-        FB,
-        AttrInfo::new("bind_alua_state", Bool, RW)
-            .creation()
-            .not_supported(),
-    ),
+    // Fixed in scst-rs (compared, see CORE_DEVICE_ATTRS): the backing file stays open
+    // whatever the ALUA state (SCST's 0, fileio's default); the core refuses the
+    // commands a state forbids either way.
+    (FB, AttrInfo::new("bind_alua_state", Bool, RO)),
     (
         FBN,
         AttrInfo::new("cluster_mode", Bool, RW)
@@ -540,10 +596,16 @@ const VDISK_ATTRS: &[(u8, AttrInfo)] = &[
 /// Core device attributes every device has (scst-reference 2.5, first table), consulted after the
 /// handler's own table.
 const CORE_DEVICE_ATTRS: &[AttrInfo] = &[
-    AttrInfo::new("max_tgt_dev_commands", int(1, 65535), RW).not_supported(),
+    // Fixed in scst-rs (read-only, compared with a file's value, docs/scst-reference.md
+    // "Loading SCST-written configurations"): every device's blocking I/O runs on the
+    // one shared I/O pool (`threads`), and a session's commands are bounded by its
+    // transport (iSCSI QueuedCommands), not per LUN.
+    AttrInfo::new("max_tgt_dev_commands", int(1, 65535), RO),
     AttrInfo::new("numa_node_id", int(-1, 4095), RW).default_only("-1"),
-    AttrInfo::new("threads_num", I32, RW).not_supported(),
-    AttrInfo::new("threads_pool_type", Enum(&["per_initiator", "shared"]), RW).not_supported(),
+    AttrInfo::new("threads_num", I32, RO),
+    AttrInfo::new("threads_pool_type", Enum(&["per_initiator", "shared"]), RO),
+    // SCST's external blocking ("<blocks> <pending>"); nothing blocks an scst-rs device.
+    AttrInfo::new("block", Text, RO),
     // Given when the device is added (its PR state is loaded from it then); SCST lets it
     // change later.
     AttrInfo::new("pr_file_name", Text, RO).creation(),
@@ -601,7 +663,8 @@ const ISCSI_DRIVER: &[AttrInfo] = &[
     AttrInfo::new("iSNSServer", Text, RW).key(),
     AttrInfo::new("isns_entity_name", Text, RW),
     AttrInfo::new("internal_portal", Text, RW),
-    AttrInfo::new("link_local", Bool, RW).not_supported(),
+    // SendTargets reports link-local IPv6 portals too: SCST's default.
+    AttrInfo::new("link_local", Bool, RW).default_only("1"),
     // scst-rs connection limits and counters.
     AttrInfo::new("login_timeout", int(1, 65535), RW).key(),
     AttrInfo::new("max_open_connections", int(1, 1 << 20), RW).key(),
@@ -613,10 +676,17 @@ const ISCSI_DRIVER: &[AttrInfo] = &[
     AttrInfo::new("version", Text, RO),
 ];
 
+/// The copy manager's driver attributes (scst_copy_mgr.c).
+const COPY_MANAGER_DRIVER: &[AttrInfo] = &[
+    // Whether EXTENDED COPY may use a device the issuing initiator has no LUN of.
+    AttrInfo::new("allow_not_connected_copy", Bool, RW),
+];
+
 /// Target-driver attribute (`targets/<driver>/<name>`).
 pub fn driver_attr(driver: &str, name: &str) -> Option<AttrInfo> {
     match driver {
         "iscsi" => find(ISCSI_DRIVER, name),
+        COPY_MANAGER => find(COPY_MANAGER_DRIVER, name),
         _ => None,
     }
 }
@@ -624,17 +694,21 @@ pub fn driver_attr(driver: &str, name: &str) -> Option<AttrInfo> {
 /// Attributes every target has, whatever its driver (scst-reference 2.7).
 const CORE_TARGET: &[AttrInfo] = &[
     AttrInfo::new("enabled", Bool, RW).key(),
-    AttrInfo::new("rel_tgt_id", int(1, 65535), RW).key(),
+    // 0: not assigned yet (SCST assigns one when the target is enabled); scst-rs
+    // assigns one at creation, so a file's 0 asks for no particular id.
+    AttrInfo::new("rel_tgt_id", int(0, 65535), RW).key(),
     AttrInfo::new("addr_method", ADDR_METHOD, RW),
     AttrInfo::new("io_grouping_type", IoGrouping, RW).default_only("auto"),
     AttrInfo::new("black_hole", int(0, 4), RW).default_only("0"),
-    AttrInfo::new("cpu_mask", Text, RW).not_supported(),
+    AttrInfo::new("cpu_mask", CPU_MASK, RW).all_cpus_only(),
     AttrInfo::new("comment", Text, RW),
     // Forwarding belongs to pass-through and cluster mode, later steps.
     AttrInfo::new("forward_src", Bool, RW).default_only("0"),
     AttrInfo::new("forward_dst", Bool, RW).default_only("0"),
     AttrInfo::new("forwarding", Bool, RW).default_only("0"),
-    AttrInfo::new("aen_disabled", Bool, RW).not_supported(),
+    // scst-rs reports every event as a unit attention and sends no AEN, which is what
+    // SCST does with AENs enabled over a transport that has none to send.
+    AttrInfo::new("aen_disabled", Bool, RW).default_only("0"),
     AttrInfo::new("sg_tablesize", Text, RO),
     AttrInfo::new("hw_target", Text, RO),
     AttrInfo::new("dif_capabilities", Text, RO),
@@ -671,12 +745,18 @@ const ISCSI_TARGET: &[AttrInfo] = &[
     AttrInfo::new("NopInInterval", U16, RW).creation(),
     AttrInfo::new("NopInTimeout", int(2, 65535), RW).creation(),
     AttrInfo::new("MaxSessions", U16, RW).creation(),
+    // iSER; scst-rs serves iSCSI over TCP only.
+    AttrInfo::new("RDMAExtensions", YES_NO, RW)
+        .creation()
+        .default_only("No"),
 ];
 
 /// Target attribute (`targets/<driver>/<target>/<name>`): the driver's own, then core.
 pub fn target_attr(driver: &str, name: &str) -> Option<AttrInfo> {
     let own = match driver {
         "iscsi" => find(ISCSI_TARGET, name),
+        // SCST's copy manager target is never enabled (it has no `enabled`).
+        COPY_MANAGER if name == "enabled" => return None,
         _ => None,
     };
     own.or_else(|| find(CORE_TARGET, name))
@@ -686,7 +766,7 @@ const CORE_GROUP: &[AttrInfo] = &[
     AttrInfo::new("addr_method", ADDR_METHOD, RW),
     AttrInfo::new("io_grouping_type", IoGrouping, RW).default_only("auto"),
     AttrInfo::new("black_hole", int(0, 4), RW).default_only("0"),
-    AttrInfo::new("cpu_mask", Text, RW).not_supported(),
+    AttrInfo::new("cpu_mask", CPU_MASK, RW).all_cpus_only(),
 ];
 
 const ISCSI_GROUP: &[AttrInfo] =
@@ -810,6 +890,13 @@ pub fn configurable_attrs() -> Vec<(Level, AttrInfo)> {
     }
     add(Level::Driver("iscsi"), ISCSI_DRIVER.to_vec());
     add(Level::Target("iscsi"), merged(ISCSI_TARGET, CORE_TARGET));
+    add(Level::Driver(COPY_MANAGER), COPY_MANAGER_DRIVER.to_vec());
+    let cm_target: Vec<AttrInfo> = CORE_TARGET
+        .iter()
+        .filter(|a| a.name != "enabled")
+        .copied()
+        .collect();
+    add(Level::Target(COPY_MANAGER), cm_target);
     add(Level::Group("iscsi"), merged(ISCSI_GROUP, CORE_GROUP));
     add(Level::Lun, LUN.to_vec());
     add(Level::TargetGroup, TARGET_GROUP.to_vec());
@@ -818,103 +905,5 @@ pub fn configurable_attrs() -> Vec<(Level, AttrInfo)> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn int_parsing() {
-        assert_eq!(parse_int("0x0a01"), Some(0xa01));
-        assert_eq!(parse_int("42"), Some(42));
-        assert_eq!(parse_int("-1"), Some(-1));
-        assert_eq!(parse_int("+1"), None);
-        assert_eq!(parse_int("0x"), None);
-        assert_eq!(parse_int(""), None);
-        assert_eq!(parse_int("1e3"), None);
-        assert_eq!(parse_int("99999999999999999999"), None);
-    }
-
-    #[test]
-    fn per_handler_differences() {
-        let fio = device_attr("vdisk_fileio", "filename").unwrap();
-        assert!(fio.creation && fio.access == Access::ReadOnly && fio.key);
-        let cd = device_attr("vcdrom", "filename").unwrap();
-        assert!(!cd.creation && cd.access == Access::ReadWrite);
-        assert!(device_attr("vdisk_blockio", "o_direct").is_none());
-        assert!(device_attr("vdisk_nullio", "dummy").unwrap().creation);
-        assert!(device_attr("vdisk_fileio", "dummy").is_none());
-        assert!(device_attr("vdisk_nullio", "size").unwrap().creation);
-        assert!(!device_attr("vdisk_fileio", "size").unwrap().configurable());
-        assert!(device_attr("vdisk_fileio", "threads_num").is_some());
-        assert!(device_attr("dev_disk", "filename").is_none());
-        let cd = creation_params("vcdrom");
-        assert!(cd.contains(&"tst") && cd.contains(&"prod_id") && !cd.contains(&"filename"));
-        let nullio = creation_params("vdisk_nullio");
-        for p in [
-            "blocksize",
-            "dummy",
-            "size",
-            "size_mb",
-            "tst",
-            "t10_dev_id",
-            "numa_node_id",
-        ] {
-            assert!(nullio.contains(&p), "{p}");
-        }
-        assert!(!creation_params("vdisk_blockio").contains(&"async"));
-    }
-
-    #[test]
-    fn value_kinds() {
-        let bs = device_attr("vdisk_fileio", "blocksize").unwrap();
-        assert!(bs.check_value("4096").is_ok());
-        assert!(bs.check_value("4000").is_err());
-        assert!(bs.check_value("256").is_err());
-        let b = lun_attr("read_only").unwrap();
-        assert!(b.check_value("1").is_ok());
-        assert_eq!(
-            b.check_value("yes").unwrap_err().to_string(),
-            "must be 0 or 1"
-        );
-        let am = target_attr("iscsi", "addr_method").unwrap();
-        assert!(am.check_value("flat").is_ok());
-        let d = target_attr("iscsi", "HeaderDigest").unwrap();
-        assert!(d.check_value("CRC32C,None").is_ok());
-        assert!(d.check_value("MD5").is_err());
-        let dm = device_attr("vdisk_fileio", "dif_mode").unwrap();
-        assert!(dm.check_value("tgt|dev_check").is_ok());
-        assert!(dm.check_value("tgt|bogus").is_err());
-        let io = group_attr("iscsi", "io_grouping_type").unwrap();
-        assert!(io.check_value("auto").is_ok() && io.check_value("3").is_ok());
-        assert!(io.check_value("0").is_err());
-        assert!(root_attr("setup_id").unwrap().check_value("0x0a01").is_ok());
-        let chap = driver_attr("iscsi", "IncomingUser").unwrap();
-        assert!(chap.check_value("joe 123456789012").is_ok());
-        assert_eq!(
-            chap.check_value("joe short").unwrap_err().to_string(),
-            "has a CHAP secret shorter than 12 bytes"
-        );
-        assert!(chap.check_value("joe").is_err());
-        assert!(chap.check_value("a b c").is_err());
-    }
-
-    #[test]
-    fn levels() {
-        assert!(driver_attr("iscsi", "IncomingUser").unwrap().multi);
-        assert!(!driver_attr("iscsi", "OutgoingUser").unwrap().multi);
-        assert!(target_attr("iscsi", "allowed_portal").unwrap().dynamic);
-        assert!(target_attr("iscsi", "rel_tgt_id").is_some());
-        assert!(target_attr("qla2x00t", "rel_tgt_id").is_some());
-        assert!(target_attr("qla2x00t", "alias").is_none());
-        assert!(group_attr("iscsi", "per_sess_dedicated_tgt_threads").is_some());
-        assert!(handler_attr("vdisk_fileio", "pr_dump_dir").is_some());
-        assert!(handler_attr("vcdrom", "pr_dump_dir").is_none());
-        assert!(target_group_attr("state")
-            .unwrap()
-            .check_value("standby")
-            .is_ok());
-        assert!(tg_target_attr("rel_tgt_id").is_some());
-        assert_eq!(driver_support("scst_local"), Support::NotSupported);
-        assert_eq!(handler_support("vdisk_fileio"), Support::Supported);
-        assert_eq!(handler_support("vdisk"), Support::Unknown);
-    }
-}
+#[path = "attrs_tests.rs"]
+mod tests;

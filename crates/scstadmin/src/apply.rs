@@ -13,13 +13,11 @@ use crate::session::Admin;
 /// Read and check a whole scst.conf; errors name the line.
 pub fn load(file: &str) -> Result<ScstConf> {
     let text = std::fs::read_to_string(file).map_err(|e| anyhow!("cannot read {file}: {e}"))?;
-    let conf = scst_mgmt::conf::parse(&text).map_err(|e| anyhow!("{file}: {e}"))?;
-    let problems = scst_mgmt::conf::problems(&conf);
-    if !problems.is_empty() {
-        let list: Vec<String> = problems.iter().map(|p| format!("{file}: {p}")).collect();
-        bail!("{}", list.join("\n"));
-    }
-    Ok(conf)
+    // Every problem, of syntax or meaning, in one pass.
+    scst_mgmt::conf::load(&text).map_err(|all| {
+        let list: Vec<String> = all.0.iter().map(|p| format!("{file}: {p}")).collect();
+        anyhow!("{}", list.join("\n"))
+    })
 }
 
 /// The file a configuration command works on, read and checked before the daemon is

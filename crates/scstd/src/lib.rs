@@ -207,7 +207,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             format!("cannot read config {}", args.config.display())
         }
     })?;
-    let conf = scst_mgmt::conf::parse(&text)
+    // Every problem of the file at once, each with its line; nothing starts.
+    let conf = scst_mgmt::conf::load(&text)
         .with_context(|| format!("config {}", args.config.display()))?;
     let chosen_threads = args.io_threads.or_else(|| config::io_threads(&conf));
     let threads = chosen_threads.unwrap_or(config::DEFAULT_IO_THREADS);

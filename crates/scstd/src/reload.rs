@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use scst_mgmt::apply::{self, InProcess, Op, TreeAccess};
 use scst_mgmt::attrs;
 use scst_mgmt::protocol::MgmtTree;
@@ -69,12 +69,11 @@ impl Reloader {
 pub fn reload(tree: &dyn MgmtTree, path: &Path) -> Result<Vec<Op>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut conf = scst_mgmt::conf::parse(&text).map_err(|e| anyhow!("{e}"))?;
-    let problems = scst_mgmt::conf::problems(&conf);
-    if !problems.is_empty() {
-        let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
-        bail!("{}", list.join("\n"));
-    }
+    // Every problem of the file, of syntax or meaning, in one pass.
+    let mut conf = scst_mgmt::conf::load(&text).map_err(|all| {
+        let list: Vec<String> = all.0.iter().map(ToString::to_string).collect();
+        anyhow!("{}", list.join("\n"))
+    })?;
     let mut access = InProcess(tree);
     for a in conf
         .attrs

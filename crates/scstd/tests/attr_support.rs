@@ -57,6 +57,7 @@ fn sample(level: Level, a: &AttrInfo, dir: &Path) -> String {
         (_, "HeaderDigest" | "DataDigest") => Some("CRC32C".into()),
         (_, "InitialR2T") => Some("Yes".into()),
         (_, "ImmediateData") => Some("No".into()),
+        (_, "RDMAExtensions") => Some("Yes".into()),
         (_, "rel_tgt_id") => Some("9".into()),
         (_, "group_id") => Some("5".into()),
         (_, "state") => Some("standby".into()),
@@ -84,6 +85,8 @@ fn sample(level: Level, a: &AttrInfo, dir: &Path) -> String {
             words[words.len() - 1].into()
         }
         ValueKind::ChapAccount => "joe 12charsecretA".into(),
+        // CPU 32 alone: never every CPU of the host.
+        ValueKind::CpuMask => "1,00000000".into(),
         ValueKind::Text => "x1".into(),
     }
 }
@@ -116,6 +119,7 @@ fn config(dir: &Path, level: Level, name: &str, value: &str) -> String {
          TARGET_DRIVER iscsi {{\n{drv}TARGET {TARGET} {{\n{tgt}\
          LUN 0 n1 {{\n{lun}}}\n\
          GROUP g1 {{\n{grp}LUN 0 f1\n}}\n}}\n}}\n\
+         TARGET_DRIVER copy_manager {{\n{cmd}TARGET copy_manager_tgt {{\n{cmt}LUN 0 n1\n}}\n}}\n\
          DEVICE_GROUP dg1 {{\nDEVICE n1\nTARGET_GROUP tg1 {{\n{tg}\
          TARGET {REMOTE} {{\n{tgt_in_tg}}}\n}}\n}}\n",
         root = line(Level::Root),
@@ -130,6 +134,8 @@ fn config(dir: &Path, level: Level, name: &str, value: &str) -> String {
         dn = dev("vdisk_nullio"),
         dc = dev("vcdrom"),
         drv = line(Level::Driver("iscsi")),
+        cmd = line(Level::Driver("copy_manager")),
+        cmt = line(Level::Target("copy_manager")),
         tgt = line(Level::Target("iscsi")),
         lun = line(Level::Lun),
         grp = line(Level::Group("iscsi")),
@@ -153,6 +159,7 @@ fn tree_path(level: Level, name: &str) -> String {
         Level::Handler(h) => format!("handlers/{h}/{name}"),
         Level::Device(h) => format!("devices/{}/{name}", device_of(h)),
         Level::Driver(d) => format!("targets/{d}/{name}"),
+        Level::Target("copy_manager") => format!("targets/copy_manager/copy_manager_tgt/{name}"),
         Level::Target(d) => format!("targets/{d}/{TARGET}/{name}"),
         Level::Group(d) => format!("targets/{d}/{TARGET}/ini_groups/g1/{name}"),
         Level::Lun => format!("targets/iscsi/{TARGET}/luns/0/{name}"),
@@ -360,7 +367,7 @@ fn tree_writes_refuse_what_is_not_supported_and_accept_its_default() {
             "targets/iscsi/mgmt",
             "add_target iqn.2026-11.rs.scst:t2 black_hole=1",
         ),
-        ("targets/iscsi/mgmt", "add_attribute link_local 1"),
+        ("targets/iscsi/mgmt", "add_attribute link_local 0"),
     ];
     for (path, value) in refused {
         let p = MgmtPath::parse(path).unwrap();

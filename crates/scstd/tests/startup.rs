@@ -75,7 +75,8 @@ fn a_failing_start_up_names_the_line_and_the_object() {
     assert!(e.starts_with("line 4: DEVICE f1: "), "{e}");
     assert!(e.contains("missing.img"), "{e}");
     // Refused attributes are reported before anything is opened.
-    let text = conf_with(dir.path(), "\t\tcpu_mask ff\n");
+    // (A mask of CPU 32 alone: scst-rs accepts only one holding every CPU.)
+    let text = conf_with(dir.path(), "\t\tcpu_mask 1,00000000\n");
     let e = scstd::apply_config(&core(), &scst_mgmt::parse(&text).unwrap(), None)
         .err()
         .expect("cpu_mask is refused");

@@ -1,6 +1,7 @@
 //! The running configuration, read through the tree the way `-write_config` saves it:
 //! what the apply engine compares a file with.
 
+use crate::attrs::{self, AttrInfo};
 use crate::conf::{
     Attr, DeviceConf, DeviceGroupConf, DeviceRefConf, DriverConf, GroupConf, HandlerConf,
     InitiatorConf, LunConf, ScstConf, TargetConf, TargetGroupConf, TargetRefConf,
@@ -30,6 +31,35 @@ pub fn saved_attrs(
     nonkey: bool,
     skip: &[&str],
 ) -> Result<Vec<Attr>, TreeError> {
+    saved_attrs_where(c, dir, nonkey, skip, |_| true)
+}
+
+/// What `-write_config` saves of `dir`: key attributes, and with `-nonkey` the others a
+/// configuration may set (`lookup` says which, from [`crate::attrs`]). As SCST's
+/// scstadmin leaves out static attributes, read-only values and counters are not
+/// saved, so that the file loads back as it was written.
+fn config_attrs(
+    c: &mut impl TreeAccess,
+    dir: &str,
+    nonkey: bool,
+    skip: &[&str],
+    lookup: impl Fn(&str) -> Option<AttrInfo>,
+) -> Result<Vec<Attr>, TreeError> {
+    saved_attrs_where(c, dir, nonkey, skip, |name| {
+        let base = name.trim_end_matches(|ch: char| ch.is_ascii_digit());
+        lookup(name)
+            .or_else(|| lookup(base))
+            .is_some_and(|a| a.configurable())
+    })
+}
+
+fn saved_attrs_where(
+    c: &mut impl TreeAccess,
+    dir: &str,
+    nonkey: bool,
+    skip: &[&str],
+    settable: impl Fn(&str) -> bool,
+) -> Result<Vec<Attr>, TreeError> {
     let entries = c.list(dir)?;
     let mut out = Vec::new();
     for name in files(&entries) {
@@ -39,7 +69,7 @@ pub fn saved_attrs(
         let raw = c.read(&format!("{dir}/{name}"))?;
         let (v, key) = strip_key(&raw);
         let v = crate::trace_level::saved_value(name, v);
-        if key || nonkey {
+        if key || (nonkey && settable(name)) {
             // Multi-instance attributes (`IncomingUser1`) are saved under their base name.
             let base = name.trim_end_matches(|ch: char| ch.is_ascii_digit());
             let base = if base.is_empty() { name } else { base };
@@ -77,18 +107,24 @@ fn read_luns(c: &mut impl TreeAccess, dir: &str) -> Result<Vec<LunConf>, TreeErr
 /// The running configuration through the read API, canonical order applied by the writer.
 pub fn read_config(c: &mut impl TreeAccess, nonkey: bool) -> Result<ScstConf, TreeError> {
     let mut conf = ScstConf {
-        attrs: saved_attrs(c, "", nonkey, &["version"])?,
+        attrs: config_attrs(c, "", nonkey, &["version"], attrs::root_attr)?,
         ..ScstConf::default()
     };
     for h in dirs(&c.list("handlers")?) {
         let hdir = format!("handlers/{h}");
         let entries = c.list(&hdir)?;
-        let attrs = saved_attrs(c, &hdir, nonkey, &["type"])?;
+        let attrs = config_attrs(c, &hdir, nonkey, &["type"], |n| attrs::handler_attr(h, n))?;
         let mut devices = Vec::new();
         for d in dirs(&entries) {
             devices.push(DeviceConf {
                 name: d.to_string(),
-                attrs: saved_attrs(c, &format!("devices/{d}"), nonkey, &["handler", "type"])?,
+                attrs: config_attrs(
+                    c,
+                    &format!("devices/{d}"),
+                    nonkey,
+                    &["handler", "type"],
+                    |n| attrs::device_attr(h, n),
+                )?,
                 line: 0,
             });
         }
@@ -105,7 +141,7 @@ pub fn read_config(c: &mut impl TreeAccess, nonkey: bool) -> Result<ScstConf, Tr
         let base = format!("targets/{drv}");
         let mut d = DriverConf {
             name: drv.to_string(),
-            attrs: saved_attrs(c, &base, nonkey, &[])?,
+            attrs: config_attrs(c, &base, nonkey, &[], |n| attrs::driver_attr(drv, n))?,
             targets: Vec::new(),
             line: 0,
         };
@@ -117,7 +153,7 @@ pub fn read_config(c: &mut impl TreeAccess, nonkey: bool) -> Result<ScstConf, Tr
                 let inits = c.list(&format!("{gdir}/initiators"))?;
                 groups.push(GroupConf {
                     name: g.to_string(),
-                    attrs: saved_attrs(c, &gdir, nonkey, &[])?,
+                    attrs: config_attrs(c, &gdir, nonkey, &[], |n| attrs::group_attr(drv, n))?,
                     luns: read_luns(c, &format!("{gdir}/luns"))?,
                     initiators: files(&inits)
                         .into_iter()
@@ -132,7 +168,7 @@ pub fn read_config(c: &mut impl TreeAccess, nonkey: bool) -> Result<ScstConf, Tr
             d.targets.push(TargetConf {
                 name: t.to_string(),
                 hw_target: false,
-                attrs: saved_attrs(c, &tdir, nonkey, &[])?,
+                attrs: config_attrs(c, &tdir, nonkey, &[], |n| attrs::target_attr(drv, n))?,
                 luns: read_luns(c, &format!("{tdir}/luns"))?,
                 groups,
                 line: 0,
@@ -149,13 +185,19 @@ pub fn read_config(c: &mut impl TreeAccess, nonkey: bool) -> Result<ScstConf, Tr
             for t in dirs(&c.list(&tgdir)?) {
                 targets.push(TargetRefConf {
                     name: t.to_string(),
-                    attrs: saved_attrs(c, &format!("{tgdir}/{t}"), nonkey, &[])?,
+                    attrs: config_attrs(
+                        c,
+                        &format!("{tgdir}/{t}"),
+                        nonkey,
+                        &[],
+                        attrs::tg_target_attr,
+                    )?,
                     line: 0,
                 });
             }
             target_groups.push(TargetGroupConf {
                 name: tg.to_string(),
-                attrs: saved_attrs(c, &tgdir, nonkey, &[])?,
+                attrs: config_attrs(c, &tgdir, nonkey, &[], attrs::target_group_attr)?,
                 targets,
                 line: 0,
             });

@@ -104,14 +104,17 @@ mod tests {
     fn not_supported_attributes_are_refused_with_their_name() {
         for (path, value) in [
             ("targets/iscsi/t1/black_hole", "1"),
-            ("targets/iscsi/t1/cpu_mask", "ff"),
+            ("targets/iscsi/t1/cpu_mask", "1,00000000"),
             ("targets/iscsi/t1/ini_groups/g/io_grouping_type", "never"),
             ("devices/disk01/expl_alua", "1"),
             ("devices/disk01/dif_static_app_tag", "7"),
             ("poll_us", "1"),
             ("cluster_name", "c1"),
             ("targets/iscsi/mgmt", "add_target t2 forward_src=1"),
-            ("targets/iscsi/mgmt", "add_target_attribute t2 cpu_mask ff"),
+            (
+                "targets/iscsi/mgmt",
+                "add_target_attribute t2 cpu_mask 1,00000000",
+            ),
             (
                 "handlers/vdisk_fileio/mgmt",
                 "add_device d filename=/f; dif_filename=/x",

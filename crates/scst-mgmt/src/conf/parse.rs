@@ -8,19 +8,47 @@ use std::collections::HashMap;
 
 use super::ast::*;
 use super::lexer::{lex, Line, LineKind};
-use super::ConfError;
+use super::{ConfError, ConfErrors};
 
 /// Highest LUN number SCST accepts (14-bit flat/peripheral addressing).
 pub const MAX_LUN: u16 = 16383;
 
-/// Parse the text of an scst.conf file.
+/// Parse the text of an scst.conf file; the first problem, if any.
 pub fn parse(text: &str) -> Result<ScstConf, ConfError> {
+    parse_all(text).map_err(|mut all| all.0.swap_remove(0))
+}
+
+/// Parse the text of an scst.conf file, reporting every problem found in one pass, in
+/// file order (a malformed item is skipped with its block; unbalanced braces end it).
+pub fn parse_all(text: &str) -> Result<ScstConf, ConfErrors> {
+    match parse_partial(text) {
+        (Some(conf), errors) if errors.is_empty() => Ok(conf),
+        (_, errors) => Err(ConfErrors(errors)),
+    }
+}
+
+/// What parsed (None when the braces do not balance) and the problems found.
+pub(super) fn parse_partial(text: &str) -> (Option<ScstConf>, Vec<ConfError>) {
+    let lines = match lex(text) {
+        Ok(lines) => lines,
+        Err(e) => return (None, vec![e]),
+    };
     let mut p = Parser {
-        lines: lex(text)?,
+        lines,
         pos: 0,
         device_lines: HashMap::new(),
+        errors: Vec::new(),
+        fatal: false,
     };
-    p.top()
+    let conf = p.top();
+    let mut errors = p.errors;
+    match conf {
+        Ok(conf) => (Some(conf), errors),
+        Err(e) => {
+            errors.push(e);
+            (None, errors)
+        }
+    }
 }
 
 /// Reserved section words. They are recognised wherever they appear, quoted or not, so an
@@ -88,6 +116,10 @@ struct Parser {
     /// Device names are global in SCST (`devices/<name>`), so duplicates are caught across
     /// handlers; value = line of the first definition.
     device_lines: HashMap<String, usize>,
+    /// Problems of items skipped so far.
+    errors: Vec<ConfError>,
+    /// The braces do not balance: nothing after it can be placed.
+    fatal: bool,
 }
 
 /// Tracks names already used in one scope.
@@ -116,20 +148,26 @@ impl Parser {
         let Some(l) = self.lines.get(self.pos) else {
             return match section {
                 None => Ok(None),
-                Some(s) => Err(ConfError::new(
-                    s.line,
-                    format!("unbalanced braces: '{{' of {} is never closed", s.what),
-                )),
+                Some(s) => {
+                    self.fatal = true;
+                    Err(ConfError::new(
+                        s.line,
+                        format!("unbalanced braces: '{{' of {} is never closed", s.what),
+                    ))
+                }
             };
         };
         self.pos += 1;
         match &l.kind {
             LineKind::Close => match section {
                 Some(_) => Ok(None),
-                None => Err(ConfError::new(
-                    l.line,
-                    "unbalanced braces: '}' without a matching '{'",
-                )),
+                None => {
+                    self.fatal = true;
+                    Err(ConfError::new(
+                        l.line,
+                        "unbalanced braces: '}' without a matching '{'",
+                    ))
+                }
             },
             LineKind::Words { words, opens } => Ok(Some(Item {
                 line: l.line,
@@ -139,6 +177,33 @@ impl Parser {
         }
     }
 
+    /// Note the problem of `item` and skip it (with its block, not yet read), unless the
+    /// braces no longer balance.
+    fn recover(&mut self, item: &Item, e: ConfError) -> Result<(), ConfError> {
+        if self.fatal {
+            return Err(e);
+        }
+        self.errors.push(e);
+        if item.opens {
+            self.skip_block(item)?;
+        }
+        Ok(())
+    }
+
+    /// Read past the block `item` opens, nested blocks included.
+    fn skip_block(&mut self, item: &Item) -> Result<(), ConfError> {
+        let section = Section {
+            line: item.line,
+            what: item.words.join(" "),
+        };
+        while let Some(inner) = self.next_item(Some(&section))? {
+            if inner.opens {
+                self.skip_block(&inner)?;
+            }
+        }
+        Ok(())
+    }
+
     fn top(&mut self) -> Result<ScstConf, ConfError> {
         let mut conf = ScstConf::default();
         let mut handlers = Seen::default();
@@ -146,41 +211,49 @@ impl Parser {
         let mut dgroups = Seen::default();
         let mut alua_line: Option<usize> = None;
         while let Some(item) = self.next_item(None)? {
-            match item.keyword() {
-                Some(Kw::Handler) => {
-                    let name = section_name(&item, "HANDLER")?;
-                    handlers.add("HANDLER", &name, item.line)?;
-                    conf.handlers.push(self.handler(&item, name)?);
-                }
-                Some(Kw::TargetDriver) => {
-                    let name = section_name(&item, "TARGET_DRIVER")?;
-                    drivers.add("TARGET_DRIVER", &name, item.line)?;
-                    conf.drivers.push(self.driver(&item, name)?);
-                }
-                Some(Kw::DeviceGroup) => {
-                    let name = section_name(&item, "DEVICE_GROUP")?;
-                    dgroups.add("DEVICE_GROUP", &name, item.line)?;
-                    conf.device_groups.push(self.device_group(&item, name)?);
-                }
-                Some(Kw::Alua) => {
-                    if let Some(extra) = item.words.get(1) {
-                        return Err(unexpected(item.line, extra, "ALUA"));
+            // A problem with one item is noted and the item skipped, so that one pass
+            // reports every problem of the file; only unbalanced braces end it.
+            let r = (|| -> Result<(), ConfError> {
+                match item.keyword() {
+                    Some(Kw::Handler) => {
+                        let name = section_name(&item, "HANDLER")?;
+                        handlers.add("HANDLER", &name, item.line)?;
+                        conf.handlers.push(self.handler(&item, name)?);
                     }
-                    if let Some(first) = alua_line {
-                        return Err(ConfError::new(
-                            item.line,
-                            format!("duplicate ALUA section (first at line {first})"),
-                        ));
+                    Some(Kw::TargetDriver) => {
+                        let name = section_name(&item, "TARGET_DRIVER")?;
+                        drivers.add("TARGET_DRIVER", &name, item.line)?;
+                        conf.drivers.push(self.driver(&item, name)?);
                     }
-                    alua_line = Some(item.line);
-                    let section = Section {
-                        line: item.line,
-                        what: "ALUA".into(),
-                    };
-                    conf.alua = self.attrs_only(&item, &section)?;
+                    Some(Kw::DeviceGroup) => {
+                        let name = section_name(&item, "DEVICE_GROUP")?;
+                        dgroups.add("DEVICE_GROUP", &name, item.line)?;
+                        conf.device_groups.push(self.device_group(&item, name)?);
+                    }
+                    Some(Kw::Alua) => {
+                        if let Some(extra) = item.words.get(1) {
+                            return Err(unexpected(item.line, extra, "ALUA"));
+                        }
+                        if let Some(first) = alua_line {
+                            return Err(ConfError::new(
+                                item.line,
+                                format!("duplicate ALUA section (first at line {first})"),
+                            ));
+                        }
+                        alua_line = Some(item.line);
+                        let section = Section {
+                            line: item.line,
+                            what: "ALUA".into(),
+                        };
+                        conf.alua = self.attrs_only(&item, &section)?;
+                    }
+                    Some(kw) => return Err(not_allowed(&item, kw, "at top level")),
+                    None => conf.attrs.push(attr(&item)?),
                 }
-                Some(kw) => return Err(not_allowed(&item, kw, "at top level")),
-                None => conf.attrs.push(attr(&item)?),
+                Ok(())
+            })();
+            if let Err(e) = r {
+                self.recover(&item, e)?;
             }
         }
         Ok(conf)
@@ -201,29 +274,37 @@ impl Parser {
             what: format!("HANDLER {}", h.name),
         };
         while let Some(it) = self.next_item(Some(&section))? {
-            match it.keyword() {
-                Some(Kw::Device) => {
-                    let dname = section_name(&it, "DEVICE")?;
-                    if let Some(first) = self.device_lines.get(&dname) {
-                        return Err(ConfError::new(
-                            it.line,
-                            format!("duplicate DEVICE {dname} (first defined at line {first})"),
-                        ));
+            let r = (|| -> Result<(), ConfError> {
+                match it.keyword() {
+                    Some(Kw::Device) => {
+                        let dname = section_name(&it, "DEVICE")?;
+                        if let Some(first) = self.device_lines.get(&dname) {
+                            return Err(ConfError::new(
+                                it.line,
+                                format!("duplicate DEVICE {dname} (first defined at line {first})"),
+                            ));
+                        }
+                        self.device_lines.insert(dname.clone(), it.line);
+                        let dev_section = Section {
+                            line: it.line,
+                            what: format!("DEVICE {dname}"),
+                        };
+                        let attrs = self.attrs_only(&it, &dev_section)?;
+                        h.devices.push(DeviceConf {
+                            name: dname,
+                            attrs,
+                            line: it.line,
+                        });
                     }
-                    self.device_lines.insert(dname.clone(), it.line);
-                    let dev_section = Section {
-                        line: it.line,
-                        what: format!("DEVICE {dname}"),
-                    };
-                    let attrs = self.attrs_only(&it, &dev_section)?;
-                    h.devices.push(DeviceConf {
-                        name: dname,
-                        attrs,
-                        line: it.line,
-                    });
+                    Some(kw) => {
+                        return Err(not_allowed(&it, kw, &format!("inside {}", section.what)))
+                    }
+                    None => h.attrs.push(attr(&it)?),
                 }
-                Some(kw) => return Err(not_allowed(&it, kw, &format!("inside {}", section.what))),
-                None => h.attrs.push(attr(&it)?),
+                Ok(())
+            })();
+            if let Err(e) = r {
+                self.recover(&it, e)?;
             }
         }
         Ok(h)
@@ -245,14 +326,22 @@ impl Parser {
         };
         let mut targets = Seen::default();
         while let Some(it) = self.next_item(Some(&section))? {
-            match it.keyword() {
-                Some(Kw::Target) => {
-                    let tname = section_name(&it, "TARGET")?;
-                    targets.add("TARGET", &tname, it.line)?;
-                    d.targets.push(self.target(&it, tname)?);
+            let r = (|| -> Result<(), ConfError> {
+                match it.keyword() {
+                    Some(Kw::Target) => {
+                        let tname = section_name(&it, "TARGET")?;
+                        targets.add("TARGET", &tname, it.line)?;
+                        d.targets.push(self.target(&it, tname)?);
+                    }
+                    Some(kw) => {
+                        return Err(not_allowed(&it, kw, &format!("inside {}", section.what)))
+                    }
+                    None => d.attrs.push(attr(&it)?),
                 }
-                Some(kw) => return Err(not_allowed(&it, kw, &format!("inside {}", section.what))),
-                None => d.attrs.push(attr(&it)?),
+                Ok(())
+            })();
+            if let Err(e) = r {
+                self.recover(&it, e)?;
             }
         }
         Ok(d)
@@ -277,24 +366,32 @@ impl Parser {
         let mut luns = Seen::default();
         let mut groups = Seen::default();
         while let Some(it) = self.next_item(Some(&section))? {
-            match it.keyword() {
-                Some(Kw::HwTarget) => {
-                    if let Some(extra) = it.words.get(1) {
-                        return Err(unexpected(it.line, extra, "HW_TARGET"));
+            let r = (|| -> Result<(), ConfError> {
+                match it.keyword() {
+                    Some(Kw::HwTarget) => {
+                        if let Some(extra) = it.words.get(1) {
+                            return Err(unexpected(it.line, extra, "HW_TARGET"));
+                        }
+                        if it.opens {
+                            return Err(ConfError::new(it.line, "HW_TARGET takes no '{' block"));
+                        }
+                        t.hw_target = true;
                     }
-                    if it.opens {
-                        return Err(ConfError::new(it.line, "HW_TARGET takes no '{' block"));
+                    Some(Kw::Lun) => t.luns.push(self.lun(&it, &mut luns)?),
+                    Some(Kw::Group) => {
+                        let gname = section_name(&it, "GROUP")?;
+                        groups.add("GROUP", &gname, it.line)?;
+                        t.groups.push(self.group(&it, gname)?);
                     }
-                    t.hw_target = true;
+                    Some(kw) => {
+                        return Err(not_allowed(&it, kw, &format!("inside {}", section.what)))
+                    }
+                    None => t.attrs.push(attr(&it)?),
                 }
-                Some(Kw::Lun) => t.luns.push(self.lun(&it, &mut luns)?),
-                Some(Kw::Group) => {
-                    let gname = section_name(&it, "GROUP")?;
-                    groups.add("GROUP", &gname, it.line)?;
-                    t.groups.push(self.group(&it, gname)?);
-                }
-                Some(kw) => return Err(not_allowed(&it, kw, &format!("inside {}", section.what))),
-                None => t.attrs.push(attr(&it)?),
+                Ok(())
+            })();
+            if let Err(e) = r {
+                self.recover(&it, e)?;
             }
         }
         Ok(t)
@@ -318,18 +415,26 @@ impl Parser {
         let mut luns = Seen::default();
         let mut initiators = Seen::default();
         while let Some(it) = self.next_item(Some(&section))? {
-            match it.keyword() {
-                Some(Kw::Lun) => g.luns.push(self.lun(&it, &mut luns)?),
-                Some(Kw::Initiator) => {
-                    let pattern = leaf_name(&it, "INITIATOR")?;
-                    initiators.add("INITIATOR", &pattern, it.line)?;
-                    g.initiators.push(InitiatorConf {
-                        pattern,
-                        line: it.line,
-                    });
+            let r = (|| -> Result<(), ConfError> {
+                match it.keyword() {
+                    Some(Kw::Lun) => g.luns.push(self.lun(&it, &mut luns)?),
+                    Some(Kw::Initiator) => {
+                        let pattern = leaf_name(&it, "INITIATOR")?;
+                        initiators.add("INITIATOR", &pattern, it.line)?;
+                        g.initiators.push(InitiatorConf {
+                            pattern,
+                            line: it.line,
+                        });
+                    }
+                    Some(kw) => {
+                        return Err(not_allowed(&it, kw, &format!("inside {}", section.what)))
+                    }
+                    None => g.attrs.push(attr(&it)?),
                 }
-                Some(kw) => return Err(not_allowed(&it, kw, &format!("inside {}", section.what))),
-                None => g.attrs.push(attr(&it)?),
+                Ok(())
+            })();
+            if let Err(e) = r {
+                self.recover(&it, e)?;
             }
         }
         Ok(g)
@@ -381,22 +486,30 @@ impl Parser {
         let mut devices = Seen::default();
         let mut tgroups = Seen::default();
         while let Some(it) = self.next_item(Some(&section))? {
-            match it.keyword() {
-                Some(Kw::Device) => {
-                    let dname = leaf_name(&it, "DEVICE")?;
-                    devices.add("DEVICE", &dname, it.line)?;
-                    dg.devices.push(DeviceRefConf {
-                        name: dname,
-                        line: it.line,
-                    });
+            let r = (|| -> Result<(), ConfError> {
+                match it.keyword() {
+                    Some(Kw::Device) => {
+                        let dname = leaf_name(&it, "DEVICE")?;
+                        devices.add("DEVICE", &dname, it.line)?;
+                        dg.devices.push(DeviceRefConf {
+                            name: dname,
+                            line: it.line,
+                        });
+                    }
+                    Some(Kw::TargetGroup) => {
+                        let tgname = section_name(&it, "TARGET_GROUP")?;
+                        tgroups.add("TARGET_GROUP", &tgname, it.line)?;
+                        dg.target_groups.push(self.target_group(&it, tgname)?);
+                    }
+                    Some(kw) => {
+                        return Err(not_allowed(&it, kw, &format!("inside {}", section.what)))
+                    }
+                    None => dg.attrs.push(attr(&it)?),
                 }
-                Some(Kw::TargetGroup) => {
-                    let tgname = section_name(&it, "TARGET_GROUP")?;
-                    tgroups.add("TARGET_GROUP", &tgname, it.line)?;
-                    dg.target_groups.push(self.target_group(&it, tgname)?);
-                }
-                Some(kw) => return Err(not_allowed(&it, kw, &format!("inside {}", section.what))),
-                None => dg.attrs.push(attr(&it)?),
+                Ok(())
+            })();
+            if let Err(e) = r {
+                self.recover(&it, e)?;
             }
         }
         Ok(dg)
@@ -418,23 +531,31 @@ impl Parser {
         };
         let mut targets = Seen::default();
         while let Some(it) = self.next_item(Some(&section))? {
-            match it.keyword() {
-                Some(Kw::Target) => {
-                    let tname = section_name(&it, "TARGET")?;
-                    targets.add("TARGET", &tname, it.line)?;
-                    let tsection = Section {
-                        line: it.line,
-                        what: format!("TARGET {tname}"),
-                    };
-                    let attrs = self.attrs_only(&it, &tsection)?;
-                    tg.targets.push(TargetRefConf {
-                        name: tname,
-                        attrs,
-                        line: it.line,
-                    });
+            let r = (|| -> Result<(), ConfError> {
+                match it.keyword() {
+                    Some(Kw::Target) => {
+                        let tname = section_name(&it, "TARGET")?;
+                        targets.add("TARGET", &tname, it.line)?;
+                        let tsection = Section {
+                            line: it.line,
+                            what: format!("TARGET {tname}"),
+                        };
+                        let attrs = self.attrs_only(&it, &tsection)?;
+                        tg.targets.push(TargetRefConf {
+                            name: tname,
+                            attrs,
+                            line: it.line,
+                        });
+                    }
+                    Some(kw) => {
+                        return Err(not_allowed(&it, kw, &format!("inside {}", section.what)))
+                    }
+                    None => tg.attrs.push(attr(&it)?),
                 }
-                Some(kw) => return Err(not_allowed(&it, kw, &format!("inside {}", section.what))),
-                None => tg.attrs.push(attr(&it)?),
+                Ok(())
+            })();
+            if let Err(e) = r {
+                self.recover(&it, e)?;
             }
         }
         Ok(tg)
@@ -448,9 +569,17 @@ impl Parser {
             return Ok(attrs);
         }
         while let Some(it) = self.next_item(Some(section))? {
-            match it.keyword() {
-                Some(kw) => return Err(not_allowed(&it, kw, &format!("inside {}", section.what))),
-                None => attrs.push(attr(&it)?),
+            let r = (|| -> Result<(), ConfError> {
+                match it.keyword() {
+                    Some(kw) => {
+                        return Err(not_allowed(&it, kw, &format!("inside {}", section.what)))
+                    }
+                    None => attrs.push(attr(&it)?),
+                }
+                Ok(())
+            })();
+            if let Err(e) = r {
+                self.recover(&it, e)?;
             }
         }
         Ok(attrs)

@@ -323,7 +323,8 @@ fn validation_errors() {
         invalid("thread 4"),
         "scst.conf line 1: top level: unknown attribute 'thread'"
     );
-    assert!(invalid("version 1").contains("attribute 'version' is read-only"));
+    // Read-only attributes are compared when the file is applied, never refused.
+    validate(&parse("version 1").unwrap()).expect("read-only attributes load");
     assert!(invalid("HANDLER vdisk_fileio {\nbogus 1\n}")
         .contains("HANDLER vdisk_fileio: unknown attribute 'bogus'"));
     // Handlers.
@@ -334,7 +335,7 @@ fn validation_errors() {
     assert!(invalid("HANDLER dev_disk {\nDEVICE 1:0:0:0\n}")
         .contains("HANDLER dev_disk is not supported by scst-rs"));
     // Drivers.
-    for drv in ["qla2x00t", "scst_local", "ib_srpt", "copy_manager"] {
+    for drv in ["qla2x00t", "scst_local", "ib_srpt", "fcst"] {
         let msg = invalid(&format!("TARGET_DRIVER {drv} {{\n}}"));
         assert!(
             msg.contains(&format!("TARGET_DRIVER {drv} is not supported by scst-rs")),
@@ -342,7 +343,7 @@ fn validation_errors() {
         );
     }
     assert!(invalid("TARGET_DRIVER iscsi2")
-        .contains("unknown TARGET_DRIVER 'iscsi2' (supported: iscsi)"));
+        .contains("unknown TARGET_DRIVER 'iscsi2' (supported: copy_manager, iscsi)"));
     assert!(invalid("TARGET_DRIVER iscsi {\nenable 1\n}")
         .contains("TARGET_DRIVER iscsi: unknown attribute 'enable'"));
     // Device references.
@@ -374,8 +375,7 @@ fn validation_errors() {
     assert!(dev("read_only yes")
         .contains("DEVICE d (vdisk_fileio): attribute 'read_only' value 'yes' must be 0 or 1"));
     assert!(dev("blocksize big").contains("must be a power of two in 512..65536"));
-    assert!(dev("threads_pool_type private").contains("must be one of per_initiator, shared"));
-    assert!(dev("size 100").contains("attribute 'size' is read-only"));
+    assert!(invalid(&in_target("addr_method ANY")).contains("must be one of PERIPHERAL, FLAT, LUN"));
     assert!(dev("sync 1").contains("attribute 'sync' is an action, not a setting"));
     assert!(dev("filename /a\nfilename /b")
         .contains("attribute 'filename' given more than once (first at line 3)"));
@@ -468,6 +468,12 @@ impl Rng {
 
 /// Whatever parses must validate without panicking and survive the round trip.
 fn exercise(text: &str) {
+    // The one-pass reading agrees with parse on whether the syntax is sound, and
+    // reports at least one problem whenever it fails.
+    match load(text) {
+        Ok(_) => assert!(parse(text).is_ok()),
+        Err(all) => assert!(!all.0.is_empty()),
+    }
     if let Ok(conf) = parse(text) {
         let _ = problems(&conf);
         assert_round_trip(&conf);
@@ -555,4 +561,93 @@ fn mutated_spec_example_never_panics() {
     }
     // Make sure the round-trip half of `exercise` actually ran on many inputs.
     assert!(parsed_ok > 300, "only {parsed_ok} mutants parsed");
+}
+
+#[test]
+fn every_problem_of_a_file_is_reported_with_its_own_line() {
+    let text = "HANDLER vdisk_fileio {\n\tDEVICE d {\n\t\tfilename /f\n\t\tread_only 2\n\
+                \t\tsize 100\n\t\tbogus 1\n\t}\n}\nTARGET_DRIVER iscsi {\n\tTARGET t {\n\
+                \t\tLUN 0 nope\n\t\tcpu_mask zz\n\t}\n}\n";
+    let all: Vec<String> = problems(&parse(text).unwrap())
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        all,
+        [
+            "scst.conf line 4: DEVICE d (vdisk_fileio): attribute 'read_only' value '2' must be 0 or 1",
+            "scst.conf line 6: DEVICE d (vdisk_fileio): unknown attribute 'bogus'",
+            "scst.conf line 12: TARGET t (iscsi): attribute 'cpu_mask' value 'zz' must be a CPU mask \
+             of comma-separated hex groups (e.g. ff or 0000ffff,ffffffff)",
+            "scst.conf line 11: LUN 0 of TARGET t (iscsi): device nope is not defined in any HANDLER",
+        ]
+    );
+}
+
+#[test]
+fn what_scst_writes_at_its_defaults_loads() {
+    let text = format!(
+        "max_tasklet_cmd 10\ncluster_name \"\"\n{DISKS}TARGET_DRIVER iscsi {{\n\tlink_local 1\n\
+         \tTARGET t {{\n\t\trel_tgt_id 0\n\t\tRDMAExtensions No\n\t\taen_disabled 0\n\
+         \t\tcpu_mask ffffffff,ffffffff,ffffffff,ffffffff\n\t\tforwarding 0\n\t}}\n}}\n"
+    );
+    validate(&parse(&text).unwrap()).expect("SCST's defaults load");
+    assert!(invalid(&in_target("RDMAExtensions Yes")).contains("only its default, 'No'"));
+    assert!(invalid(&in_target("cpu_mask 1,00000000"))
+        .contains("'cpu_mask' is not supported by scst-rs (threads are not pinned"));
+}
+
+#[test]
+fn the_copy_manager_takes_one_target_without_groups_or_read_only_luns() {
+    let ok = format!(
+        "{DISKS}TARGET_DRIVER copy_manager {{\n\tallow_not_connected_copy 1\n\
+         \tTARGET copy_manager_tgt {{\n\t\trel_tgt_id 0\n\t\tLUN 0 disk1\n\t}}\n}}\n"
+    );
+    validate(&parse(&ok).unwrap()).expect("the copy manager loads");
+    let bad = format!(
+        "{DISKS}TARGET_DRIVER copy_manager {{\n\tTARGET other {{\n\t\tenabled 1\n\
+         \t\tLUN 0 disk1 {{\n\t\t\tread_only 1\n\t\t}}\n\t\tGROUP g\n\t}}\n}}\n"
+    );
+    let all: Vec<String> = problems(&parse(&bad).unwrap())
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let joined = all.join("\n");
+    for want in [
+        "line 7: TARGET other (copy_manager): the copy manager has one target, copy_manager_tgt",
+        "line 12: TARGET other (copy_manager): GROUP g: the copy manager does not support security groups",
+        "line 10: LUN 0 of TARGET other (copy_manager): the copy manager does not support read-only LUNs",
+        "line 8: TARGET other (copy_manager): unknown attribute 'enabled'",
+    ] {
+        assert!(joined.contains(want), "{want}\n{joined}");
+    }
+}
+
+#[test]
+fn one_pass_reports_syntax_and_meaning_problems_in_line_order() {
+    let text = "HANDLER vdisk_fileio {\n\tDEVICE d {\n\t\tfilename /f\n\t\tprod_id a b\n\
+                \t\tbogus 1\n\t}\n\tDEVICE {\n\t\tx 1\n\t}\n}\nTARGET_DRIVER iscsi {\n\
+                \tTARGET t {\n\t\tLUN x d\n\t\tLUN 0 d\n\t\tLUN 1 nope\n\t}\n}\n";
+    let all: Vec<String> = load(text)
+        .unwrap_err()
+        .0
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        all,
+        [
+            "scst.conf line 4: too many values for 'prod_id' (values with blanks must be in double quotes)",
+            "scst.conf line 5: DEVICE d (vdisk_fileio): unknown attribute 'bogus'",
+            "scst.conf line 7: DEVICE without a name",
+            "scst.conf line 13: LUN number 'x' is not a number",
+            "scst.conf line 15: LUN 1 of TARGET t (iscsi): device nope is not defined in any HANDLER",
+        ]
+    );
+    // parse keeps answering with the first; unbalanced braces still end the pass.
+    assert_eq!(parse(text).unwrap_err().line, 4);
+    let e = load("HANDLER vdisk_fileio {\n\tbogus 1 2\n").unwrap_err().0;
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(e[0].message.contains("never closed"), "{e:?}");
+    assert!(load(DISKS).is_ok());
 }

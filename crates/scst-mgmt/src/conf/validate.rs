@@ -14,10 +14,13 @@ pub fn validate(conf: &ScstConf) -> Result<(), ConfError> {
     }
 }
 
-/// Every problem found, in file order per section: unknown or unsupported handlers and
-/// drivers, unknown, read-only, not supported or repeated attributes, malformed values, LUNs and device
-/// groups naming devices no HANDLER defines, a device in two device groups, and enabled
-/// targets sharing a `rel_tgt_id`.
+/// Every problem found, in file order per section, each with its own line: unknown or
+/// unsupported handlers and drivers, unknown, write-only, not supported or repeated
+/// attributes, malformed values, LUNs and device groups naming devices no HANDLER
+/// defines, a device in two device groups, enabled targets sharing a `rel_tgt_id`, and
+/// what the copy manager does not take. Read-only attributes are no problem: as SCST's
+/// scstadmin does, applying the file compares them with the running values and warns
+/// about a difference (see `apply::plan`).
 pub fn problems(conf: &ScstConf) -> Vec<ConfError> {
     let mut out = Vec::new();
     check_attrs(&conf.attrs, attrs::root_attr, "top level", &mut out);
@@ -56,6 +59,8 @@ pub fn problems(conf: &ScstConf) -> Vec<ConfError> {
                 .iter()
                 .any(|a| a.name == "enabled" && a.value == "1");
             let rel = t.attrs.iter().rev().find(|a| a.name == "rel_tgt_id");
+            // 0 asks for no particular id (assigned automatically).
+            let rel = rel.filter(|a| attrs::parse_int(&a.value) != Some(0));
             if let (true, Some(rel)) = (enabled, rel) {
                 let id = attrs::parse_int(&rel.value).map_or(rel.value.clone(), |n| n.to_string());
                 if let Some((other, line)) = rel_tgt_ids.get(&id) {
@@ -147,6 +152,9 @@ fn check_target(
     out: &mut Vec<ConfError>,
 ) {
     let ctx = format!("TARGET {} ({driver})", t.name);
+    if driver == attrs::COPY_MANAGER {
+        check_copy_manager_target(t, &ctx, out);
+    }
     if t.hw_target && driver == "iscsi" {
         out.push(ConfError::new(
             t.line,
@@ -159,6 +167,50 @@ fn check_target(
         let gctx = format!("GROUP {} of {ctx}", g.name);
         check_attrs(&g.attrs, |n| attrs::group_attr(driver, n), &gctx, out);
         check_luns(&g.luns, devices, &gctx, out);
+    }
+}
+
+/// SCST's copy manager has one target, never has security groups and refuses
+/// read-only LUNs (scst_copy_mgr.c).
+fn check_copy_manager_target(t: &TargetConf, ctx: &str, out: &mut Vec<ConfError>) {
+    if t.name != attrs::COPY_MANAGER_TGT {
+        out.push(ConfError::new(
+            t.line,
+            format!(
+                "{ctx}: the copy manager has one target, {}; it cannot have others",
+                attrs::COPY_MANAGER_TGT
+            ),
+        ));
+    }
+    if t.hw_target {
+        out.push(ConfError::new(
+            t.line,
+            format!("{ctx}: HW_TARGET is not valid for the copy manager"),
+        ));
+    }
+    for g in &t.groups {
+        out.push(ConfError::new(
+            g.line,
+            format!(
+                "{ctx}: GROUP {}: the copy manager does not support security groups",
+                g.name
+            ),
+        ));
+    }
+    for l in &t.luns {
+        if let Some(ro) = l
+            .attrs
+            .iter()
+            .find(|a| a.name == "read_only" && a.value == "1")
+        {
+            out.push(ConfError::new(
+                ro.line,
+                format!(
+                    "LUN {} of {ctx}: the copy manager does not support read-only LUNs",
+                    l.lun
+                ),
+            ));
+        }
     }
 }
 
@@ -208,15 +260,15 @@ fn check_attrs(
             ));
             continue;
         };
-        if !info.configurable() {
-            let why = match info.access {
-                Access::WriteOnly => "is an action, not a setting",
-                _ => "is read-only",
-            };
+        if info.access == Access::WriteOnly {
             out.push(ConfError::new(
                 a.line,
-                format!("{ctx}: attribute '{}' {why}", a.name),
+                format!("{ctx}: attribute '{}' is an action, not a setting", a.name),
             ));
+            continue;
+        }
+        if !info.configurable() {
+            // Read-only: compared with the running value when the file is applied.
             continue;
         }
         if let Err(why) = info.check_value(&a.value) {

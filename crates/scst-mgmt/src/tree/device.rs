@@ -1,5 +1,6 @@
 //! `devices/` and `devices/<d>/` (docs/scst-reference.md 2.5): the handler, type, the device's
-//! attribute table and its persistent reservation state.
+//! attribute table, its persistent reservation state, and SCST's core device attributes
+//! that are fixed in scst-rs ([`FIXED`]).
 
 use std::sync::Arc;
 
@@ -7,6 +8,29 @@ use scst_core::DeviceEntry;
 
 use super::{core_error, refuse_write, type_text, with_key, ScstTree};
 use crate::protocol::{ErrorKind, MgmtPath, TreeError};
+
+/// SCST core device attributes scst-rs fixes (read-only; a configuration's value is
+/// compared with them): nothing blocks a device from outside (`block`: no blocks, none
+/// pending), every device's blocking I/O runs on the one I/O pool every initiator
+/// shares (`threads_num` is its size), and the backing file stays open whatever the
+/// ALUA state (`bind_alua_state` 0).
+const FIXED: &[&str] = &[
+    "block",
+    "threads_num",
+    "threads_pool_type",
+    "bind_alua_state",
+];
+
+fn fixed(tree: &ScstTree, d: &DeviceEntry, attr: &str) -> Option<String> {
+    let file_based = matches!(d.dev.handler_name(), "vdisk_fileio" | "vdisk_blockio");
+    Some(match attr {
+        "block" => "0 0".to_string(),
+        "threads_num" => tree.io_threads.0.to_string(),
+        "threads_pool_type" => "shared".to_string(),
+        "bind_alua_state" if file_based => "0".to_string(),
+        _ => return None,
+    })
+}
 
 fn device(tree: &ScstTree, path: &MgmtPath, name: &str) -> Result<Arc<DeviceEntry>, TreeError> {
     tree.scst
@@ -38,6 +62,9 @@ pub(super) fn read(tree: &ScstTree, path: &MgmtPath, rest: &[&str]) -> Result<St
             let shown = file.as_ref().map(|f| f.display().to_string());
             Ok(with_key(shown.unwrap_or_default(), file != default))
         }
+        _ if FIXED.contains(attr) => {
+            fixed(tree, &d, attr).ok_or_else(|| TreeError::not_found(path))
+        }
         _ => d
             .dev
             .attributes()
@@ -66,6 +93,12 @@ pub(super) fn list(
             v.extend(d.dev.attributes().into_iter().map(|(n, _, _)| n));
             v.push("pr_file_name".to_string());
             v.push("pr_state".to_string());
+            v.extend(
+                FIXED
+                    .iter()
+                    .filter(|a| fixed(tree, &d, a).is_some())
+                    .map(|a| a.to_string()),
+            );
             v.push("statistics/".to_string());
             Ok(v)
         }
@@ -96,6 +129,7 @@ pub(super) fn write(
     match *attr {
         "pr_state" => d.import_pr_state(value).map_err(|e| core_error(path, e)),
         "handler" | "type" | "pr_file_name" => Err(no_writable(path, ErrorKind::ReadOnly)),
+        _ if fixed(tree, &d, attr).is_some() => Err(no_writable(path, ErrorKind::ReadOnly)),
         _ if d.dev.attributes().iter().any(|(n, _, _)| n == attr) => tree
             .scst
             .set_device_attr(d.name(), attr, value.trim_end_matches('\n'))

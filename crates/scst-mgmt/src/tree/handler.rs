@@ -123,6 +123,10 @@ fn write_mgmt(
             tree.scst
                 .add_device_with_pr_file(dev, pr_file)
                 .map_err(|e| core_error(path, e))?;
+            // As SCST, a new device is registered with the copy manager at once.
+            if let Err(e) = tree.scst.copy_manager_add_device(&name) {
+                log::warn!("device {name}: not registered with the copy manager: {e}");
+            }
             log::info!("device {name} added ({handler})");
             Ok(())
         }
@@ -139,7 +143,17 @@ fn write_mgmt(
                 }
                 _ => {}
             }
-            tree.scst.del_device(&name).map_err(|e| core_error(path, e))
+            // The copy manager lets go of a device that goes; if it stays (a LUN
+            // still exports it), so does its registration.
+            tree.scst
+                .copy_manager_remove_device(&name)
+                .map_err(|e| core_error(path, e))?;
+            tree.scst.del_device(&name).map_err(|e| {
+                if let Err(again) = tree.scst.copy_manager_add_device(&name) {
+                    log::warn!("device {name}: not registered with the copy manager: {again}");
+                }
+                core_error(path, e)
+            })
         }
         // SCST offers these only for handlers that declare optional attributes (its
         // help text then lists them); a handler that declares none is told so, and

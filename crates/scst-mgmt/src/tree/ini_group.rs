@@ -74,6 +74,13 @@ pub(super) fn write(
     let parse = |file| parse_command(file, value).map_err(|e| TreeError::invalid(path, e));
     match rest {
         ["mgmt"] => match parse(MgmtFile::IniGroups)? {
+            MgmtCommand::CreateGroup { .. } if t.driver == scst_core::COPY_MANAGER => {
+                return Err(TreeError::at(
+                    path,
+                    crate::protocol::ErrorKind::NotSupported,
+                    "the copy manager does not support security groups",
+                ))
+            }
             MgmtCommand::CreateGroup { name } => scst.ini_group_create(t, &name),
             MgmtCommand::DelGroup { name } => scst.ini_group_del(t, &name),
             _ => return Err(TreeError::not_supported(path)),

@@ -49,6 +49,17 @@ pub(super) fn write_mgmt(
     let scst = &tree.scst;
     let cmd = parse_command(MgmtFile::Luns, value).map_err(|e| TreeError::invalid(path, e))?;
     match cmd {
+        // The copy manager registers a device once: `add` puts it at that LUN.
+        MgmtCommand::AddLun {
+            device,
+            lun,
+            read_only,
+        } if t.driver == scst_core::COPY_MANAGER => {
+            scst.copy_manager_place(t, lun.into(), &device, read_only)
+                .map_err(|e| core_error(path, e))?;
+            log::info!("copy manager: LUN {lun} -> {device}");
+            Ok(())
+        }
         MgmtCommand::AddLun {
             device,
             lun,

@@ -49,8 +49,10 @@ pub(super) fn read(
     rest: &[&str],
 ) -> Result<String, TreeError> {
     match rest {
+        ["enabled"] if t.driver == scst_core::COPY_MANAGER => Err(TreeError::not_found(path)),
         ["enabled"] => Ok(with_key(u8::from(t.enabled()).to_string(), t.enabled())),
-        ["rel_tgt_id"] => Ok(with_key(t.rel_tgt_id().to_string(), true)),
+        // 0 (the copy manager's target, never enabled) is no choice worth saving.
+        ["rel_tgt_id"] => Ok(with_key(t.rel_tgt_id().to_string(), t.rel_tgt_id() != 0)),
         ["addr_method"] => {
             let m = *t.addr_method.lock();
             Ok(with_key(
@@ -95,8 +97,11 @@ pub(super) fn list(
     match rest {
         [] => {
             let mut v: Vec<String> = ["enabled", "rel_tgt_id", "addr_method"]
+                .into_iter()
+                // SCST's copy manager target is never enabled and has no such file.
+                .filter(|n| !(*n == "enabled" && t.driver == scst_core::COPY_MANAGER))
                 .map(String::from)
-                .to_vec();
+                .collect();
             v.extend(d.target_params().iter().map(|(n, _)| n.to_string()));
             v.extend(attr_files(d, t).into_iter().map(|(n, _)| n));
             v.extend(["luns/", "ini_groups/", "sessions/", "statistics/"].map(String::from));
@@ -123,11 +128,14 @@ pub(super) fn write(
 ) -> Result<(), TreeError> {
     let v = value.trim();
     match rest {
+        ["enabled"] if t.driver == scst_core::COPY_MANAGER => Err(TreeError::not_found(path)),
         ["enabled"] => {
             t.set_enabled(bool01(path, value)?);
             log::info!("target {}: enabled={}", t.name, u8::from(t.enabled()));
             Ok(())
         }
+        // SCST's "none assigned yet": scst-rs assigned one at creation and keeps it.
+        ["rel_tgt_id"] if v == "0" => Ok(()),
         ["rel_tgt_id"] => {
             let id = parse_id(path, value)?;
             tree.scst

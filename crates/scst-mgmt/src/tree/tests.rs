@@ -196,8 +196,18 @@ fn device_node() {
             "size",
             "pr_file_name",
             "pr_state",
+            "block",
+            "threads_num",
+            "threads_pool_type",
             "statistics/"
         ]
+    );
+    // SCST's core device attributes scst-rs fixes: shown, compared, never written.
+    assert_eq!(read(&t, "devices/d1/block"), "0 0");
+    assert_eq!(read(&t, "devices/d1/threads_pool_type"), "shared");
+    assert_eq!(
+        refused(&t, "devices/d1/threads_num", "4").0,
+        ErrorKind::ReadOnly
     );
     // No state directory and no file given: no APTPL file, nothing to save.
     assert_eq!(read(&t, "devices/d1/pr_file_name"), "");
@@ -659,4 +669,61 @@ fn lun_counters_and_the_latency_tree() {
     assert_eq!(read(&t, dev_reads), "3");
     assert_eq!(read(&t, tgt_kb), "12");
     assert_eq!(read(&t, "targets/fake/t/statistics/error_cmd_count"), "1");
+}
+
+#[test]
+fn copy_manager_node() {
+    let (t, _driver) = tree();
+    scst_core::CopyManager::register(&t.scst).unwrap();
+    write(&t, "handlers/fake_disk/mgmt", "add_device d1 size=8");
+    write(&t, "handlers/fake_disk/mgmt", "add_device d2 size=8");
+    let cm = "targets/copy_manager/copy_manager_tgt";
+    let luns = |t: &ScstTree| -> Vec<(String, String)> {
+        t.list(&p(&format!("{cm}/luns")))
+            .unwrap()
+            .iter()
+            .filter_map(|n| n.strip_suffix('/'))
+            .map(|n| (n.to_string(), read(t, &format!("{cm}/luns/{n}/device"))))
+            .collect()
+    };
+    let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
+    // New devices are registered at the lowest free LUN.
+    assert_eq!(luns(&t), pairs(&[("0", "d1"), ("1", "d2")]));
+    // Never enabled: no `enabled`, relative target port id 0, not a key.
+    assert!(!t.list(&p(cm)).unwrap().iter().any(|n| n == "enabled"));
+    assert_eq!(read(&t, &format!("{cm}/rel_tgt_id")), "0");
+    // `add` moves a device; the one that held the LUN moves to the lowest free one.
+    write(&t, &format!("{cm}/luns/mgmt"), "add d2 0");
+    assert_eq!(luns(&t), pairs(&[("0", "d2"), ("1", "d1")]));
+    write(&t, &format!("{cm}/luns/mgmt"), "add d2 0");
+    assert_eq!(luns(&t), pairs(&[("0", "d2"), ("1", "d1")]));
+    let (kind, msg, res) = refused(&t, &format!("{cm}/luns/mgmt"), "add d1 5 read_only=1");
+    assert_eq!((kind, res), (ErrorKind::NotSupported, -38), "{msg}");
+    assert!(msg.contains("read-only LUNs"), "{msg}");
+    let (kind, msg, _) = refused(&t, &format!("{cm}/ini_groups/mgmt"), "create g");
+    assert_eq!(kind, ErrorKind::NotSupported, "{msg}");
+    assert!(msg.contains("security groups"), "{msg}");
+    for cmd in ["add_target x", "del_target copy_manager_tgt"] {
+        let (kind, msg, _) = refused(&t, "targets/copy_manager/mgmt", cmd);
+        assert_eq!(kind, ErrorKind::NotSupported, "{cmd}: {msg}");
+    }
+    // allow_not_connected_copy: 0 by default, a key attribute when 1.
+    let allow = "targets/copy_manager/allow_not_connected_copy";
+    assert_eq!(read(&t, allow), "0");
+    write(&t, allow, "1");
+    assert_eq!(read(&t, allow), "1\n[key]");
+    assert_eq!(refused(&t, allow, "yes").0, ErrorKind::Invalid);
+    // A deleted device leaves the list; one still exported stays in it.
+    write(&t, "targets/fake/mgmt", "add_target t1");
+    write(&t, "targets/fake/t1/luns/mgmt", "add d2 0");
+    assert_eq!(
+        refused(&t, "handlers/fake_disk/mgmt", "del_device d2").0,
+        ErrorKind::Busy
+    );
+    write(&t, "handlers/fake_disk/mgmt", "del_device d1");
+    assert_eq!(luns(&t), pairs(&[("0", "d2")]));
 }

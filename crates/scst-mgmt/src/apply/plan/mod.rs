@@ -22,6 +22,7 @@ macro_rules! refuse {
 
 // After the macro, which it uses.
 mod alua;
+mod compare;
 
 /// One mgmt write (`path <- value`) and the write that undoes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,6 +159,12 @@ impl<T: TreeAccess> Planner<'_, T> {
         self.device_group_deletions(file, live);
         for drv in &live.drivers {
             let fdrv = file.drivers.iter().find(|d| d.name == drv.name);
+            // The copy manager is always there: a file without its block leaves it as
+            // it is (SCST's own files always have one), and its target is never deleted.
+            let copy_manager = drv.name == attrs::COPY_MANAGER;
+            if copy_manager && fdrv.is_none() {
+                continue;
+            }
             // Driver attributes the file lacks (`enabled` is left as it is).
             let file_attrs = grouped(fdrv.map(|d| d.attrs.as_slice()).unwrap_or(&[]));
             let mgmt = format!("targets/{}/mgmt", drv.name);
@@ -184,7 +191,9 @@ impl<T: TreeAccess> Planner<'_, T> {
                 let tdir = format!("targets/{}/{}", drv.name, t.name);
                 let ft = fdrv.and_then(|d| d.targets.iter().find(|x| x.name == t.name));
                 let Some(ft) = ft else {
-                    self.del_target(&tdir, &drv.name, t);
+                    if !copy_manager {
+                        self.del_target(&tdir, &drv.name, t);
+                    }
                     continue;
                 };
                 for g in t.groups.iter().rev() {
@@ -360,11 +369,25 @@ impl<T: TreeAccess> Planner<'_, T> {
                     let path = format!("devices/{}/{name}", d.name);
                     let want = values.last().cloned().unwrap_or_default();
                     let have = self.live(&path);
-                    if have.as_deref() == Some(want.as_str()) {
+                    let info = attrs::device_attr(&h.name, &name);
+                    // Values equal as values (`0x1` and `1`; blanks around text, which
+                    // SCST pads `prod_rev_lvl` with) need no write.
+                    let kind = info.map_or(attrs::ValueKind::Text, |i| i.kind);
+                    if have
+                        .as_deref()
+                        .is_some_and(|h| attrs::same_value(kind, h, &want))
+                    {
                         continue;
                     }
-                    let writable = attrs::device_attr(&h.name, &name)
-                        .is_some_and(|i| i.access == Access::ReadWrite);
+                    // Errors name the attribute's own line, not the DEVICE's.
+                    let line = d
+                        .attrs
+                        .iter()
+                        .rev()
+                        .find(|a| a.name == name)
+                        .map_or(d.line, |a| a.line);
+                    let what = format!("{}DEVICE {}", at(line), d.name);
+                    let writable = info.is_some_and(|i| i.access == Access::ReadWrite);
                     match have {
                         Some(old) if writable => {
                             self.op(path.clone(), want, Some((path, old)), what.clone())
@@ -407,8 +430,11 @@ impl<T: TreeAccess> Planner<'_, T> {
         let mut enable_drivers = Vec::new();
         for drv in &file.drivers {
             let dw = format!("{}TARGET_DRIVER {}", at(drv.line), drv.name);
-            if drv.name != "iscsi" {
-                refuse!("{dw}: only the iscsi target driver exists");
+            if !attrs::SUPPORTED_DRIVERS.contains(&drv.name.as_str()) {
+                refuse!(
+                    "{dw}: only the {} target drivers exist",
+                    attrs::SUPPORTED_DRIVERS.join(" and ")
+                );
             }
             let ldrv = live.drivers.iter().find(|d| d.name == drv.name);
             let live_drv_attrs = grouped(ldrv.map(|d| d.attrs.as_slice()).unwrap_or(&[]));
@@ -428,7 +454,11 @@ impl<T: TreeAccess> Planner<'_, T> {
                 let path = format!("targets/{}/{name}", drv.name);
                 let value = want.last().cloned().unwrap_or_default();
                 let have = self.live(&path);
-                if have.as_deref() == Some(value.as_str()) {
+                // An empty value of what is not set (SCST's -nonkey `iSNSServer `) is
+                // what the driver has already.
+                if have.as_deref() == Some(value.as_str())
+                    || (value.is_empty() && have.as_deref().is_none_or(str::is_empty))
+                {
                     continue;
                 }
                 let op = Op {
@@ -480,6 +510,12 @@ impl<T: TreeAccess> Planner<'_, T> {
                         let mgmt = format!("targets/{}/mgmt", drv.name);
                         for (name, want) in grouped(&t.attrs) {
                             if name == "enabled" || live_attrs.get(&name) == Some(&want) {
+                                continue;
+                            }
+                            // An empty value of an attribute the target does not have
+                            // (SCST's -nonkey saves `comment` so) asks for nothing.
+                            if !live_attrs.contains_key(&name) && want.iter().all(|v| v.is_empty())
+                            {
                                 continue;
                             }
                             let line = t
@@ -695,12 +731,16 @@ fn same_number(have: Option<&str>, want: &str) -> bool {
 /// `force` also removing what the file lacks. Only reads; errors name the file's line.
 /// Attributes scst-rs lacks given at the default it behaves as anyway need no write.
 pub fn plan(c: &mut impl TreeAccess, file: &ScstConf, force: bool) -> Result<Plan> {
-    let file = &without_defaults_in_effect(file);
+    let (file, read_only_warnings) = compare::without_read_only(c, file);
+    let file = &without_defaults_in_effect(&file);
     let live = read_config(c, false)?;
     let mut p = Planner {
         c,
         force,
-        plan: Plan::default(),
+        plan: Plan {
+            ops: Vec::new(),
+            warnings: read_only_warnings,
+        },
         recreate: BTreeSet::new(),
     };
     if force {
@@ -725,7 +765,9 @@ pub fn plan(c: &mut impl TreeAccess, file: &ScstConf, force: bool) -> Result<Pla
 }
 
 /// `file` without the attributes scst-rs does not implement whose value is the default
-/// it behaves as ([`attrs::AttrSupport::DefaultOnly`]): they are in effect already.
+/// it behaves as ([`attrs::AttrSupport::DefaultOnly`]): they are in effect already; nor
+/// a target's `rel_tgt_id 0`, which in SCST means "none chosen yet" (scst-rs assigns
+/// one when the target is created and keeps it).
 fn without_defaults_in_effect(file: &ScstConf) -> ScstConf {
     fn keep(list: &mut Vec<Attr>, lookup: impl Fn(&str) -> Option<attrs::AttrInfo>) {
         list.retain(|a| {
@@ -744,6 +786,9 @@ fn without_defaults_in_effect(file: &ScstConf) -> ScstConf {
         keep(&mut drv.attrs, |n| attrs::driver_attr(&drv.name, n));
         for t in &mut drv.targets {
             keep(&mut t.attrs, |n| attrs::target_attr(&drv.name, n));
+            t.attrs.retain(|a| {
+                !(a.name == "rel_tgt_id" && attrs::parse_int(a.value.trim()) == Some(0))
+            });
             for g in &mut t.groups {
                 keep(&mut g.attrs, |n| attrs::group_attr(&drv.name, n));
             }
