@@ -196,10 +196,10 @@ struct Linger {
     naps: u32,
 }
 
-/// Run the full-feature phase until logout, close or a connection error, in a span
-/// naming the session: every line logged on its behalf (here, by the engine, by the
-/// core while it handles the session's commands) says whose it is. One span per
-/// session, entered per poll of the task, never per command.
+/// Run the full-feature phase until logout, close or a connection error. The
+/// connection's span (scst-iscsi's lib.rs) gets the session's names first, so every line
+/// logged on its behalf (here, by the engine, by the core while it handles the session's
+/// commands) says whose it is.
 pub async fn run(
     stream: TcpStream,
     received: Vec<u8>,
@@ -209,18 +209,14 @@ pub async fn run(
     exp_cmd_sn: u32,
     events: mpsc::UnboundedReceiver<ConnEvent>,
 ) {
-    use tracing::Instrument;
-    // The span's level only decides whether it is recorded: always, whatever the
-    // levels of the crates that log inside it.
-    let span = tracing::error_span!(
-        "session",
-        target = %session.target.name,
-        initiator = %session.initiator_name,
-        session = session.id,
+    let span = tracing::Span::current();
+    span.record("target", tracing::field::display(&session.target.name));
+    span.record(
+        "initiator",
+        tracing::field::display(&session.initiator_name),
     );
-    run_session(stream, received, session, p, stat_sn, exp_cmd_sn, events)
-        .instrument(span)
-        .await
+    span.record("session", session.id);
+    run_session(stream, received, session, p, stat_sn, exp_cmd_sn, events).await
 }
 
 async fn run_session(

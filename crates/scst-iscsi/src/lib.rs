@@ -298,10 +298,18 @@ impl IscsiDriver {
                             }
                             continue;
                         };
-                        // One span per connection (login, then the session's own inside
-                        // it): whatever is logged on its behalf names the peer. Always
-                        // recorded, whatever the crates' levels.
-                        let span = tracing::error_span!("conn", peer = %peer);
+                        // One span per connection: whatever is logged on its behalf names
+                        // the peer, and once logged in its session (conn::run records
+                        // target, initiator and session id in it). One span, not one per
+                        // phase nested in another: it is entered at every poll of the
+                        // connection's task. Always recorded, whatever the crates' levels.
+                        let span = tracing::error_span!(
+                            "conn",
+                            peer = %peer,
+                            target = tracing::field::Empty,
+                            initiator = tracing::field::Empty,
+                            session = tracing::field::Empty,
+                        );
                         let serve = move |stream: TcpStream| {
                             tracing::Instrument::instrument(
                                 async move {
