@@ -97,8 +97,14 @@ impl Cell {
         self.sum.fetch_add(units, Ordering::Relaxed);
         self.sumsq
             .fetch_add(units.saturating_mul(units), Ordering::Relaxed);
-        self.min.fetch_min(units, Ordering::Relaxed);
-        self.max.fetch_max(units, Ordering::Relaxed);
+        // fetch_min/fetch_max are compare-and-swap loops; after the first samples a
+        // new extreme is rare, so a plain load decides first.
+        if units < self.min.load(Ordering::Relaxed) {
+            self.min.fetch_min(units, Ordering::Relaxed);
+        }
+        if units > self.max.load(Ordering::Relaxed) {
+            self.max.fetch_max(units, Ordering::Relaxed);
+        }
     }
 
     fn reset(&self) {
