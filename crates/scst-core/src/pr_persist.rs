@@ -472,7 +472,7 @@ fn import_scst(path: &Path, scst_bytes: &[u8]) -> Result<Loaded, AptplError> {
 }
 
 /// Read an APTPL file. A file SCST wrote at the same path (its binary layout) is
-/// imported: see [`import_scst`].
+/// imported: see `import_scst`.
 pub fn load_aptpl(path: &Path) -> Result<Loaded, AptplError> {
     // SCST copies its file to `.1` and then truncates and rewrites it: after a crash
     // in between only the backup holds the state, and SCST would load it.

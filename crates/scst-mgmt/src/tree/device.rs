@@ -1,6 +1,6 @@
 //! `devices/` and `devices/<d>/` (docs/scst-reference.md 2.5): the handler, type, the device's
 //! attribute table, its persistent reservation state, and SCST's core device attributes
-//! that are fixed in scst-rs ([`FIXED`]).
+//! that are fixed in scst-rs (the `FIXED` table).
 
 use std::sync::Arc;
 
