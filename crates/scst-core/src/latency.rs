@@ -9,14 +9,15 @@
 //! - a histogram per direction class (read, write, other) over fixed log-scale buckets,
 //!   for the metrics endpoint. It is never reset, so that scraped counters never go down.
 //!
-//! One nexus thread writes a table; readers (management, scrapes) sum tables when
-//! they read. The table is allocated the first time a sample is recorded, so sessions
+//! One nexus thread writes a table, with loads and stores (no locked read-modify-write);
+//! the tables that gone nexuses are folded into are added to with `fetch_add`. Readers
+//! (management, scrapes) sum tables when they read. The table is allocated the first time a sample is recorded, so sessions
 //! never measured carry none.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::stats::Direction;
+use crate::stats::{owner_add, Direction};
 
 /// SCST's size classes: 2^9 (512 B) to 2^19 (512 KiB); smaller transfers count as
 /// 512, larger as 512 KiB (SCST_STATS_LOG2_SZ_OFFSET, SCST_STATS_MAX_LOG2_SZ).
@@ -92,18 +93,17 @@ impl Default for Cell {
 }
 
 impl Cell {
+    /// A sample, from the nexus's thread (the table's one writer, see
+    /// `stats::owner_add`).
     fn add(&self, units: u64) {
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum.fetch_add(units, Ordering::Relaxed);
-        self.sumsq
-            .fetch_add(units.saturating_mul(units), Ordering::Relaxed);
-        // fetch_min/fetch_max are compare-and-swap loops; after the first samples a
-        // new extreme is rare, so a plain load decides first.
+        owner_add(&self.count, 1);
+        owner_add(&self.sum, units);
+        owner_add(&self.sumsq, units.saturating_mul(units));
         if units < self.min.load(Ordering::Relaxed) {
-            self.min.fetch_min(units, Ordering::Relaxed);
+            self.min.store(units, Ordering::Relaxed);
         }
         if units > self.max.load(Ordering::Relaxed) {
-            self.max.fetch_max(units, Ordering::Relaxed);
+            self.max.store(units, Ordering::Relaxed);
         }
     }
 
@@ -147,7 +147,8 @@ pub struct LatencyTable {
 }
 
 impl LatencyTable {
-    /// One command of direction `dir` moving `bytes` took `took`.
+    /// One command of direction `dir` moving `bytes` took `took`; called by the table's
+    /// one writer, the thread of its nexus.
     pub fn record(&self, dir: Direction, bytes: u64, took: Duration) {
         let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
         self.cells[size_class(bytes)][table_dir(dir)].add(ns / 100);
@@ -158,8 +159,8 @@ impl LatencyTable {
         } else {
             (64 - ((ns - 1) / FIRST_BUCKET_NS).leading_zeros()) as usize
         };
-        self.hist[h][k.min(BUCKETS)].fetch_add(1, Ordering::Relaxed);
-        self.hist_sum_ns[h].fetch_add(ns, Ordering::Relaxed);
+        owner_add(&self.hist[h][k.min(BUCKETS)], 1);
+        owner_add(&self.hist_sum_ns[h], ns);
     }
 
     /// Clear SCST's table (writing to a latency file or `measure_latency` 0). The

@@ -10,7 +10,10 @@
 //!   their `retired` totals, so that the sums never go down.
 //!
 //! A session is served by one connection task, so the counters see no contention;
-//! they are atomics only because the management tree reads them from elsewhere.
+//! they are atomics only because the management tree reads them from elsewhere. That
+//! one thread is their only writer, so it adds with a load and a store (`owner_add`),
+//! not a locked read-modify-write on every command; totals that several threads fold
+//! into (`retired`) use `fetch_add`.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -18,6 +21,14 @@ use std::sync::Arc;
 use scsi_wire::Sense;
 
 use crate::cmd::{Cmd, Response};
+
+/// Add `n` to a counter that one thread alone writes (the thread of the session's
+/// nexus). Readers elsewhere see a recent value. A reset written from another thread
+/// while a command completes may be overwritten by that one addition; never a torn value.
+#[inline]
+pub(crate) fn owner_add(c: &AtomicU64, n: u64) {
+    c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+}
 
 /// Data direction of a command, from what the transport carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,10 +60,10 @@ pub struct IoCounters {
 
 impl IoCounters {
     fn add(&self, bytes: u64, unaligned: bool) {
-        self.cmds.fetch_add(1, Ordering::Relaxed);
-        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        owner_add(&self.cmds, 1);
+        owner_add(&self.bytes, bytes);
         if unaligned {
-            self.unaligned.fetch_add(1, Ordering::Relaxed);
+            owner_add(&self.unaligned, 1);
         }
     }
 
@@ -125,7 +136,7 @@ impl SessionStats {
             Direction::Write => cmd.data_out.len() as u64,
             Direction::Bidi => cmd.expected_in as u64 + cmd.data_out.len() as u64,
             Direction::None => {
-                self.none.fetch_add(1, Ordering::Relaxed);
+                owner_add(&self.none, 1);
                 return;
             }
         };
@@ -140,6 +151,7 @@ impl SessionStats {
     /// Count the outcome of a command a device executed.
     pub(crate) fn count_result(&self, r: &Response) {
         if r.sense == Some(Sense::INVALID_OPCODE) {
+            // Results of blocking commands arrive from I/O threads, several at once.
             self.unknown.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -201,10 +213,10 @@ impl Direction {
 impl IoTotals {
     pub(crate) fn count(&self, dir: Direction, bytes: u64, status: u8) {
         let i = dir.index();
-        self.cmds[i].fetch_add(1, Ordering::Relaxed);
-        self.bytes[i].fetch_add(bytes, Ordering::Relaxed);
+        owner_add(&self.cmds[i], 1);
+        owner_add(&self.bytes[i], bytes);
         if status != scsi_wire::status::GOOD {
-            self.errors.fetch_add(1, Ordering::Relaxed);
+            owner_add(&self.errors, 1);
         }
     }
 
