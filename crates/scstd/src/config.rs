@@ -117,7 +117,15 @@ pub fn apply_config(
             Ok(Started { iscsi, tree })
         }
         // The daemon does not start: what was undone does not matter, what failed does.
-        Err(ApplyError::Write { what, error, .. }) => Err(anyhow!("{what}: {error}")),
+        Err(ApplyError::Write {
+            what, error, also, ..
+        }) => Err(anyhow!(
+            "{}",
+            std::iter::once(format!("{what}: {error}"))
+                .chain(also)
+                .collect::<Vec<_>>()
+                .join("\n")
+        )),
         Err(e) => Err(e.into()),
     }
 }

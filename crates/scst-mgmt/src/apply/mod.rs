@@ -32,10 +32,13 @@ pub enum ApplyError {
     /// The file asks for what the running configuration cannot become (e.g. a
     /// creation parameter of an open device without -force); nothing was changed.
     Plan(String),
-    /// Write `applied + 1` failed. The ones before it were undone, except those listed.
+    /// A write failed (`what`: its object, `error`: why), and with it the devices'
+    /// creations in `also`, tried after it for their errors. The `applied` writes that
+    /// succeeded were undone, except those in `undo_failures`.
     Write {
         what: String,
         error: TreeError,
+        also: Vec<String>,
         applied: usize,
         undo_failures: Vec<String>,
     },
@@ -55,24 +58,27 @@ impl fmt::Display for ApplyError {
             ApplyError::Write {
                 what,
                 error,
+                also,
                 applied,
                 undo_failures,
-            } if undo_failures.is_empty() => write!(
-                f,
-                "{what}: {error}\nthe {applied} change(s) applied before it were undone; \
-                 nothing was changed"
-            ),
-            ApplyError::Write {
-                what,
-                error,
-                applied,
-                undo_failures,
-            } => write!(
-                f,
-                "{what}: {error}\nundoing the {applied} change(s) applied before it failed \
-                 in part:\n  {}",
-                undo_failures.join("\n  ")
-            ),
+            } => {
+                write!(f, "{what}: {error}")?;
+                for a in also {
+                    write!(f, "\n{a}")?;
+                }
+                if undo_failures.is_empty() {
+                    write!(
+                        f,
+                        "\nthe {applied} change(s) applied were undone; nothing was changed"
+                    )
+                } else {
+                    write!(
+                        f,
+                        "\nundoing the {applied} change(s) applied failed in part:\n  {}",
+                        undo_failures.join("\n  ")
+                    )
+                }
+            }
         }
     }
 }

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::attrs::{self, Access};
 use crate::conf::{Attr, GroupConf, LunConf, ScstConf, TargetConf};
-use crate::protocol::strip_key;
+use crate::protocol::{strip_key, TreeError};
 
 use super::live::{read_config, saved_attrs};
 use super::{ApplyError, TreeAccess};
@@ -32,6 +32,31 @@ pub struct Op {
     pub undo: Option<(String, String)>,
     /// The object (and scst.conf line, when the file asked for it) for error messages.
     pub what: String,
+    /// For a device's creation: each creation parameter's scst.conf line, so that a
+    /// failure naming one names its line. Creations are independent of each other: after
+    /// one fails the others are still tried, so that one pass reports every bad device.
+    pub creation: Option<Vec<(String, usize)>>,
+}
+
+impl Op {
+    /// `what`, with the line of the creation parameter `error` is about when it names
+    /// one (a handler reports "`<param> <value>: <reason>`" or "`<param>: <reason>`").
+    fn blame(&self, error: &TreeError) -> String {
+        let Some(params) = &self.creation else {
+            return self.what.clone();
+        };
+        let named = |p: &str| {
+            error.message.contains(&format!(": {p} ")) || error.message.contains(&format!(": {p}:"))
+        };
+        match params.iter().rev().find(|(p, _)| named(p)) {
+            Some((_, line)) => {
+                // `what` is "line N: DEVICE d"; the parameter's own line replaces N.
+                let object = self.what.split_once(": ").map_or(&*self.what, |(_, o)| o);
+                format!("{}{object}", at(*line))
+            }
+            None => self.what.clone(),
+        }
+    }
 }
 
 impl std::fmt::Display for Op {
@@ -108,6 +133,7 @@ impl<T: TreeAccess> Planner<'_, T> {
             value,
             undo,
             what,
+            creation: None,
         });
     }
 
@@ -360,6 +386,10 @@ impl<T: TreeAccess> Planner<'_, T> {
                         Some((mgmt, format!("del_device {}", d.name))),
                         what.clone(),
                     );
+                    if let Some(op) = self.plan.ops.last_mut() {
+                        op.creation =
+                            Some(d.attrs.iter().map(|a| (a.name.clone(), a.line)).collect());
+                    }
                     continue;
                 };
                 if lh.name != h.name {
@@ -466,6 +496,7 @@ impl<T: TreeAccess> Planner<'_, T> {
                     value,
                     undo: Some((path, have.unwrap_or_default())),
                     what: aw,
+                    creation: None,
                 };
                 if name == "enabled" {
                     enable_drivers.push(op);
@@ -625,6 +656,7 @@ impl<T: TreeAccess> Planner<'_, T> {
                             value: a.value.clone(),
                             undo: Some((path, have)),
                             what: format!("{}TARGET {}", at(a.line), t.name),
+                            creation: None,
                         });
                     }
                 }
@@ -798,26 +830,37 @@ fn without_defaults_in_effect(file: &ScstConf) -> ScstConf {
 }
 
 /// Apply `ops` in order; on a failure undo the applied ones in reverse order and return
-/// an error naming the failing object.
+/// an error naming the failing object (and every other device whose creation failed).
 pub fn execute(c: &mut impl TreeAccess, ops: &[Op]) -> Result<()> {
-    for (i, op) in ops.iter().enumerate() {
-        let Err(error) = c.write(&op.path, &op.value) else {
+    let mut applied: Vec<&Op> = Vec::new();
+    let mut failed: Vec<(String, TreeError)> = Vec::new();
+    for op in ops {
+        // After a failure only the other devices' creations are tried, for their errors.
+        if !failed.is_empty() && op.creation.is_none() {
             continue;
-        };
-        let mut undo_failures = Vec::new();
-        for done in ops[..i].iter().rev() {
-            if let Some((p, v)) = &done.undo {
-                if let Err(ue) = c.write(p, v) {
-                    undo_failures.push(format!("undo {p} <- {v}: {ue}"));
-                }
+        }
+        match c.write(&op.path, &op.value) {
+            Ok(()) => applied.push(op),
+            Err(error) => failed.push((op.blame(&error), error)),
+        }
+    }
+    let mut failed = failed.into_iter();
+    let Some((what, error)) = failed.next() else {
+        return Ok(());
+    };
+    let mut undo_failures = Vec::new();
+    for done in applied.iter().rev() {
+        if let Some((p, v)) = &done.undo {
+            if let Err(ue) = c.write(p, v) {
+                undo_failures.push(format!("undo {p} <- {v}: {ue}"));
             }
         }
-        return Err(ApplyError::Write {
-            what: op.what.clone(),
-            error,
-            applied: i,
-            undo_failures,
-        });
     }
-    Ok(())
+    Err(ApplyError::Write {
+        what,
+        error,
+        also: failed.map(|(what, e)| format!("{what}: {e}")).collect(),
+        applied: applied.len(),
+        undo_failures,
+    })
 }
