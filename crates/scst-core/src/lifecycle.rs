@@ -348,7 +348,11 @@ impl<T> Nexus<T> {
             let session = self.session.clone();
             let done = self.done.clone();
             let away = td.clone();
+            // What the device logs on the I/O thread names whose command it was: the
+            // transport's span (target, initiator, session) goes with the command.
+            let span = tracing::Span::current();
             self.scst.io_pool.spawn(move || {
+                let _span = span.enter();
                 let resp = session
                     .execute(&td, &mut cmd, ExecMode::Blocking)
                     .unwrap_or_else(|| Response::check(Sense::INTERNAL_FAILURE));
@@ -361,7 +365,9 @@ impl<T> Nexus<T> {
             let session = self.session.clone();
             let done = self.done.clone();
             let away = td.clone();
+            let span = tracing::Span::current();
             self.scst.io_pool.spawn(move || {
+                let _span = span.enter();
                 let resp = session.resume(&td, &mut cmd, resp);
                 done.push(tag, resp);
             });

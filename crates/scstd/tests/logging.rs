@@ -149,6 +149,47 @@ fn lines_name_their_session_and_trace_level_changes_the_level_at_once() {
 }
 
 #[test]
+fn a_backing_store_error_names_the_session_whose_command_met_it() {
+    let fx = fileio_fixture(1 << 20, "");
+    let d = Daemon::start(&fx.conf);
+    let mut log = Log {
+        d: &d,
+        lines: Vec::new(),
+    };
+    let mut i = Initiator::connect(d.addr).expect("connect");
+    i.set_timeout(Duration::from_secs(10));
+    i.login(INITIATOR, IQN, &LoginOptions::default())
+        .expect("login");
+    let _ = i.test_unit_ready(0).expect("TUR");
+    // The file shrinks under the device: the device still reports 1 MiB, and a read of
+    // its last block finds nothing there. The read may finish on an I/O thread; the
+    // device's error line names the session either way.
+    std::fs::File::options()
+        .write(true)
+        .open(&fx.disk)
+        .and_then(|f| f.set_len(0))
+        .expect("truncate");
+    let last = (1u32 << 20) / 512 - 1;
+    let r = i
+        .scsi(
+            0,
+            &test_support::scsi::read10(last, 1),
+            &[],
+            512,
+            task_attr::SIMPLE,
+        )
+        .expect("transport");
+    assert_eq!(r.status, 0x02, "{r:?}");
+    let line = log.until("for the backing store error", |l| {
+        l.contains("the backing store ends before it")
+    });
+    assert!(line.contains("ERROR"), "{line}");
+    assert!(line.contains(&format!("target={IQN}")), "{line}");
+    assert!(line.contains(&format!("initiator={INITIATOR}")), "{line}");
+    d.stop();
+}
+
+#[test]
 fn root_trace_level_reads_as_scst_and_refuses_unknown_tokens() {
     let fx = fileio_fixture(1 << 20, "");
     let d = Daemon::start(&fx.conf);
