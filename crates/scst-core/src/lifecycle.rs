@@ -19,6 +19,13 @@
 //! Each submitted command carries a transport context `T` (for iSCSI: the ITT's LUN
 //! field, the expected length, the buffer budget it holds) that the core hands back
 //! with the response, so the transport keeps no second table of submitted commands.
+//!
+//! Time, for latency (root attribute `measure_latency`), comes from the transport's
+//! turns, as SCST measures from a command's receipt to its response's transmission:
+//! a command arrives at the time of its turn (the clock is read once per turn, at its
+//! first command) and its latency ends when the transport calls [`Nexus::sent`] after
+//! handing its response to the wire. The transport calls [`Nexus::end_turn`] before
+//! it waits for more input. With latency off, the nexus never reads the clock.
 
 use std::collections::VecDeque;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -133,9 +140,21 @@ struct Task<T> {
     /// What the statistics count it as.
     dir: Direction,
     bytes: u64,
-    /// When it was submitted, if latency is measured.
+    /// When it arrived (its turn's time), if latency is measured.
     received: Option<Instant>,
 }
+
+/// A measured command answered and not yet sent: its latency ends at [`Nexus::sent`].
+struct Unsent {
+    td: Arc<TgtDev>,
+    dir: Direction,
+    bytes: u64,
+    received: Instant,
+}
+
+/// Answered commands whose latency waits for a [`Nexus::sent`]; beyond this many the
+/// nexus records them itself, so a transport that never calls it only loses accuracy.
+const MAX_UNSENT: usize = 1024;
 
 /// A TMF answered once the running commands it aborted have finished.
 struct PendingTmf {
@@ -155,6 +174,17 @@ pub struct Nexus<T> {
     ready: VecDeque<u64>,
     events: VecDeque<Event<T>>,
     tmfs: Vec<PendingTmf>,
+    /// While latency is measured: this turn's time, read at its first command.
+    turn: Option<Instant>,
+    unsent: Vec<Unsent>,
+}
+
+/// Commands answered in the last turn still have their latency recorded (and their
+/// tgt_devs released) when the transport ends without a last [`Nexus::sent`].
+impl<T> Drop for Nexus<T> {
+    fn drop(&mut self) {
+        self.sent();
+    }
 }
 
 impl<T> Nexus<T> {
@@ -168,6 +198,8 @@ impl<T> Nexus<T> {
             ready: VecDeque::new(),
             events: VecDeque::new(),
             tmfs: Vec::new(),
+            turn: None,
+            unsent: Vec::new(),
         }
     }
 
@@ -207,8 +239,11 @@ impl<T> Nexus<T> {
     /// nexus (the transport rejects duplicates before).
     pub fn submit(&mut self, tag: u64, cmd: Cmd, ctx: T) {
         let (lun, attr) = (cmd.lun, cmd.attr);
-        // No clock read unless latency is measured.
-        let received = self.scst.measure_latency().then(Instant::now);
+        // No clock read unless latency is measured; then one per turn.
+        let received = self
+            .scst
+            .measure_latency()
+            .then(|| *self.turn.get_or_insert_with(Instant::now));
         let enabled = self
             .task_sets
             .entry(lun)
@@ -233,7 +268,7 @@ impl<T> Nexus<T> {
         // A command answered inline (most are) never enters the table: nothing can
         // reach it between its start and its answer on this thread.
         match self.start(tag, cmd) {
-            Started::Done(resp, td) => self.retire(tag, task, resp, td.as_deref()),
+            Started::Done(resp, td) => self.retire(tag, task, resp, td),
             Started::Away(td) => {
                 task.state = State::Running { td: Some(td) };
                 self.tasks.insert(tag, task);
@@ -246,6 +281,31 @@ impl<T> Nexus<T> {
     pub fn complete(&mut self, tag: u64, resp: Response) {
         self.finish(tag, resp);
         self.run_ready();
+    }
+
+    /// The responses drained from [`Nexus::poll_event`] so far are on the wire: the
+    /// latency of their commands ends now. Reads the clock only if one was measured.
+    pub fn sent(&mut self) {
+        if self.unsent.is_empty() {
+            return;
+        }
+        if !self.scst.measure_latency() {
+            // Switched off meanwhile: its tables were cleared, and stay so.
+            self.unsent.clear();
+            return;
+        }
+        let now = Instant::now();
+        for u in self.unsent.drain(..) {
+            let took = now.saturating_duration_since(u.received);
+            u.td.stats.record_latency(u.dir, u.bytes, took);
+        }
+    }
+
+    /// The transport is done with what it has read and is about to wait for more:
+    /// [`Nexus::sent`], and the next command starts a new turn.
+    pub fn end_turn(&mut self) {
+        self.sent();
+        self.turn = None;
     }
 
     /// A task management function. Some: its result now. None: it waits for running
@@ -397,26 +457,32 @@ impl<T> Nexus<T> {
                 State::Running { td } => td.take(),
                 State::Held(_) => None,
             };
-            self.retire(tag, task, resp, td.as_deref());
+            self.retire(tag, task, resp, td);
         }
     }
 
     /// A task is done: it leaves its task set (releasing what waited behind it), is
     /// answered unless aborted, and TMFs waiting for it may finish.
-    fn retire(&mut self, tag: u64, task: Task<T>, resp: Response, td: Option<&TgtDev>) {
+    fn retire(&mut self, tag: u64, task: Task<T>, resp: Response, td: Option<Arc<TgtDev>>) {
         if let Some(ts) = self.task_sets.get_mut(&task.lun) {
             ts.complete(task.attr, &mut self.ready);
         }
         if !task.aborted {
-            let took = task.received.map(|t| t.elapsed());
-            let (dir, bytes, status) = (task.dir, task.bytes, resp.status);
-            match td {
-                Some(td) => td.stats.complete(dir, bytes, status, took),
-                // Answered by the core (REPORT LUNS, a unit attention, a conflict):
-                // counted on its LUN if the session has it.
-                None => {
-                    if let Some(td) = self.session.luns().get(task.lun) {
-                        td.stats.complete(dir, bytes, status, took);
+            // Answered by the core (REPORT LUNS, a unit attention, a conflict): counted
+            // on its LUN if the session has it.
+            let td = td.or_else(|| self.session.luns().get(task.lun).cloned());
+            if let Some(td) = td {
+                let (dir, bytes) = (task.dir, task.bytes);
+                td.stats.complete(dir, bytes, resp.status);
+                if let Some(received) = task.received {
+                    self.unsent.push(Unsent {
+                        td,
+                        dir,
+                        bytes,
+                        received,
+                    });
+                    if self.unsent.len() >= MAX_UNSENT {
+                        self.sent();
                     }
                 }
             }

@@ -167,8 +167,12 @@ impl Harness {
         v
     }
 
+    /// What the nexus asks the transport to do; the responses are then "sent", and
+    /// the turn ends, as a transport does before it waits for more input.
     fn events(&mut self) -> Vec<Event<&'static str>> {
-        std::iter::from_fn(|| self.nexus.poll_event()).collect()
+        let ev = std::iter::from_fn(|| self.nexus.poll_event()).collect();
+        self.nexus.end_turn();
+        ev
     }
 
     fn executed(&self) -> Vec<u64> {
@@ -405,6 +409,36 @@ fn closing_ends_held_tasks_and_silences_running_ones() {
         other => panic!("{other:?}"),
     }
     assert_eq!(h.executed(), vec![1]);
+}
+
+#[test]
+fn latency_runs_from_the_turn_a_command_arrived_in_to_its_response_sent() {
+    use crate::latency::{size_class, table_dir};
+    use crate::stats::Direction;
+    let mut h = Harness::new();
+    h.events(); // the harness's first command
+    h.scst.set_measure_latency(true);
+    let pause = std::time::Duration::from_millis(20);
+    let units = pause.as_nanos() as u64 / 100;
+    // Two commands of one turn, the second read a while after the first: both arrived
+    // at the turn's time. Both are answered inline, and sent only after a while.
+    let mut a = cmd(1, 0, TEST_UNIT_READY, TaskAttr::Simple);
+    a.expected_in = 512;
+    h.nexus.submit(1, a, "a");
+    std::thread::sleep(pause);
+    let mut b = cmd(2, 0, TEST_UNIT_READY, TaskAttr::Simple);
+    b.expected_in = 512;
+    h.nexus.submit(2, b, "b");
+    let s = h.nexus.session().clone();
+    let cell = |s: &Session| s.latency().cells[size_class(512)][table_dir(Direction::Read)];
+    assert_eq!(cell(&s).count, 0, "answered, not yet sent: no sample");
+    std::thread::sleep(pause);
+    assert_eq!(h.events().len(), 2);
+    let c = cell(&s);
+    assert_eq!(c.count, 2);
+    // Lower bounds only: the clock is monotonic, the pauses are at least as long.
+    assert!(c.min >= units, "b waited from the turn's start: {c:?}");
+    assert!(c.max >= 2 * units, "a waited for both pauses: {c:?}");
 }
 
 #[test]

@@ -260,20 +260,16 @@ pub struct LunStats {
 }
 
 impl LunStats {
-    /// A command finished: counters always, its latency when it was measured.
-    pub(crate) fn complete(
-        &self,
-        dir: Direction,
-        bytes: u64,
-        status: u8,
-        took: Option<std::time::Duration>,
-    ) {
+    /// A command finished: its counters.
+    pub(crate) fn complete(&self, dir: Direction, bytes: u64, status: u8) {
         self.io.count(dir, bytes, status);
-        if let Some(took) = took {
-            self.latency
-                .get_or_init(Default::default)
-                .record(dir, bytes, took);
-        }
+    }
+
+    /// A measured command's latency (while `measure_latency` is on).
+    pub(crate) fn record_latency(&self, dir: Direction, bytes: u64, took: std::time::Duration) {
+        self.latency
+            .get_or_init(Default::default)
+            .record(dir, bytes, took);
     }
 
     pub fn latency(&self) -> Option<&crate::latency::LatencyTable> {

@@ -145,6 +145,7 @@ impl Conn {
                 io::flush(self.engine.transmit(), wr, stall)
                     .await
                     .map_err(ConnError::Send)?;
+                self.nexus.sent();
             }
         }
     }
@@ -303,6 +304,9 @@ async fn run_session(
                 break 'conn format!("send: {e}");
             }
         }
+        // What this turn read is answered or running, and what it answered is sent:
+        // latency ends here, and the next command starts a new turn.
+        c.nexus.end_turn();
         if let Some(ending) = c.engine.ending() {
             break 'conn ending.to_string();
         }

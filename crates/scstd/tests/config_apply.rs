@@ -147,7 +147,8 @@ fn a_failing_config_changes_nothing() {
     let out = admin(&d, &["-config", bad.to_str().unwrap(), "-force"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("line 8: DEVICE gone"), "{err}");
+    // Named at its filename line, where the problem is.
+    assert!(err.contains("line 9: DEVICE gone"), "{err}");
     assert_eq!(before, written(&d, dir.path(), "after2.conf"));
 
     // A syntax error anywhere: nothing is read or applied.

@@ -72,7 +72,8 @@ fn a_failing_start_up_names_the_line_and_the_object() {
         .err()
         .expect("a missing backing file fails");
     let e = format!("{e:#}");
-    assert!(e.starts_with("line 4: DEVICE f1: "), "{e}");
+    // At the filename line, where the problem is.
+    assert!(e.starts_with("line 5: DEVICE f1: "), "{e}");
     assert!(e.contains("missing.img"), "{e}");
     // Refused attributes are reported before anything is opened.
     // (A mask of CPU 32 alone: scst-rs accepts only one holding every CPU.)

@@ -616,6 +616,8 @@ fn lun_counters_and_the_latency_tree() {
         };
         nexus.submit(tag, cmd, ());
         while nexus.poll_event().is_some() {}
+        // The responses are "sent": their latency ends.
+        nexus.end_turn();
     }
     let sess = "targets/fake/t/sessions/iqn.i";
     assert_eq!(read(&t, &format!("{sess}/lun0/read_cmd_count")), "3");
