@@ -93,12 +93,12 @@ impl Default for Cell {
 }
 
 impl Cell {
-    /// A sample, from the nexus's thread (the table's one writer, see
-    /// `stats::owner_add`).
-    fn add(&self, units: u64) {
-        owner_add(&self.count, 1);
-        owner_add(&self.sum, units);
-        owner_add(&self.sumsq, units.saturating_mul(units));
+    /// `n` samples of `units` each, from the nexus's thread (the table's one writer,
+    /// see `stats::owner_add`).
+    fn add(&self, units: u64, n: u64) {
+        owner_add(&self.count, n);
+        owner_add(&self.sum, units.saturating_mul(n));
+        owner_add(&self.sumsq, units.saturating_mul(units).saturating_mul(n));
         if units < self.min.load(Ordering::Relaxed) {
             self.min.store(units, Ordering::Relaxed);
         }
@@ -150,8 +150,15 @@ impl LatencyTable {
     /// One command of direction `dir` moving `bytes` took `took`; called by the table's
     /// one writer, the thread of its nexus.
     pub fn record(&self, dir: Direction, bytes: u64, took: Duration) {
+        self.record_n(dir, bytes, took, 1);
+    }
+
+    /// `n` commands of direction `dir` and `bytes`' size class each took `took` (the
+    /// commands of one transport turn, answered in one send: the nexus records them as
+    /// one run).
+    pub fn record_n(&self, dir: Direction, bytes: u64, took: Duration, n: u64) {
         let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-        self.cells[size_class(bytes)][table_dir(dir)].add(ns / 100);
+        self.cells[size_class(bytes)][table_dir(dir)].add(ns / 100, n);
         let h = hist_dir(dir);
         // Bucket k holds (16 us * 2^(k-1), 16 us * 2^k]; the first holds up to 16 us.
         let k = if ns <= FIRST_BUCKET_NS {
@@ -159,8 +166,8 @@ impl LatencyTable {
         } else {
             (64 - ((ns - 1) / FIRST_BUCKET_NS).leading_zeros()) as usize
         };
-        owner_add(&self.hist[h][k.min(BUCKETS)], 1);
-        owner_add(&self.hist_sum_ns[h], ns);
+        owner_add(&self.hist[h][k.min(BUCKETS)], n);
+        owner_add(&self.hist_sum_ns[h], ns.saturating_mul(n));
     }
 
     /// Clear SCST's table (writing to a latency file or `measure_latency` 0). The
@@ -304,6 +311,23 @@ mod tests {
         assert_eq!(class_size(3), 4096);
         assert_eq!(size_class(512 * 1024), 10);
         assert_eq!(size_class(8 << 20), 10);
+    }
+
+    #[test]
+    fn a_run_of_n_equal_samples_reads_as_n_samples() {
+        let (one_by_one, as_run) = (LatencyTable::default(), LatencyTable::default());
+        for _ in 0..3 {
+            one_by_one.record(Direction::Read, 4096, Duration::from_micros(40));
+        }
+        one_by_one.record(Direction::Read, 4000, Duration::from_micros(7));
+        as_run.record_n(Direction::Read, 4096, Duration::from_micros(40), 3);
+        as_run.record_n(Direction::Read, 4000, Duration::from_micros(7), 1);
+        let (a, b) = (one_by_one.snapshot(), as_run.snapshot());
+        let cell = |s: &LatencySnapshot| s.cells[size_class(4096)][table_dir(Direction::Read)];
+        assert_eq!(cell(&a), cell(&b));
+        assert_eq!((cell(&b).count, cell(&b).min, cell(&b).max), (4, 70, 400));
+        assert_eq!(a.hist, b.hist);
+        assert_eq!(a.hist_sum_ns, b.hist_sum_ns);
     }
 
     #[test]

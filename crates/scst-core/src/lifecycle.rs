@@ -152,6 +152,23 @@ struct Unsent {
     received: Instant,
 }
 
+impl Unsent {
+    /// Same LUN, direction, size class and arrival: the same latency cell and value.
+    fn same_sample(&self, o: &Unsent) -> bool {
+        self.received == o.received
+            && self.dir == o.dir
+            && Arc::ptr_eq(&self.td, &o.td)
+            && (self.bytes == o.bytes
+                || crate::latency::size_class(self.bytes) == crate::latency::size_class(o.bytes))
+    }
+
+    /// Record it, `n` times, as sent at `now`.
+    fn record(self, now: Instant, n: u64) {
+        let took = now.saturating_duration_since(self.received);
+        self.td.stats.record_latency(self.dir, self.bytes, took, n);
+    }
+}
+
 /// Answered commands whose latency waits for a [`Nexus::sent`]; beyond this many the
 /// nexus records them itself, so a transport that never calls it only loses accuracy.
 const MAX_UNSENT: usize = 1024;
@@ -295,9 +312,22 @@ impl<T> Nexus<T> {
             return;
         }
         let now = Instant::now();
+        // The commands of a turn arrived at one time and are sent at one time: a run
+        // of them on one LUN, of one direction and size class, is one sample n times.
+        let mut run: Option<(Unsent, u64)> = None;
         for u in self.unsent.drain(..) {
-            let took = now.saturating_duration_since(u.received);
-            u.td.stats.record_latency(u.dir, u.bytes, took);
+            if let Some((r, n)) = &mut run {
+                if r.same_sample(&u) {
+                    *n += 1;
+                    continue;
+                }
+            }
+            if let Some((r, n)) = run.replace((u, 1)) {
+                r.record(now, n);
+            }
+        }
+        if let Some((r, n)) = run {
+            r.record(now, n);
         }
     }
 

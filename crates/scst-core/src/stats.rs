@@ -265,11 +265,18 @@ impl LunStats {
         self.io.count(dir, bytes, status);
     }
 
-    /// A measured command's latency (while `measure_latency` is on).
-    pub(crate) fn record_latency(&self, dir: Direction, bytes: u64, took: std::time::Duration) {
+    /// The latency of `n` measured commands of one direction and size class (while
+    /// `measure_latency` is on).
+    pub(crate) fn record_latency(
+        &self,
+        dir: Direction,
+        bytes: u64,
+        took: std::time::Duration,
+        n: u64,
+    ) {
         self.latency
             .get_or_init(Default::default)
-            .record(dir, bytes, took);
+            .record_n(dir, bytes, took, n);
     }
 
     pub fn latency(&self) -> Option<&crate::latency::LatencyTable> {
