@@ -278,20 +278,25 @@ TARGET_DRIVER iscsi {
 }
 ";
 
+/// scstd started on `conf` (its socket in `dir`): it must refuse to start; its stderr.
+fn start_refused(conf: &Path, dir: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_scstd"))
+        .arg("--config")
+        .arg(conf)
+        .args(["--listen", "127.0.0.1:0", "--mgmt-socket"])
+        .arg(dir.join("sock"))
+        .output()
+        .expect("run scstd");
+    assert!(!out.status.success(), "scstd started on {}", conf.display());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn every_problem_of_a_bad_file_is_reported_at_start_each_with_its_line() {
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("bad.conf");
     std::fs::write(&conf, BAD).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_scstd"))
-        .arg("--config")
-        .arg(&conf)
-        .args(["--listen", "127.0.0.1:0", "--mgmt-socket"])
-        .arg(dir.path().join("sock"))
-        .output()
-        .expect("run scstd");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = start_refused(&conf, dir.path());
     for want in [
         "4 problem(s):",
         "line 4: DEVICE d1 (vdisk_fileio): attribute 'blocksize' value '1000' must be a power of two",
@@ -368,15 +373,7 @@ fn unopenable(dir: &Path) -> PathBuf {
 fn every_device_that_cannot_be_created_is_reported_at_its_filename_line() {
     let dir = tempfile::tempdir().unwrap();
     let conf = unopenable(dir.path());
-    let out = Command::new(env!("CARGO_BIN_EXE_scstd"))
-        .arg("--config")
-        .arg(&conf)
-        .args(["--listen", "127.0.0.1:0", "--mgmt-socket"])
-        .arg(dir.path().join("sock"))
-        .output()
-        .expect("run scstd");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = start_refused(&conf, dir.path());
     for want in [
         "line 4: DEVICE gone1: ",
         "missing1.img: No such file",

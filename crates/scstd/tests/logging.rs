@@ -53,6 +53,18 @@ fn bad_cdb(i: &mut Initiator) {
     assert_eq!(r.sense_key_asc_ascq(), Some((0x05, 0x20, 0x00)), "{r:?}");
 }
 
+/// A logged-in session of INITIATOR on the daemon's target (`isid` its last byte).
+fn session(d: &Daemon, isid: u8) -> Initiator {
+    let mut i = Initiator::connect(d.addr).expect("connect");
+    i.set_timeout(Duration::from_secs(10));
+    let opts = LoginOptions {
+        isid: [0x40, 0, 0, 0, 0, isid],
+        ..Default::default()
+    };
+    i.login(INITIATOR, IQN, &opts).expect("login");
+    i
+}
+
 #[test]
 fn lines_name_their_session_and_trace_level_changes_the_level_at_once() {
     let fx = fileio_fixture(1 << 20, "");
@@ -61,13 +73,7 @@ fn lines_name_their_session_and_trace_level_changes_the_level_at_once() {
         d: &d,
         lines: Vec::new(),
     };
-    let mut i = Initiator::connect(d.addr).expect("connect");
-    i.set_timeout(Duration::from_secs(10));
-    let opts = LoginOptions {
-        isid: [0x40, 0, 0, 0, 0, 7],
-        ..Default::default()
-    };
-    i.login(INITIATOR, IQN, &opts).expect("login");
+    let mut i = session(&d, 7);
     // A real login: logged inside the connection's span, naming the peer.
     let login = log.until("for the login", |l| l.contains("session TSIH"));
     assert!(login.contains("conn{peer=127.0.0.1:"), "{login}");
@@ -156,10 +162,7 @@ fn a_backing_store_error_names_the_session_whose_command_met_it() {
         d: &d,
         lines: Vec::new(),
     };
-    let mut i = Initiator::connect(d.addr).expect("connect");
-    i.set_timeout(Duration::from_secs(10));
-    i.login(INITIATOR, IQN, &LoginOptions::default())
-        .expect("login");
+    let mut i = session(&d, 8);
     let _ = i.test_unit_ready(0).expect("TUR");
     // The file shrinks under the device: the device still reports 1 MiB, and a read of
     // its last block finds nothing there. The read may finish on an I/O thread; the
