@@ -89,34 +89,15 @@ pub trait TargetDriver: Send + Sync {
         name: &str,
         params: &[(String, String)],
     ) -> Result<Arc<Target>, MgmtError> {
-        let mut rel = None;
-        let mut addr_method = None;
-        let mut attrs = Vec::new();
-        for (k, v) in params {
-            match k.as_str() {
-                "addr_method" => addr_method = Some(parse_addr_method(v)?),
-                "rel_tgt_id" => {
-                    rel = Some(v.parse::<u16>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                        MgmtError::Invalid(format!("target {name}: rel_tgt_id must be 1..65535"))
-                    })?)
-                }
-                _ => {
-                    self.validate_target_attr(k, v).map_err(|e| match e {
-                        MgmtError::NotSupported(m) => {
-                            MgmtError::NotSupported(format!("target {name}: {m}"))
-                        }
-                        e => MgmtError::Invalid(format!("target {name}: {e}")),
-                    })?;
-                    attrs.push((k.clone(), v.clone()));
-                }
-            }
-        }
-        let t = scst.add_target(self.name(), name, rel)?;
-        t.attrs.lock().extend(attrs);
-        if let Some(m) = addr_method {
-            *t.addr_method.lock() = m;
-        }
-        Ok(t)
+        add_target_checked(self, scst, name, params)
+    }
+
+    /// A target's `enabled`: whether it accepts new sessions. A driver whose sessions
+    /// must end when their target is disabled (a vhost-user connection, which has no
+    /// login to refuse later) closes them here. Must not wait for them to end.
+    fn set_target_enabled(&self, target: &Target, on: bool) -> Result<(), MgmtError> {
+        target.set_enabled(on);
+        Ok(())
     }
 
     /// Delete a target; the core closes its sessions.
@@ -161,6 +142,46 @@ pub trait TargetDriver: Send + Sync {
             self.name()
         )))
     }
+}
+
+/// `add_target` as every driver does it: `rel_tgt_id` and `addr_method` are the core's,
+/// the rest are checked with the driver's `validate_target_attr` and kept as the
+/// target's attributes, all before anything is created. Drivers that do more at
+/// creation (bind a socket) call it from their own `add_target`.
+pub fn add_target_checked<D: TargetDriver + ?Sized>(
+    driver: &D,
+    scst: &Scst,
+    name: &str,
+    params: &[(String, String)],
+) -> Result<Arc<Target>, MgmtError> {
+    let mut rel = None;
+    let mut addr_method = None;
+    let mut attrs = Vec::new();
+    for (k, v) in params {
+        match k.as_str() {
+            "addr_method" => addr_method = Some(parse_addr_method(v)?),
+            "rel_tgt_id" => {
+                rel = Some(v.parse::<u16>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    MgmtError::Invalid(format!("target {name}: rel_tgt_id must be 1..65535"))
+                })?)
+            }
+            _ => {
+                driver.validate_target_attr(k, v).map_err(|e| match e {
+                    MgmtError::NotSupported(m) => {
+                        MgmtError::NotSupported(format!("target {name}: {m}"))
+                    }
+                    e => MgmtError::Invalid(format!("target {name}: {e}")),
+                })?;
+                attrs.push((k.clone(), v.clone()));
+            }
+        }
+    }
+    let t = scst.add_target(driver.name(), name, rel)?;
+    t.attrs.lock().extend(attrs);
+    if let Some(m) = addr_method {
+        *t.addr_method.lock() = m;
+    }
+    Ok(t)
 }
 
 /// `addr_method` of a target or an initiator group (scst-reference 2.6).

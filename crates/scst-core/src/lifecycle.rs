@@ -69,6 +69,21 @@ pub enum Tmf {
     },
     /// TARGET WARM RESET (and the SCSI part of a cold one).
     TargetReset,
+    /// I_T NEXUS RESET (SAM-5 7.6): this nexus's tasks on every LUN end, and the nexus
+    /// is treated as lost and re-established (SPC-2 reservations go, I_T NEXUS LOSS
+    /// OCCURRED is reported on each LUN).
+    ItNexusReset,
+    /// QUERY TASK (SAM-5 7.8): whether the command `tag` on `lun` is still in the task
+    /// set ([`TmfStatus::Succeeded`]) or not ([`TmfStatus::Complete`]).
+    QueryTask {
+        lun: u64,
+        tag: u64,
+    },
+    /// QUERY TASK SET (SAM-5 7.9): whether any command of this nexus is in `lun`'s
+    /// task set.
+    QueryTaskSet {
+        lun: u64,
+    },
 }
 
 /// What the transport is told, in the order it must act on it.
@@ -380,6 +395,23 @@ impl<T> Nexus<T> {
                 self.session.target_reset();
                 self.abort_where(|_| true, &mut waiting);
                 TmfStatus::Complete
+            }
+            Tmf::ItNexusReset => {
+                self.session.it_nexus_reset();
+                self.abort_where(|_| true, &mut waiting);
+                TmfStatus::Complete
+            }
+            Tmf::QueryTask { lun, tag: victim } => match self.tasks.get(&victim) {
+                Some(t) if t.lun == lun && !t.aborted => TmfStatus::Succeeded,
+                _ => TmfStatus::Complete,
+            },
+            Tmf::QueryTaskSet { lun } if !lun_known(&self.session, lun) => TmfStatus::LunNotExist,
+            Tmf::QueryTaskSet { lun } => {
+                if self.tasks.values().any(|t| t.lun == lun && !t.aborted) {
+                    TmfStatus::Succeeded
+                } else {
+                    TmfStatus::Complete
+                }
             }
         };
         self.run_ready();

@@ -84,6 +84,9 @@ impl DeviceEntry {
     pub fn queue_ua_all(&self, sense: scsi_wire::Sense) {
         for td in self.tgt_devs() {
             td.queue_ua(sense);
+            if let Some(s) = td.session() {
+                s.events().unit_attention(td.lun, sense);
+            }
         }
     }
 }

@@ -25,6 +25,14 @@ pub trait SessionEvents: Send + Sync {
     fn abort_device_tasks(&self, device: &Arc<DeviceEntry>);
     /// Drop the session's connections (force_close, reinstatement, target removal).
     fn close(&self);
+    /// The session's LUN table changed (a LUN added, removed or replaced): transports
+    /// that can tell their initiator at once (virtio-scsi's hotplug events) do so; the
+    /// REPORTED LUNS DATA HAS CHANGED unit attention is queued either way.
+    fn luns_changed(&self) {}
+    /// A unit attention about the device itself was queued on `lun` (capacity, inquiry
+    /// data, medium changed): transports with an asynchronous event for it (virtio-scsi's
+    /// parameter change) report it at once; the UA itself is queued either way.
+    fn unit_attention(&self, _lun: u64, _sense: Sense) {}
 }
 
 /// One session's view of one LUN (SCST's `struct scst_tgt_dev`).
@@ -200,6 +208,8 @@ pub enum Route {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TmfStatus {
     Complete,
+    /// FUNCTION SUCCEEDED: a query found what it asked about (QUERY TASK, QUERY TASK SET).
+    Succeeded,
     TaskNotExist,
     LunNotExist,
     NotSupported,
@@ -276,6 +286,7 @@ impl Session {
     /// target's ACL lock; commands keep whichever table they loaded.
     pub(crate) fn store_luns(&self, table: LunTable) {
         self.luns.store(Arc::new(table));
+        self.events.luns_changed();
     }
 
     pub fn set_transport_attrs(&self, attrs: Vec<(String, String)>) {
@@ -513,6 +524,20 @@ impl Session {
             }
         }
         Ok(dev)
+    }
+
+    /// I_T NEXUS RESET (SAM-5 7.6): the nexus is lost and made again, as if the transport
+    /// had dropped it: SPC-2 reservations it held go, devices hear of the loss (PREVENT
+    /// MEDIUM REMOVAL ends), and each of its LUNs reports I_T NEXUS LOSS OCCURRED.
+    /// PR registrations stay. The caller ends the nexus's tasks.
+    pub fn it_nexus_reset(&self) {
+        crate::reservation::session_gone(self);
+        for td in &self.luns.load().entries {
+            td.device
+                .dev
+                .nexus_lost(&self.initiator_name, &self.target.name);
+            td.queue_ua_first(Sense::UA_I_T_NEXUS_LOSS);
+        }
     }
 
     /// TARGET WARM RESET: a LUN RESET on every LUN of the session's set.

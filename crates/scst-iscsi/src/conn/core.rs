@@ -102,7 +102,10 @@ impl Conn {
             | Tmf::ClearTaskSet { lun }
             | Tmf::LunReset { lun }
             | Tmf::ClearAca { lun } => Some(lun),
-            Tmf::TargetReset => None,
+            Tmf::TargetReset
+            | Tmf::ItNexusReset
+            | Tmf::QueryTask { .. }
+            | Tmf::QueryTaskSet { .. } => None,
         };
         let _lun = lun.map(|lun| tracing::error_span!("lun", lun).entered());
         let status = self.nexus.tmf(tag as u64, tmf);
@@ -177,7 +180,8 @@ fn log_check_condition(task: &Task, sense: Option<&Sense>) {
 
 fn outcome(status: TmfStatus) -> TmfOutcome {
     match status {
-        TmfStatus::Complete => TmfOutcome::Complete,
+        // iSCSI has no query functions, the only ones that succeed.
+        TmfStatus::Complete | TmfStatus::Succeeded => TmfOutcome::Complete,
         TmfStatus::TaskNotExist => TmfOutcome::TaskNotExist,
         TmfStatus::LunNotExist => TmfOutcome::LunNotExist,
         TmfStatus::NotSupported => TmfOutcome::NotSupported,

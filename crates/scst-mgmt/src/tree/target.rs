@@ -130,7 +130,8 @@ pub(super) fn write(
     match rest {
         ["enabled"] if t.driver == scst_core::COPY_MANAGER => Err(TreeError::not_found(path)),
         ["enabled"] => {
-            t.set_enabled(bool01(path, value)?);
+            d.set_target_enabled(t, bool01(path, value)?)
+                .map_err(|e| core_error(path, e))?;
             log::info!("target {}: enabled={}", t.name, u8::from(t.enabled()));
             Ok(())
         }
