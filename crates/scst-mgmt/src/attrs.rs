@@ -381,7 +381,7 @@ pub const UNSUPPORTED_HANDLERS: &[&str] = &[
 ];
 
 /// Target drivers scst-rs implements.
-pub const SUPPORTED_DRIVERS: &[&str] = &["copy_manager", "iscsi"];
+pub const SUPPORTED_DRIVERS: &[&str] = &["copy_manager", "iscsi", "vhost"];
 
 /// The copy manager's driver and its one fixed target (docs/scst-reference.md
 /// "The copy manager target"): its LUNs are the devices EXTENDED COPY may use.
@@ -751,10 +751,14 @@ const ISCSI_TARGET: &[AttrInfo] = &[
         .default_only("No"),
 ];
 
+/// vhost target attributes (docs/vhost.md): the socket is chosen at creation.
+const VHOST_TARGET: &[AttrInfo] = &[AttrInfo::new("socket", Text, RO).creation().key()];
+
 /// Target attribute (`targets/<driver>/<target>/<name>`): the driver's own, then core.
 pub fn target_attr(driver: &str, name: &str) -> Option<AttrInfo> {
     let own = match driver {
         "iscsi" => find(ISCSI_TARGET, name),
+        "vhost" => find(VHOST_TARGET, name),
         // SCST's copy manager target is never enabled (it has no `enabled`).
         COPY_MANAGER if name == "enabled" => return None,
         _ => None,
@@ -890,6 +894,8 @@ pub fn configurable_attrs() -> Vec<(Level, AttrInfo)> {
     }
     add(Level::Driver("iscsi"), ISCSI_DRIVER.to_vec());
     add(Level::Target("iscsi"), merged(ISCSI_TARGET, CORE_TARGET));
+    add(Level::Target("vhost"), merged(VHOST_TARGET, CORE_TARGET));
+    add(Level::Group("vhost"), CORE_GROUP.to_vec());
     add(Level::Driver(COPY_MANAGER), COPY_MANAGER_DRIVER.to_vec());
     let cm_target: Vec<AttrInfo> = CORE_TARGET
         .iter()

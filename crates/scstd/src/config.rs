@@ -65,6 +65,7 @@ pub fn setup_id(conf: &ScstConf) -> u64 {
 /// `iscsi` keeps the driver registered.
 pub struct Started {
     pub iscsi: Arc<IscsiDriver>,
+    pub vhost: Arc<scst_vhost::VhostDriver>,
     pub tree: Arc<ScstTree>,
 }
 
@@ -89,6 +90,9 @@ pub fn apply_config(
     let iscsi = IscsiDriver::new(scst.clone());
     scst.register_target_driver(&iscsi)
         .context("cannot register the iSCSI target driver")?;
+    let vhost = scst_vhost::VhostDriver::new(scst.clone());
+    scst.register_target_driver(&vhost)
+        .context("cannot register the vhost target driver")?;
     scst_core::CopyManager::register(scst).context("cannot register the copy manager")?;
     let chosen = io_threads.or_else(|| self::io_threads(conf));
     let tree = Arc::new(
@@ -114,7 +118,7 @@ pub fn apply_config(
             for w in check.warnings.iter().filter(|w| !plan.warnings.contains(w)) {
                 log::warn!("config: {w}");
             }
-            Ok(Started { iscsi, tree })
+            Ok(Started { iscsi, vhost, tree })
         }
         // The daemon does not start: what was undone does not matter, what failed does.
         Err(ApplyError::Write {

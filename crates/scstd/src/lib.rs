@@ -227,7 +227,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     log::info!("fileio backing-file I/O engine: {engine}");
     scst.set_state_dir(prepare_state_dir(args.state_dir.as_deref())?);
     scst_vdisk::handler::register_all(&scst).context("cannot register the dev handlers")?;
-    let config::Started { iscsi, tree } = apply_config(&scst, &conf, args.io_threads)
+    let config::Started { iscsi, vhost, tree } = apply_config(&scst, &conf, args.io_threads)
         .with_context(|| format!("config {}", args.config.display()))?;
     // From here on the trace_level attributes (set by the file or later) steer the log.
     logging.observe(tree.trace_levels());
@@ -297,9 +297,40 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         )
         .await
     })?;
-    scst.detach_all();
+    // Virtual machines are disconnected; commands a stalled backend still holds are
+    // not waited for.
+    vhost.shutdown();
+    detach_bounded(&scst);
     log::info!("scstd stopped");
     Ok(())
+}
+
+/// How long stopping waits for the devices' last flush and PR dumps.
+const DETACH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Detach the devices (flush, PR dumps) at shutdown, but give up waiting after
+/// [`DETACH_TIMEOUT`]: a backend stalled in I/O must not keep the daemon from
+/// stopping. What it did not flush is named in the log.
+fn detach_bounded(scst: &Arc<Scst>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let s = scst.clone();
+    let spawned = std::thread::Builder::new()
+        .name("detach".into())
+        .spawn(move || {
+            s.detach_all();
+            let _ = tx.send(());
+        });
+    match spawned {
+        Ok(_) => {
+            if rx.recv_timeout(DETACH_TIMEOUT).is_err() {
+                log::error!(
+                    "shutdown: devices still flushing after {}s (a backend stalled in I/O): stopping without them",
+                    DETACH_TIMEOUT.as_secs()
+                );
+            }
+        }
+        Err(_) => scst.detach_all(),
+    }
 }
 
 /// Create `<dir>/pr` for the APTPL files. A directory given with --state-dir must be

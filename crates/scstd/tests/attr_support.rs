@@ -35,6 +35,7 @@ fn sample(level: Level, a: &AttrInfo, dir: &Path) -> String {
         (Level::Device(h), "filename") => Some(file(&format!("{}.img", device_of(h)))),
         (Level::Device(_), "pr_file_name") => Some(file("pr-file")),
         (Level::Handler(_), "pr_dump_dir") => Some(dir.display().to_string()),
+        (Level::Target("vhost"), "socket") => Some(file("vm9.sock")),
         (_, "setup_id") => Some("0x2a".into()),
         (_, "threads") => Some("3".into()),
         (_, "blocksize") => Some("4096".into()),
@@ -119,6 +120,8 @@ fn config(dir: &Path, level: Level, name: &str, value: &str) -> String {
          TARGET_DRIVER iscsi {{\n{drv}TARGET {TARGET} {{\n{tgt}\
          LUN 0 n1 {{\n{lun}}}\n\
          GROUP g1 {{\n{grp}LUN 0 f1\n}}\n}}\n}}\n\
+         TARGET_DRIVER vhost {{\nTARGET {TARGET} {{\n{vsock}{vtgt}LUN 0 n1\n\
+         GROUP g1 {{\n{vgrp}LUN 0 f1\n}}\n}}\n}}\n\
          TARGET_DRIVER copy_manager {{\n{cmd}TARGET copy_manager_tgt {{\n{cmt}LUN 0 n1\n}}\n}}\n\
          DEVICE_GROUP dg1 {{\nDEVICE n1\nTARGET_GROUP tg1 {{\n{tg}\
          TARGET {REMOTE} {{\n{tgt_in_tg}}}\n}}\n}}\n",
@@ -137,6 +140,14 @@ fn config(dir: &Path, level: Level, name: &str, value: &str) -> String {
         cmd = line(Level::Driver("copy_manager")),
         cmt = line(Level::Target("copy_manager")),
         tgt = line(Level::Target("iscsi")),
+        vtgt = line(Level::Target("vhost")),
+        vgrp = line(Level::Group("vhost")),
+        // The vhost target's socket comes from `line` when that is the attribute.
+        vsock = if level == Level::Target("vhost") && name == "socket" {
+            String::new()
+        } else {
+            format!("socket {}\n", f("vm1.sock"))
+        },
         lun = line(Level::Lun),
         grp = line(Level::Group("iscsi")),
         tg = if level == Level::TargetGroup && name == "group_id" {
@@ -338,6 +349,7 @@ fn tree_writes_refuse_what_is_not_supported_and_accept_its_default() {
         Started {
             tree,
             iscsi: _iscsi,
+            vhost: _vhost,
         },
     ) = load(&config(dir.path(), Level::Root, "", "")).unwrap();
     let mut wrong = Vec::new();
@@ -393,6 +405,7 @@ fn the_table_says_which_attributes_change_at_run_time() {
         Started {
             tree,
             iscsi: _iscsi,
+            vhost: _vhost,
         },
     ) = load(&config(dir.path(), Level::Root, "", "")).unwrap();
     let mut wrong = Vec::new();

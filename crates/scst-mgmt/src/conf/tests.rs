@@ -343,7 +343,7 @@ fn validation_errors() {
         );
     }
     assert!(invalid("TARGET_DRIVER iscsi2")
-        .contains("unknown TARGET_DRIVER 'iscsi2' (supported: copy_manager, iscsi)"));
+        .contains("unknown TARGET_DRIVER 'iscsi2' (supported: copy_manager, iscsi, vhost)"));
     assert!(invalid("TARGET_DRIVER iscsi {\nenable 1\n}")
         .contains("TARGET_DRIVER iscsi: unknown attribute 'enable'"));
     // Device references.
