@@ -180,6 +180,7 @@ guest_boot() {
     append="guest.net=0 $append"
   else
     GUEST_PORT=$(guest_free_port) || return 2
+    # shellcheck disable=SC2054 # commas separate the options of one QEMU argument
     net=(-netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$GUEST_PORT-:3260" -device virtio-net-pci,netdev=n0)
   fi
   for d in "$@"; do drives+=(-drive "$d"); done

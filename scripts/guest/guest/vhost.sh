@@ -61,7 +61,7 @@ pat_block=$(param pat_block)   # offset in 64 KiB blocks
 yes "$pattern_word" | head -c 65536 >/tmp/pat
 
 # The LUNs of the boot.
-d0=$(wait_serial "$(param disk0_serial)" 60) || fail "no disk with serial $(param disk0_serial): $(ls /sys/block)"
+d0=$(wait_serial "$(param disk0_serial)" 90) || fail "no disk with serial $(param disk0_serial): $(ls /sys/block)"
 cd0=$(wait_serial "$(param cd0_serial)" 30) || cd0=""
 echo "GUEST-READY disk0=$d0 cd0=$cd0"
 
@@ -167,7 +167,7 @@ if [ "$(param reconnect)" = 1 ]; then
     failed reconnect-guest "$n reads, the last $last, $bad with wrong data"
   fi
 else
-  echo "VHOST-SKIP reconnect: not with QEMU's built-in virtio-scsi"
+  echo "VHOST-SKIP reconnect: $(param skip_why | tr _ ' ')"
 fi
 
 echo "VHOST-DONE"
