@@ -12,9 +12,13 @@ GUEST_SRC=scripts/guest/guest
 # the SCSI disk layer with scsi_debug, and device-mapper (linear and error targets are
 # part of dm-mod).
 GUEST_MODULES="virtio_pci virtio_blk virtio_net crc32c_generic ext4 sd_mod scsi_debug dm-mod"
+# More modules a test wants (e.g. "virtio_scsi sr_mod"), loaded after those above.
+GUEST_EXTRA_MODULES=${GUEST_EXTRA_MODULES:-}
 
 # Install what the kit needs from Debian, fetch the kernel package (cached) and extract
-# the kernel and the modules the guest loads. Sets GUEST_KERNEL.
+# the kernel and the modules the guest loads. Sets GUEST_KERNEL and GUEST_MODULES_LOAD
+# (the load order of GUEST_MODULES and GUEST_EXTRA_MODULES). The modules of every set
+# asked for so far share kernel/modules/; each set has its load order in kernel/load/.
 guest_fetch_kernel() {
   ensure_cmd qemu-system-x86_64 qemu-system-x86
   ensure_cmd busybox busybox-static
@@ -22,7 +26,11 @@ guest_fetch_kernel() {
   ensure_cmd dmsetup dmsetup
   mkdir -p "$GUEST_DIR/debs"
   local kdir="$GUEST_DIR/kernel"
-  if [ ! -f "$kdir/vmlinuz" ] || [ ! -f "$kdir/modules.load" ]; then
+  local wanted key
+  # shellcheck disable=SC2086 # lists of names
+  wanted=$(printf '%s\n' $GUEST_MODULES $GUEST_EXTRA_MODULES)
+  key=$(printf '%s\n' "$wanted" | md5sum | cut -c1-12)
+  if [ ! -f "$kdir/vmlinuz" ] || [ ! -f "$kdir/load/$key" ]; then
     # linux-image-amd64 is a metapackage: the kernel is the versioned package it
     # depends on.
     local pkg
@@ -40,15 +48,21 @@ guest_fetch_kernel() {
     local deb
     deb=$(ls "$GUEST_DIR/debs/${pkg}"_*.deb | head -1)
     local x="$GUEST_DIR/kernel.extract"
-    rm -rf "$x" "$kdir"
-    mkdir -p "$x" "$kdir/modules"
+    rm -rf "$x"
+    # A kernel other than the cached one (a newer package): start over.
+    if [ -f "$kdir/package" ] && [ "$(cat "$kdir/package")" != "$(basename "$deb")" ]; then
+      rm -rf "$kdir"
+    fi
+    mkdir -p "$x" "$kdir/modules" "$kdir/load"
     dpkg-deb -x "$deb" "$x"
     cp "$x"/boot/vmlinuz-* "$kdir/vmlinuz"
+    basename "$deb" >"$kdir/package"
     local moddir
     moddir=$(ls -d "$x"/lib/modules/* | head -1)
-    guest_resolve_modules "$moddir" $GUEST_MODULES >"$kdir/modules.order.tmp" || return 2
+    # shellcheck disable=SC2086 # lists of names
+    guest_resolve_modules "$moddir" $wanted >"$kdir/modules.order.tmp" || return 2
     # Copy the modules (decompressed if the package compresses them) in load order.
-    : >"$kdir/modules.load"
+    : >"$kdir/load/$key.tmp"
     local f name
     while read -r f; do
       name=$(basename "$f")
@@ -57,12 +71,14 @@ guest_fetch_kernel() {
         *.ko.zst) zstd -qdc "$f" >"$kdir/modules/${name%.zst}"; name=${name%.zst} ;;
         *) cp "$f" "$kdir/modules/$name" ;;
       esac
-      echo "$name" >>"$kdir/modules.load"
+      echo "$name" >>"$kdir/load/$key.tmp"
     done <"$kdir/modules.order.tmp"
+    mv "$kdir/load/$key.tmp" "$kdir/load/$key"
     rm -f "$kdir/modules.order.tmp"
     rm -rf "$x"
   fi
   GUEST_KERNEL="$kdir/vmlinuz"
+  GUEST_MODULES_LOAD="$kdir/load/$key"
 }
 
 # Print the module files for the named modules with their dependencies first, read
@@ -98,27 +114,31 @@ guest_resolve_modules() {
   for m in "$@"; do _guest_visit "$m" || return 1; done
 }
 
-# Build the initramfs: busybox, scstd with the shared libraries ldd lists, dmsetup, the
-# modules, the guest scripts and configurations. Sets GUEST_INITRD.
-# usage: guest_build_initramfs SCSTD_BINARY
+# Build the initramfs: busybox, scstd (unless SCSTD_BINARY is empty: a guest that is
+# only an initiator) with the shared libraries ldd lists, dmsetup, the modules of
+# GUEST_MODULES_LOAD, the guest scripts and configurations. Sets GUEST_INITRD.
+# usage: guest_build_initramfs [SCSTD_BINARY]
 guest_build_initramfs() {
-  local scstd=$1
-  [ -x "$scstd" ] || { echo "error: $scstd is not built (cargo build --release -p scstd)" >&2; return 2; }
+  local scstd=${1:-}
+  if [ -n "$scstd" ]; then
+    [ -x "$scstd" ] || { echo "error: $scstd is not built (cargo build --release -p scstd)" >&2; return 2; }
+  fi
   local root="$GUEST_DIR/initramfs.root"
   rm -rf "$root"
   mkdir -p "$root"/{bin,sbin,etc,proc,sys,dev,run,tmp,mnt,lib/modules,guest}
   cp "$(command -v busybox)" "$root/bin/busybox"
-  cp "$scstd" "$root/bin/scstd"
+  [ -z "$scstd" ] || cp "$scstd" "$root/bin/scstd"
   cp "$(command -v dmsetup)" "$root/sbin/dmsetup"
   # The libraries each binary loads (none for a static busybox), and the loader.
   local lib
-  for lib in $( { ldd "$scstd"; ldd "$(command -v dmsetup)"; ldd "$(command -v busybox)"; } 2>/dev/null |
+  for lib in $( { [ -z "$scstd" ] || ldd "$scstd"; ldd "$(command -v dmsetup)"; ldd "$(command -v busybox)"; } 2>/dev/null |
                 grep -o '/[^ ]*' | sort -u); do
     mkdir -p "$root$(dirname "$lib")"
     cp -L "$lib" "$root$lib"
   done
-  cp "$GUEST_DIR/kernel/modules/"*.ko "$root/lib/modules/"
-  cp "$GUEST_DIR/kernel/modules.load" "$root/lib/modules/"
+  local m
+  while read -r m; do cp "$GUEST_DIR/kernel/modules/$m" "$root/lib/modules/"; done <"${GUEST_MODULES_LOAD:?}"
+  cp "$GUEST_MODULES_LOAD" "$root/lib/modules/modules.load"
   cp "$GUEST_SRC"/* "$root/guest/"
   cp "$GUEST_SRC/init" "$root/init"
   chmod 755 "$root/init" "$root"/guest/*.sh
@@ -145,25 +165,34 @@ guest_free_port() {
 }
 
 # Boot the guest in the background. Sets GUEST_PID and GUEST_PORT; returns once the
-# guest reports scstd ready on its console (LOG), or fails with the console's tail.
+# guest reports ready on its console (LOG), or fails with the console's tail.
 # usage: guest_boot SCENARIO LOG [DRIVE_SPEC...]   (a spec is QEMU's -drive value;
 # GUEST_APPEND adds guest.NAME=VALUE parameters for the scenario)
+# GUEST_NET=0: no NIC (the guest is told with guest.net=0 and configures none), for a
+# guest that serves nothing; GUEST_PORT is then empty.
+# GUEST_QEMU_ARGS: an array of more QEMU arguments (devices, chardevs, a monitor).
+# GUEST_BOOT_TIMEOUT: seconds to wait for GUEST-READY (120).
 guest_boot() {
   local scenario=$1 log=$2; shift 2
-  GUEST_PORT=$(guest_free_port) || return 2
-  local drives=() d
+  local drives=() d net=() append=${GUEST_APPEND:-}
+  if [ "${GUEST_NET:-1}" = 0 ]; then
+    GUEST_PORT=""
+    append="guest.net=0 $append"
+  else
+    GUEST_PORT=$(guest_free_port) || return 2
+    # shellcheck disable=SC2054 # commas separate the options of one QEMU argument
+    net=(-netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$GUEST_PORT-:3260" -device virtio-net-pci,netdev=n0)
+  fi
   for d in "$@"; do drives+=(-drive "$d"); done
   : >"$log"
   qemu-system-x86_64 -accel tcg -m 512 -smp 1 -nodefaults -no-reboot \
     -display none -serial "file:$log" -monitor none \
     -kernel "$GUEST_KERNEL" -initrd "$GUEST_INITRD" \
-    -append "console=ttyS0 panic=-1 loglevel=4 guest.scenario=$scenario ${GUEST_APPEND:-}" \
-    -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$GUEST_PORT-:3260" \
-    -device virtio-net-pci,netdev=n0 \
-    "${drives[@]}" 2>>"$log.qemu" &
+    -append "console=ttyS0 panic=-1 loglevel=4 guest.scenario=$scenario $append" \
+    "${net[@]}" "${drives[@]}" "${GUEST_QEMU_ARGS[@]}" 2>>"$log.qemu" &
   GUEST_PID=$!
   local i
-  for i in $(seq 1200); do
+  for i in $(seq "$(( ${GUEST_BOOT_TIMEOUT:-120} * 10 ))"); do
     grep -q '^GUEST-READY' "$log" && return 0
     if grep -q '^GUEST-FAILED' "$log" || ! kill -0 "$GUEST_PID" 2>/dev/null; then break; fi
     sleep 0.1
