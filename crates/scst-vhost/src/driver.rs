@@ -19,11 +19,11 @@ use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 use scst_core::driver::add_target_checked;
-use scst_core::{MgmtError, Scst, Target, TargetDriver, TransportId};
+use scst_core::{AttrFile, MgmtError, Scst, Target, TargetDriver, TransportId};
 use vhost::vhost_user::Listener;
 use vhost_user_backend::VhostUserDaemon;
 use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
@@ -40,6 +40,8 @@ pub const DRIVER: &str = "vhost";
 pub struct VhostDriver {
     scst: Arc<Scst>,
     ports: Mutex<HashMap<String, Arc<Port>>>,
+    /// Every connection whose session still exists (connected, or being reaped).
+    conns: Arc<Mutex<Vec<Weak<Wake>>>>,
 }
 
 /// One target's socket and its accepting thread.
@@ -81,7 +83,27 @@ impl VhostDriver {
         Arc::new(VhostDriver {
             scst,
             ports: Mutex::new(HashMap::new()),
+            conns: Arc::new(Mutex::new(Vec::new())),
         })
+    }
+
+    /// The live counters of `targets/vhost/`: connected VMs, commands not answered yet
+    /// (those of closed connections included, until their backend completes them) and
+    /// the data buffer bytes they hold. After a teardown they fall to zero: nothing is
+    /// left behind.
+    fn counters(&self) -> (usize, usize, usize) {
+        let mut conns = self.conns.lock();
+        conns.retain(|w| w.strong_count() > 0);
+        conns
+            .iter()
+            .filter_map(Weak::upgrade)
+            .fold((0, 0, 0), |(c, n, b), w| {
+                (
+                    c + usize::from(w.connected.load(Ordering::Acquire)),
+                    n + w.commands.load(Ordering::Relaxed),
+                    b + w.buffer_bytes.load(Ordering::Relaxed),
+                )
+            })
     }
 
     /// Daemon shutdown (and the driver's end): every target stops accepting and its
@@ -209,9 +231,10 @@ impl TargetDriver for VhostDriver {
         });
         let scst = self.scst.clone();
         let p = port.clone();
+        let conns = self.conns.clone();
         std::thread::Builder::new()
             .name(format!("vhost-{name}"))
-            .spawn(move || accept_loop(scst, p, listener))
+            .spawn(move || accept_loop(scst, p, conns, listener))
             .map_err(|e| {
                 let _ = self.scst.del_target(DRIVER, name);
                 MgmtError::Busy {
@@ -239,6 +262,20 @@ impl TargetDriver for VhostDriver {
         Ok(())
     }
 
+    fn driver_files(&self) -> Vec<AttrFile> {
+        let (conns, commands, bytes) = self.counters();
+        let file = |name: &str, value: usize| AttrFile {
+            name: name.to_string(),
+            value: value.to_string(),
+            key: false,
+        };
+        vec![
+            file("open_connections", conns),
+            file("active_commands", commands),
+            file("data_buffer_bytes", bytes),
+        ]
+    }
+
     fn set_target_enabled(&self, target: &Target, on: bool) -> Result<(), MgmtError> {
         target.set_enabled(on);
         if !on {
@@ -253,10 +290,15 @@ impl TargetDriver for VhostDriver {
 }
 
 /// Accept connections on a target's socket, one VM at a time, until the target goes.
-fn accept_loop(scst: Arc<Scst>, port: Arc<Port>, mut listener: Listener) {
+fn accept_loop(
+    scst: Arc<Scst>,
+    port: Arc<Port>,
+    conns: Arc<Mutex<Vec<Weak<Wake>>>>,
+    mut listener: Listener,
+) {
     let name = port.target.clone();
     while !port.closing.load(Ordering::Acquire) {
-        if let Err(e) = serve_one(&scst, &port, &mut listener) {
+        if let Err(e) = serve_one(&scst, &port, &conns, &mut listener) {
             log::error!("target {DRIVER}/{name}: {e}");
             // Do not spin on a socket that keeps failing.
             std::thread::sleep(std::time::Duration::from_secs(1));
@@ -266,7 +308,12 @@ fn accept_loop(scst: Arc<Scst>, port: Arc<Port>, mut listener: Listener) {
 }
 
 /// Accept one connection and serve it until it ends.
-fn serve_one(scst: &Arc<Scst>, port: &Port, listener: &mut Listener) -> Result<(), ServeError> {
+fn serve_one(
+    scst: &Arc<Scst>,
+    port: &Port,
+    conns: &Mutex<Vec<Weak<Wake>>>,
+    listener: &mut Listener,
+) -> Result<(), ServeError> {
     let name = &port.target;
     let span = tracing::info_span!("vhost", target = %name, session = tracing::field::Empty);
     let conn = Arc::new(Conn::new(span.clone()).map_err(ServeError::EventFd)?);
@@ -299,6 +346,7 @@ fn serve_one(scst: &Arc<Scst>, port: &Port, listener: &mut Listener) -> Result<(
         new_event_consumer_and_notifier(EventFlag::CLOEXEC).map_err(ServeError::EventFd)?;
     let wake_fd = std::os::fd::AsRawFd::as_raw_fd(&consumer);
     let wake = Arc::new(Wake::new(notifier));
+    conns.lock().push(Arc::downgrade(&wake));
     if let Some(h) = daemon.shutdown_handle() {
         wake.on_close(Box::new(move || h.shutdown()));
     }

@@ -10,17 +10,17 @@ use virtio_bindings::virtio_scsi as vs;
 pub const CDB_SIZE: usize = vs::VIRTIO_SCSI_CDB_DEFAULT_SIZE as usize;
 /// Sense bytes in a response (the default `sense_size`).
 pub const SENSE_SIZE: usize = vs::VIRTIO_SCSI_SENSE_DEFAULT_SIZE as usize;
-/// `virtio_scsi_cmd_req`: lun[8], tag, task_attr, prio, crn, cdb.
+/// `virtio_scsi_cmd_req`: `lun[8]`, tag, task_attr, prio, crn, cdb.
 pub const CMD_REQ_LEN: usize = 8 + 8 + 3 + CDB_SIZE;
 /// `virtio_scsi_cmd_resp`: sense_len, resid, status_qualifier, status, response, sense.
 pub const CMD_RESP_LEN: usize = 4 + 4 + 2 + 1 + 1 + SENSE_SIZE;
-/// `virtio_scsi_ctrl_tmf_req`: type, subtype, lun[8], tag.
+/// `virtio_scsi_ctrl_tmf_req`: type, subtype, `lun[8]`, tag.
 pub const TMF_REQ_LEN: usize = 4 + 4 + 8 + 8;
-/// `virtio_scsi_ctrl_an_req`: type, lun[8], event_requested.
+/// `virtio_scsi_ctrl_an_req`: type, `lun[8]`, event_requested.
 pub const AN_REQ_LEN: usize = 4 + 8 + 4;
 /// `virtio_scsi_ctrl_an_resp`: event_actual, response.
 pub const AN_RESP_LEN: usize = 4 + 1;
-/// `virtio_scsi_event`: event, lun[8], reason.
+/// `virtio_scsi_event`: event, `lun[8]`, reason.
 pub const EVENT_LEN: usize = 4 + 8 + 4;
 
 /// VIRTIO_SCSI_S_FUNCTION_COMPLETE: the TMF response code that shares VIRTIO_SCSI_S_OK's

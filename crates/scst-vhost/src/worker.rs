@@ -11,7 +11,7 @@
 //! waits for the worker.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -58,6 +58,11 @@ pub struct Wake {
     close: Mutex<Option<Box<dyn Fn() + Send>>>,
     closed: AtomicBool,
     notifier: EventNotifier,
+    /// What the driver's counters show, published by the worker once per turn (and by
+    /// the reaper): connected, commands not yet answered, data buffer bytes held.
+    pub connected: AtomicBool,
+    pub commands: AtomicUsize,
+    pub buffer_bytes: AtomicUsize,
 }
 
 impl Wake {
@@ -70,6 +75,9 @@ impl Wake {
             close: Mutex::new(None),
             closed: AtomicBool::new(false),
             notifier,
+            connected: AtomicBool::new(true),
+            commands: AtomicUsize::new(0),
+            buffer_bytes: AtomicUsize::new(0),
         }
     }
 
@@ -247,6 +255,17 @@ impl Worker {
         self.post_events(vrings, &mem);
         self.signal(vrings);
         self.nexus.end_turn();
+        self.publish();
+    }
+
+    /// Make this turn's counts visible to management.
+    fn publish(&self) {
+        self.wake
+            .commands
+            .store(self.nexus.len(), Ordering::Relaxed);
+        self.wake
+            .buffer_bytes
+            .store(self.charged, Ordering::Relaxed);
     }
 
     fn request_queue(
@@ -660,6 +679,8 @@ impl Worker {
         self.nexus.session().unregister();
         self.nexus.close();
         self.discard();
+        self.wake.connected.store(false, Ordering::Release);
+        self.publish();
     }
 
     /// Wait (on this thread) for the commands still running elsewhere, then let go of
@@ -677,6 +698,7 @@ impl Worker {
                 self.nexus.complete(tag, resp);
             }
             self.discard();
+            self.publish();
         }
     }
 
@@ -692,6 +714,8 @@ impl Worker {
 
 impl Drop for Worker {
     fn drop(&mut self) {
+        self.wake.commands.store(0, Ordering::Relaxed);
+        self.wake.buffer_bytes.store(0, Ordering::Relaxed);
         self.scst.cmd_mem.release(self.charged);
         self.scst.cmd_mem.leave();
         self.nexus.session().unregister();
