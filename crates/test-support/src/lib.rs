@@ -24,6 +24,7 @@
 mod initiator;
 pub mod scsi;
 pub mod stallfs;
+pub mod vhost_frontend;
 
 pub use initiator::{
     Chap, Initiator, InitiatorError, LoginOptions, MutualChap, Negotiated, Pdu, Residual,
