@@ -384,3 +384,9 @@ fn connecting_to_nothing_fails() {
         Err(FrontendError::Config(_))
     ));
 }
+
+#[test]
+fn a_frontend_can_move_to_another_thread() {
+    fn movable<T: Send>() {}
+    movable::<VhostFrontend>();
+}
