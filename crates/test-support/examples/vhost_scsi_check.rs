@@ -12,7 +12,8 @@
 //! TMF unanswered; that is reported, not failed, unless `--require-tmf` is given.
 //! `--reconnect` connects a second frontend after the first disconnected (vhost-device-scsi
 //! serves one connection and exits: run it in a loop for that), `--event-idx` negotiates
-//! VIRTIO_RING_F_EVENT_IDX.
+//! VIRTIO_RING_F_EVENT_IDX, `--wait-hangup` waits for the backend to be killed and
+//! checks that the frontend notices.
 
 #![forbid(unsafe_code)]
 
@@ -26,7 +27,7 @@ const T: Duration = Duration::from_secs(5);
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(path) = args.iter().find(|a| !a.starts_with("--")) else {
-        eprintln!("usage: vhost_scsi_check SOCKET [--require-tmf] [--event-idx] [--reconnect]");
+        eprintln!("usage: vhost_scsi_check SOCKET [--require-tmf] [--event-idx] [--reconnect] [--wait-hangup]");
         std::process::exit(2);
     };
     let cfg = FrontendConfig {
@@ -41,6 +42,10 @@ fn main() {
         f.protocol_features()
     );
     let free = f.free_memory();
+    match f.config() {
+        Ok(c) => println!("config: {c:?}"),
+        Err(e) => println!("config: {e}"),
+    }
 
     let r = f
         .command(q, 0, &scsi::inquiry(false, 0, 96), &[], 96, T)
@@ -116,6 +121,21 @@ fn main() {
         f.next_event(Duration::from_millis(100))
     );
     assert!(f.is_connected());
+    if args.iter().any(|a| a == "--wait-hangup") {
+        // The caller kills the backend now; the frontend notices the hang-up.
+        println!("waiting for the backend to hang up");
+        assert!(
+            f.wait_disconnected(Duration::from_secs(30)),
+            "no hang-up seen"
+        );
+        assert!(!f.is_connected());
+        let t = f
+            .submit(q, 0, 1, &scsi::test_unit_ready(), &[], 0)
+            .expect("submit");
+        assert!(f.wait(t, Duration::from_millis(100)).is_none());
+        println!("hang-up seen; a command sent afterwards is never answered");
+        return;
+    }
     // The unanswered TMF and the event buffers still hold memory; commands do not.
     println!(
         "guest memory: {} bytes free before, {} after",

@@ -24,15 +24,16 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
-use vhost::vhost_user::message::VhostUserHeaderFlag;
+use vhost::vhost_user::message::{VhostUserConfigFlags, VhostUserHeaderFlag};
 use vhost::vhost_user::{Frontend, VhostUserFrontend, VhostUserProtocolFeatures};
 use vhost::{VhostBackend, VhostUserMemoryRegionInfo, VringConfigData};
 use vm_memory::GuestMemoryBackend;
 
 pub use driver::Driver;
-pub use wire::{event, response, task_attr, tmf, AnResult, CmdResult, Event};
+pub use wire::{event, response, task_attr, tmf, AnResult, CmdResult, Event, ScsiConfig};
 
 /// The control queue's index.
 pub const CONTROL_QUEUE: u16 = 0;
@@ -54,6 +55,10 @@ pub struct FrontendConfig {
     pub event_idx: bool,
     /// The target byte of the LUN field every request carries.
     pub target: u8,
+    /// How long a vhost-user request may go unanswered before connect (or another
+    /// message) fails, so that a backend that stops answering fails a test instead of
+    /// hanging it.
+    pub reply_timeout: Duration,
 }
 
 impl FrontendConfig {
@@ -75,6 +80,7 @@ impl Default for FrontendConfig {
             queue_size: 128,
             event_idx: false,
             target: 0,
+            reply_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -101,6 +107,8 @@ pub enum FrontendError {
     QueueFull(u16),
     #[error("guest memory is exhausted")]
     OutOfMemory,
+    #[error("the backend did not answer within {0:?}; the connection is closed")]
+    NoReply(Duration),
 }
 
 /// A request in flight, returned by the submit calls and passed to the wait calls.
@@ -129,6 +137,32 @@ pub struct VhostFrontend {
     driver: Driver,
     features: u64,
     protocol_features: VhostUserProtocolFeatures,
+    reply_timeout: Duration,
+}
+
+/// Run `f`, which talks to the backend over `stream`; if it has not returned after
+/// `timeout`, shut the socket down so that its wait for a reply ends (the vhost crate
+/// retries a timed-out receive forever, so a socket timeout would not do).
+fn with_deadline<T>(
+    stream: &UnixStream,
+    timeout: Duration,
+    f: impl FnOnce() -> Result<T, FrontendError>,
+) -> Result<T, FrontendError> {
+    let watch = stream.try_clone().map_err(FrontendError::Connect)?;
+    let (done, wait) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        let fired = wait.recv_timeout(timeout) == Err(RecvTimeoutError::Timeout);
+        if fired {
+            let _ = watch.shutdown(std::net::Shutdown::Both);
+        }
+        fired
+    });
+    let r = f();
+    drop(done);
+    match watchdog.join() {
+        Ok(true) => Err(FrontendError::NoReply(timeout)),
+        _ => r,
+    }
 }
 
 impl VhostFrontend {
@@ -144,6 +178,11 @@ impl VhostFrontend {
     ) -> Result<VhostFrontend, FrontendError> {
         cfg.check()?;
         let stream = UnixStream::connect(path).map_err(FrontendError::Connect)?;
+        let watch = stream.try_clone().map_err(FrontendError::Connect)?;
+        with_deadline(&watch, cfg.reply_timeout, || Self::set_up(stream, cfg))
+    }
+
+    fn set_up(stream: UnixStream, cfg: &FrontendConfig) -> Result<VhostFrontend, FrontendError> {
         let nq = 2 + cfg.request_queues;
         let mut frontend = Frontend::from_stream(
             stream.try_clone().map_err(FrontendError::Connect)?,
@@ -236,6 +275,7 @@ impl VhostFrontend {
             driver,
             features,
             protocol_features,
+            reply_timeout: cfg.reply_timeout,
         })
     }
 
@@ -282,6 +322,22 @@ impl VhostFrontend {
 
     /// Close the connection, as a QEMU that was killed.
     pub fn disconnect(self) {}
+
+    /// The device configuration (GET_CONFIG), where the backend offers
+    /// VHOST_USER_PROTOCOL_F_CONFIG.
+    pub fn config(&mut self) -> Result<wire::ScsiConfig, FrontendError> {
+        let buf = [0u8; wire::CONFIG_LEN];
+        let frontend = &mut self.frontend;
+        let (_, payload) = with_deadline(&self.stream, self.reply_timeout, || {
+            Ok(frontend.get_config(
+                0,
+                wire::CONFIG_LEN as u32,
+                VhostUserConfigFlags::WRITABLE,
+                &buf,
+            )?)
+        })?;
+        Ok(wire::parse_config(&payload))
+    }
 
     /// The vhost-user connection, for messages this driver does not send itself.
     pub fn vhost(&mut self) -> &mut Frontend {

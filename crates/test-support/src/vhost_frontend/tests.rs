@@ -390,3 +390,61 @@ fn a_frontend_can_move_to_another_thread() {
     fn movable<T: Send>() {}
     movable::<VhostFrontend>();
 }
+
+#[test]
+fn the_config_space_decodes_field_by_field() {
+    let mut b = Vec::new();
+    for v in [4u32, 126, 0xffff, 128, 16, 96, 32] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    b.extend_from_slice(&0u16.to_le_bytes());
+    b.extend_from_slice(&255u16.to_le_bytes());
+    b.extend_from_slice(&16383u32.to_le_bytes());
+    let c = wire::parse_config(&b);
+    assert_eq!((c.num_queues, c.seg_max, c.max_sectors), (4, 126, 0xffff));
+    assert_eq!((c.event_info_size, c.sense_size, c.cdb_size), (16, 96, 32));
+    assert_eq!((c.max_channel, c.max_target, c.max_lun), (0, 255, 16383));
+}
+
+/// A "backend" that accepts one connection and runs `then` on it.
+fn fake_backend(
+    then: impl FnOnce(std::os::unix::net::UnixStream) + Send + 'static,
+) -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    thread::JoinHandle<()>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vhost.sock");
+    let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let h = thread::spawn(move || then(l.accept().unwrap().0));
+    (dir, path, h)
+}
+
+#[test]
+fn a_backend_that_never_answers_fails_the_connect_in_bounded_time() {
+    let (_dir, path, h) = fake_backend(|mut s| {
+        // Read what comes, answer nothing, until the frontend gives up.
+        let mut buf = [0u8; 256];
+        while matches!(std::io::Read::read(&mut s, &mut buf), Ok(n) if n > 0) {}
+    });
+    let start = Instant::now();
+    let cfg = FrontendConfig {
+        reply_timeout: Duration::from_millis(200),
+        ..FrontendConfig::default()
+    };
+    let r = VhostFrontend::connect_with(&path, &cfg);
+    assert!(matches!(r, Err(FrontendError::NoReply(_))), "{:?}", r.err());
+    assert!(start.elapsed() < Duration::from_secs(2));
+    h.join().unwrap();
+}
+
+#[test]
+fn a_backend_that_hangs_up_fails_the_connect() {
+    let (_dir, path, h) = fake_backend(drop);
+    assert!(matches!(
+        VhostFrontend::connect(&path),
+        Err(FrontendError::Protocol(_))
+    ));
+    h.join().unwrap();
+}

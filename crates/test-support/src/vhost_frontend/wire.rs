@@ -234,3 +234,41 @@ pub fn parse_an_resp(b: &[u8]) -> AnResult {
         response: b[4],
     }
 }
+
+/// `virtio_scsi_config`: seven le32 fields, max_channel and max_target (le16), max_lun.
+pub const CONFIG_LEN: usize = 7 * 4 + 2 * 2 + 4;
+
+/// The device configuration space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScsiConfig {
+    pub num_queues: u32,
+    pub seg_max: u32,
+    pub max_sectors: u32,
+    pub cmd_per_lun: u32,
+    pub event_info_size: u32,
+    pub sense_size: u32,
+    pub cdb_size: u32,
+    pub max_channel: u16,
+    pub max_target: u16,
+    pub max_lun: u32,
+}
+
+/// Decode the configuration space (short input reads as zeros).
+pub fn parse_config(b: &[u8]) -> ScsiConfig {
+    let mut c = [0u8; CONFIG_LEN];
+    let n = b.len().min(CONFIG_LEN);
+    c[..n].copy_from_slice(&b[..n]);
+    let f = |i: usize| le32(&c[4 * i..4 * i + 4]);
+    ScsiConfig {
+        num_queues: f(0),
+        seg_max: f(1),
+        max_sectors: f(2),
+        cmd_per_lun: f(3),
+        event_info_size: f(4),
+        sense_size: f(5),
+        cdb_size: f(6),
+        max_channel: u16::from_le_bytes([c[28], c[29]]),
+        max_target: u16::from_le_bytes([c[30], c[31]]),
+        max_lun: le32(&c[32..36]),
+    }
+}
