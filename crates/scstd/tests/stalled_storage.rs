@@ -7,7 +7,7 @@
 mod common;
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{Daemon, INITIATOR, IQN};
 use test_support::stallfs::StallFs;
@@ -105,6 +105,17 @@ fn stall_and_release(device_attrs: &str) {
     assert!(r.is_good(), "WRITE: {r:?}");
     assert_eq!(fs.read_at(128 * 512, 4096), new);
     assert_eq!(fs.blocked(), 0);
+    assert!(fs.open_handles() > 0, "scstd has the file open");
+    i.logout().expect("logout");
+    assert_eq!(d.stop(), Some(0), "a clean shutdown");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while fs.open_handles() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "scstd let go of the backing file"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 #[test]

@@ -6,18 +6,24 @@
 //! directly, so no `fusermount` is needed; this needs root and `/dev/fuse`) holding one
 //! file of a fixed size, zero-filled. [`StallFs::stall`] makes every later read, write
 //! and fsync wait (its reply is held, not a thread) until [`StallFs::unstall`];
-//! [`StallFs::blocked`] counts the requests held. Dropping the handle releases whatever
-//! is held, then detaches the mount (lazily: a daemon still holding the file open keeps
-//! being served from memory until it closes it).
+//! [`StallFs::blocked`] counts the requests held and [`StallFs::open_handles`] the
+//! opens of the file not yet released (has the daemon let go of it?). Dropping the
+//! handle releases whatever is held, then detaches the mount (lazily: a daemon still
+//! holding the file open is served from memory until it closes it).
 //!
 //! The file is opened with `FOPEN_DIRECT_IO`, so that no read is served from the page
 //! cache behind the test's back: every read and write reaches the file system. Opening
-//! it with `O_DIRECT` works too.
+//! it with `O_DIRECT` works too. Flush (close) is never held. Hole punching is not
+//! implemented (the kernel reports EOPNOTSUPP; vdisk then writes zeros, which are
+//! held), nor is SEEK_DATA/SEEK_HOLE (the kernel treats the whole file as data).
+//! The kernel serializes a write and an fsync of the same file, so a held write
+//! keeps a later fsync from reaching the file system at all.
 
 use std::ffi::{CString, OsStr};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -46,6 +52,8 @@ struct Shared {
     state: Mutex<State>,
     /// Signalled whenever `held` changes, for [`StallFs::wait_blocked`].
     changed: Condvar,
+    /// Opens of the file not yet released.
+    open: AtomicUsize,
 }
 
 impl Shared {
@@ -148,6 +156,7 @@ impl Filesystem for Fs {
         if ino != FILE_INO {
             return reply.error(Errno::EISDIR);
         }
+        self.0.open.fetch_add(1, Ordering::SeqCst);
         // Direct I/O: no page cache in between, every read and write comes here.
         reply.opened(
             FileHandle(0),
@@ -214,6 +223,22 @@ impl Filesystem for Fs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
+        reply.ok();
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        if ino == FILE_INO {
+            self.0.open.fetch_sub(1, Ordering::SeqCst);
+        }
         reply.ok();
     }
 
@@ -286,6 +311,7 @@ impl StallFs {
                 served: 0,
             }),
             changed: Condvar::new(),
+            open: AtomicUsize::new(0),
         });
         let mut config = Config::default();
         config.mount_options = vec![
@@ -340,6 +366,12 @@ impl StallFs {
     /// Read, write and fsync requests answered so far.
     pub fn served(&self) -> u64 {
         self.shared.state().served
+    }
+
+    /// Opens of the file not yet released: whether a daemon still holds it (the kernel
+    /// releases a file shortly after its last close, not during it).
+    pub fn open_handles(&self) -> usize {
+        self.shared.open.load(Ordering::SeqCst)
     }
 
     /// Wait until at least `n` requests are held; false if `timeout` passed first.

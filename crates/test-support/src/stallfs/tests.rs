@@ -56,6 +56,16 @@ fn serves_one_file_of_the_given_size() {
     assert_eq!(fs.read_at(4096, 5), b"hello");
     // Fixed size, like a disk.
     assert!(f.write_all_at(b"x", 1 << 20).is_err());
+    assert_eq!(fs.open_handles(), 1);
+    drop(f);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while fs.open_handles() != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the close reached the file system"
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
 }
 
 #[test]
