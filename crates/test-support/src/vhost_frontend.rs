@@ -367,4 +367,6 @@ impl Drop for VhostFrontend {
 }
 
 #[cfg(test)]
+mod backend_tests;
+#[cfg(test)]
 mod tests;

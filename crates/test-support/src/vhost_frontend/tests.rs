@@ -1,6 +1,6 @@
 //! The driver against a simulated device that reads the rings from guest memory as a
-//! backend would (the vhost-user socket itself is exercised against a real backend by
-//! examples/vhost_scsi_check.rs).
+//! backend would: descriptor layouts, completion order, full queues. The socket side
+//! is in backend_tests.rs, and examples/vhost_scsi_check.rs drives an external backend.
 
 use std::sync::atomic::Ordering;
 use std::thread;
