@@ -7,12 +7,12 @@
 //! where offered), lays out split virtqueues in guest memory (0 control, 1 event, 2..
 //! request queues), gives each a kick and a call eventfd and enables them.
 //!
-//! The driver is synchronous and polling: [`VhostFrontend::submit`] puts a command on a
-//! request queue and kicks; [`VhostFrontend::wait`] harvests used rings until that
+//! The driver is synchronous and polling: [`Driver::submit`] puts a command on a
+//! request queue and kicks; [`Driver::wait`] harvests used rings until that
 //! command completes or a timeout passes. Chains are laid out as Linux lays them out:
 //! request (device-readable), data-out (readable), response (writable), data-in
-//! (writable). Task management ([`VhostFrontend::tmf`]) goes on the control queue,
-//! events ([`VhostFrontend::post_event_buffers`], [`VhostFrontend::next_event`]) on the
+//! (writable). Task management ([`Driver::tmf`]) goes on the control queue,
+//! events ([`Driver::post_event_buffers`], [`Driver::next_event`]) on the
 //! event queue. Dropping the frontend, or [`VhostFrontend::disconnect`], closes the
 //! socket as a killed QEMU would; a new frontend can connect to the same path.
 

@@ -244,7 +244,7 @@ impl Driver {
         )
     }
 
-    /// [`VhostFrontend::submit`] with a task attribute ([`task_attr`]).
+    /// [`Driver::submit`] with a task attribute ([`task_attr`]).
     #[allow(clippy::too_many_arguments)]
     pub fn submit_with(
         &mut self,
@@ -304,7 +304,7 @@ impl Driver {
     }
 
     /// Give the device `n` event buffers. Events it reports are read by
-    /// [`VhostFrontend::next_event`]; the buffers are not reposted by themselves.
+    /// [`Driver::next_event`]; the buffers are not reposted by themselves.
     pub fn post_event_buffers(&mut self, n: usize) -> Result<(), FrontendError> {
         for _ in 0..n {
             self.add_chain(EVENT_QUEUE, &[], &[wire::EVENT_LEN as u32], Kind::Event)?;
@@ -433,7 +433,7 @@ impl Driver {
         Ok(self.wait(t, timeout))
     }
 
-    /// Send a task management function and wait for its `response` byte ([`response`]).
+    /// Send a task management function and wait for its `response` byte ([`super::response`]).
     pub fn tmf(
         &mut self,
         subtype: u32,

@@ -80,19 +80,19 @@ pub const T_AN_SUBSCRIBE: u32 = 2;
 pub const CDB_SIZE: usize = 32;
 pub const SENSE_SIZE: usize = 96;
 
-/// `virtio_scsi_cmd_req`: lun[8], id, task_attr, prio, crn, cdb[32].
+/// `virtio_scsi_cmd_req`: `lun[8]`, id, task_attr, prio, crn, `cdb[32]`.
 pub const CMD_REQ_LEN: usize = 8 + 8 + 3 + CDB_SIZE;
 /// `virtio_scsi_cmd_resp`: sense_len, resid, status_qualifier, status, response, sense.
 pub const CMD_RESP_LEN: usize = 4 + 4 + 2 + 1 + 1 + SENSE_SIZE;
-/// `virtio_scsi_ctrl_tmf_req`: type, subtype, lun[8], id.
+/// `virtio_scsi_ctrl_tmf_req`: type, subtype, `lun[8]`, id.
 pub const TMF_REQ_LEN: usize = 4 + 4 + 8 + 8;
 /// `virtio_scsi_ctrl_tmf_resp`: response.
 pub const TMF_RESP_LEN: usize = 1;
-/// `virtio_scsi_ctrl_an_req`: type, lun[8], event_requested.
+/// `virtio_scsi_ctrl_an_req`: type, `lun[8]`, event_requested.
 pub const AN_REQ_LEN: usize = 4 + 8 + 4;
 /// `virtio_scsi_ctrl_an_resp`: event_actual, response.
 pub const AN_RESP_LEN: usize = 4 + 1;
-/// `virtio_scsi_event`: event, lun[8], reason.
+/// `virtio_scsi_event`: event, `lun[8]`, reason.
 pub const EVENT_LEN: usize = 4 + 8 + 4;
 
 /// The 8-byte LUN field: single-level, flat addressing (`0x40 | lun >> 8`) as Linux's
