@@ -1,4 +1,6 @@
-//! Test fixtures for scst-rs end-to-end tests: an in-process iSCSI initiator.
+//! Test fixtures for scst-rs end-to-end tests: an in-process iSCSI initiator, a
+//! vhost-user virtio-scsi frontend ([`vhost_frontend`]) and a FUSE file whose I/O can be
+//! stalled ([`stallfs`]).
 //!
 //! [`Initiator`] speaks RFC 7143 over a blocking `std::net::TcpStream` (a background
 //! thread drains the socket so large pipelined transfers cannot deadlock):
@@ -19,10 +21,10 @@
 //!   transparently; protocol oddities seen from the target (StatSN gaps, oversized
 //!   PDUs, bad offsets) are collected in `anomalies()` for tests to assert on.
 
-#![forbid(unsafe_code)]
-
 mod initiator;
 pub mod scsi;
+pub mod stallfs;
+pub mod vhost_frontend;
 
 pub use initiator::{
     Chap, Initiator, InitiatorError, LoginOptions, MutualChap, Negotiated, Pdu, Residual,
