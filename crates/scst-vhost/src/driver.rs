@@ -49,6 +49,9 @@ struct Port {
     target: String,
     socket: PathBuf,
     closing: AtomicBool,
+    /// The last connection was refused (disabled target): a VM that retries every
+    /// second is logged once, not every second.
+    refusing: AtomicBool,
 }
 
 impl Port {
@@ -228,6 +231,7 @@ impl TargetDriver for VhostDriver {
             target: name.to_string(),
             socket,
             closing: AtomicBool::new(false),
+            refusing: AtomicBool::new(false),
         });
         let scst = self.scst.clone();
         let p = port.clone();
@@ -337,11 +341,14 @@ fn serve_one(
     let target = match scst.target(DRIVER, name) {
         Some(t) if t.enabled() => t,
         _ => {
-            log::info!("target {DRIVER}/{name}: connection refused: the target is not enabled");
+            if !port.refusing.swap(true, Ordering::Relaxed) {
+                log::info!("target {DRIVER}/{name}: connection refused: the target is not enabled");
+            }
             end(daemon, &conn);
             return Ok(());
         }
     };
+    port.refusing.store(false, Ordering::Relaxed);
     let (consumer, notifier) =
         new_event_consumer_and_notifier(EventFlag::CLOEXEC).map_err(ServeError::EventFd)?;
     let wake_fd = std::os::fd::AsRawFd::as_raw_fd(&consumer);
@@ -359,10 +366,15 @@ fn serve_one(
         wake.clone(),
     );
     span.record("session", session.id);
-    conn.install(Worker::new(scst.clone(), session, wake, consumer));
+    conn.install(Worker::new(scst.clone(), session, wake.clone(), consumer));
     for h in daemon.get_epoll_handlers() {
         h.register_listener(wake_fd, EventSet::IN, WAKE_EVENT as u64)
             .map_err(ServeError::Watch)?;
+    }
+    // Deleted or disabled while this connection was being set up: the core's close
+    // may have listed the target's sessions before this one existed.
+    if !target.enabled() || port.closing.load(Ordering::Acquire) {
+        scst_core::SessionEvents::close(&*wake);
     }
     span.in_scope(|| log::info!("connected"));
     let ended = daemon.wait();

@@ -306,7 +306,8 @@ impl Worker {
         };
         if chain.readable_len() < virtio::CMD_REQ_LEN || chain.writable_len() < virtio::CMD_RESP_LEN
         {
-            log::warn!("virtio-scsi request too short for its headers: ignored");
+            // The guest's own mistake: at debug, so that it cannot flood the log.
+            log::debug!("virtio-scsi request too short for its headers: returned unused");
             return self.used(vrings, queue, chain.head, 0);
         }
         let mut hdr = [0u8; virtio::CMD_REQ_LEN];
@@ -425,7 +426,7 @@ impl Worker {
                 self.used(vrings, CONTROL_QUEUE, chain.head, n as u32);
             }
             CtrlReq::Unknown(ty) => {
-                log::warn!("virtio-scsi control request of unknown type {ty}: ignored");
+                log::debug!("virtio-scsi control request of unknown type {ty}: returned unused");
                 self.used(vrings, CONTROL_QUEUE, chain.head, 0);
             }
         }
