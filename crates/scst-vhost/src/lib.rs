@@ -1,9 +1,9 @@
 //! The `vhost` target driver: SCST's targets for virtual machines on the same host,
 //! over virtio-scsi and vhost-user (what SPDK's vhost target offers, under SCST's
-//! management model). A QEMU or cloud-hypervisor guest attaches to a target's Unix
-//! socket and sees the target's LUNs on a virtio-scsi controller, with no network
-//! stack in between; the guest's memory is shared with scstd, which moves data
-//! straight between it and the command buffers.
+//! management model). A QEMU guest (or any vhost-user-scsi frontend) attaches to a
+//! target's Unix socket and sees the target's LUNs on a virtio-scsi controller, with
+//! no network stack in between; the guest's memory is shared with scstd, which copies
+//! data once between it and the command buffers.
 //!
 //! Layout:
 //! - [`virtio`]: virtio-scsi's request, response, control and event layouts (bytes);
