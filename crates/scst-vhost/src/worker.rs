@@ -142,6 +142,18 @@ struct Head<'a> {
     sense: &'a [u8],
 }
 
+impl Head<'_> {
+    /// A response code alone.
+    fn only(response: u8) -> Head<'static> {
+        Head {
+            response,
+            status: 0,
+            resid: 0,
+            sense: &[],
+        }
+    }
+}
+
 /// What a submitted command keeps until its response: where to write it.
 pub struct Ctx {
     queue: u16,
@@ -302,13 +314,13 @@ impl Worker {
     ) {
         let chain = match chain {
             Ok(c) => c,
-            Err(head) => return self.used(vrings, queue, head, 0),
+            Err(head) => return self.used(vrings, queue, head, mem),
         };
         if chain.readable_len() < virtio::CMD_REQ_LEN || chain.writable_len() < virtio::CMD_RESP_LEN
         {
             // The guest's own mistake: at debug, so that it cannot flood the log.
             log::debug!("virtio-scsi request too short for its headers: returned unused");
-            return self.used(vrings, queue, chain.head, 0);
+            return self.used(vrings, queue, chain.head, mem);
         }
         let mut hdr = [0u8; virtio::CMD_REQ_LEN];
         if chain.read(mem, 0, &mut hdr).is_err() {
@@ -333,12 +345,11 @@ impl Worker {
                 status::TASK_SET_FULL
             };
             let head = Head {
-                response: virtio::S_OK as u8,
                 status: st,
                 resid: in_cap as u32,
-                sense: &[],
+                ..Head::only(virtio::S_OK as u8)
             };
-            return self.answer(vrings, queue, chain, head, 0, mem);
+            return self.answer(vrings, queue, chain, head, mem);
         }
         self.charged += charge;
         let mut data_out = Vec::new();
@@ -386,12 +397,12 @@ impl Worker {
     ) {
         let chain = match chain {
             Ok(c) => c,
-            Err(head) => return self.used(vrings, CONTROL_QUEUE, head, 0),
+            Err(head) => return self.used(vrings, CONTROL_QUEUE, head, mem),
         };
         let mut b = [0u8; virtio::TMF_REQ_LEN];
         let n = chain.readable_len().min(b.len());
         if chain.read(mem, 0, &mut b[..n]).is_err() {
-            return self.used(vrings, CONTROL_QUEUE, chain.head, 0);
+            return self.used(vrings, CONTROL_QUEUE, chain.head, mem);
         }
         match CtrlReq::decode(&b[..n]) {
             CtrlReq::Tmf {
@@ -422,12 +433,13 @@ impl Worker {
             // No asynchronous notifications are offered: none is granted.
             CtrlReq::An { .. } => {
                 let resp = virtio::encode_an_resp(0, virtio::S_OK as u8);
-                let n = chain.write(mem, 0, &resp).unwrap_or(0);
-                self.used(vrings, CONTROL_QUEUE, chain.head, n as u32);
+                self.deliver(vrings, CONTROL_QUEUE, chain.head, mem, || {
+                    chain.write(mem, 0, &resp).unwrap_or(0) as u32
+                });
             }
             CtrlReq::Unknown(ty) => {
                 log::debug!("virtio-scsi control request of unknown type {ty}: returned unused");
-                self.used(vrings, CONTROL_QUEUE, chain.head, 0);
+                self.used(vrings, CONTROL_QUEUE, chain.head, mem);
             }
         }
     }
@@ -439,8 +451,9 @@ impl Worker {
         response: u8,
         mem: &GuestMemoryMmap<()>,
     ) {
-        let n = chain.write(mem, 0, &[response]).unwrap_or(0);
-        self.used(vrings, CONTROL_QUEUE, chain.head, n as u32);
+        self.deliver(vrings, CONTROL_QUEUE, chain.head, mem, || {
+            chain.write(mem, 0, &[response]).unwrap_or(0) as u32
+        });
     }
 
     /// The wake eventfd fired: completions, aborts, LUN and parameter changes.
@@ -525,17 +538,14 @@ impl Worker {
             let Some(chain) = pop(v, mem) else {
                 break;
             };
-            let n = match chain {
-                Ok(c) => {
-                    let n = c.write(mem, 0, &ev).unwrap_or(0);
-                    self.used(vrings, EVENT_QUEUE, c.head, n as u32);
-                    n
-                }
-                Err(head) => {
-                    self.used(vrings, EVENT_QUEUE, head, 0);
-                    0
-                }
-            };
+            let mut n = 0;
+            match chain {
+                Ok(c) => self.deliver(vrings, EVENT_QUEUE, c.head, mem, || {
+                    n = c.write(mem, 0, &ev).unwrap_or(0);
+                    n as u32
+                }),
+                Err(head) => self.used(vrings, EVENT_QUEUE, head, mem),
+            }
             if n == ev.len() {
                 if self.events_missed {
                     self.events_missed = false;
@@ -584,25 +594,27 @@ impl Worker {
             ..
         } = resp;
         let data: &[u8] = static_data.unwrap_or(&data);
-        let in_cap = ctx.chain.writable_len() - virtio::CMD_RESP_LEN;
+        let chain = &ctx.chain;
+        let in_cap = chain.writable_len() - virtio::CMD_RESP_LEN;
         let sent = &data[..data.len().min(in_cap)];
-        let (written, response) = match ctx.chain.write(mem, virtio::CMD_RESP_LEN, sent) {
-            Ok(n) => (n, virtio::S_OK as u8),
-            Err(_) => (0, virtio::S_FAILURE as u8),
-        };
-        let resid = match data_out_len {
-            Some(n) if ctx.out_len > 0 => ctx.out_len.saturating_sub(n),
-            _ => (in_cap - written) as u32,
-        };
         let sense = sense.map(|s| s.encode(descriptor_sense));
         let sense = sense.as_deref().unwrap_or_default();
-        let head = Head {
-            response,
-            status,
-            resid,
-            sense,
-        };
-        self.answer(vrings, ctx.queue, ctx.chain, head, written, mem);
+        let out_len = ctx.out_len;
+        self.deliver(vrings, ctx.queue, chain.head, mem, || {
+            let (written, response) = match chain.write(mem, virtio::CMD_RESP_LEN, sent) {
+                Ok(n) => (n, virtio::S_OK as u8),
+                Err(_) => (0, virtio::S_FAILURE as u8),
+            };
+            let resid = match data_out_len {
+                Some(n) if out_len > 0 => out_len.saturating_sub(n),
+                _ => (in_cap - written) as u32,
+            };
+            let hdr = virtio::encode_cmd_resp(response, status, resid, sense);
+            match chain.write(mem, 0, &hdr) {
+                Ok(n) => (n + written) as u32,
+                Err(_) => 0,
+            }
+        });
     }
 
     /// A request ended by the transport: only the response code.
@@ -614,40 +626,61 @@ impl Worker {
         response: u8,
         mem: &GuestMemoryMmap<()>,
     ) {
-        let head = Head {
-            response,
-            status: 0,
-            resid: 0,
-            sense: &[],
-        };
-        self.answer(vrings, queue, chain, head, 0, mem);
+        self.answer(vrings, queue, chain, Head::only(response), mem);
     }
 
-    /// Write the response header of a chain whose data-in (`data_in` bytes) is
-    /// written, and return the chain: the used length is everything written.
+    /// Answer a request with a response header and no data-in.
     fn answer(
         &mut self,
         vrings: &[VringRwLock<GuestMem>],
         queue: u16,
         chain: Chain,
         head: Head<'_>,
-        data_in: usize,
         mem: &GuestMemoryMmap<()>,
     ) {
         let hdr = virtio::encode_cmd_resp(head.response, head.status, head.resid, head.sense);
-        let len = match chain.write(mem, 0, &hdr) {
-            Ok(n) => (n + data_in) as u32,
-            Err(_) => 0,
-        };
-        self.used(vrings, queue, chain.head, len);
+        self.deliver(vrings, queue, chain.head, mem, || {
+            chain.write(mem, 0, &hdr).unwrap_or(0) as u32
+        });
     }
 
-    fn used(&mut self, vrings: &[VringRwLock<GuestMem>], queue: u16, head: u16, len: u32) {
-        if let Some(v) = vrings.get(queue as usize) {
-            // Fails only for a queue the guest has reset or placed outside its memory.
-            if v.add_used(head, len).is_ok() {
-                self.to_signal |= 1 << queue;
-            }
+    /// Return a chain with nothing written to it.
+    fn used(
+        &mut self,
+        vrings: &[VringRwLock<GuestMem>],
+        queue: u16,
+        head: u16,
+        mem: &GuestMemoryMmap<()>,
+    ) {
+        self.deliver(vrings, queue, head, mem, || 0);
+    }
+
+    /// Write into a chain's buffers (`write` returns the bytes written) and return it to
+    /// its queue, all under the queue's lock and only while the queue runs: once the
+    /// guest has stopped it (a device reset: VHOST_USER_GET_VRING_BASE), a late
+    /// completion writes nothing, not even into the chain's buffers, which the guest may
+    /// already use again.
+    fn deliver(
+        &mut self,
+        vrings: &[VringRwLock<GuestMem>],
+        queue: u16,
+        head: u16,
+        mem: &GuestMemoryMmap<()>,
+        write: impl FnOnce() -> u32,
+    ) {
+        use virtio_queue::QueueT;
+        let Some(v) = vrings.get(queue as usize) else {
+            return;
+        };
+        let mut state = v.get_mut();
+        let q = state.get_queue_mut();
+        if !q.ready() {
+            return;
+        }
+        let len = write();
+        // Fails only for a used ring outside guest memory: the guest's own doing.
+        if q.add_used(mem, head, len).is_ok() {
+            self.to_signal |= 1 << queue;
         }
     }
 

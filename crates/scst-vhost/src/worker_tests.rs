@@ -530,3 +530,43 @@ fn a_closed_connection_lets_go_of_its_session_when_the_backend_completes() {
     assert_eq!(scst.cmd_mem.used(), 0);
     let _ = read;
 }
+
+#[test]
+fn a_completion_after_the_guest_stopped_its_queue_writes_nothing() {
+    let mut r = rig();
+    r.disk.data.lock()[..BLOCK].fill(0xa5);
+    r.disk.hold.store(true, Ordering::Release);
+    let resp = virtio::CMD_RESP_LEN as u32;
+    r.post(
+        REQUEST_QUEUE,
+        &[Buf::Out(&cmd_req(0, 0, 1, &[0; 6])), Buf::In(resp)],
+    );
+    let read = r.post(
+        REQUEST_QUEUE,
+        &[
+            Buf::Out(&cmd_req(0, 0, 2, &rw10(0x28, 0, 1))),
+            Buf::In(resp),
+            Buf::In(BLOCK as u32),
+        ],
+    );
+    r.kick(REQUEST_QUEUE);
+    assert_eq!(r.used(REQUEST_QUEUE).len(), 1);
+    // A device reset: the guest stops the queue (GET_VRING_BASE) and may reuse the
+    // read's buffers while the device still holds the read.
+    r.vrings[REQUEST_QUEUE as usize].set_queue_ready(false);
+    let (c, data) = r.disk.held.lock().pop().unwrap();
+    c.complete(Response::data(data));
+    r.wake_up();
+    assert_eq!(r.read(read[2], BLOCK), vec![0; BLOCK], "no data-in written");
+    assert_eq!(
+        r.read(read[1], 12),
+        vec![0; 12],
+        "no response header written"
+    );
+    assert_eq!(r.used(REQUEST_QUEUE).len(), 1, "nothing returned");
+    assert_eq!(
+        r.scst.cmd_mem.used(),
+        0,
+        "its buffer is released all the same"
+    );
+}
