@@ -96,3 +96,84 @@ fn a_vm_is_a_session_its_group_matches_and_its_registrations_outlive_it() {
     // (REGISTER with a wrong reservation key is a conflict).
     assert!(!pr_register(&mut f, 0x1111));
 }
+
+/// Several request queues with EVENT_IDX, pipelined: every command on every queue is
+/// answered, with its own data, whichever queue it came on.
+#[test]
+fn requests_on_several_queues_with_event_idx() {
+    use test_support::vhost_frontend::FrontendConfig;
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("disk.img");
+    std::fs::File::create(&img)
+        .and_then(|f| f.set_len(8 << 20))
+        .unwrap();
+    let sock = dir.path().join("vm2.sock");
+    let conf = dir.path().join("scst.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "HANDLER vdisk_fileio {{\n\tDEVICE d0 {{\n\t\tfilename {}\n\t}}\n}}\n\
+             TARGET_DRIVER vhost {{\n\tTARGET vm2 {{\n\t\tsocket {}\n\t\tLUN 0 d0\n\
+             \t\tenabled 1\n\t}}\n}}\n",
+            img.display(),
+            sock.display()
+        ),
+    )
+    .unwrap();
+    let _d = Daemon::start(&conf);
+    let cfg = FrontendConfig {
+        request_queues: 4,
+        event_idx: true,
+        ..FrontendConfig::default()
+    };
+    let mut f = VhostFrontend::connect_with(&sock, &cfg).expect("attach");
+    let _ = f.command(REQUEST_QUEUE, 0, &[0; 6], &[], 0, T);
+    let rw10 = |op: u8, lba: u32| {
+        let l = lba.to_be_bytes();
+        [op, 0, l[0], l[1], l[2], l[3], 0, 0, 8, 0]
+    };
+    // 4 queues x 8 writes in flight at once, then as many reads.
+    let mut tokens = Vec::new();
+    let mut reads = Vec::new();
+    for q in 0..4u16 {
+        for i in 0..8u32 {
+            let lba = (q as u32 * 8 + i) * 8;
+            let data = vec![(lba % 251) as u8 + 1; 4096];
+            let t = f
+                .submit(
+                    REQUEST_QUEUE + q,
+                    0,
+                    lba as u64 + 1,
+                    &rw10(0x2a, lba),
+                    &data,
+                    0,
+                )
+                .unwrap();
+            tokens.push(t);
+        }
+    }
+    for t in tokens.drain(..) {
+        assert!(f.wait(t, T).expect("answered").is_good());
+    }
+    for q in 0..4u16 {
+        for i in 0..8u32 {
+            let lba = (q as u32 * 8 + i) * 8;
+            let t = f
+                .submit(
+                    (REQUEST_QUEUE + 3) - q,
+                    0,
+                    1000 + lba as u64,
+                    &rw10(0x28, lba),
+                    &[],
+                    4096,
+                )
+                .unwrap();
+            reads.push((lba, t));
+        }
+    }
+    for (lba, t) in reads {
+        let r = f.wait(t, T).expect("answered");
+        assert!(r.is_good(), "{r:?}");
+        assert_eq!(r.data_in, vec![(lba % 251) as u8 + 1; 4096], "LBA {lba}");
+    }
+}
