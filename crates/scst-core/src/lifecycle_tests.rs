@@ -368,6 +368,47 @@ fn lun_reset_aborts_the_task_set_and_queues_a_ua() {
 }
 
 #[test]
+fn queries_find_running_tasks_and_an_i_t_nexus_reset_ends_them() {
+    let mut h = Harness::new();
+    h.nexus.submit(1, cmd(1, 0, ASYNC_OP, TaskAttr::Simple), "");
+    assert_eq!(
+        h.nexus.tmf(50, Tmf::QueryTask { lun: 0, tag: 1 }),
+        Some(TmfStatus::Succeeded)
+    );
+    assert_eq!(
+        h.nexus.tmf(51, Tmf::QueryTask { lun: 0, tag: 2 }),
+        Some(TmfStatus::Complete)
+    );
+    assert_eq!(
+        h.nexus.tmf(52, Tmf::QueryTaskSet { lun: 0 }),
+        Some(TmfStatus::Succeeded)
+    );
+    assert_eq!(
+        h.nexus.tmf(53, Tmf::QueryTaskSet { lun: 9 }),
+        Some(TmfStatus::LunNotExist)
+    );
+    // The reset waits for the running task, which ends without a response; the
+    // nexus's next command hears of the nexus loss.
+    assert_eq!(h.nexus.tmf(54, Tmf::ItNexusReset), None);
+    assert_eq!(
+        h.nexus.tmf(55, Tmf::QueryTaskSet { lun: 0 }),
+        Some(TmfStatus::Complete),
+        "an aborted task is no longer in the task set"
+    );
+    h.finish(1);
+    match h.events().as_slice() {
+        [Event::Aborted { tag: 1, .. }, Event::TmfDone {
+            tag: 54,
+            status: TmfStatus::Complete,
+        }] => {}
+        other => panic!("{other:?}"),
+    }
+    h.nexus
+        .submit(2, cmd(2, 0, TEST_UNIT_READY, TaskAttr::Simple), "");
+    assert_eq!(h.responses(), vec![(2, Some(Sense::UA_I_T_NEXUS_LOSS))]);
+}
+
+#[test]
 fn a_reset_from_another_nexus_ends_running_and_held_tasks() {
     let mut h = Harness::new();
     h.nexus
