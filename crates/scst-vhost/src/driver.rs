@@ -226,7 +226,11 @@ impl TargetDriver for VhostDriver {
             });
         }
         let listener = bind(name, &socket)?;
-        let target = add_target_checked(self, scst, name, params)?;
+        let target = add_target_checked(self, scst, name, params).inspect_err(|_| {
+            // The listener does not remove its file (Port::stop does): nothing half-made
+            // stays behind.
+            let _ = std::fs::remove_file(&socket);
+        })?;
         let port = Arc::new(Port {
             target: name.to_string(),
             socket,

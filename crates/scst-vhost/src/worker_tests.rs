@@ -199,6 +199,27 @@ impl Rig {
         v
     }
 
+    /// Clear the power-on unit attention, then leave READ(10) `tag` of `blocks` at `lba`
+    /// held in the device; returns the read's buffers (header, response, data-in).
+    fn held_read(&mut self, tag: u64, lba: u32, blocks: u16) -> Vec<GuestAddress> {
+        self.disk.hold.store(true, Ordering::Release);
+        let resp = virtio::CMD_RESP_LEN as u32;
+        self.post(
+            REQUEST_QUEUE,
+            &[Buf::Out(&cmd_req(0, 0, 1, &[0; 6])), Buf::In(resp)],
+        );
+        let read = self.post(
+            REQUEST_QUEUE,
+            &[
+                Buf::Out(&cmd_req(0, 0, tag, &rw10(0x28, lba, blocks))),
+                Buf::In(resp),
+                Buf::In(blocks as u32 * BLOCK as u32),
+            ],
+        );
+        self.kick(REQUEST_QUEUE);
+        read
+    }
+
     fn kick(&mut self, q: u16) {
         self.worker.handle(q, &self.vrings);
     }
@@ -373,22 +394,9 @@ fn tmf_req(subtype: u32, lun: u16, tag: u64) -> Vec<u8> {
 fn task_management_on_the_control_queue() {
     use virtio_bindings::virtio_scsi as vs;
     let mut r = rig();
-    r.disk.hold.store(true, Ordering::Release);
     let resp = virtio::CMD_RESP_LEN as u32;
-    // Clear the power-on UA, then leave a read running in the device.
-    r.post(
-        REQUEST_QUEUE,
-        &[Buf::Out(&cmd_req(0, 0, 1, &[0; 6])), Buf::In(resp)],
-    );
-    let read = r.post(
-        REQUEST_QUEUE,
-        &[
-            Buf::Out(&cmd_req(0, 0, 7, &rw10(0x28, 0, 1))),
-            Buf::In(resp),
-            Buf::In(BLOCK as u32),
-        ],
-    );
-    r.kick(REQUEST_QUEUE);
+    // A read left running in the device.
+    let read = r.held_read(7, 0, 1);
     assert_eq!(r.worker.in_flight(), 1);
 
     // QUERY TASK finds it; on a LUN that does not exist, INCORRECT LUN.
@@ -501,21 +509,7 @@ fn lun_changes_and_capacity_reach_the_event_queue() {
 #[test]
 fn a_closed_connection_lets_go_of_its_session_when_the_backend_completes() {
     let mut r = rig();
-    r.disk.hold.store(true, Ordering::Release);
-    let resp = virtio::CMD_RESP_LEN as u32;
-    r.post(
-        REQUEST_QUEUE,
-        &[Buf::Out(&cmd_req(0, 0, 1, &[0; 6])), Buf::In(resp)],
-    );
-    let read = r.post(
-        REQUEST_QUEUE,
-        &[
-            Buf::Out(&cmd_req(0, 0, 2, &rw10(0x28, 0, 8))),
-            Buf::In(resp),
-            Buf::In(8 * BLOCK as u32),
-        ],
-    );
-    r.kick(REQUEST_QUEUE);
+    let read = r.held_read(2, 0, 8);
     assert!(r.scst.cmd_mem.used() > 0);
     let Rig {
         scst,
@@ -541,21 +535,7 @@ fn a_closed_connection_lets_go_of_its_session_when_the_backend_completes() {
 fn a_completion_after_the_guest_stopped_its_queue_writes_nothing() {
     let mut r = rig();
     r.disk.data.lock()[..BLOCK].fill(0xa5);
-    r.disk.hold.store(true, Ordering::Release);
-    let resp = virtio::CMD_RESP_LEN as u32;
-    r.post(
-        REQUEST_QUEUE,
-        &[Buf::Out(&cmd_req(0, 0, 1, &[0; 6])), Buf::In(resp)],
-    );
-    let read = r.post(
-        REQUEST_QUEUE,
-        &[
-            Buf::Out(&cmd_req(0, 0, 2, &rw10(0x28, 0, 1))),
-            Buf::In(resp),
-            Buf::In(BLOCK as u32),
-        ],
-    );
-    r.kick(REQUEST_QUEUE);
+    let read = r.held_read(2, 0, 1);
     assert_eq!(r.used(REQUEST_QUEUE).len(), 1);
     // A device reset: the guest stops the queue (GET_VRING_BASE) and may reuse the
     // read's buffers while the device still holds the read.

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{Daemon, INITIATOR, IQN};
@@ -17,20 +16,8 @@ const SIZE: u64 = 16 << 20;
 
 /// A stall file system with a config exporting its file as LUN 0.
 fn stalled_fixture(device_attrs: &str) -> (tempfile::TempDir, StallFs, std::path::PathBuf) {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    // Never skipped: the stalled backend is what these tests are about.
-    assert!(
-        root && Path::new("/dev/fuse").exists(),
-        "these tests mount a FUSE file system: they need root and /dev/fuse"
-    );
     let dir = tempfile::tempdir().expect("tempdir");
-    let mnt = dir.path().join("mnt");
-    std::fs::create_dir(&mnt).expect("mount point");
-    let fs = match StallFs::mount(&mnt, "disk.img", SIZE) {
-        Ok(fs) => fs,
-        Err(e) => panic!("mount the stall file system: {e}"),
-    };
+    let fs = common::stall_mount(dir.path(), SIZE);
     let conf = dir.path().join("scst.conf");
     std::fs::write(
         &conf,

@@ -38,20 +38,8 @@ struct Rig {
 /// scstd with a vhost target: LUN 0 a fileio disk on the stall file system, LUN 1 a
 /// vcdrom.
 fn rig() -> Rig {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    // Never skipped: the stalled backend is what these tests are about.
-    assert!(
-        root && Path::new("/dev/fuse").exists(),
-        "these tests mount a FUSE file system: they need root and /dev/fuse"
-    );
     let dir = tempfile::tempdir().expect("tempdir");
-    let mnt = dir.path().join("mnt");
-    std::fs::create_dir(&mnt).expect("mount point");
-    let fs = match StallFs::mount(&mnt, "disk.img", SIZE) {
-        Ok(fs) => fs,
-        Err(e) => panic!("mount the stall file system: {e}"),
-    };
+    let fs = common::stall_mount(dir.path(), SIZE);
     let iso = dir.path().join("cd.iso");
     std::fs::File::create(&iso)
         .and_then(|f| f.set_len(2 << 20))
@@ -211,17 +199,22 @@ fn counters(d: &Daemon) -> (usize, usize, usize) {
     )
 }
 
-/// The counters fall to zero: no connection, command or buffer left.
-fn nothing_left(d: &Daemon) {
+/// Wait until the counters satisfy `done` (what they should show), or fail with them.
+fn wait_counters(d: &Daemon, what: &str, done: impl Fn((usize, usize, usize)) -> bool) {
     let mut last = (0, 0, 0);
     for _ in 0..(BOUND.as_millis() / 100) {
         last = counters(d);
-        if last == (0, 0, 0) {
+        if done(last) {
             return;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    panic!("left behind (open_connections, active_commands, data_buffer_bytes): {last:?}");
+    panic!("{what}: (open_connections, active_commands, data_buffer_bytes) = {last:?}");
+}
+
+/// The counters fall to zero: no connection, command or buffer left.
+fn nothing_left(d: &Daemon) {
+    wait_counters(d, "left behind", |c| c == (0, 0, 0));
 }
 
 /// A VM attaching again reads what was written, writes and reads back, and may eject
@@ -319,15 +312,9 @@ fn a_vm_killed_with_io_stalled_leaves_nothing_and_the_next_one_resumes() {
     // QEMU is killed: its socket closes with the commands still in the backend.
     drop(f);
     management_answers(&r.daemon);
-    let mut open = usize::MAX;
-    for _ in 0..(BOUND.as_millis() / 100) {
-        open = counters(&r.daemon).0;
-        if open == 0 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert_eq!(open, 0, "the killed VM's connection is closed");
+    wait_counters(&r.daemon, "the killed VM's connection is not closed", |c| {
+        c.0 == 0
+    });
     r.fs.unstall();
     nothing_left(&r.daemon);
     next_vm_works(&r.sock);

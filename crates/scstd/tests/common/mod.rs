@@ -240,3 +240,19 @@ pub fn admin_ok(d: &Daemon, args: &[&str]) -> String {
     assert!(out.status.success(), "scstadmin {args:?} failed");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// A stall file system (test_support::stallfs) holding one file, `disk.img` of `size`
+/// bytes, mounted under `parent/mnt`. Never skipped: the tests that use it are about a
+/// stalled backend, so without root and /dev/fuse they fail, saying so.
+pub fn stall_mount(parent: &Path, size: u64) -> test_support::stallfs::StallFs {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    assert!(
+        root && Path::new("/dev/fuse").exists(),
+        "these tests mount a FUSE file system: they need root and /dev/fuse"
+    );
+    let mnt = parent.join("mnt");
+    std::fs::create_dir(&mnt).expect("mount point");
+    test_support::stallfs::StallFs::mount(&mnt, "disk.img", size)
+        .unwrap_or_else(|e| panic!("mount the stall file system: {e}"))
+}
