@@ -1,6 +1,14 @@
 # Shared helpers for the project's scripts (sourced, not run).
 
 # Install a Debian package that provides a command, when missing and we are root.
+# Whether standard input has a line matching PATTERN (grep's basic syntax). Unlike
+# `grep -q`, it reads to the end: under `set -o pipefail` a writer that meets a pipe
+# grep -q has already closed fails the pipeline (scstadmin exits 141 then, as SCST's
+# does), a race that depends on how the writer splits its output.
+has() { # pattern
+  grep -c -- "$1" >/dev/null
+}
+
 ensure_cmd() { # command package
   command -v "$1" >/dev/null 2>&1 && return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
